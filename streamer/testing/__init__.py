@@ -1,0 +1,1 @@
+"""Test support shipped with streamer: the mongosim replica set."""

@@ -1,0 +1,151 @@
+"""The replica set's oplog: a bounded, ordered log of committed writes.
+
+Each *slot* is one oplog timestamp, as on mongod: a single write, a command, a no-op, or a
+whole transaction (mongod's ``applyOps`` entry), whose operations share the slot's
+timestamp and are told apart by ``txn_index``.  Change streams read slots after a
+position ``(ts, txn_index)``; the oldest slot is dropped once the oplog holds more than
+``max_slots``, which is how history is lost (ChangeStreamHistoryLost, 286).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import datetime as _dt
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bson.timestamp import Timestamp
+
+OpKind = Literal["i", "u", "r", "d", "c", "n"]
+
+
+@dataclass(slots=True)
+class OplogEntry:
+    """One committed operation.
+
+    op: "i" insert, "u" update (with ``update_description``), "r" replace, "d" delete,
+    "c" command (``cmd``: drop, renameCollection, dropDatabase, create, createIndexes,
+    dropIndexes, collMod), "n" no-op (periodic, keeps cluster time moving).
+    """
+
+    op: OpKind
+    ns: str  # "db.coll"; for dropDatabase "db.$cmd"
+    ts: Timestamp = field(default_factory=lambda: Timestamp(0, 0))
+    wall: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.UTC))
+    key: dict[str, Any] | None = None  # documentKey: {"_id": ...}
+    doc: dict[str, Any] | None = None  # post-image for i/u/r
+    pre: dict[str, Any] | None = None  # pre-image for u/r/d (always kept internally)
+    pre_images: bool = False  # collection had changeStreamPreAndPostImages at write time
+    update_description: dict[str, Any] | None = None  # for "u"
+    cmd: dict[str, Any] | None = None  # for "c"
+    collection_uuid: uuid.UUID | None = None
+    lsid: dict[str, Any] | None = None
+    txn_number: int | None = None
+    txn_index: int = 0  # position inside a transaction's applyOps
+    in_txn: bool = False
+
+    @property
+    def db(self) -> str:
+        return self.ns.split(".", 1)[0]
+
+    @property
+    def coll(self) -> str:
+        return self.ns.split(".", 1)[1] if "." in self.ns else ""
+
+
+@dataclass(slots=True)
+class OplogSlot:
+    ts: Timestamp
+    entries: list[OplogEntry]
+
+
+class Oplog:
+    """Bounded oplog with a monotonically increasing cluster clock and waiters for news."""
+
+    def __init__(self, max_slots: int = 100_000) -> None:
+        self.max_slots = max_slots
+        self._slots: list[OplogSlot] = []
+        self._keys: list[tuple[int, int]] = []  # (time, inc) per slot, for bisect
+        self._start = 0  # slots before this index have been dropped (compacted lazily)
+        self._last = Timestamp(0, 0)
+        self._changed = asyncio.Event()
+        self.history_start = Timestamp(0, 0)  # earliest ts whose history is still complete
+
+    # -- clock ---------------------------------------------------------------
+    def next_ts(self) -> Timestamp:
+        """A fresh cluster time, strictly greater than every earlier one."""
+        now = int(time.time())
+        last = self._last
+        ts = Timestamp(now, 1) if now > last.time else Timestamp(last.time, last.inc + 1)
+        self._last = ts
+        return ts
+
+    @property
+    def last_ts(self) -> Timestamp:
+        return self._last
+
+    def advance_clock_to(self, ts: Timestamp) -> None:
+        """Used on recovery: never hand out a time at or below one already used."""
+        if (ts.time, ts.inc) > (self._last.time, self._last.inc):
+            self._last = ts
+
+    # -- log -----------------------------------------------------------------
+    def append(self, ts: Timestamp, entries: list[OplogEntry]) -> None:
+        """Append one slot (entries already carry ``ts``) and wake every waiter."""
+        self._slots.append(OplogSlot(ts, entries))
+        self._keys.append((ts.time, ts.inc))
+        self.advance_clock_to(ts)
+        live = len(self._slots) - self._start
+        if live > self.max_slots:
+            self._start += live - self.max_slots
+            self.history_start = self._slots[self._start].ts
+            if self._start > 4096 and self._start > len(self._slots) // 2:
+                del self._slots[: self._start]
+                del self._keys[: self._start]
+                self._start = 0
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._slots) - self._start
+
+    @property
+    def oldest(self) -> OplogSlot | None:
+        return self._slots[self._start] if len(self) else None
+
+    @property
+    def newest(self) -> OplogSlot | None:
+        return self._slots[-1] if len(self) else None
+
+    def slots(self) -> Iterator[OplogSlot]:
+        for i in range(self._start, len(self._slots)):
+            yield self._slots[i]
+
+    def slots_after(self, ts: Timestamp, *, inclusive: bool = False) -> Iterator[OplogSlot]:
+        """Slots with a timestamp after ``ts`` (or at it, when inclusive), oldest first."""
+        key = (ts.time, ts.inc)
+        finder = bisect.bisect_left if inclusive else bisect.bisect_right
+        i = max(finder(self._keys, key), self._start)
+        while i < len(self._slots):
+            yield self._slots[i]
+            i += 1
+
+    def history_lost_before(self, ts: Timestamp) -> bool:
+        """True when entries after ``ts`` may already have been dropped."""
+        # mongod refuses to resume unless the resume point is still in the oplog.
+        if self.history_start == Timestamp(0, 0):
+            return False
+        return (ts.time, ts.inc) < (self.history_start.time, self.history_start.inc)
+
+    async def wait_for_news(self, timeout: float) -> bool:
+        """Wait until something is appended, at most ``timeout`` seconds. True if it was."""
+        event = self._changed
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
