@@ -1,0 +1,332 @@
+"""Collections, indexes and databases: create, collMod, drop, rename, list, (re)index.
+
+Every catalog change is also an oplog command entry, which is what change streams turn
+into drop/rename/dropDatabase (and, with showExpandedEvents, create/modify/createIndexes/
+dropIndexes) events, and what the data dir replays after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import MongoError
+from .storage import Collection, Index, default_index_name, normalize_index_spec
+
+if TYPE_CHECKING:
+    from .engine import Engine, Op, Reply
+
+_VALIDATION_OPTIONS = ("validator", "validationLevel", "validationAction")
+_COLL_OPTIONS = (*_VALIDATION_OPTIONS, "changeStreamPreAndPostImages", "capped", "size", "max",
+                 "collation", "expireAfterSeconds", "clusteredIndex", "timeseries")
+
+
+def _check_name(db: str, name: Any) -> str:
+    if not isinstance(name, str) or not name or name.startswith(".") or "$" in name or "\0" in name:
+        raise MongoError(73, f"Invalid collection name: {db}.{name}")
+    return name
+
+
+def compile_validator(coll: Collection) -> None:
+    validator = coll.options.get("validator")
+    if not validator:
+        coll.validator = None
+        return
+    from .jsonschema import CollectionValidator
+
+    coll.validator = CollectionValidator(
+        validator,
+        level=coll.options.get("validationLevel", "strict"),
+        action=coll.options.get("validationAction", "error"),
+    )
+
+
+def build_index(spec: Mapping[str, Any]) -> Index:
+    partial = spec.get("partialFilterExpression")
+    matcher = None
+    if partial is not None:
+        from .matching import compile_filter
+
+        matcher = compile_filter(partial)
+    return Index(spec, matcher)
+
+
+def create_collection(engine: Engine, db: str, name: str, options: Mapping[str, Any],
+                      *, log: bool = True) -> Collection:
+    _check_name(db, name)
+    coll = Collection(db, name, {k: options[k] for k in _COLL_OPTIONS if k in options})
+    compile_validator(coll)
+    engine.databases.setdefault(db, {})[name] = coll
+    if log:
+        cmd = {"create": name, **coll.options}
+        engine.append_command(f"{db}.$cmd", cmd, coll)
+    return coll
+
+
+async def cmd_create(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    name = _check_name(db, cmd["create"])
+    if "viewOn" in cmd:
+        raise MongoError(166, "mongosim does not support views")
+    existing = engine.get_collection(db, name)
+    options = {k: cmd[k] for k in _COLL_OPTIONS if k in cmd}
+    if existing is not None:
+        # 7.0: creating an existing collection with identical options succeeds.
+        if existing.options == options:
+            return {}
+        raise MongoError(48, f"Collection {db}.{name} already exists.")
+    create_collection(engine, db, name, options)
+    return {}
+
+
+def _apply_index_change(engine: Engine, coll: Collection, change: Mapping[str, Any]) -> dict[str, Any]:
+    index = _find_index(coll, change.get("name") or change.get("keyPattern"))
+    reply: dict[str, Any] = {}
+    if "expireAfterSeconds" in change:
+        old = index.spec.get("expireAfterSeconds")
+        new = change["expireAfterSeconds"]
+        if old is None:
+            raise MongoError(72, "no expireAfterSeconds field to update")
+        index.spec["expireAfterSeconds"] = new
+        index.expire_after = float(new)
+        reply.update(expireAfterSeconds_old=old, expireAfterSeconds_new=new)
+    if "hidden" in change:
+        reply.update(hidden_old=bool(index.spec.get("hidden", False)), hidden_new=change["hidden"])
+        index.spec["hidden"] = change["hidden"]
+    return reply
+
+
+async def cmd_coll_mod(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    name = cmd["collMod"]
+    coll = engine.get_collection(db, name)
+    if coll is None:
+        raise MongoError(26, f"ns does not exist: {db}.{name}")
+    reply: dict[str, Any] = {}
+    changed: dict[str, Any] = {}
+    for key in (*_VALIDATION_OPTIONS, "changeStreamPreAndPostImages"):
+        if key in cmd:
+            coll.options[key] = cmd[key]
+            changed[key] = cmd[key]
+    if "validator" in changed or "validationLevel" in changed or "validationAction" in changed:
+        compile_validator(coll)
+    if "index" in cmd:
+        reply.update(_apply_index_change(engine, coll, cmd["index"]))
+        changed["index"] = dict(cmd["index"])
+    engine.append_command(f"{db}.$cmd", {"collMod": name, **changed}, coll)
+    return reply
+
+
+def drop_collection(engine: Engine, coll: Collection) -> None:
+    engine.databases.get(coll.db, {}).pop(coll.name, None)
+    engine.cursors.kill_for_ns(coll.ns)
+    engine.append_command(f"{coll.db}.$cmd", {"drop": coll.name}, coll)
+
+
+async def cmd_drop(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    coll = engine.get_collection(db, cmd["drop"])
+    if coll is None:
+        return {}  # 7.0: dropping a missing collection succeeds
+    n_indexes = len(coll.indexes)
+    drop_collection(engine, coll)
+    return {"nIndexesWas": n_indexes, "ns": coll.ns}
+
+
+async def cmd_drop_database(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    colls = list(engine.databases.get(db, {}).values())
+    for coll in colls:
+        drop_collection(engine, coll)
+    if db in engine.databases:
+        del engine.databases[db]
+        engine.append_command(f"{db}.$cmd", {"dropDatabase": 1}, None)
+    return {"dropped": db}
+
+
+async def cmd_rename(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    if db != "admin":
+        raise MongoError(13, "renameCollection may only be run against the admin database.")
+    source, target = cmd["renameCollection"], cmd["to"]
+    src_db, src_name = source.split(".", 1)
+    dst_db, dst_name = target.split(".", 1)
+    _check_name(dst_db, dst_name)
+    coll = engine.get_collection(src_db, src_name)
+    if coll is None:
+        raise MongoError(26, "Source collection " + source + " does not exist")
+    existing = engine.get_collection(dst_db, dst_name)
+    if existing is not None:
+        if not cmd.get("dropTarget"):
+            raise MongoError(48, "target namespace exists")
+        drop_collection(engine, existing)
+    engine.databases[src_db].pop(src_name)
+    engine.cursors.kill_for_ns(coll.ns)
+    coll.db, coll.name = dst_db, dst_name
+    engine.databases.setdefault(dst_db, {})[dst_name] = coll
+    engine.append_command(f"{src_db}.$cmd", {"renameCollection": source, "to": target,
+                                             "dropTarget": bool(cmd.get("dropTarget"))}, coll)
+    return {}
+
+
+def _collection_info(coll: Collection, name_only: bool) -> dict[str, Any]:
+    if name_only:
+        return {"name": coll.name, "type": "collection"}
+    from bson.binary import Binary, UuidRepresentation
+
+    return {
+        "name": coll.name,
+        "type": "collection",
+        "options": dict(coll.options),
+        "info": {"readOnly": False, "uuid": Binary.from_uuid(coll.uuid, UuidRepresentation.STANDARD)},
+        "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"},
+    }
+
+
+async def cmd_list_collections(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    from .matching import compile_filter
+
+    matcher = compile_filter(cmd.get("filter") or {})
+    name_only = bool(cmd.get("nameOnly"))
+    infos = [_collection_info(c, name_only) for c in engine.databases.get(db, {}).values()]
+    infos = [i for i in infos if matcher(i)]
+    return {"cursor": {"id": 0, "ns": f"{db}.$cmd.listCollections", "firstBatch": infos}}
+
+
+async def cmd_list_databases(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    from .matching import compile_filter
+
+    matcher = compile_filter(cmd.get("filter") or {})
+    dbs = []
+    for name, colls in sorted(engine.databases.items()):
+        size = sum(len(c) for c in colls.values()) * 100
+        info: dict[str, Any] = {"name": name, "sizeOnDisk": size, "empty": size == 0}
+        if matcher(info):
+            dbs.append({"name": name} if cmd.get("nameOnly") else info)
+    total = sum(d.get("sizeOnDisk", 0) for d in dbs)
+    return {"databases": dbs, "totalSize": total, "totalSizeMb": total // (1024 * 1024)}
+
+
+def _same_index(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    ignore = {"v", "name"}
+    return {k: v for k, v in a.items() if k not in ignore} == {
+        k: v for k, v in b.items() if k not in ignore
+    }
+
+
+def add_index(engine: Engine, coll: Collection, spec: dict[str, Any], *, log: bool = True) -> bool:
+    """Create one index; False if an identical one exists. mongod's conflicts raise 85/86."""
+    for existing in coll.indexes.values():
+        if existing.name == spec["name"]:
+            if _same_index(existing.spec, spec):
+                return False
+            raise MongoError(86, "An existing index has the same name as the requested index. "
+                                 f"When index names are not specified, they are auto generated "
+                                 f"and can cause conflicts. Please refer to our documentation. "
+                                 f"Requested index: {spec}, existing index: {existing.spec}")
+        if existing.spec["key"] == spec["key"] and existing.spec.get("collation") == spec.get("collation"):
+            if _same_index(existing.spec, spec):
+                return False
+            raise MongoError(85, f"An equivalent index already exists with the same name but "
+                                 f"different options. Requested index: {spec}, existing index: "
+                                 f"{existing.spec}" if existing.name == spec["name"] else
+                                 f"Index already exists with a different name: {existing.name}")
+    coll.add_index(build_index(spec))
+    if log:
+        engine.append_command(f"{coll.db}.$cmd", {"createIndexes": coll.name, "spec": spec}, coll)
+    return True
+
+
+def _parse_index_spec(raw: Mapping[str, Any]) -> dict[str, Any]:
+    key = raw.get("key")
+    if not isinstance(key, Mapping) or not key:
+        raise MongoError(67, "Index key pattern must be a non-empty object")
+    named = {**raw, "name": raw.get("name") or default_index_name(key)}
+    if "expireAfterSeconds" in raw and len(key) != 1:
+        raise MongoError(67, "TTL indexes are single-field indexes, compound indexes do not "
+                             "support TTL.")
+    return normalize_index_spec(named)
+
+
+async def cmd_create_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    name = cmd["createIndexes"]
+    coll = engine.get_collection(db, name)
+    created_auto = coll is None
+    coll = coll or create_collection(engine, db, name, {})
+    before = len(coll.indexes)
+    specs = [_parse_index_spec(raw) for raw in cmd.get("indexes") or []]
+    if not specs:
+        raise MongoError(2, "Must specify at least one index to create")
+    created = [add_index(engine, coll, spec) for spec in specs]
+    reply: dict[str, Any] = {
+        "numIndexesBefore": before,
+        "numIndexesAfter": len(coll.indexes),
+        "createdCollectionAutomatically": created_auto,
+    }
+    if not any(created):
+        reply["note"] = "all indexes already exist"
+    return reply
+
+
+def _find_index(coll: Collection, name_or_key: Any) -> Index:
+    for index in coll.indexes.values():
+        if index.name == name_or_key or (
+            isinstance(name_or_key, Mapping) and index.spec["key"] == dict(name_or_key)
+        ):
+            return index
+    raise MongoError(27, f"index not found with name [{name_or_key}]")
+
+
+async def cmd_list_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    name = cmd["listIndexes"]
+    coll = engine.get_collection(db, name)
+    if coll is None:
+        raise MongoError(26, f"ns does not exist: {db}.{name}")
+    return {"cursor": {"id": 0, "ns": f"{db}.{name}", "firstBatch": coll.index_specs()}}
+
+
+def drop_index(engine: Engine, coll: Collection, index: Index, *, log: bool = True) -> None:
+    if index.name == "_id_":
+        raise MongoError(72, "cannot drop _id index")
+    del coll.indexes[index.name]
+    if log:
+        engine.append_command(f"{coll.db}.$cmd",
+                              {"dropIndexes": coll.name, "index": index.name, "spec": index.spec}, coll)
+
+
+async def cmd_drop_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    name = cmd.get("dropIndexes") or cmd.get("deleteIndexes")
+    coll = engine.get_collection(db, name)
+    if coll is None:
+        raise MongoError(26, f"ns not found {db}.{name}")
+    before = len(coll.indexes)
+    target = cmd.get("index")
+    if target == "*":
+        victims = [ix for ix in coll.indexes.values() if ix.name != "_id_"]
+    elif isinstance(target, list):
+        victims = [_find_index(coll, t) for t in target]
+    else:
+        victims = [_find_index(coll, target)]
+    for index in victims:
+        drop_index(engine, coll, index)
+    return {"nIndexesWas": before}
+
+
+async def cmd_db_stats(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    colls = engine.databases.get(db, {})
+    objects = sum(len(c) for c in colls.values())
+    return {"db": db, "collections": len(colls), "views": 0, "objects": objects,
+            "indexes": sum(len(c.indexes) for c in colls.values()), "dataSize": objects * 100,
+            "storageSize": objects * 100, "indexSize": 0, "totalSize": objects * 100,
+            "scaleFactor": 1}
+
+
+HANDLERS = {
+    "create": cmd_create,
+    "collMod": cmd_coll_mod,
+    "drop": cmd_drop,
+    "dropDatabase": cmd_drop_database,
+    "renameCollection": cmd_rename,
+    "listCollections": cmd_list_collections,
+    "listDatabases": cmd_list_databases,
+    "createIndexes": cmd_create_indexes,
+    "listIndexes": cmd_list_indexes,
+    "dropIndexes": cmd_drop_indexes,
+    "deleteIndexes": cmd_drop_indexes,
+    "dbStats": cmd_db_stats,
+}

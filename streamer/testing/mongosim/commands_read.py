@@ -1,0 +1,231 @@
+"""find, getMore, killCursors, count, distinct and aggregate (change streams included)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .bsonutil import MISSING, SortKey, canonical, get_path
+from .cursors import DEFAULT_FIRST_BATCH, Cursor, take_batch
+from .errors import MongoError
+
+if TYPE_CHECKING:
+    from .engine import Engine, Op, Reply
+
+OPLOG_NS = ("local", "oplog.rs")
+
+
+def _source(engine: Engine, db: str, coll_name: str, query: Mapping[str, Any], op: Op,
+            reverse: bool = False) -> Iterable[dict[str, Any]]:
+    from .matching import equality_constraints
+
+    if (db, coll_name) == OPLOG_NS:
+        from .changestreams import render_oplog_documents
+
+        return render_oplog_documents(engine.oplog, reverse=reverse)
+    coll = engine.get_collection(db, coll_name)
+    if coll is None:
+        return []
+    return engine.candidates(coll, equality_constraints(query), op.txn)
+
+
+def _open_cursor(engine: Engine, ns: str, docs: Iterator[dict[str, Any]], batch_size: int | None,
+                 *, transform: Any = None, remaining: int | None = None,
+                 single_batch: bool = False) -> Reply:
+    cursor = Cursor(id=engine.cursors.new_id(), ns=ns, docs=docs, transform=transform,
+                    remaining=remaining)
+    first = DEFAULT_FIRST_BATCH if batch_size is None else batch_size
+    batch, exhausted = take_batch(cursor, first) if first or single_batch else ([], False)
+    if exhausted or single_batch:
+        cursor_id = 0
+    else:
+        cursor_id = engine.cursors.register(cursor)
+    return {"cursor": {"firstBatch": batch, "id": cursor_id, "ns": ns}}
+
+
+async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    from .matching import compile_filter
+    from .projection import compile_projection
+    from .sorting import compile_sort
+
+    coll_name = cmd["find"]
+    query = cmd.get("filter") or {}
+    sort = cmd.get("sort") or {}
+    matcher = compile_filter(query)
+    natural = sort.get("$natural") if sort else None
+    docs: Iterator[dict[str, Any]] = (
+        d for d in _source(engine, db, coll_name, query, op, reverse=natural == -1) if matcher(d)
+    )
+    skip = int(cmd.get("skip") or 0)
+    limit = int(cmd.get("limit") or 0)
+    single_batch = bool(cmd.get("singleBatch")) or limit < 0
+    limit = abs(limit)
+    if sort and natural is None:
+        key = compile_sort(sort)
+        if limit and limit + skip < 1000:
+            ordered = heapq.nsmallest(limit + skip, docs, key=key)
+        else:
+            ordered = sorted(docs, key=key)
+        docs = iter(ordered)
+    if skip:
+        docs = itertools.islice(docs, skip, None)
+    projection = cmd.get("projection")
+    transform = compile_projection(projection, query=query) if projection else None
+    batch_size = cmd.get("batchSize")
+    return _open_cursor(engine, f"{db}.{coll_name}", docs, batch_size, transform=transform,
+                        remaining=limit or None, single_batch=single_batch)
+
+
+async def cmd_get_more(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    cursor = engine.cursors.get(int(cmd["getMore"]))
+    batch_size = cmd.get("batchSize")
+    if cursor.stream is not None:
+        op.ctx.is_change_stream = True
+    failpoints = op.ctx.failpoints
+    if failpoints is not None:
+        failpoints.after_cursor_checkout("getMore", op.ctx)
+    if cursor.stream is not None:
+        return await _stream_batch(engine, cursor, batch_size, cmd.get("maxTimeMS"), "nextBatch")
+    batch, exhausted = take_batch(cursor, batch_size)
+    if exhausted:
+        engine.cursors.kill(cursor.id)
+    return {"cursor": {"nextBatch": batch, "id": 0 if exhausted else cursor.id, "ns": cursor.ns}}
+
+
+async def _stream_batch(engine: Engine, cursor: Cursor, batch_size: int | None,
+                        max_await_ms: int | None, key: str) -> Reply:
+    stream = cursor.stream
+    assert stream is not None
+    try:
+        events = await stream.next_batch(batch_size=batch_size, max_await_ms=max_await_ms)
+    except MongoError:
+        engine.cursors.kill(cursor.id)
+        raise
+    cursor_id = cursor.id
+    if stream.closed:
+        engine.cursors.kill(cursor.id)
+        cursor_id = 0
+    return {"cursor": {key: events, "postBatchResumeToken": stream.post_batch_resume_token,
+                       "id": cursor_id, "ns": cursor.ns}}
+
+
+async def cmd_kill_cursors(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    killed, missing = [], []
+    for cid in cmd.get("cursors") or []:
+        (killed if engine.cursors.kill(int(cid)) else missing).append(cid)
+    return {"cursorsKilled": killed, "cursorsNotFound": missing, "cursorsAlive": [],
+            "cursorsUnknown": []}
+
+
+async def cmd_count(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    from .matching import compile_filter
+
+    query = cmd.get("query") or {}
+    matcher = compile_filter(query)
+    coll = engine.get_collection(db, cmd["count"])
+    if coll is None:
+        return {"n": 0}
+    if not query and op.txn is None:
+        n = len(coll)
+    else:
+        n = sum(1 for d in _source(engine, db, cmd["count"], query, op) if matcher(d))
+    n = max(0, n - int(cmd.get("skip") or 0))
+    limit = abs(int(cmd.get("limit") or 0))
+    return {"n": min(n, limit) if limit else n}
+
+
+async def cmd_distinct(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    from .matching import compile_filter
+
+    query = cmd.get("query") or {}
+    matcher = compile_filter(query)
+    key = cmd["key"]
+    seen: dict[Any, Any] = {}
+    for doc in _source(engine, db, cmd["distinct"], query, op):
+        if not matcher(doc):
+            continue
+        value = get_path(doc, key)
+        if value is MISSING:
+            continue
+        # distinct looks one level into arrays, as mongod does.
+        for v in value if isinstance(value, list) else [value]:
+            seen.setdefault(canonical(v), v)
+    return {"values": sorted(seen.values(), key=SortKey)}
+
+
+class PipelineContext:
+    """What aggregation stages need from the engine: other collections and writes."""
+
+    def __init__(self, engine: Engine, db: str, op: Op) -> None:
+        self.engine, self.db, self.op = engine, db, op
+        self.now = _dt.datetime.now(_dt.UTC)
+
+    def collection_documents(self, coll: str, db: str | None = None) -> Iterable[Mapping[str, Any]]:
+        c = self.engine.get_collection(db or self.db, coll)
+        return self.engine.candidates(c, {}, self.op.txn) if c is not None else []
+
+    def merge_documents(self, spec: Mapping[str, Any], docs: list[dict[str, Any]]) -> None:
+        from .merge import merge_documents
+
+        merge_documents(self.engine, self.db, spec, docs, self.op)
+
+    def out_documents(self, target: str | Mapping[str, Any], docs: list[dict[str, Any]]) -> None:
+        from .merge import out_documents
+
+        out_documents(self.engine, self.db, target, docs, self.op)
+
+
+async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    pipeline = list(cmd.get("pipeline") or [])
+    target = cmd["aggregate"]
+    cursor_opts = cmd.get("cursor")
+    if cursor_opts is None and not cmd.get("explain"):
+        raise MongoError(9, "The 'cursor' option is required, except for aggregate with the "
+                            "explain argument")
+    batch_size = (cursor_opts or {}).get("batchSize")
+    if pipeline and "$changeStream" in pipeline[0]:
+        return await _open_change_stream(engine, db, target, pipeline, batch_size, op)
+    from .aggregation import run_pipeline
+
+    if target == 1:
+        source: Iterable[dict[str, Any]] = []
+        ns = f"{db}.$cmd.aggregate"
+    else:
+        first_match = pipeline[0].get("$match") if pipeline else None
+        source = _source(engine, db, target, first_match or {}, op)
+        ns = f"{db}.{target}"
+    results = run_pipeline(source, pipeline, PipelineContext(engine, db, op))
+    return _open_cursor(engine, ns, iter(results), batch_size)
+
+
+async def _open_change_stream(engine: Engine, db: str, target: Any, pipeline: list[Any],
+                              batch_size: int | None, op: Op) -> Reply:
+    from .changestreams import ChangeStream
+
+    op.ctx.is_change_stream = True
+    if op.txn is not None:
+        raise MongoError(263, "Operation not permitted in transaction :: caused by :: "
+                              "$changeStream is not permitted in a multi-document transaction")
+    spec = pipeline[0]["$changeStream"]
+    coll = None if target == 1 else str(target)
+    stream = ChangeStream(engine, db=db, coll=coll, spec=spec, stages=pipeline[1:])
+    if coll is not None:
+        ns = f"{db}.{coll}"
+    else:
+        ns = f"{db}.$cmd.aggregate"
+    cursor = Cursor(id=engine.cursors.new_id(), ns=ns, stream=stream)
+    engine.cursors.register(cursor)
+    return await _stream_batch(engine, cursor, batch_size, 0, "firstBatch")
+
+
+HANDLERS = {
+    "find": cmd_find,
+    "getMore": cmd_get_more,
+    "killCursors": cmd_kill_cursors,
+    "count": cmd_count,
+    "distinct": cmd_distinct,
+    "aggregate": cmd_aggregate,
+}

@@ -1,0 +1,312 @@
+"""insert, update, delete and findAndModify, with mongod's reply shapes.
+
+Per-document failures of a batch are reported in ``writeErrors`` (ordered batches stop at
+the first); inside a transaction the first failure aborts the transaction instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from bson.objectid import ObjectId
+
+from .bsonutil import canonical
+from .errors import MongoError
+from .storage import Collection
+
+if TYPE_CHECKING:
+    from .engine import Engine, Op, Reply
+
+log = logging.getLogger("mongosim")
+
+
+def prepare_insert(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """mongod puts ``_id`` first and generates an ObjectId when it is missing."""
+    for key in doc:
+        if key.startswith("$"):
+            raise MongoError(2, f"Document can't have $ prefixed field names: {key}")
+    if "_id" not in doc:
+        return {"_id": ObjectId(), **doc}
+    _check_id(doc["_id"])
+    if next(iter(doc)) == "_id":
+        return dict(doc)
+    return {"_id": doc["_id"], **{k: v for k, v in doc.items() if k != "_id"}}
+
+
+def _check_id(value: Any) -> None:
+    if isinstance(value, list):
+        raise MongoError(53, "The '_id' value cannot be of type array")
+
+
+def check_document(coll: Collection, new: dict[str, Any], old: dict[str, Any] | None,
+                   cmd: Mapping[str, Any]) -> None:
+    """Apply the collection's validator (unless bypassed): 121 on error, a log on warn."""
+    validator = coll.validator
+    if validator is None or cmd.get("bypassDocumentValidation"):
+        return
+    details = validator.check(new, old)
+    if details is None:
+        return
+    if validator.action == "warn":
+        log.warning("Document would fail validation: %s %s", coll.ns, details)
+        return
+    raise validator.error(new.get("_id"), details)
+
+
+def write_error(index: int, exc: MongoError) -> dict[str, Any]:
+    return {"index": index, "code": exc.code, "errmsg": exc.message, **exc.extra}
+
+
+async def _insert_one(engine: Engine, coll: Collection, doc: Mapping[str, Any],
+                      cmd: Mapping[str, Any], op: Op) -> None:
+    new = prepare_insert(doc)
+    check_document(coll, new, None, cmd)
+    idk = canonical(new["_id"])
+    await engine.wait_unlocked(coll, idk, op)
+    if op.txn is not None and engine.read(coll, idk, op.txn) is not None:
+        from .storage import duplicate_key_error
+
+        raise duplicate_key_error(coll.ns, coll.indexes["_id_"], (new["_id"],))
+    coll.check_unique(idk, new, is_insert=op.txn is None)
+    engine.write(coll, "i", idk, new, None, op)
+
+
+async def cmd_insert(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    coll = engine.collection_or_create(db, cmd["insert"])
+    docs = cmd.get("documents") or []
+    ordered = cmd.get("ordered", True)
+    n = 0
+    errors: list[dict[str, Any]] = []
+    for i, doc in enumerate(docs):
+        try:
+            await _insert_one(engine, coll, doc, cmd, op)
+            n += 1
+        except MongoError as exc:
+            if op.in_txn:
+                raise
+            errors.append(write_error(i, exc))
+            if ordered:
+                break
+    reply: dict[str, Any] = {"n": n}
+    if errors:
+        reply["writeErrors"] = errors
+    return reply
+
+
+def _replacement(doc: Mapping[str, Any], replacement: Mapping[str, Any]) -> dict[str, Any]:
+    from .updates import validate_replacement
+
+    validate_replacement(replacement)
+    if "_id" in replacement and canonical(replacement["_id"]) != canonical(doc["_id"]):
+        raise MongoError(
+            66,
+            "After applying the update, the (immutable) field '_id' was found to have been "
+            f"altered to _id: {replacement['_id']!r}",
+        )
+    return {"_id": doc["_id"], **{k: v for k, v in replacement.items() if k != "_id"}}
+
+
+class _Updated:
+    __slots__ = ("description", "doc", "kind", "modified")
+
+    def __init__(self, doc: dict[str, Any], modified: bool, kind: str,
+                 description: dict[str, Any] | None) -> None:
+        self.doc, self.modified, self.kind, self.description = doc, modified, kind, description
+
+
+def compute_update(doc: dict[str, Any], u: Any, spec: Mapping[str, Any],
+                   query: Mapping[str, Any]) -> _Updated:
+    from .updates import apply_update, is_operator_update
+
+    if isinstance(u, list) or is_operator_update(u):
+        res = apply_update(doc, u, array_filters=spec.get("arrayFilters"), matched_query=query)
+        return _Updated(res.doc, res.modified, "u", res.description)
+    new = _replacement(doc, u)
+    return _Updated(new, canonical(new) != canonical(doc), "r", None)
+
+
+def build_upsert(u: Any, spec: Mapping[str, Any], query: Mapping[str, Any]) -> dict[str, Any]:
+    from .updates import apply_update, is_operator_update, upsert_seed, validate_replacement
+
+    seed = upsert_seed(query)
+    if isinstance(u, list) or is_operator_update(u):
+        doc = apply_update(seed, u, array_filters=spec.get("arrayFilters"), upsert_insert=True,
+                           matched_query=query).doc
+    else:
+        validate_replacement(u)
+        doc = dict(u)
+        if "_id" in seed and "_id" not in doc:
+            doc = {"_id": seed["_id"], **doc}
+    return prepare_insert(doc)
+
+
+async def find_targets(engine: Engine, coll: Collection | None, query: Mapping[str, Any],
+                       op: Op, *, multi: bool, sort: Mapping[str, Any] | None = None
+                       ) -> list[dict[str, Any]]:
+    from .matching import compile_filter, equality_constraints
+
+    if coll is None:
+        return []
+    matcher = compile_filter(query)
+    docs = [d for d in engine.candidates(coll, equality_constraints(query), op.txn) if matcher(d)]
+    if sort:
+        from .sorting import compile_sort
+
+        docs.sort(key=compile_sort(sort))
+    return docs if multi else docs[:1]
+
+
+async def lock_current(engine: Engine, coll: Collection, doc: dict[str, Any],
+                       query: Mapping[str, Any], op: Op) -> dict[str, Any] | None:
+    """Wait for a transaction holding the document; return its version now, if it still matches."""
+    idk: Hashable = canonical(doc["_id"])
+    if not await engine.wait_unlocked(coll, idk, op):
+        return doc
+    from .matching import compile_filter
+
+    current = engine.read(coll, idk, op.txn)
+    return current if current is not None and compile_filter(query)(current) else None
+
+
+async def update_one_doc(engine: Engine, coll: Collection, doc: dict[str, Any], u: Any,
+                         spec: Mapping[str, Any], query: Mapping[str, Any],
+                         cmd: Mapping[str, Any], op: Op) -> tuple[dict[str, Any], bool] | None:
+    """Apply ``u`` to one matched document; (new doc, modified) or None if it vanished."""
+    current = await lock_current(engine, coll, doc, query, op)
+    if current is None:
+        return None
+    result = compute_update(current, u, spec, query)
+    if not result.modified:
+        return current, False
+    check_document(coll, result.doc, current, cmd)
+    idk = canonical(current["_id"])
+    coll.check_unique(idk, result.doc, is_insert=False)
+    kind = "u" if result.kind == "u" else "r"
+    engine.write(coll, kind, idk, result.doc, current, op, result.description)  # type: ignore[arg-type]
+    return result.doc, True
+
+
+async def _update_statement(engine: Engine, coll: Collection, i: int, spec: Mapping[str, Any],
+                            cmd: Mapping[str, Any], op: Op, reply: dict[str, Any]) -> None:
+    query = spec.get("q") or {}
+    u = spec.get("u")
+    if u is None:
+        raise MongoError(9, "BSON field 'update.updates.u' is missing but a required field")
+    multi = bool(spec.get("multi"))
+    if multi and not isinstance(u, list):
+        from .updates import is_operator_update
+
+        if not is_operator_update(u):
+            raise MongoError(9, "multi update is not supported for replacement-style update")
+    targets = await find_targets(engine, coll, query, op, multi=multi)
+    for doc in targets:
+        outcome = await update_one_doc(engine, coll, doc, u, spec, query, cmd, op)
+        if outcome is None:
+            continue
+        reply["n"] += 1
+        reply["nModified"] += int(outcome[1])
+    if not targets and spec.get("upsert"):
+        new = build_upsert(u, spec, query)
+        await _insert_checked(engine, coll, new, cmd, op)
+        reply["n"] += 1
+        reply.setdefault("upserted", []).append({"index": i, "_id": new["_id"]})
+
+
+async def _insert_checked(engine: Engine, coll: Collection, new: dict[str, Any],
+                          cmd: Mapping[str, Any], op: Op) -> None:
+    check_document(coll, new, None, cmd)
+    idk = canonical(new["_id"])
+    await engine.wait_unlocked(coll, idk, op)
+    coll.check_unique(idk, new, is_insert=op.txn is None)
+    engine.write(coll, "i", idk, new, None, op)
+
+
+async def cmd_update(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    coll = engine.collection_or_create(db, cmd["update"])
+    ordered = cmd.get("ordered", True)
+    reply: dict[str, Any] = {"n": 0, "nModified": 0}
+    errors: list[dict[str, Any]] = []
+    for i, spec in enumerate(cmd.get("updates") or []):
+        try:
+            await _update_statement(engine, coll, i, spec, cmd, op, reply)
+        except MongoError as exc:
+            if op.in_txn:
+                raise
+            errors.append(write_error(i, exc))
+            if ordered:
+                break
+    if errors:
+        reply["writeErrors"] = errors
+    return reply
+
+
+async def cmd_delete(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    coll = engine.get_collection(db, cmd["delete"])
+    ordered = cmd.get("ordered", True)
+    n = 0
+    errors: list[dict[str, Any]] = []
+    for i, spec in enumerate(cmd.get("deletes") or []):
+        try:
+            query = spec.get("q") or {}
+            targets = await find_targets(engine, coll, query, op, multi=spec.get("limit", 0) == 0)
+            for doc in targets:
+                assert coll is not None
+                current = await lock_current(engine, coll, doc, query, op)
+                if current is not None:
+                    engine.write(coll, "d", canonical(current["_id"]), None, current, op)
+                    n += 1
+        except MongoError as exc:
+            if op.in_txn:
+                raise
+            errors.append(write_error(i, exc))
+            if ordered:
+                break
+    reply: dict[str, Any] = {"n": n}
+    if errors:
+        reply["writeErrors"] = errors
+    return reply
+
+
+async def cmd_find_and_modify(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    from .projection import compile_projection
+
+    name = next(iter(cmd))
+    coll = engine.collection_or_create(db, cmd[name])
+    query = cmd.get("query") or {}
+    project = compile_projection(cmd.get("fields"), query=query)
+    if cmd.get("remove") and cmd.get("update") is not None:
+        raise MongoError(9, "Cannot specify both an update and remove=true")
+    targets = await find_targets(engine, coll, query, op, multi=False, sort=cmd.get("sort"))
+    doc = await lock_current(engine, coll, targets[0], query, op) if targets else None
+    if cmd.get("remove"):
+        if doc is None:
+            return {"lastErrorObject": {"n": 0}, "value": None}
+        engine.write(coll, "d", canonical(doc["_id"]), None, doc, op)
+        return {"lastErrorObject": {"n": 1}, "value": project(doc)}
+    u = cmd.get("update")
+    if u is None:
+        raise MongoError(9, "Either an update or remove=true must be specified")
+    spec = {"arrayFilters": cmd.get("arrayFilters")}
+    if doc is not None:
+        outcome = await update_one_doc(engine, coll, doc, u, spec, query, cmd, op)
+        new_doc = outcome[0] if outcome else doc
+        value = new_doc if cmd.get("new") else doc
+        return {"lastErrorObject": {"n": 1, "updatedExisting": True}, "value": project(value)}
+    if not cmd.get("upsert"):
+        return {"lastErrorObject": {"n": 0, "updatedExisting": False}, "value": None}
+    new = build_upsert(u, spec, query)
+    await _insert_checked(engine, coll, new, cmd, op)
+    return {
+        "lastErrorObject": {"n": 1, "updatedExisting": False, "upserted": new["_id"]},
+        "value": project(new) if cmd.get("new") else None,
+    }
+
+
+HANDLERS = {
+    "insert": cmd_insert,
+    "update": cmd_update,
+    "delete": cmd_delete,
+    "findAndModify": cmd_find_and_modify,
+}

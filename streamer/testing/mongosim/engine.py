@@ -1,0 +1,348 @@
+"""The database engine: catalog, document writes, the oplog, sessions and command dispatch.
+
+Commands are split by concern: ``commands_crud`` (reads and writes), ``commands_catalog``
+(collections, indexes, databases) and ``commands_txn`` (sessions and transactions). This
+module owns the state they share and the one write path every change goes through, so
+that a write reaches storage, open transactions' snapshots, the oplog and the data dir
+together or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import logging
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bson.timestamp import Timestamp
+
+from .bsonutil import canonical
+from .errors import MongoError
+from .oplog import OpKind, Oplog, OplogEntry
+from .sessions import Session, SessionCatalog, Transaction
+from .storage import Collection
+
+if TYPE_CHECKING:
+    from .cursors import CursorManager
+    from .failpoints import FailPoints
+    from .persistence import DataDir
+
+log = logging.getLogger("mongosim")
+
+Reply = dict[str, Any]
+
+
+@dataclass(slots=True)
+class CommandContext:
+    """Per-command facts the engine needs from the connection layer."""
+
+    connection_id: int
+    app_name: str | None
+    failpoints: FailPoints | None = None
+    operation_time: Timestamp | None = None  # set by the engine to the ts of what it wrote
+    is_change_stream: bool = False  # set by the engine for change-stream aggregate/getMore
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Op:
+    """One command's execution context: connection, session and transaction."""
+
+    ctx: CommandContext
+    session: Session | None = None
+    txn: Transaction | None = None
+    txn_number: int | None = None
+
+    @property
+    def in_txn(self) -> bool:
+        return self.txn is not None
+
+
+Handler = Callable[["Engine", str, dict[str, Any], Op], Awaitable[Reply]]
+
+# Commands allowed inside a multi-document transaction (manual: "Transactions and Operations").
+TXN_COMMANDS = frozenset(
+    {"find", "getMore", "killCursors", "insert", "update", "delete", "findAndModify",
+     "aggregate", "distinct", "commitTransaction", "abortTransaction", "create",
+     "createIndexes", "count"}
+)
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        oplog_size: int = 100_000,
+        data_dir: str | Path | None = None,
+        ttl_monitor_interval: float = 60.0,
+        noop_interval: float = 10.0,
+    ) -> None:
+        from .cursors import CursorManager
+
+        self.oplog = Oplog(oplog_size)
+        self.data_dir_path = Path(data_dir) if data_dir else None
+        self.ttl_monitor_interval = ttl_monitor_interval
+        self.noop_interval = noop_interval
+        self.databases: dict[str, dict[str, Collection]] = {}
+        self.sessions = SessionCatalog()
+        self.cursors: CursorManager = CursorManager()
+        self.lock_released = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._data_dir: DataDir | None = None
+        self._handlers: dict[str, Handler] = {}
+        self._closed = False
+        from . import commands_catalog, commands_read, commands_txn, commands_write
+
+        for module in (commands_read, commands_write, commands_catalog, commands_txn):
+            self._handlers.update(module.HANDLERS)
+        self._handlers_lower = {k.lower(): v for k, v in self._handlers.items()}
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the data dir (if any) and start the TTL monitor and the no-op writer."""
+        if self.data_dir_path is not None:
+            from .persistence import DataDir
+
+            self._data_dir = DataDir(self.data_dir_path)
+            self._data_dir.load_into(self)
+        if not len(self.oplog):
+            self.append_noop("initiating set")
+        from .ttl import ttl_monitor
+
+        self._tasks.append(asyncio.create_task(ttl_monitor(self), name="mongosim-ttl"))
+        self._tasks.append(asyncio.create_task(self._noop_writer(), name="mongosim-noop"))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.cursors.close_all()
+        if self._data_dir is not None:
+            self._data_dir.close()
+
+    async def _noop_writer(self) -> None:
+        """mongod writes a no-op every periodicNoopIntervalSecs (10 s) so cluster time moves."""
+        while True:
+            await asyncio.sleep(self.noop_interval)
+            newest = self.oplog.newest
+            idle_for = (
+                _dt.datetime.now(_dt.UTC) - newest.entries[0].wall if newest else None
+            )
+            if idle_for is None or idle_for.total_seconds() >= self.noop_interval:
+                self.append_noop("periodic noop")
+
+    def cluster_time(self) -> Timestamp:
+        return self.oplog.last_ts
+
+    # -- catalog ---------------------------------------------------------------------
+    def get_collection(self, db: str, name: str) -> Collection | None:
+        return self.databases.get(db, {}).get(name)
+
+    def collection_or_create(self, db: str, name: str) -> Collection:
+        coll = self.get_collection(db, name)
+        if coll is None:
+            from .commands_catalog import create_collection
+
+            coll = create_collection(self, db, name, {})
+        return coll
+
+    def iter_collections(self) -> Iterator[Collection]:
+        for colls in list(self.databases.values()):
+            yield from list(colls.values())
+
+    # -- the write path --------------------------------------------------------------
+    def append(self, entries: list[OplogEntry]) -> Timestamp:
+        """Give entries one fresh cluster time, append them as one slot and journal them."""
+        ts = self.oplog.next_ts()
+        wall = _dt.datetime.now(_dt.UTC)
+        for i, entry in enumerate(entries):
+            entry.ts = ts
+            entry.wall = wall
+            if entry.in_txn:
+                entry.txn_index = i
+        self.oplog.append(ts, entries)
+        if self._data_dir is not None:
+            self._data_dir.journal(ts, entries)
+        return ts
+
+    def append_noop(self, msg: str) -> Timestamp:
+        return self.append([OplogEntry(op="n", ns="", cmd={"msg": msg})])
+
+    def append_command(self, ns: str, cmd: dict[str, Any], coll: Collection | None) -> Timestamp:
+        entry = OplogEntry(op="c", ns=ns, cmd=cmd, collection_uuid=coll.uuid if coll else None)
+        return self.append([entry])
+
+    def read(self, coll: Collection, idk: Hashable, txn: Transaction | None) -> dict[str, Any] | None:
+        """A document as the caller's snapshot sees it."""
+        if txn is not None:
+            key = (coll.ns, idk)
+            if key in txn.overlay:
+                return txn.overlay[key]
+            if key in txn.snapshot:
+                return txn.snapshot[key]
+        return coll.get(idk)
+
+    def candidates(self, coll: Collection, equalities: Mapping[str, list[Any]],
+                   txn: Transaction | None) -> list[dict[str, Any]]:
+        """Documents that may match, as the caller's snapshot sees them."""
+        docs = list(coll.iter_candidates(equalities))
+        if txn is None or (not txn.overlay and not txn.snapshot):
+            return docs
+        ns = coll.ns
+        shadowed = {k[1] for k in (*txn.overlay, *txn.snapshot) if k[0] == ns}
+        out = [d for d in docs if canonical(d["_id"]) not in shadowed]
+        for key, doc in (*txn.snapshot.items(), *txn.overlay.items()):
+            if key[0] == ns and doc is not None and key[1] in shadowed:
+                shadowed.discard(key[1])
+                out.append(doc)
+        return out
+
+    async def wait_unlocked(self, coll: Collection, idk: Hashable, op: Op) -> bool:
+        """Before writing a document: True if we had to wait for a transaction's lock.
+
+        A transaction writing a document another holds fails with WriteConflict at once;
+        a plain write waits for the holder to commit or abort, as mongod's does.
+        """
+        key = (coll.ns, idk)
+        holder = self.sessions.locked_by_other(key, op.txn)
+        if holder is None:
+            return False
+        if op.txn is not None:
+            self.sessions.lock_for(op.txn, key)  # raises WriteConflict
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60.0
+        while self.sessions.locked_by_other(key, None) is not None:
+            self.sessions.reap_expired()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise MongoError(50, "operation exceeded time limit")
+            event = self.lock_released
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), min(remaining, 1.0))
+        return True
+
+    def notify_locks_released(self) -> None:
+        self.lock_released.set()
+        self.lock_released = asyncio.Event()
+
+    def write(self, coll: Collection, op_kind: OpKind, idk: Hashable, doc: dict[str, Any] | None,
+              pre: dict[str, Any] | None, op: Op,
+              update_description: dict[str, Any] | None = None) -> None:
+        """Apply one document write: buffered in a transaction, else committed at once.
+
+        Callers have already validated the document and checked unique indexes.
+        """
+        key = (coll.ns, idk)
+        if op.txn is not None:
+            from .sessions import PendingWrite
+
+            self.sessions.lock_for(op.txn, key)
+            op.txn.overlay[key] = doc
+            op.txn.writes.append(
+                PendingWrite(coll.ns, idk, op_kind, doc, pre, update_description)
+            )
+            return
+        self.sessions.before_commit_write(key, coll.get(idk), None)
+        if op_kind == "d":
+            coll.remove(idk)
+        else:
+            assert doc is not None
+            coll.put(idk, doc)
+        source = doc if doc is not None else pre
+        assert source is not None
+        entry = OplogEntry(
+            op=op_kind, ns=coll.ns, key={"_id": source["_id"]}, doc=doc, pre=pre,
+            pre_images=coll.pre_images_enabled, update_description=update_description,
+            collection_uuid=coll.uuid,
+        )
+        op.ctx.operation_time = self.append([entry])
+
+    def commit_transaction(self, session: Session, op: Op) -> None:
+        txn = session.txn
+        assert txn is not None
+        entries: list[OplogEntry] = []
+        try:
+            for w in txn.writes:
+                coll = self._collection_by_ns(w.ns)
+                if w.doc is not None:
+                    coll.check_unique(w.idk, w.doc, is_insert=False)
+        except MongoError as exc:
+            self.sessions.abort(session)
+            self.notify_locks_released()
+            raise MongoError(112, f"Write conflict at commit: {exc.message}",
+                             labels=["TransientTransactionError"]) from exc
+        for w in txn.writes:
+            coll = self._collection_by_ns(w.ns)
+            key = (w.ns, w.idk)
+            self.sessions.before_commit_write(key, coll.get(w.idk), txn)
+            if w.op == "d":
+                coll.remove(w.idk)
+            else:
+                assert w.doc is not None
+                coll.put(w.idk, w.doc)
+            source = w.doc if w.doc is not None else w.pre
+            assert source is not None
+            entries.append(OplogEntry(
+                op=w.op, ns=w.ns, key={"_id": source["_id"]}, doc=w.doc, pre=w.pre,  # type: ignore[arg-type]
+                pre_images=coll.pre_images_enabled, update_description=w.update_description,
+                collection_uuid=coll.uuid, lsid=session.lsid, txn_number=txn.txn_number,
+                in_txn=True,
+            ))
+        self.sessions.finish_commit(session)
+        self.notify_locks_released()
+        if entries:
+            op.ctx.operation_time = self.append(entries)
+
+    def _collection_by_ns(self, ns: str) -> Collection:
+        db, name = ns.split(".", 1)
+        return self.collection_or_create(db, name)
+
+    # -- change-stream host ------------------------------------------------------------
+    def lookup_document(self, ns: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The current committed version of a document (fullDocument: updateLookup)."""
+        db, _, name = ns.partition(".")
+        coll = self.get_collection(db, name)
+        if coll is None or "_id" not in key:
+            return None
+        return coll.get(canonical(key["_id"]))
+
+    def run_event_pipeline(self, events: list[dict[str, Any]],
+                           stages: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        from .aggregation import run_pipeline
+        from .commands_read import PipelineContext
+
+        return run_pipeline(events, stages, PipelineContext(self, "admin", Op(CommandContext(0, None))))
+
+    # -- dispatch --------------------------------------------------------------------
+    async def run_command(self, db: str, cmd: dict[str, Any], ctx: CommandContext) -> Reply:
+        name = next(iter(cmd), "")
+        handler = self._handlers.get(name) or self._handlers_lower.get(name.lower())
+        if handler is None:
+            raise MongoError(59, f"no such command: '{name}'")
+        from .commands_txn import prepare_op
+
+        op, replay = prepare_op(self, name, cmd, ctx)
+        if replay is not None:
+            return replay
+        try:
+            reply = await handler(self, db, cmd, op)
+        except MongoError:
+            if op.txn is not None and op.session is not None and name not in (
+                "commitTransaction", "abortTransaction"
+            ):
+                # mongod aborts a transaction when any of its statements fails.
+                self.sessions.abort(op.session)
+                self.notify_locks_released()
+            raise
+        if op.session is not None and op.txn is None and op.txn_number is not None:
+            op.session.retry_replies = {op.txn_number: reply}
+        return reply

@@ -1,0 +1,153 @@
+"""Sessions, transactions and retryable writes as the drivers' specs expect."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from pymongo import WriteConcern
+from pymongo.errors import OperationFailure
+
+
+async def test_a_committed_transaction_applies_every_write(client: Any, db: Any) -> None:
+    await db.inventory.insert_one({"_id": "p1", "stock": 5})
+    async with await client.start_session() as session, session.start_transaction():
+        await db.inventory.update_one({"_id": "p1"}, {"$inc": {"stock": -2}}, session=session)
+        await db.orders.insert_one({"_id": "o1", "qty": 2}, session=session)
+    assert (await db.inventory.find_one({"_id": "p1"}))["stock"] == 3
+    assert await db.orders.find_one({"_id": "o1"}) == {"_id": "o1", "qty": 2}
+
+
+async def test_an_aborted_transaction_leaves_nothing_behind(client: Any, db: Any) -> None:
+    await db.create_collection("orders")
+    async with await client.start_session() as session:
+        session.start_transaction()
+        await db.orders.insert_one({"_id": "o1"}, session=session)
+        await session.abort_transaction()
+    assert await db.orders.count_documents({}) == 0
+
+
+async def test_reads_inside_a_transaction_see_its_own_writes_but_not_others(
+    client: Any, db: Any
+) -> None:
+    await db.c.insert_one({"_id": 1, "v": "before"})
+    async with await client.start_session() as session, session.start_transaction():
+        assert (await db.c.find_one({"_id": 1}, session=session))["v"] == "before"
+        await db.c.insert_one({"_id": 2, "v": "mine"}, session=session)
+        await db.c.update_one({"_id": 3}, {"$set": {"v": "outside"}}, upsert=True)
+        await db.c.insert_one({"_id": 4, "v": "outside"})
+        seen = {d["_id"]: d["v"] async for d in db.c.find({}, session=session)}
+        assert seen == {1: "before", 2: "mine"}
+        assert await db.c.find_one({"_id": 2}) is None
+
+
+async def test_snapshot_reads_keep_the_old_version_of_a_document_changed_outside(
+    client: Any, db: Any
+) -> None:
+    await db.c.insert_one({"_id": 1, "v": 1})
+    async with await client.start_session() as session, session.start_transaction():
+        await db.c.find_one({"_id": 2}, session=session)  # starts the snapshot
+        await db.c.update_one({"_id": 1}, {"$set": {"v": 2}})
+        assert (await db.c.find_one({"_id": 1}, session=session))["v"] == 1
+        assert await db.c.count_documents({"v": 1}, session=session) == 1
+
+
+async def test_two_transactions_writing_one_document_conflict_with_a_transient_label(
+    client: Any, db: Any
+) -> None:
+    await db.c.insert_one({"_id": 1, "n": 0})
+    s1 = await client.start_session()
+    s2 = await client.start_session()
+    try:
+        s1.start_transaction()
+        s2.start_transaction()
+        await db.c.update_one({"_id": 1}, {"$inc": {"n": 1}}, session=s1)
+        with pytest.raises(OperationFailure) as info:
+            await db.c.update_one({"_id": 1}, {"$inc": {"n": 1}}, session=s2)
+        assert info.value.code == 112
+        assert info.value.has_error_label("TransientTransactionError")
+        await s1.commit_transaction()
+        await s2.abort_transaction()
+    finally:
+        await s1.end_session()
+        await s2.end_session()
+    assert (await db.c.find_one({"_id": 1}))["n"] == 1
+
+
+async def test_with_transaction_retries_a_conflicting_transaction_to_success(
+    client: Any, db: Any
+) -> None:
+    await db.c.insert_one({"_id": 1, "n": 0})
+
+    async def bump(session: Any) -> None:
+        await db.c.update_one({"_id": 1}, {"$inc": {"n": 1}}, session=session)
+        await asyncio.sleep(0)  # let the other transaction interleave
+
+    async def run() -> None:
+        async with await client.start_session() as session:
+            await session.with_transaction(bump)
+
+    await asyncio.gather(*(run() for _ in range(5)))
+    assert (await db.c.find_one({"_id": 1}))["n"] == 5
+
+
+async def test_a_plain_write_waits_for_the_transaction_holding_the_document(
+    client: Any, db: Any
+) -> None:
+    await db.c.insert_one({"_id": 1, "n": 0})
+    async with await client.start_session() as session:
+        session.start_transaction()
+        await db.c.update_one({"_id": 1}, {"$inc": {"n": 10}}, session=session)
+        outside = asyncio.ensure_future(db.c.update_one({"_id": 1}, {"$inc": {"n": 1}}))
+        await asyncio.sleep(0.05)
+        assert not outside.done()
+        await session.commit_transaction()
+        await outside
+    assert (await db.c.find_one({"_id": 1}))["n"] == 11
+
+
+async def test_committing_twice_is_idempotent_and_aborting_after_commit_fails(
+    client: Any, db: Any
+) -> None:
+    await db.create_collection("c")
+    async with await client.start_session() as session:
+        session.start_transaction()
+        await db.c.insert_one({"_id": 1}, session=session)
+        await session.commit_transaction()
+        await session.commit_transaction()  # the driver re-sends commitTransaction
+        with pytest.raises(Exception, match="(?i)abort"):
+            await session.abort_transaction()
+    assert await db.c.count_documents({}) == 1
+
+
+async def test_statements_of_an_unknown_transaction_fail_with_no_such_transaction(
+    client: Any, db: Any
+) -> None:
+    async with await client.start_session() as session:
+        lsid = session.session_id
+    with pytest.raises(OperationFailure) as info:
+        await db.command({"insert": "c", "documents": [{"a": 1}], "lsid": lsid,
+                          "txnNumber": 7, "autocommit": False})
+    assert info.value.code == 251
+    assert info.value.has_error_label("TransientTransactionError")
+
+
+async def test_a_retried_write_with_the_same_txn_number_is_applied_once(
+    client: Any, db: Any
+) -> None:
+    async with await client.start_session() as session:
+        lsid = session.session_id
+    command = {"update": "c", "updates": [{"q": {"_id": 1}, "u": {"$inc": {"n": 1}},
+                                           "upsert": True}],
+               "lsid": lsid, "txnNumber": 1}
+    first = await db.command(command)
+    second = await db.command(command)
+    assert first["n"] == second["n"] == 1
+    assert (await db.c.find_one({"_id": 1}))["n"] == 1
+
+
+async def test_majority_write_concern_is_accepted(db: Any) -> None:
+    coll = db.get_collection("c", write_concern=WriteConcern("majority", wtimeout=1000))
+    await coll.insert_one({"_id": 1})
+    assert await coll.count_documents({}) == 1
