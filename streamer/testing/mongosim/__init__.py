@@ -1,0 +1,3 @@
+from .server import MongoSim
+
+__all__ = ["MongoSim"]

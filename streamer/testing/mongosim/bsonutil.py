@@ -116,7 +116,7 @@ def type_rank(value: Any) -> int:
 
 
 def _cmp(a: Any, b: Any) -> int:
-    return (a > b) - (a < b)
+    return int(a > b) - int(a < b)
 
 
 def _compare_numbers(a: Any, b: Any) -> int:
@@ -251,38 +251,31 @@ def get_path(doc: Any, path: str) -> Any:
     return current
 
 
+_TYPE_NAMES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "bool"),
+    (Int64, "long"),
+    (float, "double"),
+    (Decimal128, "decimal"),
+    (str, "string"),
+    (Mapping, "object"),
+    ((list, tuple), "array"),
+    ((bytes, Binary), "binData"),
+    (ObjectId, "objectId"),
+    ((_dt.datetime, DatetimeMS), "date"),
+    (Timestamp, "timestamp"),
+    ((Regex, re.Pattern), "regex"),
+    (MinKey, "minKey"),
+    (MaxKey, "maxKey"),
+)
+
+
 def bson_type_name(value: Any) -> str:
     """The ``$type`` alias of a value (as ``$type`` and error messages name it)."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, Int64):
-        return "long"
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool | Int64):
         return "int" if -(2**31) <= value < 2**31 else "long"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, Decimal128):
-        return "decimal"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, Mapping):
-        return "object"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, bytes | Binary):
-        return "binData"
-    if isinstance(value, ObjectId):
-        return "objectId"
-    if isinstance(value, _dt.datetime | DatetimeMS):
-        return "date"
-    if isinstance(value, Timestamp):
-        return "timestamp"
-    if isinstance(value, Regex | re.Pattern):
-        return "regex"
-    if isinstance(value, MinKey):
-        return "minKey"
-    if isinstance(value, MaxKey):
-        return "maxKey"
+    for types, name in _TYPE_NAMES:
+        if isinstance(value, types):
+            return name
     return type(value).__name__

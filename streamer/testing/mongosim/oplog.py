@@ -141,11 +141,11 @@ class Oplog:
             return False
         return (ts.time, ts.inc) < (self.history_start.time, self.history_start.inc)
 
-    async def wait_for_news(self, timeout: float) -> bool:
-        """Wait until something is appended, at most ``timeout`` seconds. True if it was."""
+    async def wait_for_news(self, seconds: float) -> bool:
+        """Wait until something is appended, at most ``seconds``. True if it was."""
         event = self._changed
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            await asyncio.wait_for(event.wait(), seconds)
         except TimeoutError:
             return False
         return True
