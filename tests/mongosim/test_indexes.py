@@ -87,7 +87,7 @@ async def test_indexed_equality_finds_documents_by_secondary_key(db: Any) -> Non
 async def test_collections_are_listed_created_renamed_and_dropped(db: Any, client: Any) -> None:
     await db.create_collection("a")
     with pytest.raises(OperationFailure) as info:
-        await db.create_collection("a", validator={"x": {"$exists": True}})
+        await db.command({"create": "a", "validator": {"x": {"$exists": True}}})
     assert info.value.code == 48
     await db.a.insert_one({"_id": 1})
     await db.a.rename("b")

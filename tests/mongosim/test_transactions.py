@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
+from bson.binary import Binary, UuidRepresentation
 from pymongo import WriteConcern
 from pymongo.errors import OperationFailure
+
+
+def _fresh_lsid() -> dict[str, Any]:
+    """A session id no driver session pool will reuse behind the test's back."""
+    return {"id": Binary.from_uuid(uuid.uuid4(), UuidRepresentation.STANDARD)}
 
 
 async def test_a_committed_transaction_applies_every_write(client: Any, db: Any) -> None:
@@ -124,8 +131,7 @@ async def test_committing_twice_is_idempotent_and_aborting_after_commit_fails(
 async def test_statements_of_an_unknown_transaction_fail_with_no_such_transaction(
     client: Any, db: Any
 ) -> None:
-    async with await client.start_session() as session:
-        lsid = session.session_id
+    lsid = _fresh_lsid()
     with pytest.raises(OperationFailure) as info:
         await db.command({"insert": "c", "documents": [{"a": 1}], "lsid": lsid,
                           "txnNumber": 7, "autocommit": False})
@@ -136,8 +142,7 @@ async def test_statements_of_an_unknown_transaction_fail_with_no_such_transactio
 async def test_a_retried_write_with_the_same_txn_number_is_applied_once(
     client: Any, db: Any
 ) -> None:
-    async with await client.start_session() as session:
-        lsid = session.session_id
+    lsid = _fresh_lsid()
     command = {"update": "c", "updates": [{"q": {"_id": 1}, "u": {"$inc": {"n": 1}},
                                            "upsert": True}],
                "lsid": lsid, "txnNumber": 1}

@@ -247,7 +247,8 @@ async def cmd_create_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: O
     name = cmd["createIndexes"]
     coll = engine.get_collection(db, name)
     created_auto = coll is None
-    coll = coll or create_collection(engine, db, name, {})
+    if coll is None:
+        coll = create_collection(engine, db, name, {})
     before = len(coll.indexes)
     specs = [_parse_index_spec(raw) for raw in cmd.get("indexes") or []]
     if not specs:

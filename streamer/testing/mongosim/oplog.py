@@ -125,6 +125,10 @@ class Oplog:
         for i in range(self._start, len(self._slots)):
             yield self._slots[i]
 
+    def slots_reversed(self) -> Iterator[OplogSlot]:
+        for i in range(len(self._slots) - 1, self._start - 1, -1):
+            yield self._slots[i]
+
     def slots_after(self, ts: Timestamp, *, inclusive: bool = False) -> Iterator[OplogSlot]:
         """Slots with a timestamp after ``ts`` (or at it, when inclusive), oldest first."""
         key = (ts.time, ts.inc)

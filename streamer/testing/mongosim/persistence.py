@@ -158,7 +158,9 @@ def apply_entry(engine: Engine, entry: OplogEntry) -> None:
     from .commands_catalog import create_collection
 
     db, _, name = entry.ns.partition(".")
-    coll = engine.get_collection(db, name) or create_collection(engine, db, name, {}, log=False)
+    coll = engine.get_collection(db, name)
+    if coll is None:
+        coll = create_collection(engine, db, name, {}, log=False)
     source = entry.doc if entry.doc is not None else entry.pre
     assert source is not None or entry.key is not None
     idk = canonical((entry.key or source or {})["_id"])
@@ -192,8 +194,9 @@ def _apply_command(engine: Engine, entry: OplogEntry) -> None:
             coll.db, coll.name = dst_db, dst
             engine.databases.setdefault(dst_db, {})[dst] = coll
     elif name == "createIndexes":
-        c = engine.get_collection(db, cmd["createIndexes"]) or create_collection(
-            engine, db, cmd["createIndexes"], {}, log=False)
+        c = engine.get_collection(db, cmd["createIndexes"])
+        if c is None:
+            c = create_collection(engine, db, cmd["createIndexes"], {}, log=False)
         add_index(engine, c, cmd["spec"], log=False)
     elif name == "dropIndexes":
         c = engine.get_collection(db, cmd["dropIndexes"])

@@ -60,8 +60,18 @@ def _key_values(doc: Mapping[str, Any], path: str) -> list[Any]:
 class Index:
     """One index: its spec as listIndexes shows it and the maps that serve lookups."""
 
-    __slots__ = ("by_first", "by_full", "expire_after", "fields", "name", "partial", "spec", "sparse",
-                 "text", "unique")
+    __slots__ = (
+        "by_first",
+        "by_full",
+        "expire_after",
+        "fields",
+        "name",
+        "partial",
+        "sparse",
+        "spec",
+        "text",
+        "unique",
+    )
 
     def __init__(self, spec: Mapping[str, Any], partial: Matcher | None) -> None:
         self.spec: dict[str, Any] = dict(spec)

@@ -1,0 +1,270 @@
+"""``$changeStream`` cursors over the oplog.
+
+A stream remembers the oplog position it has scanned up to, so each getMore reads only
+what is new (bisect into the oplog, then forward). Its ``postBatchResumeToken`` is the
+last returned event's token when a batch filled up, else a high-water mark at the newest
+scanned time, so it advances even when nothing matched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+from bson.timestamp import Timestamp
+
+from . import resume_tokens
+from .change_events import command_event, crud_event, invalidate_event
+from .change_events import render_oplog_documents as render_oplog_documents
+from .errors import MongoError
+from .oplog import Oplog, OplogEntry
+from .resume_tokens import ResumeToken
+
+DEFAULT_BATCH = 101  # mongod's default first batch; getMore batches are unbounded
+DEFAULT_AWAIT_MS = 1000  # mongod's default maxTimeMS for an awaitData getMore
+_ALLOWED_STAGES = frozenset({"$match", "$project", "$addFields", "$set", "$unset",
+                             "$replaceRoot", "$replaceWith", "$redact"})
+_FULL_DOCUMENT = frozenset({"default", "updateLookup", "whenAvailable", "required"})
+_BEFORE_CHANGE = frozenset({"off", "whenAvailable", "required"})
+_HIDDEN_DBS = frozenset({"admin", "config", "local"})
+_ID_MODIFIED = (
+    "Encountered an event whose _id field, which contains the resume token, was modified by "
+    "the pipeline. Modifying the _id field of an event makes it impossible to resume the "
+    "stream from that point. Only transformations that retain the unmodified _id field are "
+    "allowed."
+)
+
+Position = tuple[int, int, int]
+
+
+class ChangeStreamHost(Protocol):
+    oplog: Oplog
+
+    def lookup_document(self, ns: str, key: Mapping[str, Any]) -> dict[str, Any] | None: ...
+
+    def run_event_pipeline(self, events: list[dict[str, Any]],
+                           stages: list[Mapping[str, Any]]) -> list[dict[str, Any]]: ...
+
+
+def _check_stages(stages: list[Mapping[str, Any]]) -> None:
+    for stage in stages:
+        name = next(iter(stage), "")
+        if name not in _ALLOWED_STAGES:
+            raise MongoError(ErrorStageNotAllowed, f"{name} is not permitted in a $changeStream "
+                                                   "pipeline")
+
+
+ErrorStageNotAllowed = 5491300  # mongod: "... is not permitted in a $changeStream pipeline"
+
+
+class ChangeStream:
+    def __init__(self, host: ChangeStreamHost, *, db: str, coll: str | None,
+                 spec: Mapping[str, Any], stages: list[Mapping[str, Any]]) -> None:
+        self.host = host
+        self.db, self.coll = db, coll
+        self.cluster = bool(spec.get("allChangesForCluster"))
+        if self.cluster and (db != "admin" or coll is not None):
+            raise MongoError(ErrorStageNotAllowed - 1, "A $changeStream with "
+                             "'allChangesForCluster:true' may only be opened on the 'admin' "
+                             "database, and with no collection name")
+        if db == "admin" and not self.cluster:
+            raise MongoError(73, "$changeStream may not be opened on the internal admin "
+                                 "database")
+        self.full_document = spec.get("fullDocument", "default")
+        self.before_change = spec.get("fullDocumentBeforeChange", "off")
+        if self.full_document not in _FULL_DOCUMENT:
+            raise MongoError(2, f"Enumeration value '{self.full_document}' for field "
+                                "'$changeStream.fullDocument' is not a valid value.")
+        if self.before_change not in _BEFORE_CHANGE:
+            raise MongoError(2, f"Enumeration value '{self.before_change}' for field "
+                                "'$changeStream.fullDocumentBeforeChange' is not a valid value.")
+        self.expanded = bool(spec.get("showExpandedEvents"))
+        _check_stages(stages)
+        self.stages = stages
+        self.closed = False
+        self._pending_invalidate: OplogEntry | None = None
+        self.position, start_ts = self._start_position(spec)
+        if host.oplog.history_lost_before(start_ts):
+            raise MongoError(286, "Resume of change stream was not possible, as the resume "
+                                  "point may no longer be in the oplog.")
+        self.post_batch_resume_token = resume_tokens.high_water_mark(
+            Timestamp(self.position[0], self.position[1]))
+
+    def _start_position(self, spec: Mapping[str, Any]) -> tuple[Position, Timestamp]:
+        given = [k for k in ("resumeAfter", "startAfter", "startAtOperationTime") if k in spec]
+        if len(given) > 1:
+            raise MongoError(40674, "Only one type of resume option is allowed, but multiple "
+                                    "were found.")
+        if "startAtOperationTime" in spec:
+            ts = spec["startAtOperationTime"]
+            # Inclusive: everything at ts itself too.
+            return (ts.time, ts.inc, -1), ts
+        if given:
+            token = resume_tokens.decode(spec[given[0]])
+            if token.from_invalidate and given[0] == "resumeAfter":
+                raise MongoError(260, "Attempting to resume a change stream using "
+                                      "'resumeAfter' is not allowed from an invalidate "
+                                      "notification.")
+            return token.position, token.ts
+        last = self.host.oplog.last_ts
+        return (last.time, last.inc, 0xFFFFFFFF), last
+
+    # -- scope -----------------------------------------------------------------------
+    def _in_scope(self, entry: OplogEntry) -> bool:
+        db = entry.db
+        if self.cluster:
+            return db not in _HIDDEN_DBS
+        if db != self.db:
+            return False
+        if entry.op == "c":
+            return self._command_in_scope(entry)
+        if self.coll is None:
+            return not entry.coll.startswith("system.")
+        return entry.coll == self.coll
+
+    def _command_in_scope(self, entry: OplogEntry) -> bool:
+        cmd = entry.cmd or {}
+        name = next(iter(cmd), "")
+        if name == "dropDatabase":
+            return True
+        if name == "renameCollection":
+            source = cmd["renameCollection"].split(".", 1)[1]
+            return self.coll is None or source == self.coll
+        target = cmd.get(name)
+        return self.coll is None or target == self.coll
+
+    def _invalidates(self, entry: OplogEntry) -> bool:
+        if self.cluster or entry.op != "c":
+            return False
+        name = next(iter(entry.cmd or {}), "")
+        if self.coll is None:
+            return name == "dropDatabase"
+        return name in ("drop", "renameCollection")
+
+    # -- events ----------------------------------------------------------------------
+    def _token(self, entry: OplogEntry, *, invalidate: bool = False) -> dict[str, str]:
+        return ResumeToken(entry.ts, entry.txn_index, False, invalidate).encode()
+
+    def _render(self, entry: OplogEntry) -> dict[str, Any] | None:
+        token = self._token(entry)
+        if entry.op == "c":
+            return command_event(entry, token, self.expanded)
+        event = crud_event(entry, token, self.expanded)
+        self._apply_full_document(entry, event)
+        self._apply_pre_image(entry, event)
+        return event
+
+    def _apply_full_document(self, entry: OplogEntry, event: dict[str, Any]) -> None:
+        if entry.op != "u" or self.full_document == "default":
+            return
+        if self.full_document == "updateLookup":
+            doc = self.host.lookup_document(entry.ns, entry.key or {})
+        else:
+            doc = entry.doc if entry.pre_images else None
+            if doc is None and self.full_document == "required":
+                raise MongoError(47, "Change stream was configured to require a post-image "
+                                     "for all update, delete and replace events, but the "
+                                     f"post-image was not found for event: {event['_id']}")
+        _insert_after(event, "wallTime" if "collectionUUID" not in event else "collectionUUID",
+                      "fullDocument", doc)
+
+    def _apply_pre_image(self, entry: OplogEntry, event: dict[str, Any]) -> None:
+        if self.before_change == "off" or entry.op == "i":
+            return
+        pre = entry.pre if entry.pre_images else None
+        if pre is None and self.before_change == "required":
+            raise MongoError(47, "Change stream was configured to require a pre-image for all "
+                                 "update, delete and replace events, but the pre-image was not "
+                                 f"found for event: {event['_id']}")
+        event["fullDocumentBeforeChange"] = pre
+
+    def _user_pipeline(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        if not self.stages:
+            return event
+        out = self.host.run_event_pipeline([event], self.stages)
+        if not out:
+            return None
+        result = out[0]
+        if result.get("_id") != event["_id"]:
+            raise MongoError(280, _ID_MODIFIED)
+        return result
+
+    # -- batches ---------------------------------------------------------------------
+    def _entries_after(self) -> Iterator[OplogEntry]:
+        time, inc, _ = self.position
+        for slot in self.host.oplog.slots_after(Timestamp(time, inc), inclusive=True):
+            for entry in slot.entries:
+                if (slot.ts.time, slot.ts.inc, entry.txn_index) > self.position:
+                    yield entry
+
+    def _scan(self, limit: int) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        if self._pending_invalidate is not None:
+            return self._emit_invalidate(events)
+        for entry in self._entries_after():
+            self.position = (entry.ts.time, entry.ts.inc, entry.txn_index)
+            if entry.op == "n" or not self._in_scope(entry):
+                continue
+            event = self._render(entry)
+            if event is not None:
+                event = self._user_pipeline(event)
+                if event is not None:
+                    events.append(event)
+            if self._invalidates(entry):
+                self._pending_invalidate = entry
+                if len(events) < limit:
+                    return self._emit_invalidate(events)
+                break
+            if len(events) >= limit:
+                break
+        else:
+            last = self.host.oplog.last_ts
+            self.position = max(self.position, (last.time, last.inc, 0xFFFFFFFF))
+        self._update_token(events)
+        return events
+
+    def _emit_invalidate(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        entry = self._pending_invalidate
+        assert entry is not None
+        token = self._token(entry, invalidate=True)
+        events.append(invalidate_event(entry, token))
+        self.post_batch_resume_token = token
+        self.closed = True
+        return events
+
+    def _update_token(self, events: list[dict[str, Any]]) -> None:
+        time, inc, index = self.position
+        if index == 0xFFFFFFFF or not events:
+            self.post_batch_resume_token = resume_tokens.high_water_mark(Timestamp(time, inc))
+            if events and index != 0xFFFFFFFF:
+                self.post_batch_resume_token = events[-1]["_id"]
+        else:
+            self.post_batch_resume_token = events[-1]["_id"]
+
+    async def next_batch(self, *, batch_size: int | None,
+                         max_await_ms: int | None) -> list[dict[str, Any]]:
+        if self.closed:
+            return []
+        limit = batch_size if batch_size is not None else DEFAULT_BATCH
+        if limit == 0:
+            return []
+        loop = asyncio.get_running_loop()
+        wait_ms = DEFAULT_AWAIT_MS if max_await_ms is None else max_await_ms
+        deadline = loop.time() + wait_ms / 1000
+        while True:
+            events = self._scan(limit)
+            remaining = deadline - loop.time()
+            if events or self.closed or remaining <= 0:
+                return events
+            await self.host.oplog.wait_for_news(remaining)
+
+
+def _insert_after(doc: dict[str, Any], anchor: str, key: str, value: Any) -> None:
+    """Put ``key`` right after ``anchor`` (mongod keeps fullDocument's slot for updates)."""
+    items = list(doc.items())
+    doc.clear()
+    for k, v in items:
+        doc[k] = v
+        if k == anchor:
+            doc[key] = value
