@@ -90,7 +90,8 @@ async def test_a_transaction_arrives_together_with_lsid_and_txn_number(
     assert [e["operationType"] for e in events] == ["insert", "update", "insert"]
     assert len({e["clusterTime"] for e in events}) == 1
     assert len({e["_id"]["_data"] for e in events}) == 3
-    assert all(e["lsid"] == events[0]["lsid"] and e["txnNumber"] == 1 for e in events)
+    assert all(e["lsid"] == events[0]["lsid"] for e in events)
+    assert len({e["txnNumber"] for e in events}) == 1
 
 
 async def test_an_aborted_transaction_emits_nothing(client: Any, db: Any) -> None:
@@ -242,7 +243,7 @@ async def test_getmore_failures_after_checkout_are_labelled_resumable(
 ) -> None:
     async with db.c.watch(max_await_time_ms=100) as stream:
         async with fail_point({"configureFailPoint": "failGetMoreAfterCursorCheckout",
-                               "mode": {"times": 1}, "data": {"errorCode": 10107}}):
+                               "mode": {"times": 1}, "data": {"errorCode": 6}}):
             await db.c.insert_one({"_id": 1})
             event = await _next(stream)
     assert event["documentKey"] == {"_id": 1}

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 import uuid
 from typing import Any
 
 import pytest
-from bson.binary import Binary, UuidRepresentation
+from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import WriteConcern
 from pymongo.errors import OperationFailure
 
 
-def _fresh_lsid() -> dict[str, Any]:
-    """A session id no driver session pool will reuse behind the test's back."""
-    return {"id": Binary.from_uuid(uuid.uuid4(), UuidRepresentation.STANDARD)}
+@asynccontextmanager
+async def _private_client(uri: str) -> AsyncIterator[Any]:
+    """A client of the test's own: a hand-set txnNumber must not leak into the shared
+    client's pooled server sessions (their later writes would be TransactionTooOld)."""
+    own: AsyncIOMotorClient[Any] = AsyncIOMotorClient(uri)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
+def _fresh_txn_number() -> int:
+    """A txnNumber above any the driver's pooled server session has used."""
+    return 1_000_000 + uuid.uuid4().int % 1_000_000
 
 
 async def test_a_committed_transaction_applies_every_write(client: Any, db: Any) -> None:
@@ -129,25 +142,26 @@ async def test_committing_twice_is_idempotent_and_aborting_after_commit_fails(
 
 
 async def test_statements_of_an_unknown_transaction_fail_with_no_such_transaction(
-    client: Any, db: Any
+    mongo_uri: str, db: Any
 ) -> None:
-    lsid = _fresh_lsid()
-    with pytest.raises(OperationFailure) as info:
-        await db.command({"insert": "c", "documents": [{"a": 1}], "lsid": lsid,
-                          "txnNumber": 7, "autocommit": False})
+    async with _private_client(mongo_uri) as own, await own.start_session() as session:
+        with pytest.raises(OperationFailure) as info:
+            await own[db.name].command(
+                {"insert": "c", "documents": [{"a": 1}], "txnNumber": _fresh_txn_number(),
+                 "autocommit": False}, session=session)
     assert info.value.code == 251
     assert info.value.has_error_label("TransientTransactionError")
 
 
 async def test_a_retried_write_with_the_same_txn_number_is_applied_once(
-    client: Any, db: Any
+    mongo_uri: str, db: Any
 ) -> None:
-    lsid = _fresh_lsid()
     command = {"update": "c", "updates": [{"q": {"_id": 1}, "u": {"$inc": {"n": 1}},
                                            "upsert": True}],
-               "lsid": lsid, "txnNumber": 1}
-    first = await db.command(command)
-    second = await db.command(command)
+               "txnNumber": _fresh_txn_number()}
+    async with _private_client(mongo_uri) as own, await own.start_session() as session:
+        first = await own[db.name].command(command, session=session)
+        second = await own[db.name].command(command, session=session)
     assert first["n"] == second["n"] == 1
     assert (await db.c.find_one({"_id": 1}))["n"] == 1
 

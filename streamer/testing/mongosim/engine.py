@@ -178,7 +178,7 @@ class Engine:
         return self.append([OplogEntry(op="n", ns="", cmd={"msg": msg})])
 
     def append_command(self, ns: str, cmd: dict[str, Any], coll: Collection | None) -> Timestamp:
-        entry = OplogEntry(op="c", ns=ns, cmd=cmd, collection_uuid=coll.uuid if coll else None)
+        entry = OplogEntry(op="c", ns=ns, cmd=cmd, collection_uuid=coll.uuid if coll is not None else None)
         return self.append([entry])
 
     def read(self, coll: Collection, idk: Hashable, txn: Transaction | None) -> dict[str, Any] | None:

@@ -1,144 +1,195 @@
-"""Fallback minimal server (only used if the server helper fails)."""
+"""The TCP server: framing, dispatch, fail points, labels and reply decoration.
+
+One ``asyncio.Protocol`` per connection frames messages; a task per connection runs its
+commands in order (a getMore waiting for events blocks only its own connection). Every
+reply carries ``$clusterTime`` and ``operationTime``, as a replica-set member's does.
+"""
+
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
 import itertools
-import os
+import logging
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from bson.binary import Binary
 from bson.int64 import Int64
-from bson.objectid import ObjectId
 
+from . import labels
 from .engine import CommandContext, Engine
 from .errors import MongoError
-from .wire import ProtocolError, decode_request, encode_reply, parse_header
+from .failpoints import FailPoints
+from .topology import Topology
+from .wire import ProtocolError, Request, decode_request, encode_reply, parse_header
 
-_ids = itertools.count(1)
-
-
-class Topology:
-    def __init__(self, host: str, port: int, replset: str) -> None:
-        self.host, self.port, self.replset = host, port, replset
-        self.process_id = ObjectId()
-        self.counter = 0
-        self.election_id = ObjectId()
-        self.changed = asyncio.Event()
-
-    @property
-    def me(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def hello(self, engine: Engine, conn_id: int, legacy: bool) -> dict[str, Any]:
-        ts = engine.cluster_time()
-        now = _dt.datetime.now(_dt.UTC)
-        reply: dict[str, Any] = {
-            "topologyVersion": {"processId": self.process_id, "counter": Int64(self.counter)},
-            "hosts": [self.me], "setName": self.replset, "setVersion": 1,
-            ("ismaster" if legacy else "isWritablePrimary"): True, "secondary": False,
-            "primary": self.me, "me": self.me, "electionId": self.election_id,
-            "lastWrite": {"opTime": {"ts": ts, "t": Int64(1)}, "lastWriteDate": now,
-                          "majorityOpTime": {"ts": ts, "t": Int64(1)}, "majorityWriteDate": now},
-            "maxBsonObjectSize": 16 * 1024 * 1024, "maxMessageSizeBytes": 48_000_000,
-            "maxWriteBatchSize": 100_000, "localTime": now, "logicalSessionTimeoutMinutes": 30,
-            "connectionId": conn_id, "minWireVersion": 0, "maxWireVersion": 21, "readOnly": False,
-            "helloOk": True,
-        }
-        return reply
+log = logging.getLogger("mongosim")
+_request_ids = itertools.count(1)
+_connection_ids = itertools.count(1)
 
 
 class Server:
-    def __init__(self, engine: Engine, topology: Topology) -> None:
-        self.engine, self.topology = engine, topology
+    """Everything a connection needs to answer a command."""
 
-    async def handle(self, db: str, cmd: dict[str, Any], ctx: CommandContext, legacy: bool) -> dict[str, Any]:
+    def __init__(self, engine: Engine, topology: Topology, failpoints: FailPoints) -> None:
+        self.engine, self.topology, self.failpoints = engine, topology, failpoints
+
+    async def handle(self, request: Request, conn: Connection) -> dict[str, Any] | None:
+        """The reply for a request, or None when the connection must close without one."""
+        cmd = request.command
         name = next(iter(cmd), "")
-        lname = name.lower()
+        ctx = CommandContext(conn.id, conn.app_name, self.failpoints)
+        wc_error: dict[str, Any] | None = None
         try:
-            if lname in ("hello", "ismaster"):
-                if "topologyVersion" in cmd and "maxAwaitTimeMS" in cmd:
-                    try:
-                        await asyncio.wait_for(self.topology.changed.wait(), cmd["maxAwaitTimeMS"] / 1000)
-                    except TimeoutError:
-                        pass
-                reply = self.topology.hello(self.engine, ctx.connection_id, legacy or lname == "ismaster")
-            elif lname == "ping":
-                reply = {}
-            elif lname == "buildinfo":
-                reply = {"version": "7.0.12", "versionArray": [7, 0, 12, 0], "gitVersion": "mongosim",
-                         "bits": 64, "maxBsonObjectSize": 16 * 1024 * 1024, "modules": [],
-                         "storageEngines": ["mongosim"]}
-            elif lname == "getparameter":
-                reply = {"enableTestCommands": True, "featureCompatibilityVersion": {"version": "7.0"}}
-            else:
-                reply = await self.engine.run_command(db, cmd, ctx)
-            reply.setdefault("ok", 1.0)
+            injected = self.failpoints.for_command(name, conn.app_name)
+            if injected is not None:
+                if injected.get("blockConnection"):
+                    await asyncio.sleep(int(injected.get("blockTimeMS", 0)) / 1000)
+                if injected.get("closeConnection"):
+                    return None
+                if "errorCode" in injected:
+                    raise MongoError(int(injected["errorCode"]), "Failing command via "
+                                     "'failCommand' failpoint", labels=injected.get(
+                                         "errorLabels", []),
+                                     extra={"_explicit_labels": "errorLabels" in injected})
+                wc_error = injected.get("writeConcernError")
+            reply = await self._dispatch(name, request, conn, ctx)
+            if wc_error is not None:
+                reply["writeConcernError"] = dict(wc_error)
         except MongoError as exc:
-            reply = exc.to_reply()
-        except Exception as exc:  # noqa: BLE001
+            reply = self._error_reply(name, cmd, exc, ctx)
+        except Exception as exc:
+            log.exception("internal error running %s", name)
             reply = MongoError(1, f"{type(exc).__name__}: {exc}").to_reply()
-        ts = ctx.operation_time or self.engine.cluster_time()
-        reply["$clusterTime"] = {"clusterTime": self.engine.cluster_time(),
+        if wc_error is not None and "errorLabels" not in reply:
+            found = labels.compute(name, cmd, None, int(wc_error.get("code", 0)), False)
+            if wc_error.get("errorLabels") is not None:
+                found = list(wc_error["errorLabels"])
+            if found:
+                reply["errorLabels"] = found
+        return self._decorate(reply, ctx)
+
+    async def _dispatch(self, name: str, request: Request, conn: Connection,
+                        ctx: CommandContext) -> dict[str, Any]:
+        cmd = request.command
+        lname = name.lower()
+        if lname in ("hello", "ismaster"):
+            client = cmd.get("client") or {}
+            app = (client.get("application") or {}).get("name")
+            if app:
+                conn.app_name = app
+            return await self.topology.hello(cmd, conn.id, request.legacy or lname == "ismaster")
+        if lname == "configurefailpoint":
+            return self.failpoints.configure(cmd)
+        if lname == "replsetstepdown":
+            return await self.topology.step_down(cmd)
+        admin = self.topology.admin_reply(name, cmd, conn.id)
+        if admin is not None:
+            return admin
+        self.topology.check_writable(name, cmd)
+        return await self.engine.run_command(request.db, cmd, ctx)
+
+    def _error_reply(self, name: str, cmd: Mapping[str, Any], exc: MongoError,
+                     ctx: CommandContext) -> dict[str, Any]:
+        explicit = exc.extra.pop("_explicit_labels", False)
+        reply = exc.to_reply()
+        if explicit:
+            found = list(exc.labels)
+        else:
+            found = list(dict.fromkeys(
+                [*exc.labels, *labels.compute(name, cmd, exc.code, None, ctx.is_change_stream)]))
+        reply.pop("errorLabels", None)
+        if found:
+            reply["errorLabels"] = found
+        return reply
+
+    def _decorate(self, reply: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
+        reply.setdefault("ok", 1.0)
+        now = self.engine.cluster_time()
+        reply["$clusterTime"] = {"clusterTime": now,
                                  "signature": {"hash": Binary(b"\0" * 20, 0), "keyId": Int64(0)}}
-        reply["operationTime"] = ts
+        reply["operationTime"] = ctx.operation_time or now
         return reply
 
 
-class _Protocol(asyncio.Protocol):
-    def __init__(self, server: Server, live: set[_Protocol]) -> None:
-        self.server = server
-        self.live = live
-        self.buf = bytearray()
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.conn_id = next(_ids)
+class Connection(asyncio.Protocol):
+    def __init__(self, server: Server, live: set[Connection]) -> None:
+        self.server, self.live = server, live
+        self.id = next(_connection_ids)
+        self.app_name: str | None = None
+        self._buffer = bytearray()
+        self._queue: asyncio.Queue[tuple[Any, bytes]] = asyncio.Queue()
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task[None] | None = None
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.live.add(self)
-        self.task = asyncio.get_running_loop().create_task(self.run())
+        self.task = asyncio.get_running_loop().create_task(self._serve())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.live.discard(self)
-        if self.task:
+        if self.task is not None:
             self.task.cancel()
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while len(self.buf) >= 16:
-            header = parse_header(self.buf[:16])
-            if len(self.buf) < header.length:
-                break
-            body = bytes(self.buf[16:header.length])
-            del self.buf[:header.length]
-            self.queue.put_nowait((header, body))
-
-    async def run(self) -> None:
-        while True:
-            header, body = await self.queue.get()
-            try:
-                req = decode_request(header, body)
-            except ProtocolError:
-                assert self.transport
-                self.transport.close()
+        self._buffer += data
+        while len(self._buffer) >= 16:
+            header = parse_header(self._buffer[:16])
+            if header.length < 16 or header.length > 48_000_000:
+                self.close()
                 return
-            ctx = CommandContext(self.conn_id, None)
-            reply = await self.server.handle(req.db, req.command, ctx, req.legacy)
-            if not req.more_to_come and self.transport and not self.transport.is_closing():
-                self.transport.write(encode_reply(req, reply, request_id=next(_ids)))
+            if len(self._buffer) < header.length:
+                return
+            body = bytes(self._buffer[16:header.length])
+            del self._buffer[:header.length]
+            self._queue.put_nowait((header, body))
+
+    async def _serve(self) -> None:
+        while True:
+            header, body = await self._queue.get()
+            try:
+                request = decode_request(header, body)
+            except ProtocolError:
+                self.close()
+                return
+            except MongoError as exc:
+                request = None
+                error = exc
+            if request is None:
+                log.warning("bad request on connection %d: %s", self.id, error)
+                self.close()
+                return
+            reply = await self.server.handle(request, self)
+            if reply is None:
+                self.close()
+                return
+            if not request.more_to_come and self.transport is not None:
+                self.transport.write(encode_reply(request, reply,
+                                                  request_id=next(_request_ids)))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class MongoSim:
+    """``async with MongoSim(port=0) as sim: sim.uri`` — a replica set for tests."""
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, replset: str = "rs0",
                  oplog_size: int = 100_000, ttl_monitor_interval: float = 60.0,
-                 data_dir: Any = None, enable_test_commands: bool = True) -> None:
+                 data_dir: str | Path | None = None, enable_test_commands: bool = True,
+                 noop_interval: float = 10.0) -> None:
         self.host, self.port, self.replset = host, port, replset
         self.engine = Engine(oplog_size=oplog_size, data_dir=data_dir,
-                             ttl_monitor_interval=ttl_monitor_interval)
-        self._server: asyncio.base_events.Server | None = None
-        self._live: set[_Protocol] = set()
+                             ttl_monitor_interval=ttl_monitor_interval,
+                             noop_interval=noop_interval)
+        self.failpoints = FailPoints(enable_test_commands)
+        self.topology: Topology | None = None
+        self._server: asyncio.Server | None = None
+        self._live: set[Connection] = set()
 
     @property
     def uri(self) -> str:
@@ -147,25 +198,27 @@ class MongoSim:
     async def start(self) -> None:
         await self.engine.start()
         loop = asyncio.get_running_loop()
-        topology = Topology(self.host, self.port, self.replset)
-        server = Server(self.engine, topology)
-        self._server = await loop.create_server(lambda: _Protocol(server, self._live), self.host, self.port)
+        self.topology = Topology(self.host, self.port, self.replset, self.engine)
+        server = Server(self.engine, self.topology, self.failpoints)
+        self._server = await loop.create_server(lambda: Connection(server, self._live),
+                                                self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
-        topology.port = self.port
+        self.topology.port = self.port
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
-        for proto in list(self._live):
-            if proto.transport is not None:
-                proto.transport.abort()
-            if proto.task is not None:
-                proto.task.cancel()
+        for conn in list(self._live):
+            conn.close()
+            if conn.task is not None:
+                conn.task.cancel()
+        if self.topology is not None:
+            self.topology.close()
         await asyncio.sleep(0)
         await self.engine.close()
 
-    async def __aenter__(self) -> "MongoSim":
+    async def __aenter__(self) -> MongoSim:
         await self.start()
         return self
 

@@ -1,0 +1,49 @@
+"""``mongosim``: run the replica set from the command line.
+
+Prints exactly one line, ``mongosim ready <uri>``, once it accepts connections, and exits
+0 on SIGTERM or SIGINT after closing cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from .server import MongoSim
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="mongosim", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=27017, help="0 picks a free port")
+    parser.add_argument("--replset", default="rs0")
+    parser.add_argument("--oplog-size", type=int, default=100_000, help="oplog entries kept")
+    parser.add_argument("--ttl-monitor-interval", type=float, default=60.0, metavar="S")
+    parser.add_argument("--data-dir", default=None, help="persist data and oplog here")
+    parser.add_argument("--no-test-commands", action="store_true",
+                        help="refuse configureFailPoint, as mongod without enableTestCommands")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sim = MongoSim(host=args.host, port=args.port, replset=args.replset,
+                   oplog_size=args.oplog_size, ttl_monitor_interval=args.ttl_monitor_interval,
+                   data_dir=args.data_dir, enable_test_commands=not args.no_test_commands)
+    async with sim:
+        print(f"mongosim ready {sim.uri}", flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    asyncio.run(serve(parse_args(argv)))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

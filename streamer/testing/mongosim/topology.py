@@ -1,0 +1,187 @@
+"""The replica-set identity: hello, admin commands, and step-down.
+
+mongosim is the primary of a one-member set. ``hosts``/``me`` name exactly the address
+clients dial, or drivers drop the member (SDAM spec: "me" mismatch). A step-down makes it
+a secondary for the requested seconds, then it is re-elected with a new electionId; each
+change bumps topologyVersion and answers awaiting hellos at once (server monitoring
+spec: streaming protocol).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from bson.int64 import Int64
+from bson.objectid import ObjectId
+
+from .errors import MongoError
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+VERSION = "7.0.14"
+MAX_WIRE_VERSION = 21  # MongoDB 7.0
+WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify", "findandmodify",
+                            "create", "createIndexes", "drop", "dropIndexes", "collMod",
+                            "dropDatabase", "renameCollection", "commitTransaction",
+                            "abortTransaction"})
+
+
+class Topology:
+    def __init__(self, host: str, port: int, replset: str, engine: Engine) -> None:
+        self.host, self.port, self.replset, self.engine = host, port, replset, engine
+        self.process_id = ObjectId()
+        self.counter = 0
+        self.election_id = ObjectId()
+        self.primary = True
+        self.started = time.monotonic()
+        self._changed = asyncio.Event()
+        self._step_up: asyncio.Task[None] | None = None
+
+    @property
+    def me(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _bump(self) -> None:
+        self.counter += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def hello(self, cmd: Mapping[str, Any], conn_id: int, legacy: bool) -> dict[str, Any]:
+        version = cmd.get("topologyVersion")
+        if version is not None and "maxAwaitTimeMS" in cmd and \
+                version.get("processId") == self.process_id and \
+                int(version.get("counter", -1)) == self.counter:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), int(cmd["maxAwaitTimeMS"]) / 1000)
+        ts = self.engine.cluster_time()
+        now = _dt.datetime.now(_dt.UTC)
+        reply: dict[str, Any] = {
+            "topologyVersion": {"processId": self.process_id, "counter": Int64(self.counter)},
+            "hosts": [self.me], "setName": self.replset, "setVersion": 1,
+            ("ismaster" if legacy else "isWritablePrimary"): self.primary,
+            "secondary": not self.primary,
+        }
+        if self.primary:
+            reply["primary"] = self.me
+        reply.update({
+            "me": self.me, "electionId": self.election_id,
+            "lastWrite": {"opTime": {"ts": ts, "t": Int64(1)}, "lastWriteDate": now,
+                          "majorityOpTime": {"ts": ts, "t": Int64(1)},
+                          "majorityWriteDate": now},
+            "maxBsonObjectSize": 16 * 1024 * 1024, "maxMessageSizeBytes": 48_000_000,
+            "maxWriteBatchSize": 100_000, "localTime": now, "logicalSessionTimeoutMinutes": 30,
+            "connectionId": conn_id, "minWireVersion": 0, "maxWireVersion": MAX_WIRE_VERSION,
+            "readOnly": False,
+        })
+        if not legacy:
+            reply["helloOk"] = True
+        return reply
+
+    def check_writable(self, name: str, cmd: Mapping[str, Any]) -> None:
+        if self.primary:
+            return
+        writes = name in WRITE_COMMANDS or (name == "aggregate" and any(
+            "$out" in s or "$merge" in s for s in cmd.get("pipeline", [])))
+        if writes:
+            raise MongoError(10107, "not primary")
+        if name in ("find", "aggregate", "count", "distinct", "listCollections",
+                    "listIndexes") and not _allows_secondary(cmd):
+            raise MongoError(13435, "not primary and secondaryOk=false")
+
+    async def step_down(self, cmd: Mapping[str, Any]) -> dict[str, Any]:
+        if not self.primary:
+            raise MongoError(10107, "not primary so can't step down")
+        seconds = float(cmd.get("replSetStepDown") or 60)
+        self.primary = False
+        self._bump()
+        self._step_up = asyncio.get_running_loop().create_task(self._re_elect(seconds))
+        return {}
+
+    async def _re_elect(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.primary = True
+        self.election_id = ObjectId()
+        self._bump()
+
+    def close(self) -> None:
+        if self._step_up is not None:
+            self._step_up.cancel()
+
+    def admin_reply(self, name: str, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any] | None:
+        """Replies to informational commands, or None if ``name`` is not one of them."""
+        handler = _ADMIN.get(name.lower())
+        return handler(self, cmd, conn_id) if handler is not None else None
+
+
+def _allows_secondary(cmd: Mapping[str, Any]) -> bool:
+    mode = (cmd.get("$readPreference") or {}).get("mode", "primary")
+    return mode != "primary"
+
+
+def _build_info(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
+    parts = [int(p) for p in VERSION.split(".")]
+    return {"version": VERSION, "gitVersion": "mongosim", "versionArray": [*parts, 0],
+            "bits": 64, "debug": False, "maxBsonObjectSize": 16 * 1024 * 1024,
+            "storageEngines": ["mongosim"], "modules": [], "openssl": {"running": "disabled"},
+            "javascriptEngine": "none", "sysInfo": "deprecated", "allocator": "system"}
+
+
+def _get_parameter(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
+    params = {"enableTestCommands": True, "featureCompatibilityVersion": {"version": "7.0"},
+              "transactionLifetimeLimitSeconds": 60, "periodicNoopIntervalSecs": 10,
+              "ttlMonitorSleepSecs": int(t.engine.ttl_monitor_interval)}
+    if cmd.get("getParameter") == "*":
+        return params
+    return {k: v for k, v in params.items() if k in cmd}
+
+
+def _cmd_line_opts(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
+    data_dir = t.engine.data_dir_path
+    return {"argv": ["mongosim", "--port", str(t.port), "--replSet", t.replset],
+            "parsed": {"net": {"bindIp": t.host, "port": t.port},
+                       "replication": {"replSet": t.replset},
+                       "setParameter": {"enableTestCommands": "1"},
+                       "storage": {"dbPath": str(data_dir) if data_dir else ""}}}
+
+
+def _server_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
+    uptime = time.monotonic() - t.started
+    return {"host": t.me, "version": VERSION, "process": "mongod", "pid": Int64(os.getpid()),
+            "uptime": float(int(uptime)), "uptimeMillis": Int64(int(uptime * 1000)),
+            "localTime": _dt.datetime.now(_dt.UTC),
+            "repl": {"setName": t.replset, "isWritablePrimary": t.primary, "hosts": [t.me],
+                     "primary": t.me if t.primary else None, "me": t.me},
+            "storageEngine": {"name": "mongosim"},
+            "oplog": {"entries": len(t.engine.oplog)}}
+
+
+def _repl_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
+    ts = t.engine.cluster_time()
+    optime = {"ts": ts, "t": Int64(1)}
+    return {"set": t.replset, "date": _dt.datetime.now(_dt.UTC), "myState": 1 if t.primary else 2,
+            "members": [{"_id": 0, "name": t.me, "health": 1.0, "state": 1 if t.primary else 2,
+                         "stateStr": "PRIMARY" if t.primary else "SECONDARY", "optime": optime,
+                         "self": True}],
+            "optimes": {"lastCommittedOpTime": optime, "appliedOpTime": optime}}
+
+
+_ADMIN = {
+    "ping": lambda t, c, i: {},
+    "buildinfo": _build_info,
+    "getparameter": _get_parameter,
+    "getcmdlineopts": _cmd_line_opts,
+    "serverstatus": _server_status,
+    "replsetgetstatus": _repl_status,
+    "hostinfo": lambda t, c, i: {"system": {"hostname": t.host, "numCores": os.cpu_count()}},
+    "whatsmyuri": lambda t, c, i: {"you": "127.0.0.1"},
+    "connectionstatus": lambda t, c, i: {"authInfo": {"authenticatedUsers": [],
+                                                       "authenticatedUserRoles": []}},
+    "getlog": lambda t, c, i: {"totalLinesWritten": 0, "log": []},
+}
