@@ -18,7 +18,7 @@ import pytest
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from pymongo.errors import OperationFailure
 
-from streamer.testing.mongosim import MongoSim
+from streamer.testing.mongosim.threaded import ThreadedMongoSim
 
 REAL_URI = os.environ.get("MONGODB_URI")
 
@@ -29,7 +29,7 @@ async def mongo_uri() -> AsyncIterator[str]:
     if REAL_URI:
         yield REAL_URI
         return
-    async with MongoSim(port=0, ttl_monitor_interval=1.0) as sim:
+    async with ThreadedMongoSim(port=0, ttl_monitor_interval=1.0) as sim:
         yield sim.uri
 
 
@@ -76,12 +76,12 @@ def fail_point(client: AsyncIOMotorClient[Any]) -> FailPoint:
 
 
 @pytest.fixture
-def private_mongosim() -> Callable[..., AbstractAsyncContextManager[MongoSim]]:
+def private_mongosim() -> Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]:
     """A mongosim of the test's own (tiny oplog, data dir...); skipped against a real server."""
     if REAL_URI:
         pytest.skip("needs a private mongosim (server options a shared replica set cannot take)")
 
-    def start(**options: Any) -> AbstractAsyncContextManager[MongoSim]:
-        return MongoSim(port=0, **options)
+    def start(**options: Any) -> AbstractAsyncContextManager[ThreadedMongoSim]:
+        return ThreadedMongoSim(port=0, **options)
 
     return start

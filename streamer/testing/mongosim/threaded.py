@@ -1,0 +1,66 @@
+"""mongosim on an event loop of its own, in a background thread.
+
+Motor's ``close()`` (and some other driver calls) block the calling thread while the
+driver talks to the server; with the server on the same event loop that would deadlock.
+Tests therefore run the server on its own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from .server import MongoSim
+
+
+class ThreadedMongoSim:
+    """``with ThreadedMongoSim(port=0) as sim: sim.uri`` — usable from sync or async code."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        self.sim: MongoSim | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="mongosim",
+                                        daemon=True)
+
+    @property
+    def uri(self) -> str:
+        assert self.sim is not None
+        return self.sim.uri
+
+    def _run(self, coro: Any) -> Any:
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout=60)
+
+    def start(self) -> ThreadedMongoSim:
+        self._thread.start()
+
+        async def make() -> MongoSim:
+            sim = MongoSim(**self.options)
+            await sim.start()
+            return sim
+
+        self.sim = self._run(make())
+        return self
+
+    def stop(self) -> None:
+        if self.sim is not None:
+            self._run(self.sim.close())
+            self.sim = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
+
+    def __enter__(self) -> ThreadedMongoSim:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> ThreadedMongoSim:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
