@@ -243,7 +243,7 @@ async def test_getmore_failures_after_checkout_are_labelled_resumable(
 ) -> None:
     async with db.c.watch(max_await_time_ms=100) as stream:
         async with fail_point({"configureFailPoint": "failGetMoreAfterCursorCheckout",
-                               "mode": {"times": 1}, "data": {"errorCode": 10107}}):
+                               "mode": {"times": 1}, "data": {"errorCode": 6}}):
             await db.c.insert_one({"_id": 1})
             event = await _next(stream)
     assert event["documentKey"] == {"_id": 1}
