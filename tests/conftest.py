@@ -59,8 +59,10 @@ def fail_point(client: AsyncIOMotorClient[Any]) -> FailPoint:
     @asynccontextmanager
     async def configure(spec: Mapping[str, Any]) -> AsyncIterator[None]:
         name = spec.get("configureFailPoint", "failCommand")
-        command = {"configureFailPoint": name, **{k: v for k, v in spec.items()
-                                                  if k != "configureFailPoint"}}
+        command = {
+            "configureFailPoint": name,
+            **{k: v for k, v in spec.items() if k != "configureFailPoint"},
+        }
         try:
             await client.admin.command(command)
         except OperationFailure as exc:

@@ -37,8 +37,9 @@ async def _run_concurrently(n_ops: int, op: Callable[[int], Awaitable[Any]]) -> 
     return n_ops / (time.perf_counter() - start)
 
 
-async def _client_job(uri: str, coll_name: str, kind: str, n_ops: int, size: int,
-                      seed: int) -> float:
+async def _client_job(
+    uri: str, coll_name: str, kind: str, n_ops: int, size: int, seed: int
+) -> float:
     client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(uri, maxPoolSize=CLIENTS)
     coll = client.bench[coll_name]
     rng = random.Random(seed)
@@ -48,11 +49,15 @@ async def _client_job(uri: str, coll_name: str, kind: str, n_ops: int, size: int
             return await _run_concurrently(n_ops, lambda i: coll.insert_one({"seed": seed, "i": i}))
         if kind == "find":
             return await _run_concurrently(
-                n_ops, lambda i: coll.find_one({"_id": rng.randrange(size)}))
+                n_ops, lambda i: coll.find_one({"_id": rng.randrange(size)})
+            )
         if kind == "upsert":
             return await _run_concurrently(
-                n_ops, lambda i: coll.update_one({"_id": f"k{rng.randrange(1000)}"},
-                                                 {"$inc": {"n": 1}}, upsert=True))
+                n_ops,
+                lambda i: coll.update_one(
+                    {"_id": f"k{rng.randrange(1000)}"}, {"$inc": {"n": 1}}, upsert=True
+                ),
+            )
         raise ValueError(kind)
     finally:
         client.close()
@@ -77,8 +82,12 @@ async def _preload(uri: str, coll_name: str, size: int) -> None:
     coll = client.bench[coll_name]
     await coll.drop()
     for start in range(0, size, 5000):
-        await coll.insert_many([{"_id": i, "v": i % 97, "name": f"doc-{i}"}
-                                for i in range(start, min(size, start + 5000))])
+        await coll.insert_many(
+            [
+                {"_id": i, "v": i % 97, "name": f"doc-{i}"}
+                for i in range(start, min(size, start + 5000))
+            ]
+        )
     client.close()
 
 
@@ -128,8 +137,7 @@ async def main() -> None:
             rows.append((size, insert, find, upsert, written, delivered))
     finally:
         await proc.stop()
-    header = ("docs", "insert_one/s", "find _id/s", "$inc upsert/s", "cs writes/s",
-              "cs events/s")
+    header = ("docs", "insert_one/s", "find _id/s", "$inc upsert/s", "cs writes/s", "cs events/s")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for size, *rates in rows:

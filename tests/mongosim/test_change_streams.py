@@ -19,8 +19,15 @@ async def test_insert_event_has_mongods_fields_in_order(db: Any) -> None:
     async with db.c.watch() as stream:
         await db.c.insert_one({"_id": 1, "a": "x"})
         event = await _next(stream)
-    assert list(event) == ["_id", "operationType", "clusterTime", "wallTime", "fullDocument",
-                           "ns", "documentKey"]
+    assert list(event) == [
+        "_id",
+        "operationType",
+        "clusterTime",
+        "wallTime",
+        "fullDocument",
+        "ns",
+        "documentKey",
+    ]
     assert set(event["_id"]) == {"_data"} and isinstance(event["_id"]["_data"], str)
     assert event["operationType"] == "insert"
     assert isinstance(event["clusterTime"], Timestamp)
@@ -33,8 +40,9 @@ async def test_insert_event_has_mongods_fields_in_order(db: Any) -> None:
 async def test_update_event_reports_dotted_updated_fields_and_removed_fields(db: Any) -> None:
     await db.c.insert_one({"_id": 1, "a": {"b": 1, "c": 2}, "gone": True, "arr": [1, 2]})
     async with db.c.watch() as stream:
-        await db.c.update_one({"_id": 1}, {"$set": {"a.b": 5}, "$unset": {"gone": ""},
-                                           "$push": {"arr": 3}})
+        await db.c.update_one(
+            {"_id": 1}, {"$set": {"a.b": 5}, "$unset": {"gone": ""}, "$push": {"arr": 3}}
+        )
         event = await _next(stream)
     assert event["operationType"] == "update"
     assert "fullDocument" not in event
@@ -67,8 +75,9 @@ async def test_replace_and_delete_events(db: Any) -> None:
 async def test_pre_images_are_delivered_when_the_collection_enables_them(db: Any) -> None:
     await db.create_collection("c", changeStreamPreAndPostImages={"enabled": True})
     await db.c.insert_one({"_id": 1, "n": 0})
-    async with db.c.watch(full_document_before_change="required",
-                          full_document="whenAvailable") as stream:
+    async with db.c.watch(
+        full_document_before_change="required", full_document="whenAvailable"
+    ) as stream:
         await db.c.update_one({"_id": 1}, {"$inc": {"n": 1}})
         await db.c.delete_one({"_id": 1})
         update, delete = await _next(stream), await _next(stream)
@@ -182,15 +191,19 @@ async def test_a_cluster_stream_sees_every_database(client: Any, db: Any) -> Non
             await db.a.insert_one({"_id": 1})
             await other.b.insert_one({"_id": 2})
             events = [await _next(stream), await _next(stream)]
-        assert [e["ns"] for e in events] == [{"db": db.name, "coll": "a"},
-                                             {"db": other.name, "coll": "b"}]
+        assert [e["ns"] for e in events] == [
+            {"db": db.name, "coll": "a"},
+            {"db": other.name, "coll": "b"},
+        ]
     finally:
         await client.drop_database(other.name)
 
 
 async def test_pipeline_stages_filter_and_project_events(db: Any) -> None:
-    pipeline = [{"$match": {"fullDocument.keep": True}},
-                {"$project": {"fullDocument.keep": 1, "operationType": 1}}]
+    pipeline = [
+        {"$match": {"fullDocument.keep": True}},
+        {"$project": {"fullDocument.keep": 1, "operationType": 1}},
+    ]
     async with db.c.watch(pipeline) as stream:
         await db.c.insert_many([{"_id": 1, "keep": False}, {"_id": 2, "keep": True, "x": 1}])
         event = await _next(stream)
@@ -213,8 +226,12 @@ async def test_expanded_events_describe_catalog_changes(db: Any) -> None:
         await db.command({"collMod": "c", "validator": {"a": {"$exists": True}}})
         await db.c.drop_index("a_1")
         events = [await _next(stream) for _ in range(4)]
-    assert [e["operationType"] for e in events] == ["create", "createIndexes", "modify",
-                                                    "dropIndexes"]
+    assert [e["operationType"] for e in events] == [
+        "create",
+        "createIndexes",
+        "modify",
+        "dropIndexes",
+    ]
     assert all("operationDescription" in e and "collectionUUID" in e for e in events)
 
 
@@ -225,14 +242,13 @@ async def test_a_malformed_resume_token_fails_with_260(db: Any) -> None:
     assert info.value.code == 260
 
 
-async def test_no_event_is_lost_when_getmore_drops_the_connection(
-    db: Any, fail_point: Any
-) -> None:
+async def test_no_event_is_lost_when_getmore_drops_the_connection(db: Any, fail_point: Any) -> None:
     async with db.c.watch(max_await_time_ms=100) as stream:
         await db.c.insert_one({"_id": 0})
         assert (await _next(stream))["documentKey"] == {"_id": 0}
-        async with fail_point({"mode": {"times": 1},
-                               "data": {"failCommands": ["getMore"], "closeConnection": True}}):
+        async with fail_point(
+            {"mode": {"times": 1}, "data": {"failCommands": ["getMore"], "closeConnection": True}}
+        ):
             await db.c.insert_many([{"_id": i} for i in range(1, 6)])
             seen = [(await _next(stream))["documentKey"]["_id"] for _ in range(5)]
     assert seen == [1, 2, 3, 4, 5]
@@ -241,9 +257,16 @@ async def test_no_event_is_lost_when_getmore_drops_the_connection(
 async def test_getmore_failures_after_checkout_are_labelled_resumable(
     db: Any, fail_point: Any
 ) -> None:
-    async with db.c.watch(max_await_time_ms=100) as stream:
-        async with fail_point({"configureFailPoint": "failGetMoreAfterCursorCheckout",
-                               "mode": {"times": 1}, "data": {"errorCode": 6}}):
-            await db.c.insert_one({"_id": 1})
-            event = await _next(stream)
+    async with (
+        db.c.watch(max_await_time_ms=100) as stream,
+        fail_point(
+            {
+                "configureFailPoint": "failGetMoreAfterCursorCheckout",
+                "mode": {"times": 1},
+                "data": {"errorCode": 6},
+            }
+        ),
+    ):
+        await db.c.insert_one({"_id": 1})
+        event = await _next(stream)
     assert event["documentKey"] == {"_id": 1}

@@ -127,8 +127,9 @@ async def test_find_one_and_update_returns_the_before_or_after_image(db: Any) ->
     )
     assert (before["n"], after["n"]) == (1, 3)
     assert await db.c.find_one_and_delete({"_id": 1}) == {"_id": 1, "n": 3}
-    assert await db.c.find_one_and_update({"_id": 9}, {"$set": {"x": 1}}, upsert=True,
-                                          return_document=ReturnDocument.AFTER) == {"_id": 9, "x": 1}
+    assert await db.c.find_one_and_update(
+        {"_id": 9}, {"$set": {"x": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+    ) == {"_id": 9, "x": 1}
 
 
 async def test_count_documents_estimated_count_and_distinct(db: Any) -> None:
@@ -141,11 +142,19 @@ async def test_count_documents_estimated_count_and_distinct(db: Any) -> None:
 
 async def test_bulk_write_mixes_operations_and_reports_totals(db: Any) -> None:
     result = await db.c.bulk_write(
-        [InsertOne({"_id": 1}), UpdateOne({"_id": 1}, {"$set": {"a": 1}}),
-         UpdateOne({"_id": 2}, {"$set": {"a": 2}}, upsert=True), DeleteOne({"_id": 1})]
+        [
+            InsertOne({"_id": 1}),
+            UpdateOne({"_id": 1}, {"$set": {"a": 1}}),
+            UpdateOne({"_id": 2}, {"$set": {"a": 2}}, upsert=True),
+            DeleteOne({"_id": 1}),
+        ]
     )
-    assert (result.inserted_count, result.modified_count, result.upserted_count,
-            result.deleted_count) == (1, 1, 1, 1)
+    assert (
+        result.inserted_count,
+        result.modified_count,
+        result.upserted_count,
+        result.deleted_count,
+    ) == (1, 1, 1, 1)
 
 
 async def test_numbers_compare_across_bson_types(db: Any) -> None:

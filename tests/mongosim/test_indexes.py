@@ -42,9 +42,13 @@ async def test_unique_partial_index_allows_duplicates_outside_the_filter(db: Any
     await db.alerts.create_index(
         "product_id", unique=True, partialFilterExpression={"state": "open"}
     )
-    await db.alerts.insert_many([{"product_id": 1, "state": "resolved"},
-                                 {"product_id": 1, "state": "resolved"},
-                                 {"product_id": 1, "state": "open"}])
+    await db.alerts.insert_many(
+        [
+            {"product_id": 1, "state": "resolved"},
+            {"product_id": 1, "state": "resolved"},
+            {"product_id": 1, "state": "open"},
+        ]
+    )
     with pytest.raises(DuplicateKeyError):
         await db.alerts.insert_one({"product_id": 1, "state": "open"})
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-import uuid
 from typing import Any
 
 import pytest
@@ -136,7 +136,7 @@ async def test_committing_twice_is_idempotent_and_aborting_after_commit_fails(
         await db.c.insert_one({"_id": 1}, session=session)
         await session.commit_transaction()
         await session.commit_transaction()  # the driver re-sends commitTransaction
-        with pytest.raises(Exception, match="(?i)abort"):
+        with pytest.raises(Exception, match=r"(?i)abort"):
             await session.abort_transaction()
     assert await db.c.count_documents({}) == 1
 
@@ -147,8 +147,14 @@ async def test_statements_of_an_unknown_transaction_fail_with_no_such_transactio
     async with _private_client(mongo_uri) as own, await own.start_session() as session:
         with pytest.raises(OperationFailure) as info:
             await own[db.name].command(
-                {"insert": "c", "documents": [{"a": 1}], "txnNumber": _fresh_txn_number(),
-                 "autocommit": False}, session=session)
+                {
+                    "insert": "c",
+                    "documents": [{"a": 1}],
+                    "txnNumber": _fresh_txn_number(),
+                    "autocommit": False,
+                },
+                session=session,
+            )
     assert info.value.code == 251
     assert info.value.has_error_label("TransientTransactionError")
 
@@ -156,9 +162,11 @@ async def test_statements_of_an_unknown_transaction_fail_with_no_such_transactio
 async def test_a_retried_write_with_the_same_txn_number_is_applied_once(
     mongo_uri: str, db: Any
 ) -> None:
-    command = {"update": "c", "updates": [{"q": {"_id": 1}, "u": {"$inc": {"n": 1}},
-                                           "upsert": True}],
-               "txnNumber": _fresh_txn_number()}
+    command = {
+        "update": "c",
+        "updates": [{"q": {"_id": 1}, "u": {"$inc": {"n": 1}}, "upsert": True}],
+        "txnNumber": _fresh_txn_number(),
+    }
     async with _private_client(mongo_uri) as own, await own.start_session() as session:
         first = await own[db.name].command(command, session=session)
         second = await own[db.name].command(command, session=session)

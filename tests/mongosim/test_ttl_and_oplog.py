@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Any
 
@@ -12,21 +11,14 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo.errors import OperationFailure
 
 
-async def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.05)
-
-
 async def test_expired_documents_are_deleted_and_streamed_as_delete_events(db: Any) -> None:
     await db.sessions.create_index("expires_at", expireAfterSeconds=0)
     past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
     future = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     async with db.sessions.watch() as stream:
-        await db.sessions.insert_many([{"_id": "old", "expires_at": past},
-                                       {"_id": "new", "expires_at": future}])
+        await db.sessions.insert_many(
+            [{"_id": "old", "expires_at": past}, {"_id": "new", "expires_at": future}]
+        )
         kinds = []
         async for event in stream:
             kinds.append((event["operationType"], event["documentKey"]["_id"]))

@@ -44,8 +44,13 @@ async def test_a_valid_document_is_accepted(db: Any) -> None:
 
 async def test_moderate_level_lets_updates_to_already_invalid_documents_through(db: Any) -> None:
     await db.c.insert_one({"_id": 1, "qty": "legacy"})
-    await db.command({"collMod": "c", "validator": {"$jsonSchema": {
-        "properties": {"qty": {"bsonType": "int"}}}}, "validationLevel": "moderate"})
+    await db.command(
+        {
+            "collMod": "c",
+            "validator": {"$jsonSchema": {"properties": {"qty": {"bsonType": "int"}}}},
+            "validationLevel": "moderate",
+        }
+    )
     await db.c.update_one({"_id": 1}, {"$set": {"note": "still invalid"}})
     await db.c.insert_one({"_id": 2, "qty": 1})
     with pytest.raises(WriteError) as info:
@@ -54,8 +59,9 @@ async def test_moderate_level_lets_updates_to_already_invalid_documents_through(
 
 
 async def test_warn_action_accepts_invalid_documents(db: Any) -> None:
-    await db.create_collection("c", validator={"$jsonSchema": {"required": ["a"]}},
-                               validationAction="warn")
+    await db.create_collection(
+        "c", validator={"$jsonSchema": {"required": ["a"]}}, validationAction="warn"
+    )
     await db.c.insert_one({"b": 1})
     assert await db.c.count_documents({}) == 1
 

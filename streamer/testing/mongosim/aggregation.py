@@ -22,13 +22,15 @@ Docs = Iterator[dict[str, Any]]
 class PipelineContext(Protocol):
     now: _dt.datetime
 
-    def collection_documents(self, coll: str, db: str | None = None
-                             ) -> Iterable[Mapping[str, Any]]: ...
+    def collection_documents(
+        self, coll: str, db: str | None = None
+    ) -> Iterable[Mapping[str, Any]]: ...
 
     def merge_documents(self, spec: Mapping[str, Any], docs: list[dict[str, Any]]) -> None: ...
 
-    def out_documents(self, target: str | Mapping[str, Any],
-                      docs: list[dict[str, Any]]) -> None: ...
+    def out_documents(
+        self, target: str | Mapping[str, Any], docs: list[dict[str, Any]]
+    ) -> None: ...
 
 
 StageFn = Callable[[Docs, Any, "PipelineContext | None"], Docs]
@@ -77,8 +79,12 @@ def _is_exclusion(spec: Mapping[str, Any]) -> bool:
     return all(v in (0, False) for v in values if not isinstance(v, Mapping))
 
 
-def _project_doc(doc: Mapping[str, Any], spec: Mapping[str, Any], variables: dict[str, Any],
-                 root: Mapping[str, Any]) -> dict[str, Any]:
+def _project_doc(
+    doc: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    variables: dict[str, Any],
+    root: Mapping[str, Any],
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if spec.get("_id", 1) not in (0, False) and "_id" in doc and "_id" not in spec:
         out["_id"] = doc["_id"]
@@ -94,8 +100,9 @@ def _project_doc(doc: Mapping[str, Any], spec: Mapping[str, Any], variables: dic
             if isinstance(sub, Mapping):
                 out[key] = _project_doc(sub, value, variables, root)
             elif isinstance(sub, list):
-                out[key] = [_project_doc(e, value, variables, root) for e in sub
-                            if isinstance(e, Mapping)]
+                out[key] = [
+                    _project_doc(e, value, variables, root) for e in sub if isinstance(e, Mapping)
+                ]
         else:
             result = evaluate(value, root, variables)
             if result is not MISSING:
@@ -175,8 +182,11 @@ def _stage_replace_root(docs: Docs, spec: Any, ctx: PipelineContext | None) -> D
     for doc in docs:
         value = evaluate(expr, doc, _vars(ctx))
         if not isinstance(value, dict):
-            raise MongoError(40228, "'replacement document' must evaluate to an object, but "
-                                    f"resulting value was: {value!r}")
+            raise MongoError(
+                40228,
+                "'replacement document' must evaluate to an object, but "
+                f"resulting value was: {value!r}",
+            )
         yield value
 
 
@@ -251,7 +261,7 @@ def _stage_group(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
     fields = {k: v for k, v in spec.items() if k != "_id"}
     accs: list[tuple[str, str, Any]] = []
     for name, acc in fields.items():
-        (op, arg), = acc.items()
+        ((op, arg),) = acc.items()
         if op not in GROUP_ACCUMULATORS and op != "$count":
             raise MongoError(15952, f"unknown group operator '{op}'")
         accs.append((name, op, arg))
@@ -297,17 +307,19 @@ def _stage_bucket(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
                 break
         if slot is None:
             if "default" not in spec:
-                raise MongoError(40066, "$bucket could not find a matching branch for an input, "
-                                        "and no default was specified.")
+                raise MongoError(
+                    40066,
+                    "$bucket could not find a matching branch for an input, "
+                    "and no default was specified.",
+                )
             slot = "default"
         buckets.setdefault(slot, []).append(doc)
-    order = [i for i in range(len(bounds) - 1) if i in buckets]
+    order: list[int | str] = [i for i in range(len(bounds) - 1) if i in buckets]
     if "default" in buckets:
         order.append("default")
     for slot in order:
-        key = spec["default"] if slot == "default" else bounds[slot]
-        [row] = list(_stage_group(iter(buckets[slot]), {"_id": {"$literal": key}, **output},
-                                  ctx))
+        key = spec["default"] if isinstance(slot, str) else bounds[slot]
+        [row] = list(_stage_group(iter(buckets[slot]), {"_id": {"$literal": key}, **output}, ctx))
         yield row
 
 
@@ -317,8 +329,9 @@ def _stage_facet(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
 
 
 # -- joins and writes ---------------------------------------------------------------------------
-def _foreign(ctx: PipelineContext | None, spec: Mapping[str, Any], key: str
-             ) -> list[Mapping[str, Any]]:
+def _foreign(
+    ctx: PipelineContext | None, spec: Mapping[str, Any], key: str
+) -> list[Mapping[str, Any]]:
     if ctx is None:
         raise MongoError(2, f"{key} is not allowed in this context")
     source = spec.get("from") or spec.get("coll")
@@ -357,7 +370,7 @@ def _stage_lookup(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
 
 def _stage_union_with(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
     yield from docs
-    opts = {"coll": spec} if isinstance(spec, str) else spec
+    opts: Mapping[str, Any] = {"coll": spec} if isinstance(spec, str) else spec
     yield from run_pipeline(_foreign(ctx, opts, "$unionWith"), opts.get("pipeline", []), ctx)
 
 
@@ -368,8 +381,11 @@ def _stage_documents(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs
 def _stage_merge(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
     if ctx is None:
         raise MongoError(2, "$merge is not allowed in this context")
-    opts = {"into": spec} if isinstance(spec, str | Mapping) and not (
-        isinstance(spec, Mapping) and "into" in spec) else spec
+    opts = (
+        {"into": spec}
+        if isinstance(spec, str | Mapping) and not (isinstance(spec, Mapping) and "into" in spec)
+        else spec
+    )
     ctx.merge_documents(opts, list(docs))
     return iter(())
 
@@ -382,13 +398,27 @@ def _stage_out(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
 
 
 STAGES: dict[str, StageFn] = {
-    "$match": _stage_match, "$project": _stage_project, "$addFields": _stage_add_fields,
-    "$set": _stage_add_fields, "$unset": _stage_unset, "$replaceRoot": _stage_replace_root,
-    "$replaceWith": _stage_replace_root, "$sort": _stage_sort, "$limit": _stage_limit,
-    "$skip": _stage_skip, "$sample": _stage_sample, "$unwind": _stage_unwind,
-    "$group": _stage_group, "$count": _stage_count, "$sortByCount": _stage_sort_by_count,
-    "$bucket": _stage_bucket, "$facet": _stage_facet, "$lookup": _stage_lookup,
-    "$unionWith": _stage_union_with, "$documents": _stage_documents, "$merge": _stage_merge,
+    "$match": _stage_match,
+    "$project": _stage_project,
+    "$addFields": _stage_add_fields,
+    "$set": _stage_add_fields,
+    "$unset": _stage_unset,
+    "$replaceRoot": _stage_replace_root,
+    "$replaceWith": _stage_replace_root,
+    "$sort": _stage_sort,
+    "$limit": _stage_limit,
+    "$skip": _stage_skip,
+    "$sample": _stage_sample,
+    "$unwind": _stage_unwind,
+    "$group": _stage_group,
+    "$count": _stage_count,
+    "$sortByCount": _stage_sort_by_count,
+    "$bucket": _stage_bucket,
+    "$facet": _stage_facet,
+    "$lookup": _stage_lookup,
+    "$unionWith": _stage_union_with,
+    "$documents": _stage_documents,
+    "$merge": _stage_merge,
     "$out": _stage_out,
 }
 _LAST_ONLY = frozenset({"$merge", "$out"})
@@ -398,9 +428,10 @@ def _parse(pipeline: Sequence[Mapping[str, Any]]) -> list[tuple[StageFn, Any, st
     parsed = []
     for i, stage in enumerate(pipeline):
         if not isinstance(stage, Mapping) or len(stage) != 1:
-            raise MongoError(40323, "A pipeline stage specification object must contain "
-                                    "exactly one field.")
-        (name, spec), = stage.items()
+            raise MongoError(
+                40323, "A pipeline stage specification object must contain exactly one field."
+            )
+        ((name, spec),) = stage.items()
         fn = STAGES.get(name)
         if fn is None:
             raise MongoError(40324, f"Unrecognized pipeline stage name: '{name}'")
@@ -410,16 +441,20 @@ def _parse(pipeline: Sequence[Mapping[str, Any]]) -> list[tuple[StageFn, Any, st
     return parsed
 
 
-def run_pipeline(docs: Iterable[Mapping[str, Any]], pipeline: Sequence[Mapping[str, Any]],
-                 ctx: PipelineContext | None) -> list[dict[str, Any]]:
+def run_pipeline(
+    docs: Iterable[Mapping[str, Any]],
+    pipeline: Sequence[Mapping[str, Any]],
+    ctx: PipelineContext | None,
+) -> list[dict[str, Any]]:
     stream: Docs = (d if isinstance(d, dict) else dict(d) for d in docs)
     for fn, spec, _name in _parse(pipeline):
         stream = fn(stream, spec, ctx)
     return list(stream)
 
 
-def transform_document(doc: Mapping[str, Any], stages: Sequence[Mapping[str, Any]]
-                       ) -> dict[str, Any]:
+def transform_document(
+    doc: Mapping[str, Any], stages: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
     """Apply pipeline-style update stages to one document."""
     allowed = {"$set", "$addFields", "$unset", "$project", "$replaceRoot", "$replaceWith"}
     for stage in stages:
@@ -428,4 +463,3 @@ def transform_document(doc: Mapping[str, Any], stages: Sequence[Mapping[str, Any
             raise MongoError(72, f"Invalid stage in update pipeline: {name}")
     [out] = run_pipeline([dict(doc)], stages, None)
     return out
-

@@ -19,8 +19,12 @@ from .oplog import Oplog, OplogEntry, OplogSlot
 
 _CRUD_TYPES = {"i": "insert", "u": "update", "r": "replace", "d": "delete"}
 # Catalog commands reported only with showExpandedEvents (manual: "Change Events").
-_EXPANDED_TYPES = {"create": "create", "createIndexes": "createIndexes",
-                   "dropIndexes": "dropIndexes", "collMod": "modify"}
+_EXPANDED_TYPES = {
+    "create": "create",
+    "createIndexes": "createIndexes",
+    "dropIndexes": "dropIndexes",
+    "collMod": "modify",
+}
 
 
 def _uuid(entry: OplogEntry) -> Binary | None:
@@ -29,10 +33,15 @@ def _uuid(entry: OplogEntry) -> Binary | None:
     return Binary.from_uuid(entry.collection_uuid, UuidRepresentation.STANDARD)
 
 
-def event_header(entry: OplogEntry, token: dict[str, str], op_type: str,
-                 expanded: bool) -> dict[str, Any]:
-    event: dict[str, Any] = {"_id": token, "operationType": op_type, "clusterTime": entry.ts,
-                             "wallTime": entry.wall}
+def event_header(
+    entry: OplogEntry, token: dict[str, str], op_type: str, expanded: bool
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "_id": token,
+        "operationType": op_type,
+        "clusterTime": entry.ts,
+        "wallTime": entry.wall,
+    }
     uuid = _uuid(entry)
     if expanded and uuid is not None:
         event["collectionUUID"] = uuid
@@ -48,15 +57,19 @@ def crud_event(entry: OplogEntry, token: dict[str, str], expanded: bool) -> dict
     event["documentKey"] = entry.key
     if entry.op == "u":
         event["updateDescription"] = entry.update_description or {
-            "updatedFields": {}, "removedFields": [], "truncatedArrays": []}
+            "updatedFields": {},
+            "removedFields": [],
+            "truncatedArrays": [],
+        }
     if entry.in_txn:
         event["lsid"] = entry.lsid
         event["txnNumber"] = Int64(entry.txn_number or 0)
     return event
 
 
-def command_event(entry: OplogEntry, token: dict[str, str],
-                  expanded: bool) -> dict[str, Any] | None:
+def command_event(
+    entry: OplogEntry, token: dict[str, str], expanded: bool
+) -> dict[str, Any] | None:
     """drop / rename / dropDatabase, and the expanded catalog events; None if not an event."""
     cmd = entry.cmd or {}
     name = next(iter(cmd), "")
@@ -98,8 +111,12 @@ def _operation_description(name: str, cmd: dict[str, Any]) -> dict[str, Any]:
 
 
 def invalidate_event(entry: OplogEntry, token: dict[str, str]) -> dict[str, Any]:
-    return {"_id": token, "operationType": "invalidate", "clusterTime": entry.ts,
-            "wallTime": entry.wall}
+    return {
+        "_id": token,
+        "operationType": "invalidate",
+        "clusterTime": entry.ts,
+        "wallTime": entry.wall,
+    }
 
 
 # -- local.oplog.rs -------------------------------------------------------------------
@@ -135,10 +152,15 @@ def _slot_doc(slot: OplogSlot) -> dict[str, Any]:
     if not first.in_txn:
         return _oplog_doc(first, with_time=True)
     return {
-        "lsid": first.lsid, "txnNumber": Int64(first.txn_number or 0), "op": "c",
-        "ns": "admin.$cmd", "o": {"applyOps": [_oplog_doc(e, with_time=False)
-                                               for e in slot.entries]},
-        "ts": slot.ts, "t": Int64(1), "v": Int64(2), "wall": first.wall,
+        "lsid": first.lsid,
+        "txnNumber": Int64(first.txn_number or 0),
+        "op": "c",
+        "ns": "admin.$cmd",
+        "o": {"applyOps": [_oplog_doc(e, with_time=False) for e in slot.entries]},
+        "ts": slot.ts,
+        "t": Int64(1),
+        "v": Int64(2),
+        "wall": first.wall,
         "prevOpTime": {"ts": slot.ts.__class__(0, 0), "t": Int64(-1)},
     }
 

@@ -23,8 +23,18 @@ from .resume_tokens import ResumeToken
 
 DEFAULT_BATCH = 101  # mongod's default first batch; getMore batches are unbounded
 DEFAULT_AWAIT_MS = 1000  # mongod's default maxTimeMS for an awaitData getMore
-_ALLOWED_STAGES = frozenset({"$match", "$project", "$addFields", "$set", "$unset",
-                             "$replaceRoot", "$replaceWith", "$redact"})
+_ALLOWED_STAGES = frozenset(
+    {
+        "$match",
+        "$project",
+        "$addFields",
+        "$set",
+        "$unset",
+        "$replaceRoot",
+        "$replaceWith",
+        "$redact",
+    }
+)
 _FULL_DOCUMENT = frozenset({"default", "updateLookup", "whenAvailable", "required"})
 _BEFORE_CHANGE = frozenset({"off", "whenAvailable", "required"})
 _HIDDEN_DBS = frozenset({"admin", "config", "local"})
@@ -43,42 +53,59 @@ class ChangeStreamHost(Protocol):
 
     def lookup_document(self, ns: str, key: Mapping[str, Any]) -> dict[str, Any] | None: ...
 
-    def run_event_pipeline(self, events: list[dict[str, Any]],
-                           stages: list[Mapping[str, Any]]) -> list[dict[str, Any]]: ...
+    def run_event_pipeline(
+        self, events: list[dict[str, Any]], stages: list[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]: ...
 
 
 def _check_stages(stages: list[Mapping[str, Any]]) -> None:
     for stage in stages:
         name = next(iter(stage), "")
         if name not in _ALLOWED_STAGES:
-            raise MongoError(ErrorStageNotAllowed, f"{name} is not permitted in a $changeStream "
-                                                   "pipeline")
+            raise MongoError(
+                ErrorStageNotAllowed, f"{name} is not permitted in a $changeStream pipeline"
+            )
 
 
 ErrorStageNotAllowed = 5491300  # mongod: "... is not permitted in a $changeStream pipeline"
 
 
 class ChangeStream:
-    def __init__(self, host: ChangeStreamHost, *, db: str, coll: str | None,
-                 spec: Mapping[str, Any], stages: list[Mapping[str, Any]]) -> None:
+    def __init__(
+        self,
+        host: ChangeStreamHost,
+        *,
+        db: str,
+        coll: str | None,
+        spec: Mapping[str, Any],
+        stages: list[Mapping[str, Any]],
+    ) -> None:
         self.host = host
         self.db, self.coll = db, coll
         self.cluster = bool(spec.get("allChangesForCluster"))
         if self.cluster and (db != "admin" or coll is not None):
-            raise MongoError(ErrorStageNotAllowed - 1, "A $changeStream with "
-                             "'allChangesForCluster:true' may only be opened on the 'admin' "
-                             "database, and with no collection name")
+            raise MongoError(
+                ErrorStageNotAllowed - 1,
+                "A $changeStream with "
+                "'allChangesForCluster:true' may only be opened on the 'admin' "
+                "database, and with no collection name",
+            )
         if db == "admin" and not self.cluster:
-            raise MongoError(73, "$changeStream may not be opened on the internal admin "
-                                 "database")
+            raise MongoError(73, "$changeStream may not be opened on the internal admin database")
         self.full_document = spec.get("fullDocument", "default")
         self.before_change = spec.get("fullDocumentBeforeChange", "off")
         if self.full_document not in _FULL_DOCUMENT:
-            raise MongoError(2, f"Enumeration value '{self.full_document}' for field "
-                                "'$changeStream.fullDocument' is not a valid value.")
+            raise MongoError(
+                2,
+                f"Enumeration value '{self.full_document}' for field "
+                "'$changeStream.fullDocument' is not a valid value.",
+            )
         if self.before_change not in _BEFORE_CHANGE:
-            raise MongoError(2, f"Enumeration value '{self.before_change}' for field "
-                                "'$changeStream.fullDocumentBeforeChange' is not a valid value.")
+            raise MongoError(
+                2,
+                f"Enumeration value '{self.before_change}' for field "
+                "'$changeStream.fullDocumentBeforeChange' is not a valid value.",
+            )
         self.expanded = bool(spec.get("showExpandedEvents"))
         _check_stages(stages)
         self.stages = stages
@@ -86,16 +113,21 @@ class ChangeStream:
         self._pending_invalidate: OplogEntry | None = None
         self.position, start_ts = self._start_position(spec)
         if host.oplog.history_lost_before(start_ts):
-            raise MongoError(286, "Resume of change stream was not possible, as the resume "
-                                  "point may no longer be in the oplog.")
+            raise MongoError(
+                286,
+                "Resume of change stream was not possible, as the resume "
+                "point may no longer be in the oplog.",
+            )
         self.post_batch_resume_token = resume_tokens.high_water_mark(
-            Timestamp(self.position[0], self.position[1]))
+            Timestamp(self.position[0], self.position[1])
+        )
 
     def _start_position(self, spec: Mapping[str, Any]) -> tuple[Position, Timestamp]:
         given = [k for k in ("resumeAfter", "startAfter", "startAtOperationTime") if k in spec]
         if len(given) > 1:
-            raise MongoError(40674, "Only one type of resume option is allowed, but multiple "
-                                    "were found.")
+            raise MongoError(
+                40674, "Only one type of resume option is allowed, but multiple were found."
+            )
         if "startAtOperationTime" in spec:
             ts = spec["startAtOperationTime"]
             # Inclusive: everything at ts itself too.
@@ -103,9 +135,12 @@ class ChangeStream:
         if given:
             token = resume_tokens.decode(spec[given[0]])
             if token.from_invalidate and given[0] == "resumeAfter":
-                raise MongoError(260, "Attempting to resume a change stream using "
-                                      "'resumeAfter' is not allowed from an invalidate "
-                                      "notification.")
+                raise MongoError(
+                    260,
+                    "Attempting to resume a change stream using "
+                    "'resumeAfter' is not allowed from an invalidate "
+                    "notification.",
+                )
             return token.position, token.ts
         last = self.host.oplog.last_ts
         return (last.time, last.inc, 0xFFFFFFFF), last
@@ -163,20 +198,30 @@ class ChangeStream:
         else:
             doc = entry.doc if entry.pre_images else None
             if doc is None and self.full_document == "required":
-                raise MongoError(47, "Change stream was configured to require a post-image "
-                                     "for all update, delete and replace events, but the "
-                                     f"post-image was not found for event: {event['_id']}")
-        _insert_after(event, "wallTime" if "collectionUUID" not in event else "collectionUUID",
-                      "fullDocument", doc)
+                raise MongoError(
+                    47,
+                    "Change stream was configured to require a post-image "
+                    "for all update, delete and replace events, but the "
+                    f"post-image was not found for event: {event['_id']}",
+                )
+        _insert_after(
+            event,
+            "wallTime" if "collectionUUID" not in event else "collectionUUID",
+            "fullDocument",
+            doc,
+        )
 
     def _apply_pre_image(self, entry: OplogEntry, event: dict[str, Any]) -> None:
         if self.before_change == "off" or entry.op == "i":
             return
         pre = entry.pre if entry.pre_images else None
         if pre is None and self.before_change == "required":
-            raise MongoError(47, "Change stream was configured to require a pre-image for all "
-                                 "update, delete and replace events, but the pre-image was not "
-                                 f"found for event: {event['_id']}")
+            raise MongoError(
+                47,
+                "Change stream was configured to require a pre-image for all "
+                "update, delete and replace events, but the pre-image was not "
+                f"found for event: {event['_id']}",
+            )
         event["fullDocumentBeforeChange"] = pre
 
     def _user_pipeline(self, event: dict[str, Any]) -> dict[str, Any] | None:
@@ -242,8 +287,9 @@ class ChangeStream:
         else:
             self.post_batch_resume_token = events[-1]["_id"]
 
-    async def next_batch(self, *, batch_size: int | None,
-                         max_await_ms: int | None) -> list[dict[str, Any]]:
+    async def next_batch(
+        self, *, batch_size: int | None, max_await_ms: int | None
+    ) -> list[dict[str, Any]]:
         if self.closed:
             return []
         limit = batch_size if batch_size is not None else DEFAULT_BATCH

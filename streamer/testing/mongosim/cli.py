@@ -22,8 +22,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--oplog-size", type=int, default=100_000, help="oplog entries kept")
     parser.add_argument("--ttl-monitor-interval", type=float, default=60.0, metavar="S")
     parser.add_argument("--data-dir", default=None, help="persist data and oplog here")
-    parser.add_argument("--no-test-commands", action="store_true",
-                        help="refuse configureFailPoint, as mongod without enableTestCommands")
+    parser.add_argument(
+        "--no-test-commands",
+        action="store_true",
+        help="refuse configureFailPoint, as mongod without enableTestCommands",
+    )
     return parser.parse_args(argv)
 
 
@@ -32,9 +35,15 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    sim = MongoSim(host=args.host, port=args.port, replset=args.replset,
-                   oplog_size=args.oplog_size, ttl_monitor_interval=args.ttl_monitor_interval,
-                   data_dir=args.data_dir, enable_test_commands=not args.no_test_commands)
+    sim = MongoSim(
+        host=args.host,
+        port=args.port,
+        replset=args.replset,
+        oplog_size=args.oplog_size,
+        ttl_monitor_interval=args.ttl_monitor_interval,
+        data_dir=args.data_dir,
+        enable_test_commands=not args.no_test_commands,
+    )
     async with sim:
         print(f"mongosim ready {sim.uri}", flush=True)
         await stop.wait()

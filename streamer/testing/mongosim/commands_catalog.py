@@ -17,8 +17,17 @@ if TYPE_CHECKING:
     from .engine import Engine, Op, Reply
 
 _VALIDATION_OPTIONS = ("validator", "validationLevel", "validationAction")
-_COLL_OPTIONS = (*_VALIDATION_OPTIONS, "changeStreamPreAndPostImages", "capped", "size", "max",
-                 "collation", "expireAfterSeconds", "clusteredIndex", "timeseries")
+_COLL_OPTIONS = (
+    *_VALIDATION_OPTIONS,
+    "changeStreamPreAndPostImages",
+    "capped",
+    "size",
+    "max",
+    "collation",
+    "expireAfterSeconds",
+    "clusteredIndex",
+    "timeseries",
+)
 
 
 def _check_name(db: str, name: Any) -> str:
@@ -51,8 +60,9 @@ def build_index(spec: Mapping[str, Any]) -> Index:
     return Index(spec, matcher)
 
 
-def create_collection(engine: Engine, db: str, name: str, options: Mapping[str, Any],
-                      *, log: bool = True) -> Collection:
+def create_collection(
+    engine: Engine, db: str, name: str, options: Mapping[str, Any], *, log: bool = True
+) -> Collection:
     _check_name(db, name)
     coll = Collection(db, name, {k: options[k] for k in _COLL_OPTIONS if k in options})
     compile_validator(coll)
@@ -78,7 +88,9 @@ async def cmd_create(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
     return {}
 
 
-def _apply_index_change(engine: Engine, coll: Collection, change: Mapping[str, Any]) -> dict[str, Any]:
+def _apply_index_change(
+    engine: Engine, coll: Collection, change: Mapping[str, Any]
+) -> dict[str, Any]:
     index = _find_index(coll, change.get("name") or change.get("keyPattern"))
     reply: dict[str, Any] = {}
     if "expireAfterSeconds" in change:
@@ -159,8 +171,11 @@ async def cmd_rename(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
     engine.cursors.kill_for_ns(coll.ns)
     coll.db, coll.name = dst_db, dst_name
     engine.databases.setdefault(dst_db, {})[dst_name] = coll
-    engine.append_command(f"{src_db}.$cmd", {"renameCollection": source, "to": target,
-                                             "dropTarget": bool(cmd.get("dropTarget"))}, coll)
+    engine.append_command(
+        f"{src_db}.$cmd",
+        {"renameCollection": source, "to": target, "dropTarget": bool(cmd.get("dropTarget"))},
+        coll,
+    )
     return {}
 
 
@@ -173,7 +188,10 @@ def _collection_info(coll: Collection, name_only: bool) -> dict[str, Any]:
         "name": coll.name,
         "type": "collection",
         "options": dict(coll.options),
-        "info": {"readOnly": False, "uuid": Binary.from_uuid(coll.uuid, UuidRepresentation.STANDARD)},
+        "info": {
+            "readOnly": False,
+            "uuid": Binary.from_uuid(coll.uuid, UuidRepresentation.STANDARD),
+        },
         "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"},
     }
 
@@ -192,7 +210,7 @@ async def cmd_list_databases(engine: Engine, db: str, cmd: dict[str, Any], op: O
     from .matching import compile_filter
 
     matcher = compile_filter(cmd.get("filter") or {})
-    dbs = []
+    dbs: list[dict[str, Any]] = []
     for name, colls in sorted(engine.databases.items()):
         size = sum(len(c) for c in colls.values()) * 100
         info: dict[str, Any] = {"name": name, "sizeOnDisk": size, "empty": size == 0}
@@ -215,17 +233,26 @@ def add_index(engine: Engine, coll: Collection, spec: dict[str, Any], *, log: bo
         if existing.name == spec["name"]:
             if _same_index(existing.spec, spec):
                 return False
-            raise MongoError(86, "An existing index has the same name as the requested index. "
-                                 f"When index names are not specified, they are auto generated "
-                                 f"and can cause conflicts. Please refer to our documentation. "
-                                 f"Requested index: {spec}, existing index: {existing.spec}")
-        if existing.spec["key"] == spec["key"] and existing.spec.get("collation") == spec.get("collation"):
+            raise MongoError(
+                86,
+                "An existing index has the same name as the requested index. "
+                f"When index names are not specified, they are auto generated "
+                f"and can cause conflicts. Please refer to our documentation. "
+                f"Requested index: {spec}, existing index: {existing.spec}",
+            )
+        if existing.spec["key"] == spec["key"] and existing.spec.get("collation") == spec.get(
+            "collation"
+        ):
             if _same_index(existing.spec, spec):
                 return False
-            raise MongoError(85, f"An equivalent index already exists with the same name but "
-                                 f"different options. Requested index: {spec}, existing index: "
-                                 f"{existing.spec}" if existing.name == spec["name"] else
-                                 f"Index already exists with a different name: {existing.name}")
+            raise MongoError(
+                85,
+                f"An equivalent index already exists with the same name but "
+                f"different options. Requested index: {spec}, existing index: "
+                f"{existing.spec}"
+                if existing.name == spec["name"]
+                else f"Index already exists with a different name: {existing.name}",
+            )
     coll.add_index(build_index(spec))
     if log:
         engine.append_command(f"{coll.db}.$cmd", {"createIndexes": coll.name, "spec": spec}, coll)
@@ -238,8 +265,9 @@ def _parse_index_spec(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise MongoError(67, "Index key pattern must be a non-empty object")
     named = {**raw, "name": raw.get("name") or default_index_name(key)}
     if "expireAfterSeconds" in raw and len(key) != 1:
-        raise MongoError(67, "TTL indexes are single-field indexes, compound indexes do not "
-                             "support TTL.")
+        raise MongoError(
+            67, "TTL indexes are single-field indexes, compound indexes do not support TTL."
+        )
     return normalize_index_spec(named)
 
 
@@ -286,12 +314,15 @@ def drop_index(engine: Engine, coll: Collection, index: Index, *, log: bool = Tr
         raise MongoError(72, "cannot drop _id index")
     del coll.indexes[index.name]
     if log:
-        engine.append_command(f"{coll.db}.$cmd",
-                              {"dropIndexes": coll.name, "index": index.name, "spec": index.spec}, coll)
+        engine.append_command(
+            f"{coll.db}.$cmd",
+            {"dropIndexes": coll.name, "index": index.name, "spec": index.spec},
+            coll,
+        )
 
 
 async def cmd_drop_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
-    name = cmd.get("dropIndexes") or cmd.get("deleteIndexes")
+    name = str(cmd.get("dropIndexes") or cmd.get("deleteIndexes"))
     coll = engine.get_collection(db, name)
     if coll is None:
         raise MongoError(26, f"ns not found {db}.{name}")
@@ -311,10 +342,18 @@ async def cmd_drop_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op)
 async def cmd_db_stats(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     colls = engine.databases.get(db, {})
     objects = sum(len(c) for c in colls.values())
-    return {"db": db, "collections": len(colls), "views": 0, "objects": objects,
-            "indexes": sum(len(c.indexes) for c in colls.values()), "dataSize": objects * 100,
-            "storageSize": objects * 100, "indexSize": 0, "totalSize": objects * 100,
-            "scaleFactor": 1}
+    return {
+        "db": db,
+        "collections": len(colls),
+        "views": 0,
+        "objects": objects,
+        "indexes": sum(len(c.indexes) for c in colls.values()),
+        "dataSize": objects * 100,
+        "storageSize": objects * 100,
+        "indexSize": 0,
+        "totalSize": objects * 100,
+        "scaleFactor": 1,
+    }
 
 
 HANDLERS = {

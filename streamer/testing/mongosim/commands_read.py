@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 OPLOG_NS = ("local", "oplog.rs")
 
 
-def _source(engine: Engine, db: str, coll_name: str, query: Mapping[str, Any], op: Op,
-            reverse: bool = False) -> Iterable[dict[str, Any]]:
+def _source(
+    engine: Engine, db: str, coll_name: str, query: Mapping[str, Any], op: Op, reverse: bool = False
+) -> Iterable[dict[str, Any]]:
     from .matching import equality_constraints
 
     if (db, coll_name) == OPLOG_NS:
@@ -32,17 +33,22 @@ def _source(engine: Engine, db: str, coll_name: str, query: Mapping[str, Any], o
     return engine.candidates(coll, equality_constraints(query), op.txn)
 
 
-def _open_cursor(engine: Engine, ns: str, docs: Iterator[dict[str, Any]], batch_size: int | None,
-                 *, transform: Any = None, remaining: int | None = None,
-                 single_batch: bool = False) -> Reply:
-    cursor = Cursor(id=engine.cursors.new_id(), ns=ns, docs=docs, transform=transform,
-                    remaining=remaining)
+def _open_cursor(
+    engine: Engine,
+    ns: str,
+    docs: Iterator[dict[str, Any]],
+    batch_size: int | None,
+    *,
+    transform: Any = None,
+    remaining: int | None = None,
+    single_batch: bool = False,
+) -> Reply:
+    cursor = Cursor(
+        id=engine.cursors.new_id(), ns=ns, docs=docs, transform=transform, remaining=remaining
+    )
     first = DEFAULT_FIRST_BATCH if batch_size is None else batch_size
     batch, exhausted = take_batch(cursor, first) if first or single_batch else ([], False)
-    if exhausted or single_batch:
-        cursor_id = 0
-    else:
-        cursor_id = engine.cursors.register(cursor)
+    cursor_id = 0 if exhausted or single_batch else engine.cursors.register(cursor)
     return {"cursor": {"firstBatch": batch, "id": cursor_id, "ns": ns}}
 
 
@@ -75,8 +81,15 @@ async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
     projection = cmd.get("projection")
     transform = compile_projection(projection, query=query) if projection else None
     batch_size = cmd.get("batchSize")
-    return _open_cursor(engine, f"{db}.{coll_name}", docs, batch_size, transform=transform,
-                        remaining=limit or None, single_batch=single_batch)
+    return _open_cursor(
+        engine,
+        f"{db}.{coll_name}",
+        docs,
+        batch_size,
+        transform=transform,
+        remaining=limit or None,
+        single_batch=single_batch,
+    )
 
 
 async def cmd_get_more(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
@@ -95,8 +108,9 @@ async def cmd_get_more(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
     return {"cursor": {"nextBatch": batch, "id": 0 if exhausted else cursor.id, "ns": cursor.ns}}
 
 
-async def _stream_batch(engine: Engine, cursor: Cursor, batch_size: int | None,
-                        max_await_ms: int | None, key: str) -> Reply:
+async def _stream_batch(
+    engine: Engine, cursor: Cursor, batch_size: int | None, max_await_ms: int | None, key: str
+) -> Reply:
     stream = cursor.stream
     assert stream is not None
     try:
@@ -108,16 +122,27 @@ async def _stream_batch(engine: Engine, cursor: Cursor, batch_size: int | None,
     if stream.closed:
         engine.cursors.kill(cursor.id)
         cursor_id = 0
-    return {"cursor": {key: events, "postBatchResumeToken": stream.post_batch_resume_token,
-                       "id": cursor_id, "ns": cursor.ns}}
+    return {
+        "cursor": {
+            key: events,
+            "postBatchResumeToken": stream.post_batch_resume_token,
+            "id": cursor_id,
+            "ns": cursor.ns,
+        }
+    }
 
 
 async def cmd_kill_cursors(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
-    killed, missing = [], []
+    killed: list[Any] = []
+    missing: list[Any] = []
     for cid in cmd.get("cursors") or []:
         (killed if engine.cursors.kill(int(cid)) else missing).append(cid)
-    return {"cursorsKilled": killed, "cursorsNotFound": missing, "cursorsAlive": [],
-            "cursorsUnknown": []}
+    return {
+        "cursorsKilled": killed,
+        "cursorsNotFound": missing,
+        "cursorsAlive": [],
+        "cursorsUnknown": [],
+    }
 
 
 async def cmd_count(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
@@ -183,8 +208,9 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
     target = cmd["aggregate"]
     cursor_opts = cmd.get("cursor")
     if cursor_opts is None and not cmd.get("explain"):
-        raise MongoError(9, "The 'cursor' option is required, except for aggregate with the "
-                            "explain argument")
+        raise MongoError(
+            9, "The 'cursor' option is required, except for aggregate with the explain argument"
+        )
     batch_size = (cursor_opts or {}).get("batchSize")
     if pipeline and "$changeStream" in pipeline[0]:
         return await _open_change_stream(engine, db, target, pipeline, batch_size, op)
@@ -201,21 +227,22 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
     return _open_cursor(engine, ns, iter(results), batch_size)
 
 
-async def _open_change_stream(engine: Engine, db: str, target: Any, pipeline: list[Any],
-                              batch_size: int | None, op: Op) -> Reply:
+async def _open_change_stream(
+    engine: Engine, db: str, target: Any, pipeline: list[Any], batch_size: int | None, op: Op
+) -> Reply:
     from .changestreams import ChangeStream
 
     op.ctx.is_change_stream = True
     if op.txn is not None:
-        raise MongoError(263, "Operation not permitted in transaction :: caused by :: "
-                              "$changeStream is not permitted in a multi-document transaction")
+        raise MongoError(
+            263,
+            "Operation not permitted in transaction :: caused by :: "
+            "$changeStream is not permitted in a multi-document transaction",
+        )
     spec = pipeline[0]["$changeStream"]
     coll = None if target == 1 else str(target)
     stream = ChangeStream(engine, db=db, coll=coll, spec=spec, stages=pipeline[1:])
-    if coll is not None:
-        ns = f"{db}.{coll}"
-    else:
-        ns = f"{db}.$cmd.aggregate"
+    ns = f"{db}.{coll}" if coll is not None else f"{db}.$cmd.aggregate"
     cursor = Cursor(id=engine.cursors.new_id(), ns=ns, stream=stream)
     engine.cursors.register(cursor)
     return await _stream_batch(engine, cursor, batch_size, 0, "firstBatch")

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 RETRYABLE_WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
 
 
-def prepare_op(engine: Engine, name: str, cmd: dict[str, Any],
-               ctx: CommandContext) -> tuple[Op, Reply | None]:
+def prepare_op(
+    engine: Engine, name: str, cmd: dict[str, Any], ctx: CommandContext
+) -> tuple[Op, Reply | None]:
     """Resolve the command's session and transaction; maybe a stored retry reply."""
     from .engine import TXN_COMMANDS, Op
 
@@ -38,7 +39,9 @@ def prepare_op(engine: Engine, name: str, cmd: dict[str, Any],
     if autocommit is not False:
         raise MongoError(72, "autocommit must be false when specified")
     if txn_number is None:
-        raise MongoError(72, "'autocommit' field requires a transaction number to also be specified")
+        raise MongoError(
+            72, "'autocommit' field requires a transaction number to also be specified"
+        )
     if name not in TXN_COMMANDS:
         raise MongoError(263, f"Cannot run '{name}' in a multi-document transaction.")
     txn_number = int(txn_number)
@@ -70,8 +73,9 @@ def prepare_op(engine: Engine, name: str, cmd: dict[str, Any],
     return Op(ctx, session, session.txn, txn_number), None
 
 
-def _retryable_write(engine: Engine, session: Any, txn_number: int,
-                     ctx: CommandContext) -> tuple[Op, Reply | None]:
+def _retryable_write(
+    engine: Engine, session: Any, txn_number: int, ctx: CommandContext
+) -> tuple[Op, Reply | None]:
     from .engine import Op
 
     if txn_number < session.txn_number:

@@ -40,8 +40,9 @@ def _check_id(value: Any) -> None:
         raise MongoError(53, "The '_id' value cannot be of type array")
 
 
-def check_document(coll: Collection, new: dict[str, Any], old: dict[str, Any] | None,
-                   cmd: Mapping[str, Any]) -> None:
+def check_document(
+    coll: Collection, new: dict[str, Any], old: dict[str, Any] | None, cmd: Mapping[str, Any]
+) -> None:
     """Apply the collection's validator (unless bypassed): 121 on error, a log on warn."""
     validator = coll.validator
     if validator is None or cmd.get("bypassDocumentValidation"):
@@ -59,8 +60,9 @@ def write_error(index: int, exc: MongoError) -> dict[str, Any]:
     return {"index": index, "code": exc.code, "errmsg": exc.message, **exc.extra}
 
 
-async def _insert_one(engine: Engine, coll: Collection, doc: Mapping[str, Any],
-                      cmd: Mapping[str, Any], op: Op) -> None:
+async def _insert_one(
+    engine: Engine, coll: Collection, doc: Mapping[str, Any], cmd: Mapping[str, Any], op: Op
+) -> None:
     new = prepare_insert(doc)
     check_document(coll, new, None, cmd)
     idk = canonical(new["_id"])
@@ -111,13 +113,15 @@ def _replacement(doc: Mapping[str, Any], replacement: Mapping[str, Any]) -> dict
 class _Updated:
     __slots__ = ("description", "doc", "kind", "modified")
 
-    def __init__(self, doc: dict[str, Any], modified: bool, kind: str,
-                 description: dict[str, Any] | None) -> None:
+    def __init__(
+        self, doc: dict[str, Any], modified: bool, kind: str, description: dict[str, Any] | None
+    ) -> None:
         self.doc, self.modified, self.kind, self.description = doc, modified, kind, description
 
 
-def compute_update(doc: dict[str, Any], u: Any, spec: Mapping[str, Any],
-                   query: Mapping[str, Any]) -> _Updated:
+def compute_update(
+    doc: dict[str, Any], u: Any, spec: Mapping[str, Any], query: Mapping[str, Any]
+) -> _Updated:
     from .updates import apply_update, is_operator_update
 
     if isinstance(u, list) or is_operator_update(u):
@@ -132,8 +136,9 @@ def build_upsert(u: Any, spec: Mapping[str, Any], query: Mapping[str, Any]) -> d
 
     seed = upsert_seed(query)
     if isinstance(u, list) or is_operator_update(u):
-        doc = apply_update(seed, u, array_filters=spec.get("arrayFilters"), upsert_insert=True,
-                           matched_query=query).doc
+        doc = apply_update(
+            seed, u, array_filters=spec.get("arrayFilters"), upsert_insert=True, matched_query=query
+        ).doc
     else:
         validate_replacement(u)
         doc = dict(u)
@@ -142,9 +147,15 @@ def build_upsert(u: Any, spec: Mapping[str, Any], query: Mapping[str, Any]) -> d
     return prepare_insert(doc)
 
 
-async def find_targets(engine: Engine, coll: Collection | None, query: Mapping[str, Any],
-                       op: Op, *, multi: bool, sort: Mapping[str, Any] | None = None
-                       ) -> list[dict[str, Any]]:
+async def find_targets(
+    engine: Engine,
+    coll: Collection | None,
+    query: Mapping[str, Any],
+    op: Op,
+    *,
+    multi: bool,
+    sort: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     from .matching import compile_filter, equality_constraints
 
     if coll is None:
@@ -158,8 +169,9 @@ async def find_targets(engine: Engine, coll: Collection | None, query: Mapping[s
     return docs if multi else docs[:1]
 
 
-async def lock_current(engine: Engine, coll: Collection, doc: dict[str, Any],
-                       query: Mapping[str, Any], op: Op) -> dict[str, Any] | None:
+async def lock_current(
+    engine: Engine, coll: Collection, doc: dict[str, Any], query: Mapping[str, Any], op: Op
+) -> dict[str, Any] | None:
     """Wait for a transaction holding the document; return its version now, if it still matches."""
     idk: Hashable = canonical(doc["_id"])
     if not await engine.wait_unlocked(coll, idk, op):
@@ -170,9 +182,16 @@ async def lock_current(engine: Engine, coll: Collection, doc: dict[str, Any],
     return current if current is not None and compile_filter(query)(current) else None
 
 
-async def update_one_doc(engine: Engine, coll: Collection, doc: dict[str, Any], u: Any,
-                         spec: Mapping[str, Any], query: Mapping[str, Any],
-                         cmd: Mapping[str, Any], op: Op) -> tuple[dict[str, Any], bool] | None:
+async def update_one_doc(
+    engine: Engine,
+    coll: Collection,
+    doc: dict[str, Any],
+    u: Any,
+    spec: Mapping[str, Any],
+    query: Mapping[str, Any],
+    cmd: Mapping[str, Any],
+    op: Op,
+) -> tuple[dict[str, Any], bool] | None:
     """Apply ``u`` to one matched document; (new doc, modified) or None if it vanished."""
     current = await lock_current(engine, coll, doc, query, op)
     if current is None:
@@ -188,8 +207,15 @@ async def update_one_doc(engine: Engine, coll: Collection, doc: dict[str, Any], 
     return result.doc, True
 
 
-async def _update_statement(engine: Engine, coll: Collection, i: int, spec: Mapping[str, Any],
-                            cmd: Mapping[str, Any], op: Op, reply: dict[str, Any]) -> None:
+async def _update_statement(
+    engine: Engine,
+    coll: Collection,
+    i: int,
+    spec: Mapping[str, Any],
+    cmd: Mapping[str, Any],
+    op: Op,
+    reply: dict[str, Any],
+) -> None:
     query = spec.get("q") or {}
     u = spec.get("u")
     if u is None:
@@ -214,8 +240,9 @@ async def _update_statement(engine: Engine, coll: Collection, i: int, spec: Mapp
         reply.setdefault("upserted", []).append({"index": i, "_id": new["_id"]})
 
 
-async def _insert_checked(engine: Engine, coll: Collection, new: dict[str, Any],
-                          cmd: Mapping[str, Any], op: Op) -> None:
+async def _insert_checked(
+    engine: Engine, coll: Collection, new: dict[str, Any], cmd: Mapping[str, Any], op: Op
+) -> None:
     check_document(coll, new, None, cmd)
     idk = canonical(new["_id"])
     await engine.wait_unlocked(coll, idk, op)

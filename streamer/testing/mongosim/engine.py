@@ -66,9 +66,22 @@ Handler = Callable[["Engine", str, dict[str, Any], Op], Awaitable[Reply]]
 
 # Commands allowed inside a multi-document transaction (manual: "Transactions and Operations").
 TXN_COMMANDS = frozenset(
-    {"find", "getMore", "killCursors", "insert", "update", "delete", "findAndModify",
-     "aggregate", "distinct", "commitTransaction", "abortTransaction", "create",
-     "createIndexes", "count"}
+    {
+        "find",
+        "getMore",
+        "killCursors",
+        "insert",
+        "update",
+        "delete",
+        "findAndModify",
+        "aggregate",
+        "distinct",
+        "commitTransaction",
+        "abortTransaction",
+        "create",
+        "createIndexes",
+        "count",
+    }
 )
 
 
@@ -134,9 +147,7 @@ class Engine:
         while True:
             await asyncio.sleep(self.noop_interval)
             newest = self.oplog.newest
-            idle_for = (
-                _dt.datetime.now(_dt.UTC) - newest.entries[0].wall if newest else None
-            )
+            idle_for = _dt.datetime.now(_dt.UTC) - newest.entries[0].wall if newest else None
             if idle_for is None or idle_for.total_seconds() >= self.noop_interval:
                 self.append_noop("periodic noop")
 
@@ -178,10 +189,14 @@ class Engine:
         return self.append([OplogEntry(op="n", ns="", cmd={"msg": msg})])
 
     def append_command(self, ns: str, cmd: dict[str, Any], coll: Collection | None) -> Timestamp:
-        entry = OplogEntry(op="c", ns=ns, cmd=cmd, collection_uuid=coll.uuid if coll is not None else None)
+        entry = OplogEntry(
+            op="c", ns=ns, cmd=cmd, collection_uuid=coll.uuid if coll is not None else None
+        )
         return self.append([entry])
 
-    def read(self, coll: Collection, idk: Hashable, txn: Transaction | None) -> dict[str, Any] | None:
+    def read(
+        self, coll: Collection, idk: Hashable, txn: Transaction | None
+    ) -> dict[str, Any] | None:
         """A document as the caller's snapshot sees it."""
         if txn is not None:
             key = (coll.ns, idk)
@@ -191,8 +206,9 @@ class Engine:
                 return txn.snapshot[key]
         return coll.get(idk)
 
-    def candidates(self, coll: Collection, equalities: Mapping[str, list[Any]],
-                   txn: Transaction | None) -> list[dict[str, Any]]:
+    def candidates(
+        self, coll: Collection, equalities: Mapping[str, list[Any]], txn: Transaction | None
+    ) -> list[dict[str, Any]]:
         """Documents that may match, as the caller's snapshot sees them."""
         docs = list(coll.iter_candidates(equalities))
         if txn is None or (not txn.overlay and not txn.snapshot):
@@ -234,9 +250,16 @@ class Engine:
         self.lock_released.set()
         self.lock_released = asyncio.Event()
 
-    def write(self, coll: Collection, op_kind: OpKind, idk: Hashable, doc: dict[str, Any] | None,
-              pre: dict[str, Any] | None, op: Op,
-              update_description: dict[str, Any] | None = None) -> None:
+    def write(
+        self,
+        coll: Collection,
+        op_kind: OpKind,
+        idk: Hashable,
+        doc: dict[str, Any] | None,
+        pre: dict[str, Any] | None,
+        op: Op,
+        update_description: dict[str, Any] | None = None,
+    ) -> None:
         """Apply one document write: buffered in a transaction, else committed at once.
 
         Callers have already validated the document and checked unique indexes.
@@ -247,9 +270,7 @@ class Engine:
 
             self.sessions.lock_for(op.txn, key)
             op.txn.overlay[key] = doc
-            op.txn.writes.append(
-                PendingWrite(coll.ns, idk, op_kind, doc, pre, update_description)
-            )
+            op.txn.writes.append(PendingWrite(coll.ns, idk, op_kind, doc, pre, update_description))
             return
         self.sessions.before_commit_write(key, coll.get(idk), None)
         if op_kind == "d":
@@ -260,8 +281,13 @@ class Engine:
         source = doc if doc is not None else pre
         assert source is not None
         entry = OplogEntry(
-            op=op_kind, ns=coll.ns, key={"_id": source["_id"]}, doc=doc, pre=pre,
-            pre_images=coll.pre_images_enabled, update_description=update_description,
+            op=op_kind,
+            ns=coll.ns,
+            key={"_id": source["_id"]},
+            doc=doc,
+            pre=pre,
+            pre_images=coll.pre_images_enabled,
+            update_description=update_description,
             collection_uuid=coll.uuid,
         )
         op.ctx.operation_time = self.append([entry])
@@ -278,8 +304,11 @@ class Engine:
         except MongoError as exc:
             self.sessions.abort(session)
             self.notify_locks_released()
-            raise MongoError(112, f"Write conflict at commit: {exc.message}",
-                             labels=["TransientTransactionError"]) from exc
+            raise MongoError(
+                112,
+                f"Write conflict at commit: {exc.message}",
+                labels=["TransientTransactionError"],
+            ) from exc
         for w in txn.writes:
             coll = self._collection_by_ns(w.ns)
             key = (w.ns, w.idk)
@@ -291,12 +320,21 @@ class Engine:
                 coll.put(w.idk, w.doc)
             source = w.doc if w.doc is not None else w.pre
             assert source is not None
-            entries.append(OplogEntry(
-                op=w.op, ns=w.ns, key={"_id": source["_id"]}, doc=w.doc, pre=w.pre,  # type: ignore[arg-type]
-                pre_images=coll.pre_images_enabled, update_description=w.update_description,
-                collection_uuid=coll.uuid, lsid=session.lsid, txn_number=txn.txn_number,
-                in_txn=True,
-            ))
+            entries.append(
+                OplogEntry(
+                    op=w.op,
+                    ns=w.ns,
+                    key={"_id": source["_id"]},
+                    doc=w.doc,
+                    pre=w.pre,
+                    pre_images=coll.pre_images_enabled,
+                    update_description=w.update_description,
+                    collection_uuid=coll.uuid,
+                    lsid=session.lsid,
+                    txn_number=txn.txn_number,
+                    in_txn=True,
+                )
+            )
         self.sessions.finish_commit(session)
         self.notify_locks_released()
         if entries:
@@ -315,12 +353,15 @@ class Engine:
             return None
         return coll.get(canonical(key["_id"]))
 
-    def run_event_pipeline(self, events: list[dict[str, Any]],
-                           stages: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def run_event_pipeline(
+        self, events: list[dict[str, Any]], stages: list[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
         from .aggregation import run_pipeline
         from .commands_read import PipelineContext
 
-        return run_pipeline(events, stages, PipelineContext(self, "admin", Op(CommandContext(0, None))))
+        return run_pipeline(
+            events, stages, PipelineContext(self, "admin", Op(CommandContext(0, None)))
+        )
 
     # -- dispatch --------------------------------------------------------------------
     async def run_command(self, db: str, cmd: dict[str, Any], ctx: CommandContext) -> Reply:
@@ -336,8 +377,10 @@ class Engine:
         try:
             reply = await handler(self, db, cmd, op)
         except MongoError:
-            if op.txn is not None and op.session is not None and name not in (
-                "commitTransaction", "abortTransaction"
+            if (
+                op.txn is not None
+                and op.session is not None
+                and name not in ("commitTransaction", "abortTransaction")
             ):
                 # mongod aborts a transaction when any of its statements fails.
                 self.sessions.abort(op.session)

@@ -54,17 +54,24 @@ def _part(fn: Callable[[_dt.datetime], int]) -> OpFn:
 
 # MongoDB's %-specifiers (manual: "$dateToString") mapped to Python.
 _FORMATS: dict[str, Callable[[_dt.datetime], str]] = {
-    "Y": lambda d: f"{d.year:04d}", "m": lambda d: f"{d.month:02d}",
-    "d": lambda d: f"{d.day:02d}", "H": lambda d: f"{d.hour:02d}",
-    "M": lambda d: f"{d.minute:02d}", "S": lambda d: f"{d.second:02d}",
-    "L": lambda d: f"{d.microsecond // 1000:03d}", "j": lambda d: f"{d.timetuple().tm_yday:03d}",
-    "w": lambda d: str(d.isoweekday() % 7 + 1), "u": lambda d: str(d.isoweekday()),
-    "U": lambda d: d.strftime("%U"), "V": lambda d: f"{d.isocalendar()[1]:02d}",
-    "G": lambda d: f"{d.isocalendar()[0]:04d}", "%": lambda d: "%",
-    "z": lambda d: d.strftime("%z"), "Z": lambda d: str(int((d.utcoffset() or
-                                                              _dt.timedelta()).total_seconds()
-                                                             // 60)),
-    "b": lambda d: d.strftime("%b"), "B": lambda d: d.strftime("%B"),
+    "Y": lambda d: f"{d.year:04d}",
+    "m": lambda d: f"{d.month:02d}",
+    "d": lambda d: f"{d.day:02d}",
+    "H": lambda d: f"{d.hour:02d}",
+    "M": lambda d: f"{d.minute:02d}",
+    "S": lambda d: f"{d.second:02d}",
+    "L": lambda d: f"{d.microsecond // 1000:03d}",
+    "j": lambda d: f"{d.timetuple().tm_yday:03d}",
+    "w": lambda d: str(d.isoweekday() % 7 + 1),
+    "u": lambda d: str(d.isoweekday()),
+    "U": lambda d: d.strftime("%U"),
+    "V": lambda d: f"{d.isocalendar()[1]:02d}",
+    "G": lambda d: f"{d.isocalendar()[0]:04d}",
+    "%": lambda d: "%",
+    "z": lambda d: d.strftime("%z"),
+    "Z": lambda d: str(int((d.utcoffset() or _dt.timedelta()).total_seconds() // 60)),
+    "b": lambda d: d.strftime("%b"),
+    "B": lambda d: d.strftime("%B"),
 }
 
 
@@ -80,8 +87,9 @@ def _date_to_string(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
         if fmt[i] == "%" and i + 1 < len(fmt):
             spec = _FORMATS.get(fmt[i + 1])
             if spec is None:
-                raise MongoError(18536, f"Invalid format character '%{fmt[i + 1]}' in format "
-                                        "string")
+                raise MongoError(
+                    18536, f"Invalid format character '%{fmt[i + 1]}' in format string"
+                )
             out.append(spec(date))
             i += 2
         else:
@@ -90,8 +98,14 @@ def _date_to_string(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
     return "".join(out)
 
 
-_UNITS = {"millisecond": 0.001, "second": 1, "minute": 60, "hour": 3600, "day": 86400,
-          "week": 604800}
+_UNITS = {
+    "millisecond": 0.001,
+    "second": 1,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": 604800,
+}
 
 
 def _date_add(sign: int) -> OpFn:
@@ -131,15 +145,21 @@ def _iso_week(d: _dt.datetime) -> int:
 
 
 DATE_OPERATORS: dict[str, OpFn] = {
-    "$year": _part(lambda d: d.year), "$month": _part(lambda d: d.month),
-    "$dayOfMonth": _part(lambda d: d.day), "$hour": _part(lambda d: d.hour),
-    "$minute": _part(lambda d: d.minute), "$second": _part(lambda d: d.second),
+    "$year": _part(lambda d: d.year),
+    "$month": _part(lambda d: d.month),
+    "$dayOfMonth": _part(lambda d: d.day),
+    "$hour": _part(lambda d: d.hour),
+    "$minute": _part(lambda d: d.minute),
+    "$second": _part(lambda d: d.second),
     "$millisecond": _part(lambda d: d.microsecond // 1000),
     "$dayOfWeek": _part(lambda d: d.isoweekday() % 7 + 1),
     "$dayOfYear": _part(lambda d: d.timetuple().tm_yday),
-    "$week": _part(lambda d: int(d.strftime("%U"))), "$isoWeek": _part(_iso_week),
+    "$week": _part(lambda d: int(d.strftime("%U"))),
+    "$isoWeek": _part(_iso_week),
     "$isoWeekYear": _part(lambda d: d.isocalendar()[0]),
     "$isoDayOfWeek": _part(lambda d: d.isoweekday()),
-    "$dateToString": _date_to_string, "$dateAdd": _date_add(1),
-    "$dateSubtract": _date_add(-1), "$dateDiff": _date_diff,
+    "$dateToString": _date_to_string,
+    "$dateAdd": _date_add(1),
+    "$dateSubtract": _date_add(-1),
+    "$dateDiff": _date_diff,
 }

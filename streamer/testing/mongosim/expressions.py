@@ -64,7 +64,7 @@ def evaluate(expr: Any, doc: Mapping[str, Any], variables: Vars | None = None) -
         return [_null_if_missing(evaluate(e, doc, variables)) for e in expr]
     if isinstance(expr, Mapping):
         if len(expr) == 1:
-            (name, arg), = expr.items()
+            ((name, arg),) = expr.items()
             if name.startswith("$"):
                 fn = OPERATORS.get(name)
                 if fn is None:
@@ -159,8 +159,11 @@ def _mod(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
     a, b = _args(arg, doc, v)
     if a is None or b is None:
         return None
-    result = math.fmod(_num(a), _num(b)) if isinstance(a, float) or isinstance(b, float) \
+    result = (
+        math.fmod(_num(a), _num(b))
+        if isinstance(a, float) or isinstance(b, float)
         else int(math.fmod(int(_num(a)), int(_num(b))))
+    )
     return _typed(result, [a, b])
 
 
@@ -230,8 +233,10 @@ def _switch(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
         if truthy(evaluate(branch["case"], doc, v)):
             return evaluate(branch["then"], doc, v)
     if "default" not in arg:
-        raise MongoError(40066, "$switch could not find a matching branch for an input, and no "
-                                "default was specified.")
+        raise MongoError(
+            40066,
+            "$switch could not find a matching branch for an input, and no default was specified.",
+        )
     return evaluate(arg["default"], doc, v)
 
 
@@ -292,8 +297,9 @@ def _accumulate_list(kind: str) -> OpFn:
 def _size(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
     (value,) = _args(arg, doc, v)[:1]
     if not isinstance(value, list):
-        raise MongoError(17124, f"The argument to $size must be an array. Type of input: "
-                                f"{type(value).__name__}")
+        raise MongoError(
+            17124, f"The argument to $size must be an array. Type of input: {type(value).__name__}"
+        )
     return len(value)
 
 
@@ -324,7 +330,7 @@ def _substr(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
     s, start, length = _args(arg, doc, v)
     s = "" if s is None else str(s)
     start = int(start)
-    return s[start:] if int(length) < 0 else s[start:start + int(length)]
+    return s[start:] if int(length) < 0 else s[start : start + int(length)]
 
 
 def _to_string(value: Any) -> Any:
@@ -343,6 +349,18 @@ def _converter(fn: Callable[[Any], Any]) -> OpFn:
         return None if value is None else fn(value)
 
     return op
+
+
+def _pow(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
+    base, exponent = _args(arg, doc, v)
+    if base is None or exponent is None:
+        return None
+    return _typed(float(_num(base)) ** float(_num(exponent)), [base, exponent])
+
+
+def _split(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
+    text, separator = _args(arg, doc, v)
+    return None if text is None else str(text).split(str(separator))
 
 
 def _merge_objects(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
@@ -365,37 +383,59 @@ def _build_operators() -> dict[str, OpFn]:
 
     ops: dict[str, OpFn] = {
         "$literal": lambda a, d, v: a,
-        "$add": _arith(lambda a, b: a + b), "$subtract": _arith(lambda a, b: a - b),
-        "$multiply": _arith(lambda a, b: a * b), "$divide": _divide, "$mod": _mod,
-        "$round": _rounder("round"), "$trunc": _rounder("trunc"),
-        "$abs": _unary_math(abs, keep_int=True), "$ceil": _unary_math(math.ceil, keep_int=True),
-        "$floor": _unary_math(math.floor, keep_int=True), "$sqrt": _unary_math(math.sqrt),
-        "$exp": _unary_math(math.exp), "$ln": _unary_math(math.log),
+        "$add": _arith(lambda a, b: a + b),
+        "$subtract": _arith(lambda a, b: a - b),
+        "$multiply": _arith(lambda a, b: a * b),
+        "$divide": _divide,
+        "$mod": _mod,
+        "$round": _rounder("round"),
+        "$trunc": _rounder("trunc"),
+        "$abs": _unary_math(abs, keep_int=True),
+        "$ceil": _unary_math(math.ceil, keep_int=True),
+        "$floor": _unary_math(math.floor, keep_int=True),
+        "$sqrt": _unary_math(math.sqrt),
+        "$exp": _unary_math(math.exp),
+        "$ln": _unary_math(math.log),
         "$log10": _unary_math(math.log10),
-        "$pow": lambda a, d, v: _typed(_num(_args(a, d, v)[0]) ** _num(_args(a, d, v)[1]),
-                                       _args(a, d, v)),
-        "$eq": _cmp_op(lambda c: c == 0), "$ne": _cmp_op(lambda c: c != 0),
-        "$gt": _cmp_op(lambda c: c > 0), "$gte": _cmp_op(lambda c: c >= 0),
-        "$lt": _cmp_op(lambda c: c < 0), "$lte": _cmp_op(lambda c: c <= 0),
+        "$pow": _pow,
+        "$eq": _cmp_op(lambda c: c == 0),
+        "$ne": _cmp_op(lambda c: c != 0),
+        "$gt": _cmp_op(lambda c: c > 0),
+        "$gte": _cmp_op(lambda c: c >= 0),
+        "$lt": _cmp_op(lambda c: c < 0),
+        "$lte": _cmp_op(lambda c: c <= 0),
         "$cmp": lambda a, d, v: compare(*_args(a, d, v)),
         "$and": lambda a, d, v: all(truthy(evaluate(e, d, v)) for e in a),
         "$or": lambda a, d, v: any(truthy(evaluate(e, d, v)) for e in a),
         "$not": lambda a, d, v: not truthy(_args(a, d, v)[0]),
-        "$cond": _cond, "$ifNull": _if_null, "$switch": _switch, "$let": _let,
-        "$filter": _filter, "$map": _map, "$reduce": _reduce, "$size": _size, "$in": _in,
-        "$arrayElemAt": _array_elem_at, "$concatArrays": _concat_arrays,
+        "$cond": _cond,
+        "$ifNull": _if_null,
+        "$switch": _switch,
+        "$let": _let,
+        "$filter": _filter,
+        "$map": _map,
+        "$reduce": _reduce,
+        "$size": _size,
+        "$in": _in,
+        "$arrayElemAt": _array_elem_at,
+        "$concatArrays": _concat_arrays,
         "$first": lambda a, d, v: (lambda x: x[0] if x else MISSING)(_args(a, d, v)[0]),
         "$last": lambda a, d, v: (lambda x: x[-1] if x else MISSING)(_args(a, d, v)[0]),
         "$isArray": lambda a, d, v: isinstance(_args(a, d, v)[0], list),
         "$reverseArray": _converter(lambda x: list(reversed(x))),
-        "$sum": _accumulate_list("$sum"), "$avg": _accumulate_list("$avg"),
-        "$min": _accumulate_list("$min"), "$max": _accumulate_list("$max"),
-        "$concat": _concat, "$substr": _substr, "$substrCP": _substr, "$substrBytes": _substr,
+        "$sum": _accumulate_list("$sum"),
+        "$avg": _accumulate_list("$avg"),
+        "$min": _accumulate_list("$min"),
+        "$max": _accumulate_list("$max"),
+        "$concat": _concat,
+        "$substr": _substr,
+        "$substrCP": _substr,
+        "$substrBytes": _substr,
         "$toLower": _converter(lambda s: str(s).lower()),
         "$toUpper": _converter(lambda s: str(s).upper()),
-        "$strLenCP": _converter(len), "$trim": _converter(lambda s: str(s).strip()),
-        "$split": lambda a, d, v: (lambda s, sep: None if s is None else s.split(sep))(
-            *_args(a, d, v)),
+        "$strLenCP": _converter(len),
+        "$trim": _converter(lambda s: str(s).strip()),
+        "$split": _split,
         "$toString": lambda a, d, v: _to_string(_args(a, d, v)[0]),
         "$toInt": _converter(lambda x: int(_num(x)) if is_number(x) else int(x)),
         "$toLong": _converter(lambda x: Int64(int(_num(x)) if is_number(x) else int(x))),
@@ -403,14 +443,21 @@ def _build_operators() -> dict[str, OpFn]:
         "$toDecimal": _converter(lambda x: Decimal128(str(_num(x)) if is_number(x) else str(x))),
         "$toBool": _converter(truthy),
         "$isNumber": lambda a, d, v: is_number(evaluate(a[0] if isinstance(a, list) else a, d, v)),
-        "$type": _type, "$mergeObjects": _merge_objects,
+        "$type": _type,
+        "$mergeObjects": _merge_objects,
         "$objectToArray": _converter(lambda o: [{"k": k, "v": x} for k, x in o.items()]),
         "$arrayToObject": _converter(
-            lambda arr: {(e["k"] if isinstance(e, Mapping) else e[0]):
-                         (e["v"] if isinstance(e, Mapping) else e[1]) for e in arr}),
+            lambda arr: {
+                (e["k"] if isinstance(e, Mapping) else e[0]): (
+                    e["v"] if isinstance(e, Mapping) else e[1]
+                )
+                for e in arr
+            }
+        ),
         "$getField": lambda a, d, v: _path(
             evaluate(a.get("input", "$$CURRENT"), d, v) if isinstance(a, Mapping) else d,
-            [a["field"] if isinstance(a, Mapping) else a]),
+            [a["field"] if isinstance(a, Mapping) else a],
+        ),
     }
     ops.update(DATE_OPERATORS)
     return ops

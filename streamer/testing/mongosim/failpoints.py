@@ -20,8 +20,18 @@ if TYPE_CHECKING:
 
 KNOWN = frozenset({"failCommand", "failGetMoreAfterCursorCheckout"})
 # mongod never fails these through failCommand (they are needed to talk to the server).
-EXEMPT = frozenset({"configureFailPoint", "hello", "isMaster", "ismaster", "ping",
-                    "buildInfo", "getParameter", "endSessions"})
+EXEMPT = frozenset(
+    {
+        "configureFailPoint",
+        "hello",
+        "isMaster",
+        "ismaster",
+        "ping",
+        "buildInfo",
+        "getParameter",
+        "endSessions",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -97,5 +107,4 @@ class FailPoints:
         point = self.points["failGetMoreAfterCursorCheckout"]
         if point.should_fire():
             code = int(point.data.get("errorCode", 1))
-            raise MongoError(code, "Failing command via 'failGetMoreAfterCursorCheckout' "
-                                   "failpoint")
+            raise MongoError(code, "Failing command via 'failGetMoreAfterCursorCheckout' failpoint")

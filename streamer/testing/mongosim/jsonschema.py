@@ -60,15 +60,20 @@ def _required_names(schema: Mapping[str, Any]) -> list[str]:
     if spec is None:
         return []
     if not isinstance(spec, list):
-        raise _type_mismatch("$jsonSchema keyword 'required' must be an array, but found an "
-                             f"element of type {type_of(spec)}")
+        raise _type_mismatch(
+            "$jsonSchema keyword 'required' must be an array, but found an "
+            f"element of type {type_of(spec)}"
+        )
     for name in spec:
         if not isinstance(name, str):
-            raise _type_mismatch("$jsonSchema keyword 'required' must be an array of strings, "
-                                 f"but found an element of type: {type_of(name)}")
+            raise _type_mismatch(
+                "$jsonSchema keyword 'required' must be an array of strings, "
+                f"but found an element of type: {type_of(name)}"
+            )
     if len(set(spec)) != len(spec):
-        raise _failed_to_parse("$jsonSchema keyword 'required' array cannot contain duplicate "
-                               "values")
+        raise _failed_to_parse(
+            "$jsonSchema keyword 'required' array cannot contain duplicate values"
+        )
     if not spec:
         raise _failed_to_parse("$jsonSchema keyword 'required' cannot be an empty array")
     return list(spec)
@@ -83,8 +88,9 @@ def _properties(ctx: Ctx) -> None:
     subs: list[tuple[str, Subschema]] = []
     for name, sub in spec.items():
         if not isinstance(sub, Mapping):
-            raise _type_mismatch(f"Nested schema for $jsonSchema property '{name}' must be an "
-                                 "object")
+            raise _type_mismatch(
+                f"Nested schema for $jsonSchema property '{name}' must be an object"
+            )
         subs.append((name, ctx.compile(sub, False)))
 
     def check(value: Mapping[str, Any]) -> Errors:
@@ -107,18 +113,24 @@ def _allowed_properties(ctx: Ctx) -> None:
     patterns = _pattern_properties(ctx)
     spec = ctx.schema.get("additionalProperties", True)
     if not isinstance(spec, bool | Mapping):
-        raise _type_mismatch("$jsonSchema keyword 'additionalProperties' must be an object or a "
-                             "boolean")
+        raise _type_mismatch(
+            "$jsonSchema keyword 'additionalProperties' must be an object or a boolean"
+        )
     extra_schema = ctx.compile(spec, False) if isinstance(spec, Mapping) else None
 
     def check(value: Mapping[str, Any]) -> Errors:
-        additional = [k for k in value
-                      if k not in named and not any(rx.search(k) for _, rx, _ in patterns)]
+        additional = [
+            k for k in value if k not in named and not any(rx.search(k) for _, rx, _ in patterns)
+        ]
         out: Errors = []
         if spec is False and additional:
-            out.append({"operatorName": "additionalProperties",
-                        "specifiedAs": {"additionalProperties": False},
-                        "additionalProperties": additional})
+            out.append(
+                {
+                    "operatorName": "additionalProperties",
+                    "specifiedAs": {"additionalProperties": False},
+                    "additionalProperties": additional,
+                }
+            )
         elif extra_schema is not None:
             out.extend(_first_failing_additional(extra_schema, value, additional))
         failed = _pattern_failures(patterns, value)
@@ -138,33 +150,49 @@ def _pattern_properties(ctx: Ctx) -> list[tuple[str, Any, Subschema]]:
     out = []
     for raw, sub in spec.items():
         if not isinstance(sub, Mapping):
-            raise _type_mismatch(f"$jsonSchema keyword 'patternProperties' has property '{raw}' "
-                                 "which is not an object")
+            raise _type_mismatch(
+                f"$jsonSchema keyword 'patternProperties' has property '{raw}' "
+                "which is not an object"
+            )
         out.append((raw, compile_regex(raw), ctx.compile(sub, False)))
     return out
 
 
-def _first_failing_additional(sub: Subschema, value: Mapping[str, Any],
-                              additional: list[str]) -> Errors:
+def _first_failing_additional(
+    sub: Subschema, value: Mapping[str, Any], additional: list[str]
+) -> Errors:
     for name in additional:
         errors = sub.errors(value[name])
         if errors:
-            return [{"operatorName": "additionalProperties", **sub.annotations,
-                     "reason": "at least one additional property did not match the subschema",
-                     "failingProperty": name, "details": errors}]
+            return [
+                {
+                    "operatorName": "additionalProperties",
+                    **sub.annotations,
+                    "reason": "at least one additional property did not match the subschema",
+                    "failingProperty": name,
+                    "details": errors,
+                }
+            ]
     return []
 
 
-def _pattern_failures(patterns: list[tuple[str, Any, Subschema]],
-                      value: Mapping[str, Any]) -> Errors:
+def _pattern_failures(
+    patterns: list[tuple[str, Any, Subschema]], value: Mapping[str, Any]
+) -> Errors:
     failed: Errors = []
     for raw, rx, sub in patterns:
         # Only the first failing property per pattern is reported, as the server does.
         for name, item in value.items():
             errors = sub.errors(item) if rx.search(name) else []
             if errors:
-                failed.append({"propertyName": name, **sub.annotations, "regexMatched": raw,
-                               "details": errors})
+                failed.append(
+                    {
+                        "propertyName": name,
+                        **sub.annotations,
+                        "regexMatched": raw,
+                        "details": errors,
+                    }
+                )
                 break
     return failed
 
@@ -180,8 +208,13 @@ def _required(ctx: Ctx) -> None:
         missing = [n for n in ordered if n not in value]
         if not missing:
             return []
-        return [{"operatorName": "required", "specifiedAs": {"required": spec},
-                 "missingProperties": missing}]
+        return [
+            {
+                "operatorName": "required",
+                "specifiedAs": {"required": spec},
+                "missingProperties": missing,
+            }
+        ]
 
     ctx.checks.append(_for_objects(check))
 
@@ -196,9 +229,14 @@ def _num_properties(name: str, too_few: bool) -> Callable[[Ctx], None]:
             n = len(value)
             if (n >= limit) if too_few else (n <= limit):
                 return []
-            return [leaf_error(name, {name: ctx.schema[name]},
-                               "specified number of properties was not satisfied",
-                               numberOfProperties=n)]
+            return [
+                leaf_error(
+                    name,
+                    {name: ctx.schema[name]},
+                    "specified number of properties was not satisfied",
+                    numberOfProperties=n,
+                )
+            ]
 
         # Unlike scalar keywords these apply at the top level too (to the document).
         ctx.checks.append(_for_objects(check))
@@ -221,8 +259,10 @@ def _dependencies(ctx: Ctx) -> None:
         elif isinstance(dep, list):
             rules.append((name, _property_dependency(name, dep)))
         else:
-            raise _type_mismatch(f"property '{name}' in $jsonSchema keyword 'dependencies' must "
-                                 "be either an object or an array")
+            raise _type_mismatch(
+                f"property '{name}' in $jsonSchema keyword 'dependencies' must "
+                "be either an object or an array"
+            )
     notes = schema_notes(spec)
 
     def check(value: Mapping[str, Any]) -> Errors:
@@ -251,8 +291,10 @@ def _property_dependency(name: str, dep: list[Any]) -> list[str]:
         raise _failed_to_parse(f"property '{name}' {where} cannot be an empty array")
     for item in dep:
         if not isinstance(item, str):
-            raise _type_mismatch(f"array '{name}' {where} can only contain strings, but found "
-                                 f"element of type: {type_of(item)}")
+            raise _type_mismatch(
+                f"array '{name}' {where} can only contain strings, but found "
+                f"element of type: {type_of(item)}"
+            )
         if dep.count(item) > 1:
             raise _failed_to_parse(f"array '{name}' {where} contains duplicate element: {item}")
     return list(dep)
@@ -272,16 +314,20 @@ def _subschemas(ctx: Ctx, name: str) -> list[Subschema] | None:
     subs = []
     for entry in spec:
         if not isinstance(entry, Mapping):
-            raise _type_mismatch(f"$jsonSchema keyword '{name}' must be an array of objects, but "
-                                 f"found an element of type {type_of(entry)}")
+            raise _type_mismatch(
+                f"$jsonSchema keyword '{name}' must be an array of objects, but "
+                f"found an element of type {type_of(entry)}"
+            )
         subs.append(ctx.compile(entry, ctx.root))  # same path as the parent schema
     return subs
 
 
 def _clauses(subs: list[Subschema], results: list[Errors], only_failed: bool = True) -> Errors:
-    return [{"index": i, **sub.annotations, "details": errors}
-            for i, (sub, errors) in enumerate(zip(subs, results, strict=True))
-            if errors or not only_failed]
+    return [
+        {"index": i, **sub.annotations, "details": errors}
+        for i, (sub, errors) in enumerate(zip(subs, results, strict=True))
+        if errors or not only_failed
+    ]
 
 
 def _all_of(ctx: Ctx) -> None:
@@ -324,8 +370,13 @@ def _one_of(ctx: Ctx) -> None:
         if len(matching) == 1:
             return []
         if matching:
-            return [{"operatorName": "oneOf", "reason": "more than one subschema matched",
-                     "matchingSchemaIndexes": matching}]
+            return [
+                {
+                    "operatorName": "oneOf",
+                    "reason": "more than one subschema matched",
+                    "matchingSchemaIndexes": matching,
+                }
+            ]
         return [{"operatorName": "oneOf", "schemasNotSatisfied": _clauses(subs, results)}]
 
     ctx.checks.append(check)
@@ -336,8 +387,10 @@ def _not(ctx: Ctx) -> None:
     if spec is None:
         return
     if not isinstance(spec, Mapping):
-        raise _type_mismatch("$jsonSchema keyword 'not' must be an object, but found an element "
-                             f"of type {type_of(spec)}")
+        raise _type_mismatch(
+            "$jsonSchema keyword 'not' must be an object, but found an element "
+            f"of type {type_of(spec)}"
+        )
     sub = ctx.compile(spec, ctx.root)
 
     def check(value: Any) -> Errors:
@@ -353,8 +406,10 @@ def _enum(ctx: Ctx) -> None:
     if spec is None:
         return
     if not isinstance(spec, list):
-        raise _type_mismatch("$jsonSchema keyword 'enum' must be an array, but found an element "
-                             f"of type {type_of(spec)}")
+        raise _type_mismatch(
+            "$jsonSchema keyword 'enum' must be an array, but found an element "
+            f"of type {type_of(spec)}"
+        )
     if not spec:
         raise _failed_to_parse("$jsonSchema keyword 'enum' cannot be an empty array")
     keys = [unordered_key(v) for v in spec]
@@ -365,15 +420,19 @@ def _enum(ctx: Ctx) -> None:
         # Only documents can be stored, so non-object members can never match at the top.
         allowed = {k for k, v in zip(keys, spec, strict=True) if isinstance(v, Mapping)}
         if not allowed:
-            ctx.checks.append(lambda _v: [leaf_error(
-                "enum", {"enum": spec}, "expression always evaluates to false")])
+            ctx.checks.append(
+                lambda _v: [
+                    leaf_error("enum", {"enum": spec}, "expression always evaluates to false")
+                ]
+            )
             return
 
     def check(value: Any) -> Errors:
         if unordered_key(value) in allowed:
             return []
-        return [leaf_error("enum", {"enum": spec}, "value was not found in enum",
-                           consideredValue=value)]
+        return [
+            leaf_error("enum", {"enum": spec}, "value was not found in enum", consideredValue=value)
+        ]
 
     ctx.checks.append(check)
 
@@ -416,8 +475,15 @@ def _type_check(name: str, spec: Any, types: frozenset[str]) -> Check:
         considered = type_of(value)
         if considered in types:
             return []
-        return [leaf_error(name, {name: spec}, "type did not match", consideredValue=value,
-                           consideredType=considered)]
+        return [
+            leaf_error(
+                name,
+                {name: spec},
+                "type did not match",
+                consideredValue=value,
+                consideredType=considered,
+            )
+        ]
 
     return check
 
@@ -436,9 +502,11 @@ def compile_schema(schema: Mapping[str, Any], root: bool) -> Subschema:
             sub.checks.append(_type_check(type_name, schema[type_name], types))
         elif "object" not in types:
             # Only documents are stored: a top-level schema of another type matches nothing.
-            sub.always_false = {"operatorName": "$jsonSchema",
-                                "specifiedAs": {"$jsonSchema": schema},
-                                "reason": "expression always evaluates to false"}
+            sub.always_false = {
+                "operatorName": "$jsonSchema",
+                "specifiedAs": {"$jsonSchema": schema},
+                "reason": "expression always evaluates to false",
+            }
     return sub
 
 
@@ -454,8 +522,7 @@ def compile_json_schema(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any
         errors = sub.errors(doc)
         if not errors:
             return None
-        return {"operatorName": "$jsonSchema", **sub.annotations,
-                "schemaRulesNotSatisfied": errors}
+        return {"operatorName": "$jsonSchema", **sub.annotations, "schemaRulesNotSatisfied": errors}
 
     return validate
 
@@ -473,17 +540,21 @@ class CollectionValidator:
     errors, other clauses are matched with ``matching.compile_filter`` and explained briefly.
     """
 
-    def __init__(self, validator: Mapping[str, Any], level: str = "strict",
-                 action: str = "error") -> None:
+    def __init__(
+        self, validator: Mapping[str, Any], level: str = "strict", action: str = "error"
+    ) -> None:
         if not isinstance(validator, Mapping):
             raise MongoError(14, "'validator' must be an object")
         # The create/collMod IDL rejects unknown enum values with BadValue.
         if level not in VALIDATION_LEVELS:
-            raise MongoError(2, f"Enumeration value '{level}' for field 'validationLevel' is not "
-                                "a valid value.")
+            raise MongoError(
+                2, f"Enumeration value '{level}' for field 'validationLevel' is not a valid value."
+            )
         if action not in VALIDATION_ACTIONS:
-            raise MongoError(2, f"Enumeration value '{action}' for field 'validationAction' is "
-                                "not a valid value.")
+            raise MongoError(
+                2,
+                f"Enumeration value '{action}' for field 'validationAction' is not a valid value.",
+            )
         self.validator = validator
         self.level = level
         self.action = action
@@ -492,8 +563,9 @@ class CollectionValidator:
     def _details(self, doc: Mapping[str, Any]) -> Details | None:
         return self._clauses(doc)
 
-    def check(self, new_doc: Mapping[str, Any],
-              old_doc: Mapping[str, Any] | None) -> Details | None:
+    def check(
+        self, new_doc: Mapping[str, Any], old_doc: Mapping[str, Any] | None
+    ) -> Details | None:
         """errInfo details if ``new_doc`` must be rejected (or warned about), else None."""
         if self.level == "off":
             return None
@@ -504,5 +576,8 @@ class CollectionValidator:
         return self._details(new_doc)
 
     def error(self, doc_id: Any, details: Details) -> MongoError:
-        return MongoError(121, "Document failed validation",
-                          extra={"errInfo": {"failingDocumentId": doc_id, "details": details}})
+        return MongoError(
+            121,
+            "Document failed validation",
+            extra={"errInfo": {"failingDocumentId": doc_id, "details": details}},
+        )

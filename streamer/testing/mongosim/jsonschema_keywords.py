@@ -34,9 +34,29 @@ Check = Callable[[Any], Errors]
 NUMBER_TYPES = frozenset({"int", "long", "double", "decimal"})
 # src/mongo/db/matcher/matcher_type_set.cpp: aliases of "bsonType" (plus "number").
 BSON_TYPE_ALIASES = frozenset(
-    {"double", "string", "object", "array", "binData", "undefined", "objectId", "bool", "date",
-     "null", "regex", "dbPointer", "javascript", "symbol", "javascriptWithScope", "int",
-     "timestamp", "long", "decimal", "minKey", "maxKey"}
+    {
+        "double",
+        "string",
+        "object",
+        "array",
+        "binData",
+        "undefined",
+        "objectId",
+        "bool",
+        "date",
+        "null",
+        "regex",
+        "dbPointer",
+        "javascript",
+        "symbol",
+        "javascriptWithScope",
+        "int",
+        "timestamp",
+        "long",
+        "decimal",
+        "minKey",
+        "maxKey",
+    }
 )
 # MatcherTypeSet::findJsonSchemaTypeAlias: the JSON Schema "type" names.
 JSON_TYPE_ALIASES: dict[str, frozenset[str]] = {
@@ -48,11 +68,39 @@ JSON_TYPE_ALIASES: dict[str, frozenset[str]] = {
     "number": NUMBER_TYPES,
 }
 KNOWN_KEYWORDS = frozenset(
-    {"additionalItems", "additionalProperties", "allOf", "anyOf", "bsonType", "dependencies",
-     "description", "encrypt", "encryptMetadata", "enum", "exclusiveMaximum",
-     "exclusiveMinimum", "items", "maxItems", "maxLength", "maxProperties", "maximum",
-     "minItems", "minLength", "minProperties", "minimum", "multipleOf", "not", "oneOf",
-     "pattern", "patternProperties", "properties", "required", "title", "type", "uniqueItems"}
+    {
+        "additionalItems",
+        "additionalProperties",
+        "allOf",
+        "anyOf",
+        "bsonType",
+        "dependencies",
+        "description",
+        "encrypt",
+        "encryptMetadata",
+        "enum",
+        "exclusiveMaximum",
+        "exclusiveMinimum",
+        "items",
+        "maxItems",
+        "maxLength",
+        "maxProperties",
+        "maximum",
+        "minItems",
+        "minLength",
+        "minProperties",
+        "minimum",
+        "multipleOf",
+        "not",
+        "oneOf",
+        "pattern",
+        "patternProperties",
+        "properties",
+        "required",
+        "title",
+        "type",
+        "uniqueItems",
+    }
 )
 UNSUPPORTED_KEYWORDS = frozenset({"$ref", "$schema", "default", "definitions", "format", "id"})
 
@@ -217,8 +265,14 @@ def _pattern(ctx: Ctx) -> None:
     def check(value: str) -> Errors:
         if regex.search(value):
             return []
-        return [leaf_error("pattern", {"pattern": spec}, "regular expression did not match",
-                            consideredValue=value)]
+        return [
+            leaf_error(
+                "pattern",
+                {"pattern": spec},
+                "regular expression did not match",
+                consideredValue=value,
+            )
+        ]
 
     ctx.checks.append(restricted(frozenset({"string"}), check))
 
@@ -235,9 +289,14 @@ def _length(name: str, too_short: bool) -> Callable[[Ctx], None]:
             size = len(value)  # code points, as InternalSchemaStrLengthMatchExpression counts
             if (size >= limit) if too_short else (size <= limit):
                 return []
-            return [leaf_error(name, {name: ctx.schema[name]},
-                                "specified string length was not satisfied",
-                                consideredValue=value)]
+            return [
+                leaf_error(
+                    name,
+                    {name: ctx.schema[name]},
+                    "specified string length was not satisfied",
+                    consideredValue=value,
+                )
+            ]
 
         ctx.checks.append(restricted(frozenset({"string"}), check))
 
@@ -260,9 +319,14 @@ def _multiple_of(ctx: Ctx) -> None:
         remainder = _DECIMAL.remainder(to_decimal(value), divisor)
         if not remainder.is_nan() and remainder == 0:
             return []
-        return [leaf_error("multipleOf", {"multipleOf": spec},
-                            "considered value is not a multiple of the specified value",
-                            consideredValue=value)]
+        return [
+            leaf_error(
+                "multipleOf",
+                {"multipleOf": spec},
+                "considered value is not a multiple of the specified value",
+                consideredValue=value,
+            )
+        ]
 
     ctx.checks.append(restricted(NUMBER_TYPES, check))
 
@@ -273,8 +337,9 @@ def _bound(name: str, exclusive_name: str, sign: int) -> Callable[[Ctx], None]:
     def build(ctx: Ctx) -> None:
         if name not in ctx.schema:
             if exclusive_name in ctx.schema:
-                raise _failed_to_parse(f"$jsonSchema keyword '{name}' must be a present if "
-                                       f"{exclusive_name} is present")
+                raise _failed_to_parse(
+                    f"$jsonSchema keyword '{name}' must be a present if {exclusive_name} is present"
+                )
             return
         bound = ctx.schema[name]
         if not is_number(bound):
@@ -318,9 +383,15 @@ def _items_count(name: str, too_few: bool) -> Callable[[Ctx], None]:
         def check(value: list[Any]) -> Errors:
             if (len(value) >= limit) if too_few else (len(value) <= limit):
                 return []
-            return [leaf_error(name, {name: ctx.schema[name]},
-                                "array did not match specified length",
-                                consideredValue=value, numberOfItems=len(value))]
+            return [
+                leaf_error(
+                    name,
+                    {name: ctx.schema[name]},
+                    "array did not match specified length",
+                    consideredValue=value,
+                    numberOfItems=len(value),
+                )
+            ]
 
         ctx.checks.append(restricted(frozenset({"array"}), check))
 
@@ -341,8 +412,15 @@ def _unique_items(ctx: Ctx) -> None:
         for item in value:
             key = unordered_key(item)
             if key in seen:
-                return [leaf_error("uniqueItems", {"uniqueItems": True}, "found a duplicate item",
-                                    consideredValue=value, duplicatedValue=item)]
+                return [
+                    leaf_error(
+                        "uniqueItems",
+                        {"uniqueItems": True},
+                        "found a duplicate item",
+                        consideredValue=value,
+                        duplicatedValue=item,
+                    )
+                ]
             seen.add(key)
         return []
 
@@ -361,13 +439,16 @@ def _items(ctx: Ctx) -> None:
         _additional_items(ctx, None)
         return
     if not isinstance(spec, list):
-        raise _type_mismatch("$jsonSchema keyword 'items' must be an array or an object, "
-                             f"not {type_of(spec)}")
+        raise _type_mismatch(
+            f"$jsonSchema keyword 'items' must be an array or an object, not {type_of(spec)}"
+        )
     subs = []
     for entry in spec:
         if not isinstance(entry, Mapping):
-            raise _type_mismatch("$jsonSchema keyword 'items' requires that each element of the "
-                                 f"array is an object, but found a {type_of(entry)}")
+            raise _type_mismatch(
+                "$jsonSchema keyword 'items' requires that each element of the "
+                f"array is an object, but found a {type_of(entry)}"
+            )
         subs.append(ctx.compile(entry, False))
     if not ctx.root and subs:
         ctx.checks.append(restricted(frozenset({"array"}), _items_tuple(subs)))
@@ -379,9 +460,15 @@ def _items_single(sub: Subschema) -> Check:
         for index, item in enumerate(value):
             errors = sub.errors(item)
             if errors:
-                return [{"operatorName": "items", **sub.annotations,
-                         "reason": "At least one item did not match the sub-schema",
-                         "itemIndex": index, "details": errors}]
+                return [
+                    {
+                        "operatorName": "items",
+                        **sub.annotations,
+                        "reason": "At least one item did not match the sub-schema",
+                        "itemIndex": index,
+                        "details": errors,
+                    }
+                ]
         return []
 
     return check
@@ -408,8 +495,10 @@ def _additional_items(ctx: Ctx, start: int | None) -> None:
     elif isinstance(spec, Mapping):
         sub = ctx.compile(spec, False)
     else:
-        raise _type_mismatch("$jsonSchema keyword 'additionalItems' must be either an object "
-                             f"or a boolean, but got a {type_of(spec)}")
+        raise _type_mismatch(
+            "$jsonSchema keyword 'additionalItems' must be either an object "
+            f"or a boolean, but got a {type_of(spec)}"
+        )
     # Only meaningful after an array of "items" schemas; otherwise the keyword is inert.
     if ctx.root or start is None or spec is True:
         return
@@ -419,14 +508,26 @@ def _additional_items(ctx: Ctx, start: int | None) -> None:
         if sub is None:
             if not extra:
                 return []
-            return [leaf_error("additionalItems", {"additionalItems": False},
-                                "found additional items", additionalItems=list(extra))]
+            return [
+                leaf_error(
+                    "additionalItems",
+                    {"additionalItems": False},
+                    "found additional items",
+                    additionalItems=list(extra),
+                )
+            ]
         for offset, item in enumerate(extra):
             errors = sub.errors(item)
             if errors:
-                return [{"operatorName": "additionalItems", **sub.annotations,
-                         "reason": "At least one additional item did not match the sub-schema",
-                         "itemIndex": start + offset, "details": errors}]
+                return [
+                    {
+                        "operatorName": "additionalItems",
+                        **sub.annotations,
+                        "reason": "At least one additional item did not match the sub-schema",
+                        "itemIndex": start + offset,
+                        "details": errors,
+                    }
+                ]
         return []
 
     ctx.checks.append(restricted(frozenset({"array"}), check))

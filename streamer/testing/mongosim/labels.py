@@ -6,8 +6,29 @@ from collections.abc import Mapping
 from typing import Any
 
 # ErrorCategory RetriableError and ShutdownError in src/mongo/base/error_codes.yml.
-RETRIABLE = frozenset({6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 63,
-                       150, 134, 317, 358, 384, 402})
+RETRIABLE = frozenset(
+    {
+        6,
+        7,
+        89,
+        91,
+        189,
+        262,
+        9001,
+        10107,
+        11600,
+        11602,
+        13435,
+        13436,
+        63,
+        150,
+        134,
+        317,
+        358,
+        384,
+        402,
+    }
+)
 SHUTDOWN = frozenset({91, 11600})
 NETWORK = frozenset({6, 7, 89, 9001, 350})
 TRANSIENT = frozenset({112, 24, 267, 341})
@@ -15,8 +36,13 @@ COMMIT_OR_ABORT = frozenset({"commitTransaction", "abortTransaction"})
 RESUMABLE_EXTRA = frozenset({234, 133})  # RetryChangeStream, FailedToSatisfyReadPreference
 
 
-def compute(command_name: str, cmd: Mapping[str, Any], code: int | None,
-            wc_code: int | None, is_change_stream: bool) -> list[str]:
+def compute(
+    command_name: str,
+    cmd: Mapping[str, Any],
+    code: int | None,
+    wc_code: int | None,
+    is_change_stream: bool,
+) -> list[str]:
     labels: list[str] = []
     has_txn = "txnNumber" in cmd
     in_txn = has_txn and "autocommit" in cmd
@@ -29,9 +55,13 @@ def compute(command_name: str, cmd: Mapping[str, Any], code: int | None,
         or (wc_code is not None and (wc_code in RETRIABLE or wc_code in SHUTDOWN))
     ):
         labels.append("RetryableWriteError")
-    if (command_name in ("aggregate", "getMore") and is_change_stream and code is not None
-            and wc_code is None and (code in RETRIABLE or code in NETWORK
-                                     or code in RESUMABLE_EXTRA)):
+    if (
+        command_name in ("aggregate", "getMore")
+        and is_change_stream
+        and code is not None
+        and wc_code is None
+        and (code in RETRIABLE or code in NETWORK or code in RESUMABLE_EXTRA)
+    ):
         labels.append("ResumableChangeStreamError")
     return labels
 

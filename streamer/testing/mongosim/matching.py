@@ -74,9 +74,12 @@ def _compile_clause(key: str, value: Any) -> Matcher:
     if key.startswith("$"):
         builder = _TOP_LEVEL.get(key)
         if builder is None:
-            raise MongoError(2, f"unknown top level operator: {key}. If you have a field name "
-                                "that starts with a '$' symbol, consider using $getField or "
-                                "$setField.")
+            raise MongoError(
+                2,
+                f"unknown top level operator: {key}. If you have a field name "
+                "that starts with a '$' symbol, consider using $getField or "
+                "$setField.",
+            )
         return builder(value)
     return _compile_path(key, value)
 
@@ -244,9 +247,15 @@ def _constant(result: bool) -> Callable[[Any], Matcher]:
 
 
 _TOP_LEVEL: dict[str, Callable[[Any], Matcher]] = {
-    "$and": _and, "$or": _or, "$nor": _nor, "$expr": _expr, "$jsonSchema": _json_schema,
-    "$where": _where, "$text": _text,
-    "$alwaysTrue": _constant(True), "$alwaysFalse": _constant(False),
+    "$and": _and,
+    "$or": _or,
+    "$nor": _nor,
+    "$expr": _expr,
+    "$jsonSchema": _json_schema,
+    "$where": _where,
+    "$text": _text,
+    "$alwaysTrue": _constant(True),
+    "$alwaysFalse": _constant(False),
 }
 
 

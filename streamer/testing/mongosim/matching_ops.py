@@ -31,8 +31,20 @@ ValuesPred = Callable[[Sequence[Any]], bool]
 
 # Operators whose first key makes an $elemMatch argument a query on sub-documents rather
 # than a predicate on the elements (expression_parser.cpp: retrievePathlessParser).
-_PATHLESS = frozenset({"$and", "$or", "$nor", "$expr", "$where", "$jsonSchema", "$comment",
-                       "$text", "$alwaysTrue", "$alwaysFalse"})
+_PATHLESS = frozenset(
+    {
+        "$and",
+        "$or",
+        "$nor",
+        "$expr",
+        "$where",
+        "$jsonSchema",
+        "$comment",
+        "$text",
+        "$alwaysTrue",
+        "$alwaysFalse",
+    }
+)
 
 
 def is_operator_doc(value: Any) -> bool:
@@ -213,18 +225,25 @@ def _ne(arg: Any, expand: bool) -> ValuesPred:
 
 
 _ORDER_TESTS: dict[str, Callable[[int], bool]] = {
-    "$lt": lambda c: c < 0, "$lte": lambda c: c <= 0,
-    "$gt": lambda c: c > 0, "$gte": lambda c: c >= 0,
+    "$lt": lambda c: c < 0,
+    "$lte": lambda c: c <= 0,
+    "$gt": lambda c: c > 0,
+    "$gte": lambda c: c >= 0,
 }
 
 
 _NUMBER_CLASSES = frozenset({int, float, Int64})
 _FAST_ORDER_CLASSES: dict[type, frozenset[type]] = {
-    int: _NUMBER_CLASSES, float: _NUMBER_CLASSES, Int64: _NUMBER_CLASSES,
+    int: _NUMBER_CLASSES,
+    float: _NUMBER_CLASSES,
+    Int64: _NUMBER_CLASSES,
     str: frozenset({str}),
 }
 _PY_ORDER: dict[str, Callable[[Any, Any], bool]] = {
-    "$lt": operator.lt, "$lte": operator.le, "$gt": operator.gt, "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+    "$gt": operator.gt,
+    "$gte": operator.ge,
 }
 
 
@@ -431,10 +450,27 @@ def _mod(arg: Any, expand: bool) -> ValuesPred:
 
 # $type aliases and numbers. Source: manual, "$type" (Available Types).
 _TYPE_CODES: dict[str, int] = {
-    "double": 1, "string": 2, "object": 3, "array": 4, "binData": 5, "undefined": 6,
-    "objectId": 7, "bool": 8, "date": 9, "null": 10, "regex": 11, "dbPointer": 12,
-    "javascript": 13, "symbol": 14, "javascriptWithScope": 15, "int": 16, "timestamp": 17,
-    "long": 18, "decimal": 19, "minKey": -1, "maxKey": 127,
+    "double": 1,
+    "string": 2,
+    "object": 3,
+    "array": 4,
+    "binData": 5,
+    "undefined": 6,
+    "objectId": 7,
+    "bool": 8,
+    "date": 9,
+    "null": 10,
+    "regex": 11,
+    "dbPointer": 12,
+    "javascript": 13,
+    "symbol": 14,
+    "javascriptWithScope": 15,
+    "int": 16,
+    "timestamp": 17,
+    "long": 18,
+    "decimal": 19,
+    "minKey": -1,
+    "maxKey": 127,
 }
 _TYPE_NAMES = {code: name for name, code in _TYPE_CODES.items()}
 _NUMBER_TYPES = frozenset({"double", "int", "long", "decimal"})
@@ -478,9 +514,19 @@ def _type(arg: Any, expand: bool) -> ValuesPred:
 
 
 _FIELD_OPS: dict[str, Callable[[Any, bool], ValuesPred]] = {
-    "$eq": _eq, "$ne": _ne,
-    "$lt": _comparison("$lt"), "$lte": _comparison("$lte"),
-    "$gt": _comparison("$gt"), "$gte": _comparison("$gte"),
-    "$in": _in, "$nin": _nin, "$exists": _exists, "$not": _not, "$size": _size,
-    "$elemMatch": _elem_match, "$all": _all, "$mod": _mod, "$type": _type,
+    "$eq": _eq,
+    "$ne": _ne,
+    "$lt": _comparison("$lt"),
+    "$lte": _comparison("$lte"),
+    "$gt": _comparison("$gt"),
+    "$gte": _comparison("$gte"),
+    "$in": _in,
+    "$nin": _nin,
+    "$exists": _exists,
+    "$not": _not,
+    "$size": _size,
+    "$elemMatch": _elem_match,
+    "$all": _all,
+    "$mod": _mod,
+    "$type": _type,
 }

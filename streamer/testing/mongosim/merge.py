@@ -19,8 +19,9 @@ def _target(db: str, into: str | Mapping[str, Any]) -> tuple[str, str]:
     return into.get("db", db), into["coll"]
 
 
-def _find_match(engine: Engine, coll: Collection, on: list[str], doc: Mapping[str, Any],
-                op: Op) -> dict[str, Any] | None:
+def _find_match(
+    engine: Engine, coll: Collection, on: list[str], doc: Mapping[str, Any], op: Op
+) -> dict[str, Any] | None:
     if on == ["_id"]:
         return engine.read(coll, canonical(doc.get("_id")), op.txn)
     wanted = [canonical(get_path(doc, f)) for f in on]
@@ -38,8 +39,11 @@ def _merged(existing: dict[str, Any], new: Mapping[str, Any], mode: Any) -> dict
     if mode == "keepExisting":
         return None
     if mode == "fail":
-        raise MongoError(11000, "E11000 duplicate key error: $merge found a matching document "
-                                "and whenMatched is 'fail'")
+        raise MongoError(
+            11000,
+            "E11000 duplicate key error: $merge found a matching document "
+            "and whenMatched is 'fail'",
+        )
     if isinstance(mode, list):
         from .aggregation import transform_document
 
@@ -47,8 +51,9 @@ def _merged(existing: dict[str, Any], new: Mapping[str, Any], mode: Any) -> dict
     raise MongoError(2, f"Enumeration value '{mode}' for field 'whenMatched' is not a valid value.")
 
 
-def merge_documents(engine: Engine, db: str, spec: Mapping[str, Any], docs: list[dict[str, Any]],
-                    op: Op) -> None:
+def merge_documents(
+    engine: Engine, db: str, spec: Mapping[str, Any], docs: list[dict[str, Any]], op: Op
+) -> None:
     from .commands_write import prepare_insert
 
     tdb, tname = _target(db, spec["into"])
@@ -63,9 +68,12 @@ def merge_documents(engine: Engine, db: str, spec: Mapping[str, Any], docs: list
             if when_not_matched == "discard":
                 continue
             if when_not_matched == "fail":
-                raise MongoError(13113, "$merge could not find a matching document in the target "
-                                        "collection for at least one document in the source "
-                                        "collection")
+                raise MongoError(
+                    13113,
+                    "$merge could not find a matching document in the target "
+                    "collection for at least one document in the source "
+                    "collection",
+                )
             new = prepare_insert(doc)
             idk = canonical(new["_id"])
             coll.check_unique(idk, new, is_insert=True)
@@ -79,8 +87,9 @@ def merge_documents(engine: Engine, db: str, spec: Mapping[str, Any], docs: list
         engine.write(coll, "r", idk, merged, existing, op)
 
 
-def out_documents(engine: Engine, db: str, target: str | Mapping[str, Any],
-                  docs: list[dict[str, Any]], op: Op) -> None:
+def out_documents(
+    engine: Engine, db: str, target: str | Mapping[str, Any], docs: list[dict[str, Any]], op: Op
+) -> None:
     """$out replaces the target's contents (keeping its indexes), as mongod does."""
     from .commands_write import prepare_insert
 

@@ -28,9 +28,14 @@ _FIELDS = ("key", "doc", "pre", "update_description", "cmd", "lsid", "txn_number
 
 
 def entry_to_doc(entry: OplogEntry) -> dict[str, Any]:
-    out: dict[str, Any] = {"op": entry.op, "ns": entry.ns, "wall": entry.wall,
-                           "txn_index": entry.txn_index, "in_txn": entry.in_txn,
-                           "pre_images": entry.pre_images}
+    out: dict[str, Any] = {
+        "op": entry.op,
+        "ns": entry.ns,
+        "wall": entry.wall,
+        "txn_index": entry.txn_index,
+        "in_txn": entry.in_txn,
+        "pre_images": entry.pre_images,
+    }
     for name in _FIELDS:
         value = getattr(entry, name)
         if value is not None:
@@ -43,13 +48,21 @@ def entry_to_doc(entry: OplogEntry) -> dict[str, Any]:
 def doc_to_entry(doc: dict[str, Any], ts: Timestamp) -> OplogEntry:
     uuid = doc.get("uuid")
     return OplogEntry(
-        op=doc["op"], ns=doc["ns"], ts=ts, wall=doc["wall"],
-        key=doc.get("key"), doc=doc.get("doc"), pre=doc.get("pre"),
+        op=doc["op"],
+        ns=doc["ns"],
+        ts=ts,
+        wall=doc["wall"],
+        key=doc.get("key"),
+        doc=doc.get("doc"),
+        pre=doc.get("pre"),
         pre_images=doc.get("pre_images", False),
-        update_description=doc.get("update_description"), cmd=doc.get("cmd"),
+        update_description=doc.get("update_description"),
+        cmd=doc.get("cmd"),
         collection_uuid=uuid.as_uuid(UuidRepresentation.STANDARD) if uuid is not None else None,
-        lsid=doc.get("lsid"), txn_number=doc.get("txn_number"),
-        txn_index=doc.get("txn_index", 0), in_txn=doc.get("in_txn", False),
+        lsid=doc.get("lsid"),
+        txn_number=doc.get("txn_number"),
+        txn_index=doc.get("txn_index", 0),
+        in_txn=doc.get("in_txn", False),
     )
 
 
@@ -60,11 +73,11 @@ def _read_bson_stream(path: Path) -> Iterator[dict[str, Any]]:
     data = path.read_bytes()
     pos = 0
     while pos + 4 <= len(data):
-        size = int.from_bytes(data[pos:pos + 4], "little")
+        size = int.from_bytes(data[pos : pos + 4], "little")
         if size < 5 or pos + size > len(data):
             break
         try:
-            yield bson.decode(data[pos:pos + size], codec_options=CODEC_OPTIONS)
+            yield bson.decode(data[pos : pos + size], codec_options=CODEC_OPTIONS)
         except bson.errors.InvalidBSON:
             break
         pos += size
@@ -99,20 +112,42 @@ class DataDir:
         """Write the whole state as a new snapshot, then start an empty journal."""
         tmp = self.snapshot_path.with_suffix(".tmp")
         with tmp.open("wb") as out:
-            out.write(bson.encode({"kind": "clock", "ts": engine.oplog.last_ts,
-                                   "history_start": engine.oplog.history_start}))
+            out.write(
+                bson.encode(
+                    {
+                        "kind": "clock",
+                        "ts": engine.oplog.last_ts,
+                        "history_start": engine.oplog.history_start,
+                    }
+                )
+            )
             for coll in engine.iter_collections():
-                out.write(bson.encode({
-                    "kind": "collection", "db": coll.db, "name": coll.name,
-                    "uuid": Binary.from_uuid(coll.uuid, UuidRepresentation.STANDARD),
-                    "options": coll.options, "indexes": coll.index_specs(),
-                }))
+                out.write(
+                    bson.encode(
+                        {
+                            "kind": "collection",
+                            "db": coll.db,
+                            "name": coll.name,
+                            "uuid": Binary.from_uuid(coll.uuid, UuidRepresentation.STANDARD),
+                            "options": coll.options,
+                            "indexes": coll.index_specs(),
+                        }
+                    )
+                )
                 for doc in coll.docs.values():
-                    out.write(bson.encode({"kind": "doc", "db": coll.db, "name": coll.name,
-                                           "doc": doc}))
+                    out.write(
+                        bson.encode({"kind": "doc", "db": coll.db, "name": coll.name, "doc": doc})
+                    )
             for slot in engine.oplog.slots():
-                out.write(bson.encode({"kind": "slot", "ts": slot.ts,
-                                       "entries": [entry_to_doc(e) for e in slot.entries]}))
+                out.write(
+                    bson.encode(
+                        {
+                            "kind": "slot",
+                            "ts": slot.ts,
+                            "entries": [entry_to_doc(e) for e in slot.entries],
+                        }
+                    )
+                )
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, self.snapshot_path)
@@ -139,10 +174,10 @@ def _apply_snapshot_record(engine: Engine, record: dict[str, Any]) -> None:
             if spec["name"] != "_id_":
                 add_index(engine, coll, spec, log=False)
     elif kind == "doc":
-        coll = engine.get_collection(record["db"], record["name"])
-        assert coll is not None
+        holder = engine.get_collection(record["db"], record["name"])
+        assert holder is not None
         doc = record["doc"]
-        coll.put(canonical(doc["_id"]), doc)
+        holder.put(canonical(doc["_id"]), doc)
     elif kind == "slot":
         ts = record["ts"]
         engine.oplog.append(ts, [doc_to_entry(d, ts) for d in record["entries"]])
@@ -178,8 +213,9 @@ def _apply_command(engine: Engine, entry: OplogEntry) -> None:
     db = entry.db
     name = next(iter(cmd), "")
     if name == "create":
-        coll = create_collection(engine, db, cmd["create"],
-                                 {k: v for k, v in cmd.items() if k != "create"}, log=False)
+        coll = create_collection(
+            engine, db, cmd["create"], {k: v for k, v in cmd.items() if k != "create"}, log=False
+        )
         if entry.collection_uuid is not None:
             coll.uuid = entry.collection_uuid
     elif name == "drop":
@@ -189,10 +225,10 @@ def _apply_command(engine: Engine, entry: OplogEntry) -> None:
     elif name == "renameCollection":
         src_db, src = cmd["renameCollection"].split(".", 1)
         dst_db, dst = cmd["to"].split(".", 1)
-        coll = engine.databases.get(src_db, {}).pop(src, None)
-        if coll is not None:
-            coll.db, coll.name = dst_db, dst
-            engine.databases.setdefault(dst_db, {})[dst] = coll
+        moved = engine.databases.get(src_db, {}).pop(src, None)
+        if moved is not None:
+            moved.db, moved.name = dst_db, dst
+            engine.databases.setdefault(dst_db, {})[dst] = moved
     elif name == "createIndexes":
         c = engine.get_collection(db, cmd["createIndexes"])
         if c is None:
@@ -223,5 +259,3 @@ def _redo_coll_mod(coll: Any, cmd: dict[str, Any]) -> None:
                     index.expire_after = float(change["expireAfterSeconds"])
                 if "hidden" in change:
                     index.spec["hidden"] = change["hidden"]
-
-

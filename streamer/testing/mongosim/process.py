@@ -11,9 +11,15 @@ READY = "mongosim ready "
 
 
 class MongoSimProcess:
-    def __init__(self, *, port: int = 0, data_dir: str | Path | None = None,
-                 oplog_size: int = 100_000, extra_args: list[str] | None = None,
-                 start_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        data_dir: str | Path | None = None,
+        oplog_size: int = 100_000,
+        extra_args: list[str] | None = None,
+        start_timeout: float = 30.0,
+    ) -> None:
         self.port = port
         self.data_dir = Path(data_dir) if data_dir else None
         self.oplog_size = oplog_size
@@ -23,21 +29,30 @@ class MongoSimProcess:
         self._proc: asyncio.subprocess.Process | None = None
 
     def _argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "streamer.testing.mongosim", "--port", str(self.port),
-                "--oplog-size", str(self.oplog_size), *self.extra_args]
+        argv = [
+            sys.executable,
+            "-m",
+            "streamer.testing.mongosim",
+            "--port",
+            str(self.port),
+            "--oplog-size",
+            str(self.oplog_size),
+            *self.extra_args,
+        ]
         if self.data_dir is not None:
             argv += ["--data-dir", str(self.data_dir)]
         return argv
 
     async def start(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
-            *self._argv(), stdout=asyncio.subprocess.PIPE, env={**os.environ})
+            *self._argv(), stdout=asyncio.subprocess.PIPE, env={**os.environ}
+        )
         assert self._proc.stdout is not None
         line = await asyncio.wait_for(self._proc.stdout.readline(), self.start_timeout)
         text = line.decode().strip()
         if not text.startswith(READY):
             raise RuntimeError(f"mongosim did not start: {text!r}")
-        self.uri = text[len(READY):]
+        self.uri = text[len(READY) :]
         # Keep the same port across restarts so clients' seed lists stay valid.
         self.port = int(self.uri.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
 

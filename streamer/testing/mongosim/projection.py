@@ -105,31 +105,36 @@ class _Parser:
 
     def element(self, key: str, value: Any, parent: _Level, top: bool) -> None:
         if ".$." in key:
-            raise MongoError(31394, "As of 4.4, it's illegal to specify positional operator in "
-                                    "the middle of a path.Positional projection may only be "
-                                    "used at the end, for example: a.b.$. If the query "
-                                    "previously used a form like a.b.$.d, remove the parts "
-                                    "following the '$' and the results will be equivalent.")
+            raise MongoError(
+                31394,
+                "As of 4.4, it's illegal to specify positional operator in "
+                "the middle of a path.Positional projection may only be "
+                "used at the end, for example: a.b.$. If the query "
+                "previously used a form like a.b.$.d, remove the parts "
+                "following the '$' and the results will be equivalent.",
+            )
         positional = key.endswith(".$")
         if isinstance(value, Mapping):
             if positional:
-                raise MongoError(31271, "positional projection cannot be used with an "
-                                        "expression or sub object")
+                raise MongoError(
+                    31271, "positional projection cannot be used with an expression or sub object"
+                )
             self.sub_object(key, value, parent, top)
         elif isinstance(value, bool) or is_number(value):
             if _truthy_flag(value):
                 self.inclusion(key, parent, top)
             else:
                 if positional:
-                    raise MongoError(31395, "positional projection cannot be used with "
-                                            "exclusion")
+                    raise MongoError(31395, "positional projection cannot be used with exclusion")
                 self.exclusion(key, parent, top)
         else:
             if positional:
                 raise MongoError(31308, "positional projection cannot be used with a literal")
-            self._set_type("inclusion", 31310,
-                           f"Cannot use an expression {key}: {value!r} in an exclusion "
-                           "projection")
+            self._set_type(
+                "inclusion",
+                31310,
+                f"Cannot use an expression {key}: {value!r} in an exclusion projection",
+            )
             _add(parent, key, _Computed({"$literal": value} if _is_plain(value) else value))
 
     def inclusion(self, key: str, parent: _Level, top: bool) -> None:
@@ -140,21 +145,22 @@ class _Parser:
             _add(parent, key, True)
             self.id_included = self.id_included or is_id
         if not is_id:
-            self._set_type("inclusion", 31253,
-                           f"Cannot do inclusion on field {key} in exclusion projection")
+            self._set_type(
+                "inclusion", 31253, f"Cannot do inclusion on field {key} in exclusion projection"
+            )
 
     def exclusion(self, key: str, parent: _Level, top: bool) -> None:
         _add(parent, key, False)
         if top and key == "_id":
             self.id_excluded = True
             return
-        self._set_type("exclusion", 31254,
-                       f"Cannot do exclusion on field {key} in inclusion projection")
+        self._set_type(
+            "exclusion", 31254, f"Cannot do exclusion on field {key} in inclusion projection"
+        )
 
     def positional(self, key: str, parent: _Level) -> None:
         if self.has_positional:
-            raise MongoError(31276, "Cannot specify more than one positional projection per "
-                                    "query.")
+            raise MongoError(31276, "Cannot specify more than one positional projection per query.")
         if self.has_elem_match:
             raise MongoError(31256, "Cannot specify positional operator and $elemMatch.")
         if self.query is None:
@@ -186,14 +192,16 @@ class _Parser:
             _add(parent, key, _META)
             self.has_meta = True
         else:
-            self._set_type("inclusion", 31252,
-                           "Cannot use expression other than $meta in exclusion projection")
+            self._set_type(
+                "inclusion", 31252, "Cannot use expression other than $meta in exclusion projection"
+            )
             _add(parent, key, _Computed({op: arg}))
 
     def elem_match(self, key: str, arg: Any, parent: _Level, top: bool) -> None:
         if not isinstance(arg, Mapping):
-            raise MongoError(31274, "elemMatch: Invalid argument, object required, but got "
-                                    f"{type(arg).__name__}")
+            raise MongoError(
+                31274, f"elemMatch: Invalid argument, object required, but got {type(arg).__name__}"
+            )
         if self.has_positional:
             raise MongoError(31255, "Cannot specify positional operator and $elemMatch.")
         if not top or "." in key:
@@ -239,8 +247,9 @@ def _child_level(parent: _Level, key: str) -> _Level:
         if child is None:
             child = level.children[part] = _Level()
         elif not isinstance(child, _Level):
-            raise MongoError(31249, f"Path collision at {key} remaining portion "
-                                    f"{'.'.join(parts[i:])}")
+            raise MongoError(
+                31249, f"Path collision at {key} remaining portion {'.'.join(parts[i:])}"
+            )
         level = child
     return level
 
@@ -269,8 +278,11 @@ def _positional_matcher(query: Mapping[str, Any], path: str) -> Matcher | None:
     """Which array element the query matched: its conditions on ``path`` and sub-paths,
     tested against a one-element array so that element-wise semantics apply."""
     prefix = path + "."
-    conditions = {("e" + key[len(path):]): value for key, value in _query_conditions(query)
-                  if key == path or key.startswith(prefix)}
+    conditions = {
+        ("e" + key[len(path) :]): value
+        for key, value in _query_conditions(query)
+        if key == path or key.startswith(prefix)
+    }
     return compile_filter(conditions) if conditions else None
 
 
@@ -290,9 +302,9 @@ def _apply_slice(value: Any, node: _Slice) -> Any:
     if value.__class__ is not list:
         return value
     if node.skip is None:
-        return value[: node.limit] if node.limit >= 0 else value[node.limit:]
+        return value[: node.limit] if node.limit >= 0 else value[node.limit :]
     start = node.skip if node.skip >= 0 else max(len(value) + node.skip, 0)
-    return value[start: start + node.limit]
+    return value[start : start + node.limit]
 
 
 def _special(node: Any, doc: Mapping[str, Any], key: str, root: Mapping[str, Any]) -> Any:
@@ -309,8 +321,9 @@ def _special(node: Any, doc: Mapping[str, Any], key: str, root: Mapping[str, Any
         return _first_match(value, node.matcher)
     found = _first_match(value, node.matcher)
     if found is MISSING:
-        raise MongoError(51246, "positional operator '.$' couldn't find a matching element "
-                                "in the array")
+        raise MongoError(
+            51246, "positional operator '.$' couldn't find a matching element in the array"
+        )
     return found
 
 
@@ -373,8 +386,9 @@ def _identity(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def compile_projection(spec: Mapping[str, Any] | None,
-                       query: Mapping[str, Any] | None = None) -> Projector:
+def compile_projection(
+    spec: Mapping[str, Any] | None, query: Mapping[str, Any] | None = None
+) -> Projector:
     """A function projecting documents as find's ``projection`` ``spec`` does.
 
     ``query`` is the find filter, needed by positional (``"arr.$"``) projections. An empty

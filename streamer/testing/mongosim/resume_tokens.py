@@ -38,8 +38,10 @@ class ResumeToken:
     def encode(self) -> dict[str, str]:
         kind = 0 if self.high_water_mark else 1
         index = _HWM_INDEX if self.high_water_mark else self.txn_index
-        data = (f"{_PREFIX}{self.ts.time:08X}{self.ts.inc:08X}{kind:02X}{index:08X}"
-                f"{int(self.from_invalidate):02X}")
+        data = (
+            f"{_PREFIX}{self.ts.time:08X}{self.ts.inc:08X}{kind:02X}{index:08X}"
+            f"{int(self.from_invalidate):02X}"
+        )
         return {"_data": data}
 
 
@@ -50,8 +52,11 @@ def high_water_mark(ts: Timestamp) -> dict[str, str]:
 def decode(token: Any) -> ResumeToken:
     """Parse a client-supplied token; malformed ones fail with 260 InvalidResumeToken."""
     if not isinstance(token, Mapping) or not isinstance(token.get("_data"), str):
-        raise MongoError(260, "Bad resume token: _data of missing or of wrong type. Expected "
-                              "string, got " + repr(token))
+        raise MongoError(
+            260,
+            "Bad resume token: _data of missing or of wrong type. Expected "
+            "string, got " + repr(token),
+        )
     data = token["_data"]
     try:
         if len(data) != _LENGTH or not data.startswith(_PREFIX):
@@ -62,5 +67,4 @@ def decode(token: Any) -> ResumeToken:
         raise MongoError(260, f"Failed to decode resume token: {data!r}") from None
     if kind not in (0, 1) or invalidate not in (0, 1):
         raise MongoError(260, f"Invalid resume token: {data!r}")
-    return ResumeToken(Timestamp(time, inc), 0 if kind == 0 else index, kind == 0,
-                       bool(invalidate))
+    return ResumeToken(Timestamp(time, inc), 0 if kind == 0 else index, kind == 0, bool(invalidate))

@@ -49,10 +49,12 @@ class Server:
                 if injected.get("closeConnection"):
                     return None
                 if "errorCode" in injected:
-                    raise MongoError(int(injected["errorCode"]), "Failing command via "
-                                     "'failCommand' failpoint", labels=injected.get(
-                                         "errorLabels", []),
-                                     extra={"_explicit_labels": "errorLabels" in injected})
+                    raise MongoError(
+                        int(injected["errorCode"]),
+                        "Failing command via 'failCommand' failpoint",
+                        labels=injected.get("errorLabels", []),
+                        extra={"_explicit_labels": "errorLabels" in injected},
+                    )
                 wc_error = injected.get("writeConcernError")
             reply = await self._dispatch(name, request, conn, ctx)
             if wc_error is not None:
@@ -70,8 +72,9 @@ class Server:
                 reply["errorLabels"] = found
         return self._decorate(reply, ctx)
 
-    async def _dispatch(self, name: str, request: Request, conn: Connection,
-                        ctx: CommandContext) -> dict[str, Any]:
+    async def _dispatch(
+        self, name: str, request: Request, conn: Connection, ctx: CommandContext
+    ) -> dict[str, Any]:
         cmd = request.command
         lname = name.lower()
         if lname in ("hello", "ismaster"):
@@ -90,15 +93,19 @@ class Server:
         self.topology.check_writable(name, cmd)
         return await self.engine.run_command(request.db, cmd, ctx)
 
-    def _error_reply(self, name: str, cmd: Mapping[str, Any], exc: MongoError,
-                     ctx: CommandContext) -> dict[str, Any]:
+    def _error_reply(
+        self, name: str, cmd: Mapping[str, Any], exc: MongoError, ctx: CommandContext
+    ) -> dict[str, Any]:
         explicit = exc.extra.pop("_explicit_labels", False)
         reply = exc.to_reply()
         if explicit:
             found = list(exc.labels)
         else:
-            found = list(dict.fromkeys(
-                [*exc.labels, *labels.compute(name, cmd, exc.code, None, ctx.is_change_stream)]))
+            found = list(
+                dict.fromkeys(
+                    [*exc.labels, *labels.compute(name, cmd, exc.code, None, ctx.is_change_stream)]
+                )
+            )
         reply.pop("errorLabels", None)
         if found:
             reply["errorLabels"] = found
@@ -107,8 +114,10 @@ class Server:
     def _decorate(self, reply: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
         reply.setdefault("ok", 1.0)
         now = self.engine.cluster_time()
-        reply["$clusterTime"] = {"clusterTime": now,
-                                 "signature": {"hash": Binary(b"\0" * 20, 0), "keyId": Int64(0)}}
+        reply["$clusterTime"] = {
+            "clusterTime": now,
+            "signature": {"hash": Binary(b"\0" * 20, 0), "keyId": Int64(0)},
+        }
         reply["operationTime"] = ctx.operation_time or now
         return reply
 
@@ -137,14 +146,14 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         while len(self._buffer) >= 16:
-            header = parse_header(self._buffer[:16])
+            header = parse_header(bytes(self._buffer[:16]))
             if header.length < 16 or header.length > 48_000_000:
                 self.close()
                 return
             if len(self._buffer) < header.length:
                 return
-            body = bytes(self._buffer[16:header.length])
-            del self._buffer[:header.length]
+            body = bytes(self._buffer[16 : header.length])
+            del self._buffer[: header.length]
             self._queue.put_nowait((header, body))
 
     async def _serve(self) -> None:
@@ -167,8 +176,7 @@ class Connection(asyncio.Protocol):
                 self.close()
                 return
             if not request.more_to_come and self.transport is not None:
-                self.transport.write(encode_reply(request, reply,
-                                                  request_id=next(_request_ids)))
+                self.transport.write(encode_reply(request, reply, request_id=next(_request_ids)))
 
     def close(self) -> None:
         if self.transport is not None:
@@ -178,14 +186,24 @@ class Connection(asyncio.Protocol):
 class MongoSim:
     """``async with MongoSim(port=0) as sim: sim.uri`` — a replica set for tests."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, replset: str = "rs0",
-                 oplog_size: int = 100_000, ttl_monitor_interval: float = 60.0,
-                 data_dir: str | Path | None = None, enable_test_commands: bool = True,
-                 noop_interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        replset: str = "rs0",
+        oplog_size: int = 100_000,
+        ttl_monitor_interval: float = 60.0,
+        data_dir: str | Path | None = None,
+        enable_test_commands: bool = True,
+        noop_interval: float = 10.0,
+    ) -> None:
         self.host, self.port, self.replset = host, port, replset
-        self.engine = Engine(oplog_size=oplog_size, data_dir=data_dir,
-                             ttl_monitor_interval=ttl_monitor_interval,
-                             noop_interval=noop_interval)
+        self.engine = Engine(
+            oplog_size=oplog_size,
+            data_dir=data_dir,
+            ttl_monitor_interval=ttl_monitor_interval,
+            noop_interval=noop_interval,
+        )
         self.failpoints = FailPoints(enable_test_commands)
         self.topology: Topology | None = None
         self._server: asyncio.Server | None = None
@@ -200,8 +218,9 @@ class MongoSim:
         loop = asyncio.get_running_loop()
         self.topology = Topology(self.host, self.port, self.replset, self.engine)
         server = Server(self.engine, self.topology, self.failpoints)
-        self._server = await loop.create_server(lambda: Connection(server, self._live),
-                                                self.host, self.port)
+        self._server = await loop.create_server(
+            lambda: Connection(server, self._live), self.host, self.port
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         self.topology.port = self.port
 

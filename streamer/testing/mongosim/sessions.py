@@ -20,6 +20,7 @@ from bson.timestamp import Timestamp
 
 from .bsonutil import canonical
 from .errors import MongoError
+from .oplog import OpKind
 
 DocKey = tuple[str, Hashable]  # (ns, canonical _id)
 
@@ -40,7 +41,7 @@ class PendingWrite:
 
     ns: str
     idk: Hashable
-    op: str  # "i", "u", "r", "d"
+    op: OpKind  # "i", "u", "r", "d"
     doc: dict[str, Any] | None
     pre: dict[str, Any] | None
     update_description: dict[str, Any] | None = None
@@ -77,7 +78,7 @@ def lsid_key(lsid: Mapping[str, Any]) -> Hashable:
 
 
 def no_such_transaction(txn_number: int, why: str = "") -> MongoError:
-    msg = f"Transaction with {{ txnNumber: {txn_number} }} has been aborted." if not why else why
+    msg = why or f"Transaction with {{ txnNumber: {txn_number} }} has been aborted."
     return MongoError(251, msg)
 
 
@@ -143,8 +144,9 @@ class SessionCatalog:
                 self.abort(session)
 
     # -- snapshot isolation -----------------------------------------------------
-    def before_commit_write(self, key: DocKey, current: dict[str, Any] | None,
-                            writer: Transaction | None) -> None:
+    def before_commit_write(
+        self, key: DocKey, current: dict[str, Any] | None, writer: Transaction | None
+    ) -> None:
         """Called before a committed write to ``key``: preserve snapshots of other txns."""
         for txn in self._open_txns.values():
             if txn is not writer and key not in txn.snapshot and key not in txn.overlay:

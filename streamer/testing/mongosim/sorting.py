@@ -29,9 +29,22 @@ class _EmptyArray:
 
 EMPTY_ARRAY: Final = _EmptyArray()
 
-_META_KEYS = frozenset({"textScore", "searchScore", "searchHighlights", "indexKey",
-                        "sortKey", "recordId", "randVal", "geoNearDistance", "geoNearPoint",
-                        "searchSequenceToken", "score", "vectorSearchScore"})
+_META_KEYS = frozenset(
+    {
+        "textScore",
+        "searchScore",
+        "searchHighlights",
+        "indexKey",
+        "sortKey",
+        "recordId",
+        "randVal",
+        "geoNearDistance",
+        "geoNearPoint",
+        "searchSequenceToken",
+        "score",
+        "vectorSearchScore",
+    }
+)
 
 
 def _rank(value: Any) -> float:
@@ -124,6 +137,7 @@ def _pick(candidates: list[Any], direction: int) -> Any:
 
 def _extractor(path: str, direction: int) -> Callable[[Mapping[str, Any]], Any]:
     if "." not in path:
+
         def top_level(doc: Mapping[str, Any]) -> Any:
             value = doc.get(path, MISSING)
             if value.__class__ is list or value is MISSING:
@@ -148,8 +162,9 @@ def _direction(path: str, value: Any) -> int | None:
     if isinstance(value, Mapping):
         if len(value) == 1 and value.get("$meta") in _META_KEYS:
             return None
-        raise MongoError(17312, f"$meta is the only expression supported by $sort right now: "
-                                f"{path}")
+        raise MongoError(
+            17312, f"$meta is the only expression supported by $sort right now: {path}"
+        )
     if is_number(value) and not isinstance(value, bool) and value in (1, -1):
         return int(value)
     # Source: src/mongo/db/query/sort_pattern.cpp.
@@ -163,8 +178,10 @@ def _check_path(path: str) -> None:
     if "" in path.split("."):
         raise MongoError(15998, "FieldPath field names may not be empty strings.")
     if path.startswith("$"):
-        raise MongoError(16410, "FieldPath field names may not start with '$'. Consider using "
-                                "$getField or $setField.")
+        raise MongoError(
+            16410,
+            "FieldPath field names may not start with '$'. Consider using $getField or $setField.",
+        )
 
 
 def compile_sort(spec: Mapping[str, Any]) -> SortKeyFunc:

@@ -48,9 +48,11 @@ def _key_values(doc: Mapping[str, Any], path: str) -> list[Any]:
                 rest = ".".join(parts[i:])
                 found = [get_path(e, rest) for e in head if isinstance(e, Mapping)]
                 found = [v for v in found if v is not MISSING]
-                return list(itertools.chain.from_iterable(
-                    v if isinstance(v, list) and v else [v] for v in found
-                )) or [None]
+                return list(
+                    itertools.chain.from_iterable(
+                        v if isinstance(v, list) and v else [v] for v in found
+                    )
+                ) or [None]
         return [None]
     if isinstance(value, list):
         return list(value) if value else [MISSING]  # an empty array indexes as undefined
@@ -106,7 +108,7 @@ class Index:
         if not self.fields or not self.covers(doc):
             return []
         per_field = [_key_values(doc, f) for f in self.fields]
-        out = []
+        out: list[tuple[Hashable, tuple[Any, ...]]] = []
         for combo in itertools.product(*per_field):
             raw = tuple(None if v is MISSING else v for v in combo)
             out.append((tuple(canonical(v) for v in raw), raw))
@@ -156,8 +158,13 @@ def duplicate_key_error(ns: str, index: Index, raw: tuple[Any, ...]) -> MongoErr
 class Collection:
     """A collection's documents, indexes and options."""
 
-    def __init__(self, db: str, name: str, options: Mapping[str, Any] | None = None,
-                 uuid: _uuid.UUID | None = None) -> None:
+    def __init__(
+        self,
+        db: str,
+        name: str,
+        options: Mapping[str, Any] | None = None,
+        uuid: _uuid.UUID | None = None,
+    ) -> None:
         self.db = db
         self.name = name
         self.options: dict[str, Any] = dict(options or {})
@@ -267,7 +274,11 @@ class Collection:
 
 def normalize_index_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The spec as mongod stores it: v, key, name, then the options it keeps."""
-    out: dict[str, Any] = {"v": int(spec.get("v", 2)), "key": dict(spec["key"]), "name": spec["name"]}
+    out: dict[str, Any] = {
+        "v": int(spec.get("v", 2)),
+        "key": dict(spec["key"]),
+        "name": spec["name"],
+    }
     for opt in _INDEX_OPTIONS:
         if opt in spec:
             out[opt] = spec[opt]

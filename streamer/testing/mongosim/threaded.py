@@ -22,8 +22,7 @@ class ThreadedMongoSim:
         self.options = options
         self.sim: MongoSim | None = None
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="mongosim",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_forever, name="mongosim", daemon=True)
 
     @property
     def uri(self) -> str:

@@ -14,7 +14,7 @@ import contextlib
 import datetime as _dt
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bson.int64 import Int64
@@ -27,10 +27,24 @@ if TYPE_CHECKING:
 
 VERSION = "7.0.14"
 MAX_WIRE_VERSION = 21  # MongoDB 7.0
-WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify", "findandmodify",
-                            "create", "createIndexes", "drop", "dropIndexes", "collMod",
-                            "dropDatabase", "renameCollection", "commitTransaction",
-                            "abortTransaction"})
+WRITE_COMMANDS = frozenset(
+    {
+        "insert",
+        "update",
+        "delete",
+        "findAndModify",
+        "findandmodify",
+        "create",
+        "createIndexes",
+        "drop",
+        "dropIndexes",
+        "collMod",
+        "dropDatabase",
+        "renameCollection",
+        "commitTransaction",
+        "abortTransaction",
+    }
+)
 
 
 class Topology:
@@ -55,31 +69,47 @@ class Topology:
 
     async def hello(self, cmd: Mapping[str, Any], conn_id: int, legacy: bool) -> dict[str, Any]:
         version = cmd.get("topologyVersion")
-        if version is not None and "maxAwaitTimeMS" in cmd and \
-                version.get("processId") == self.process_id and \
-                int(version.get("counter", -1)) == self.counter:
+        if (
+            version is not None
+            and "maxAwaitTimeMS" in cmd
+            and version.get("processId") == self.process_id
+            and int(version.get("counter", -1)) == self.counter
+        ):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), int(cmd["maxAwaitTimeMS"]) / 1000)
         ts = self.engine.cluster_time()
         now = _dt.datetime.now(_dt.UTC)
         reply: dict[str, Any] = {
             "topologyVersion": {"processId": self.process_id, "counter": Int64(self.counter)},
-            "hosts": [self.me], "setName": self.replset, "setVersion": 1,
+            "hosts": [self.me],
+            "setName": self.replset,
+            "setVersion": 1,
             ("ismaster" if legacy else "isWritablePrimary"): self.primary,
             "secondary": not self.primary,
         }
         if self.primary:
             reply["primary"] = self.me
-        reply.update({
-            "me": self.me, "electionId": self.election_id,
-            "lastWrite": {"opTime": {"ts": ts, "t": Int64(1)}, "lastWriteDate": now,
-                          "majorityOpTime": {"ts": ts, "t": Int64(1)},
-                          "majorityWriteDate": now},
-            "maxBsonObjectSize": 16 * 1024 * 1024, "maxMessageSizeBytes": 48_000_000,
-            "maxWriteBatchSize": 100_000, "localTime": now, "logicalSessionTimeoutMinutes": 30,
-            "connectionId": conn_id, "minWireVersion": 0, "maxWireVersion": MAX_WIRE_VERSION,
-            "readOnly": False,
-        })
+        reply.update(
+            {
+                "me": self.me,
+                "electionId": self.election_id,
+                "lastWrite": {
+                    "opTime": {"ts": ts, "t": Int64(1)},
+                    "lastWriteDate": now,
+                    "majorityOpTime": {"ts": ts, "t": Int64(1)},
+                    "majorityWriteDate": now,
+                },
+                "maxBsonObjectSize": 16 * 1024 * 1024,
+                "maxMessageSizeBytes": 48_000_000,
+                "maxWriteBatchSize": 100_000,
+                "localTime": now,
+                "logicalSessionTimeoutMinutes": 30,
+                "connectionId": conn_id,
+                "minWireVersion": 0,
+                "maxWireVersion": MAX_WIRE_VERSION,
+                "readOnly": False,
+            }
+        )
         if not legacy:
             reply["helloOk"] = True
         return reply
@@ -87,12 +117,20 @@ class Topology:
     def check_writable(self, name: str, cmd: Mapping[str, Any]) -> None:
         if self.primary:
             return
-        writes = name in WRITE_COMMANDS or (name == "aggregate" and any(
-            "$out" in s or "$merge" in s for s in cmd.get("pipeline", [])))
+        writes = name in WRITE_COMMANDS or (
+            name == "aggregate"
+            and any("$out" in s or "$merge" in s for s in cmd.get("pipeline", []))
+        )
         if writes:
             raise MongoError(10107, "not primary")
-        if name in ("find", "aggregate", "count", "distinct", "listCollections",
-                    "listIndexes") and not _allows_secondary(cmd):
+        if name in (
+            "find",
+            "aggregate",
+            "count",
+            "distinct",
+            "listCollections",
+            "listIndexes",
+        ) and not _allows_secondary(cmd):
             raise MongoError(13435, "not primary and secondaryOk=false")
 
     async def step_down(self, cmd: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,26 +155,43 @@ class Topology:
     def admin_reply(self, name: str, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any] | None:
         """Replies to informational commands, or None if ``name`` is not one of them."""
         handler = _ADMIN.get(name.lower())
-        return handler(self, cmd, conn_id) if handler is not None else None
+        if handler is None:
+            return None
+        reply: dict[str, Any] = handler(self, cmd, conn_id)
+        return reply
 
 
 def _allows_secondary(cmd: Mapping[str, Any]) -> bool:
     mode = (cmd.get("$readPreference") or {}).get("mode", "primary")
-    return mode != "primary"
+    return bool(mode != "primary")
 
 
 def _build_info(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     parts = [int(p) for p in VERSION.split(".")]
-    return {"version": VERSION, "gitVersion": "mongosim", "versionArray": [*parts, 0],
-            "bits": 64, "debug": False, "maxBsonObjectSize": 16 * 1024 * 1024,
-            "storageEngines": ["mongosim"], "modules": [], "openssl": {"running": "disabled"},
-            "javascriptEngine": "none", "sysInfo": "deprecated", "allocator": "system"}
+    return {
+        "version": VERSION,
+        "gitVersion": "mongosim",
+        "versionArray": [*parts, 0],
+        "bits": 64,
+        "debug": False,
+        "maxBsonObjectSize": 16 * 1024 * 1024,
+        "storageEngines": ["mongosim"],
+        "modules": [],
+        "openssl": {"running": "disabled"},
+        "javascriptEngine": "none",
+        "sysInfo": "deprecated",
+        "allocator": "system",
+    }
 
 
 def _get_parameter(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
-    params = {"enableTestCommands": True, "featureCompatibilityVersion": {"version": "7.0"},
-              "transactionLifetimeLimitSeconds": 60, "periodicNoopIntervalSecs": 10,
-              "ttlMonitorSleepSecs": int(t.engine.ttl_monitor_interval)}
+    params = {
+        "enableTestCommands": True,
+        "featureCompatibilityVersion": {"version": "7.0"},
+        "transactionLifetimeLimitSeconds": 60,
+        "periodicNoopIntervalSecs": 10,
+        "ttlMonitorSleepSecs": int(t.engine.ttl_monitor_interval),
+    }
     if cmd.get("getParameter") == "*":
         return params
     return {k: v for k, v in params.items() if k in cmd}
@@ -144,35 +199,64 @@ def _get_parameter(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[st
 
 def _cmd_line_opts(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     data_dir = t.engine.data_dir_path
-    return {"argv": ["mongosim", "--port", str(t.port), "--replSet", t.replset],
-            "parsed": {"net": {"bindIp": t.host, "port": t.port},
-                       "replication": {"replSet": t.replset},
-                       "setParameter": {"enableTestCommands": "1"},
-                       "storage": {"dbPath": str(data_dir) if data_dir else ""}}}
+    return {
+        "argv": ["mongosim", "--port", str(t.port), "--replSet", t.replset],
+        "parsed": {
+            "net": {"bindIp": t.host, "port": t.port},
+            "replication": {"replSet": t.replset},
+            "setParameter": {"enableTestCommands": "1"},
+            "storage": {"dbPath": str(data_dir) if data_dir else ""},
+        },
+    }
 
 
 def _server_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     uptime = time.monotonic() - t.started
-    return {"host": t.me, "version": VERSION, "process": "mongod", "pid": Int64(os.getpid()),
-            "uptime": float(int(uptime)), "uptimeMillis": Int64(int(uptime * 1000)),
-            "localTime": _dt.datetime.now(_dt.UTC),
-            "repl": {"setName": t.replset, "isWritablePrimary": t.primary, "hosts": [t.me],
-                     "primary": t.me if t.primary else None, "me": t.me},
-            "storageEngine": {"name": "mongosim"},
-            "oplog": {"entries": len(t.engine.oplog)}}
+    return {
+        "host": t.me,
+        "version": VERSION,
+        "process": "mongod",
+        "pid": Int64(os.getpid()),
+        "uptime": float(int(uptime)),
+        "uptimeMillis": Int64(int(uptime * 1000)),
+        "localTime": _dt.datetime.now(_dt.UTC),
+        "repl": {
+            "setName": t.replset,
+            "isWritablePrimary": t.primary,
+            "hosts": [t.me],
+            "primary": t.me if t.primary else None,
+            "me": t.me,
+        },
+        "storageEngine": {"name": "mongosim"},
+        "oplog": {"entries": len(t.engine.oplog)},
+    }
 
 
 def _repl_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     ts = t.engine.cluster_time()
     optime = {"ts": ts, "t": Int64(1)}
-    return {"set": t.replset, "date": _dt.datetime.now(_dt.UTC), "myState": 1 if t.primary else 2,
-            "members": [{"_id": 0, "name": t.me, "health": 1.0, "state": 1 if t.primary else 2,
-                         "stateStr": "PRIMARY" if t.primary else "SECONDARY", "optime": optime,
-                         "self": True}],
-            "optimes": {"lastCommittedOpTime": optime, "appliedOpTime": optime}}
+    return {
+        "set": t.replset,
+        "date": _dt.datetime.now(_dt.UTC),
+        "myState": 1 if t.primary else 2,
+        "members": [
+            {
+                "_id": 0,
+                "name": t.me,
+                "health": 1.0,
+                "state": 1 if t.primary else 2,
+                "stateStr": "PRIMARY" if t.primary else "SECONDARY",
+                "optime": optime,
+                "self": True,
+            }
+        ],
+        "optimes": {"lastCommittedOpTime": optime, "appliedOpTime": optime},
+    }
 
 
-_ADMIN = {
+AdminHandler = Callable[[Topology, Mapping[str, Any], int], dict[str, Any]]
+
+_ADMIN: dict[str, AdminHandler] = {
     "ping": lambda t, c, i: {},
     "buildinfo": _build_info,
     "getparameter": _get_parameter,
@@ -181,7 +265,8 @@ _ADMIN = {
     "replsetgetstatus": _repl_status,
     "hostinfo": lambda t, c, i: {"system": {"hostname": t.host, "numCores": os.cpu_count()}},
     "whatsmyuri": lambda t, c, i: {"you": "127.0.0.1"},
-    "connectionstatus": lambda t, c, i: {"authInfo": {"authenticatedUsers": [],
-                                                       "authenticatedUserRoles": []}},
+    "connectionstatus": lambda t, c, i: {
+        "authInfo": {"authenticatedUsers": [], "authenticatedUserRoles": []}
+    },
     "getlog": lambda t, c, i: {"totalLinesWritten": 0, "log": []},
 }

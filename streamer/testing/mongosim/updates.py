@@ -52,17 +52,23 @@ def is_operator_update(update: Mapping[str, Any]) -> bool:
     dollar = [k.startswith("$") for k in keys]
     if any(dollar) and not all(dollar):
         first_plain = keys[dollar.index(False)]
-        raise MongoError(9, f"Unknown modifier: {first_plain}. Expected a valid update modifier "
-                            "or pipeline-style update specified as an array")
+        raise MongoError(
+            9,
+            f"Unknown modifier: {first_plain}. Expected a valid update modifier "
+            "or pipeline-style update specified as an array",
+        )
     return bool(keys) and all(dollar)
 
 
 def validate_replacement(doc: Mapping[str, Any]) -> None:
     for key in doc:
         if key.startswith("$"):
-            raise MongoError(52, f"The dollar ($) prefixed field '{key}' in '{key}' is not "
-                                 "allowed in the context of an update's replacement document. "
-                                 "Consider using an aggregation pipeline with $replaceWith.")
+            raise MongoError(
+                52,
+                f"The dollar ($) prefixed field '{key}' in '{key}' is not "
+                "allowed in the context of an update's replacement document. "
+                "Consider using an aggregation pipeline with $replaceWith.",
+            )
 
 
 def upsert_seed(query: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,8 +111,11 @@ def _set(doc: Any, parts: list[str], value: Any) -> None:
         last = i == len(parts) - 1
         if isinstance(container, list):
             if not part.isdigit():
-                raise MongoError(28, f"Cannot create field '{part}' in element "
-                                     f"{{{parts[i - 1] if i else ''}: {container!r}}}")
+                raise MongoError(
+                    28,
+                    f"Cannot create field '{part}' in element "
+                    f"{{{parts[i - 1] if i else ''}: {container!r}}}",
+                )
             index = int(part)
             while len(container) <= index:
                 container.append(None)
@@ -115,8 +124,11 @@ def _set(doc: Any, parts: list[str], value: Any) -> None:
                 return
             if not isinstance(container[index], dict | list):
                 if container[index] is not None:
-                    raise MongoError(28, f"Cannot create field '{parts[i + 1]}' in element "
-                                         f"{{{part}: {container[index]!r}}}")
+                    raise MongoError(
+                        28,
+                        f"Cannot create field '{parts[i + 1]}' in element "
+                        f"{{{part}: {container[index]!r}}}",
+                    )
                 container[index] = {}
             container = container[index]
         elif isinstance(container, dict):
@@ -127,8 +139,9 @@ def _set(doc: Any, parts: list[str], value: Any) -> None:
             if nxt is MISSING:
                 nxt = container[part] = {}
             elif not isinstance(nxt, dict | list):
-                raise MongoError(28, f"Cannot create field '{parts[i + 1]}' in element "
-                                     f"{{{part}: {nxt!r}}}")
+                raise MongoError(
+                    28, f"Cannot create field '{parts[i + 1]}' in element {{{part}: {nxt!r}}}"
+                )
             container = nxt
         else:
             raise MongoError(28, f"Cannot create field '{part}' in element {container!r}")
@@ -158,23 +171,30 @@ def _expand(doc: Any, path: str, ctx: _Ctx) -> list[str]:
     results: list[list[str]] = [[]]
     for part in parts:
         if not part.startswith("$"):
-            results = [r + [part] for r in results]
+            results = [[*r, part] for r in results]
             continue
         expanded: list[list[str]] = []
         for prefix in results:
             array = get_path(doc, ".".join(prefix)) if prefix else doc
             if not isinstance(array, list):
-                raise MongoError(2, f"The path '{'.'.join(prefix)}' must exist in the document "
-                                    "in order to apply array updates.")
+                raise MongoError(
+                    2,
+                    f"The path '{'.'.join(prefix)}' must exist in the document "
+                    "in order to apply array updates.",
+                )
             for i in ctx.positions(part, ".".join(prefix), array):
-                expanded.append(prefix + [str(i)])
+                expanded.append([*prefix, str(i)])
         results = expanded
     return [".".join(r) for r in results]
 
 
 class _Ctx:
-    def __init__(self, array_filters: list[Mapping[str, Any]] | None,
-                 matched_query: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        array_filters: list[Mapping[str, Any]] | None,
+        matched_query: Mapping[str, Any] | None,
+        doc: Mapping[str, Any],
+    ) -> None:
         from .matching import compile_filter
 
         self.filters: dict[str, Callable[[Mapping[str, Any]], bool]] = {}
@@ -193,41 +213,51 @@ class _Ctx:
         ident = part[2:-1]
         matcher = self.filters.get(ident)
         if matcher is None:
-            raise MongoError(2, f"No array filter found for identifier '{ident}' in path "
-                                f"'{prefix}.{part}'")
+            raise MongoError(
+                2, f"No array filter found for identifier '{ident}' in path '{prefix}.{part}'"
+            )
         self.used.add(ident)
         return [i for i, e in enumerate(array) if matcher({ident: e})]
 
     def _first_match(self, prefix: str, array: list[Any]) -> int:
         from .matching import compile_filter
 
-        conditions = {k[len(prefix) + 1:] or "v": v for k, v in self.query.items()
-                      if k == prefix or k.startswith(prefix + ".")}
+        conditions = {
+            k[len(prefix) + 1 :] or "v": v
+            for k, v in self.query.items()
+            if k == prefix or k.startswith(prefix + ".")
+        }
         if not conditions:
-            raise MongoError(2, "The positional operator did not find the match needed from "
-                                "the query.")
+            raise MongoError(
+                2, "The positional operator did not find the match needed from the query."
+            )
         wrapped = {("e" if k == "v" else f"e.{k}"): v for k, v in conditions.items()}
         matcher = compile_filter(wrapped)
         for i, element in enumerate(array):
             if matcher({"e": element}):
                 return i
-        raise MongoError(2, "The positional operator did not find the match needed from the "
-                            "query.")
+        raise MongoError(2, "The positional operator did not find the match needed from the query.")
 
 
 # -- arithmetic ------------------------------------------------------------------------
 def _numeric(op: str, current: Any, operand: Any, path: str, doc_id: Any) -> Any:
     if not is_number(operand):
-        raise MongoError(14, f"Cannot {'increment' if op == '$inc' else 'multiply'} with "
-                             f"non-numeric argument: {{{path}: {operand!r}}}")
+        raise MongoError(
+            14,
+            f"Cannot {'increment' if op == '$inc' else 'multiply'} with "
+            f"non-numeric argument: {{{path}: {operand!r}}}",
+        )
     if current is MISSING:
         current = 0 if op == "$inc" else _zero_like(operand)
         if op == "$inc":
             return operand
     if not is_number(current):
-        raise MongoError(14, f"Cannot apply {op} to a value of non-numeric type. {{_id: "
-                             f"{doc_id!r}}} has the field '{path.split('.')[-1]}' of "
-                             f"non-numeric type {type(current).__name__}")
+        raise MongoError(
+            14,
+            f"Cannot apply {op} to a value of non-numeric type. {{_id: "
+            f"{doc_id!r}}} has the field '{path.split('.')[-1]}' of "
+            f"non-numeric type {type(current).__name__}",
+        )
     return _combine(current, operand, op == "$inc")
 
 
@@ -248,8 +278,9 @@ def _combine(a: Any, b: Any, add: bool) -> Any:
     result = int(a) + int(b) if add else int(a) * int(b)
     if isinstance(a, Int64) or isinstance(b, Int64) or not -(2**31) <= result < 2**31:
         if not -(2**63) <= result < 2**63:
-            raise MongoError(2, "Failed to apply $inc operations to current value: integer "
-                                "overflow")
+            raise MongoError(
+                2, "Failed to apply $inc operations to current value: integer overflow"
+            )
         return Int64(result)
     return result
 
@@ -314,9 +345,11 @@ def _array_at(doc: dict[str, Any], path: str, op: str) -> list[Any] | None:
     if current is MISSING:
         return None
     if not isinstance(current, list):
-        raise MongoError(2 if op != "$push" else 2,
-                         f"The field '{path}' must be an array but is of type "
-                         f"{type(current).__name__} in document {{_id: {doc.get('_id')!r}}}")
+        raise MongoError(
+            2,
+            f"The field '{path}' must be an array but is of type "
+            f"{type(current).__name__} in document {{_id: {doc.get('_id')!r}}}",
+        )
     return current
 
 
@@ -408,18 +441,27 @@ def _op_bit(doc: dict[str, Any], path: str, value: Any, ctx: _Ctx, log: _Log) ->
     current = get_path(doc, path)
     result = 0 if current is MISSING else int(current)
     for name, operand in value.items():
-        result = {"and": result & operand, "or": result | operand,
-                  "xor": result ^ operand}[name]
+        result = {"and": result & operand, "or": result | operand, "xor": result ^ operand}[name]
     _set(doc, path.split("."), Int64(result) if isinstance(current, Int64) else result)
     log.set_paths.append(path)
 
 
 _OPERATORS: dict[str, OpFn] = {
-    "$set": _op_set, "$unset": _op_unset, "$inc": _op_arith("$inc"),
-    "$mul": _op_arith("$mul"), "$min": _op_minmax(-1), "$max": _op_minmax(1),
-    "$currentDate": _op_current_date, "$rename": _op_rename, "$push": _op_push,
-    "$addToSet": _op_add_to_set, "$pop": _op_pop, "$pull": _op_pull, "$pullAll": _op_pull_all,
-    "$bit": _op_bit, "$setOnInsert": _op_set,
+    "$set": _op_set,
+    "$unset": _op_unset,
+    "$inc": _op_arith("$inc"),
+    "$mul": _op_arith("$mul"),
+    "$min": _op_minmax(-1),
+    "$max": _op_minmax(1),
+    "$currentDate": _op_current_date,
+    "$rename": _op_rename,
+    "$push": _op_push,
+    "$addToSet": _op_add_to_set,
+    "$pop": _op_pop,
+    "$pull": _op_pull,
+    "$pullAll": _op_pull_all,
+    "$bit": _op_bit,
+    "$setOnInsert": _op_set,
 }
 
 
@@ -428,8 +470,11 @@ def _check_conflicts(paths: list[str]) -> None:
     for path in paths:
         for other in seen:
             if path == other or path.startswith(other + ".") or other.startswith(path + "."):
-                raise MongoError(40, f"Updating the path '{path}' would create a conflict at "
-                                     f"'{other if len(other) <= len(path) else path}'")
+                raise MongoError(
+                    40,
+                    f"Updating the path '{path}' would create a conflict at "
+                    f"'{other if len(other) <= len(path) else path}'",
+                )
         seen.append(path)
 
 
@@ -437,11 +482,17 @@ def _plan(update: Mapping[str, Any], upsert_insert: bool) -> list[tuple[str, str
     plan: list[tuple[str, str, Any]] = []
     for name, spec in update.items():
         if name not in _OPERATORS:
-            raise MongoError(9, f"Unknown modifier: {name}. Expected a valid update modifier or "
-                                "pipeline-style update specified as an array")
+            raise MongoError(
+                9,
+                f"Unknown modifier: {name}. Expected a valid update modifier or "
+                "pipeline-style update specified as an array",
+            )
         if not isinstance(spec, Mapping) or not spec:
-            raise MongoError(9, f"'{name}' is empty. You must specify a field like so: "
-                                f"{{{name}: {{<field>: ...}}}}")
+            raise MongoError(
+                9,
+                f"'{name}' is empty. You must specify a field like so: "
+                f"{{{name}: {{<field>: ...}}}}",
+            )
         if name == "$setOnInsert" and not upsert_insert:
             continue
         for path, value in spec.items():
@@ -459,8 +510,11 @@ def _description(before: Mapping[str, Any], after: Mapping[str, Any], log: _Log)
             updated[path] = new
     for path in log.array_paths:
         _array_diff(path, get_path(before, path), get_path(after, path), updated, truncated)
-    removed = [p for p in log.unset_paths
-               if get_path(before, p) is not MISSING and get_path(after, p) is MISSING]
+    removed = [
+        p
+        for p in log.unset_paths
+        if get_path(before, p) is not MISSING and get_path(after, p) is MISSING
+    ]
     # A path under another reported path is covered by it.
     reported = list(updated)
     for path in reported:
@@ -469,8 +523,9 @@ def _description(before: Mapping[str, Any], after: Mapping[str, Any], log: _Log)
     return {"updatedFields": updated, "removedFields": removed, "truncatedArrays": truncated}
 
 
-def _array_diff(path: str, old: Any, new: Any, updated: dict[str, Any],
-                truncated: list[dict[str, Any]]) -> None:
+def _array_diff(
+    path: str, old: Any, new: Any, updated: dict[str, Any], truncated: list[dict[str, Any]]
+) -> None:
     if not isinstance(old, list) or not isinstance(new, list):
         if new is not MISSING:
             updated[path] = new
@@ -482,10 +537,14 @@ def _array_diff(path: str, old: Any, new: Any, updated: dict[str, Any],
         truncated.append({"field": path, "newSize": len(new)})
 
 
-def apply_update(doc: Mapping[str, Any], update: Mapping[str, Any] | list[Mapping[str, Any]], *,
-                 array_filters: list[Mapping[str, Any]] | None = None,
-                 upsert_insert: bool = False,
-                 matched_query: Mapping[str, Any] | None = None) -> UpdateResult:
+def apply_update(
+    doc: Mapping[str, Any],
+    update: Mapping[str, Any] | list[Mapping[str, Any]],
+    *,
+    array_filters: list[Mapping[str, Any]] | None = None,
+    upsert_insert: bool = False,
+    matched_query: Mapping[str, Any] | None = None,
+) -> UpdateResult:
     if isinstance(update, list):
         return _pipeline_update(doc, update)
     plan = _plan(update, upsert_insert)
@@ -495,30 +554,37 @@ def apply_update(doc: Mapping[str, Any], update: Mapping[str, Any] | list[Mappin
     _check_conflicts(targets)
     unused = set(ctx.filters) - ctx.used
     if unused:
-        raise MongoError(9, f"The array filter for identifier '{sorted(unused)[0]}' was not used "
-                            "in the update")
+        raise MongoError(
+            9, f"The array filter for identifier '{sorted(unused)[0]}' was not used in the update"
+        )
     new = _clone(dict(doc))
     log = _Log()
     for name, path, value in concrete:
-        if path == "_id" or path.startswith("_id."):
-            if not upsert_insert or name not in ("$set", "$setOnInsert"):
-                _check_id_unchanged(doc, name, path, value)
+        touches_id = path == "_id" or path.startswith("_id.")
+        if touches_id and (not upsert_insert or name not in ("$set", "$setOnInsert")):
+            _check_id_unchanged(doc, name, path, value)
         _OPERATORS[name](new, path, value, ctx, log)
     if "_id" in doc and canonical(new.get("_id")) != canonical(doc["_id"]):
-        raise MongoError(66, "Performing an update on the path '_id' would modify the immutable "
-                             "field '_id'")
+        raise MongoError(
+            66, "Performing an update on the path '_id' would modify the immutable field '_id'"
+        )
     modified = canonical(new) != canonical(doc)
     return UpdateResult(new, modified, _description(doc, new, log) if modified else None)
 
 
 def _check_id_unchanged(doc: Mapping[str, Any], name: str, path: str, value: Any) -> None:
-    if name in ("$set", "$setOnInsert") and path == "_id" and "_id" in doc and \
-            canonical(value) == canonical(doc["_id"]):
+    if (
+        name in ("$set", "$setOnInsert")
+        and path == "_id"
+        and "_id" in doc
+        and canonical(value) == canonical(doc["_id"])
+    ):
         return
     if "_id" not in doc:
         return
-    raise MongoError(66, "Performing an update on the path '_id' would modify the immutable "
-                         "field '_id'")
+    raise MongoError(
+        66, "Performing an update on the path '_id' would modify the immutable field '_id'"
+    )
 
 
 def _pipeline_update(doc: Mapping[str, Any], stages: list[Mapping[str, Any]]) -> UpdateResult:
@@ -527,15 +593,17 @@ def _pipeline_update(doc: Mapping[str, Any], stages: list[Mapping[str, Any]]) ->
     new = transform_document(dict(doc), stages)
     if "_id" in doc:
         if "_id" in new and canonical(new["_id"]) != canonical(doc["_id"]):
-            raise MongoError(66, "Performing an update on the path '_id' would modify the "
-                                 "immutable field '_id'")
+            raise MongoError(
+                66, "Performing an update on the path '_id' would modify the immutable field '_id'"
+            )
         new = {"_id": doc["_id"], **{k: v for k, v in new.items() if k != "_id"}}
     modified = canonical(new) != canonical(doc)
     return UpdateResult(new, modified, diff_documents(doc, new) if modified else None)
 
 
-def diff_documents(before: Mapping[str, Any], after: Mapping[str, Any],
-                   prefix: str = "") -> dict[str, Any]:
+def diff_documents(
+    before: Mapping[str, Any], after: Mapping[str, Any], prefix: str = ""
+) -> dict[str, Any]:
     """The update description of a whole-document change (pipeline updates)."""
     updated: dict[str, Any] = {}
     removed: list[str] = []

@@ -22,17 +22,25 @@ FilterCompiler = Callable[[Mapping[str, Any]], Callable[[Mapping[str, Any]], boo
 
 # Reasons from doc_validation_error.cpp, per operator (normal, not inverted, context).
 _REASONS = {
-    "$eq": "comparison failed", "$ne": "comparison succeeded", "$gt": "comparison failed",
-    "$gte": "comparison failed", "$lt": "comparison failed", "$lte": "comparison failed",
-    "$in": "no matching value found in array", "$nin": "matching value found in array",
-    "$exists": "path does not exist", "$type": "type did not match",
+    "$eq": "comparison failed",
+    "$ne": "comparison succeeded",
+    "$gt": "comparison failed",
+    "$gte": "comparison failed",
+    "$lt": "comparison failed",
+    "$lte": "comparison failed",
+    "$in": "no matching value found in array",
+    "$nin": "matching value found in array",
+    "$exists": "path does not exist",
+    "$type": "type did not match",
     "$regex": "regular expression did not match",
     "$size": "array length was not equal to given size",
     "$all": "array did not contain all specified values",
     "$elemMatch": "array did not satisfy the child predicate",
     "$mod": "$mod did not evaluate to expected remainder",
-    **dict.fromkeys(("$bitsAllSet", "$bitsAllClear", "$bitsAnySet", "$bitsAnyClear"),
-                    "bitwise operator failed to match"),
+    **dict.fromkeys(
+        ("$bitsAllSet", "$bitsAllClear", "$bitsAnySet", "$bitsAnyClear"),
+        "bitwise operator failed to match",
+    ),
 }
 # Operators that can fail on an absent field without the field being "missing" in mongod's sense.
 _MISSING_IS_NOT_THE_REASON = frozenset({"$exists", "$ne", "$nin", "$not", "$type", "$size"})
@@ -59,20 +67,27 @@ def _implicit_and(clauses: list[Explain]) -> Explain:
             return None
         if len(clauses) == 1:
             return failed[0][1]
-        return {"operatorName": "$and",
-                "clausesNotSatisfied": [{"index": i, "details": d} for i, d in failed]}
+        return {
+            "operatorName": "$and",
+            "clausesNotSatisfied": [{"index": i, "details": d} for i, d in failed],
+        }
 
     return explain
 
 
-def _clauses(query: Mapping[str, Any], schema_compiler: SchemaCompiler,
-             compile_filter: FilterCompiler,
-             ) -> list[Explain]:
+def _clauses(
+    query: Mapping[str, Any],
+    schema_compiler: SchemaCompiler,
+    compile_filter: FilterCompiler,
+) -> list[Explain]:
     out: list[Explain] = []
     for key, value in query.items():
         if key in _FORBIDDEN:
-            raise MongoError(224, f"{key} is not allowed in collection validators",
-                             code_name="QueryFeatureNotAllowed")
+            raise MongoError(
+                224,
+                f"{key} is not allowed in collection validators",
+                code_name="QueryFeatureNotAllowed",
+            )
         if key == "$jsonSchema":
             out.append(schema_compiler(value))
         elif key in ("$and", "$or", "$nor"):
@@ -88,9 +103,12 @@ def _clauses(query: Mapping[str, Any], schema_compiler: SchemaCompiler,
     return out
 
 
-def _logical(op: str, branches: Any, schema_compiler: SchemaCompiler,
-             compile_filter: FilterCompiler,
-             ) -> Explain:
+def _logical(
+    op: str,
+    branches: Any,
+    schema_compiler: SchemaCompiler,
+    compile_filter: FilterCompiler,
+) -> Explain:
     if not isinstance(branches, list) or not branches:
         raise MongoError(2, f"{op} argument must be a non-empty array")
     if not all(isinstance(b, Mapping) for b in branches):
@@ -103,13 +121,19 @@ def _logical(op: str, branches: Any, schema_compiler: SchemaCompiler,
             matched = [i for i, r in enumerate(results) if r is None]
             if not matched:
                 return None
-            return {"operatorName": "$nor", "clausesSatisfied": [
-                {"index": i, "details": _inverted(branches[i])} for i in matched]}
+            return {
+                "operatorName": "$nor",
+                "clausesSatisfied": [
+                    {"index": i, "details": _inverted(branches[i])} for i in matched
+                ],
+            }
         failed = [(i, r) for i, r in enumerate(results) if r is not None]
         if (op == "$and" and not failed) or (op == "$or" and len(failed) < len(results)):
             return None
-        return {"operatorName": op,
-                "clausesNotSatisfied": [{"index": i, "details": r} for i, r in failed]}
+        return {
+            "operatorName": op,
+            "clausesNotSatisfied": [{"index": i, "details": r} for i, r in failed],
+        }
 
     return explain
 
@@ -120,9 +144,11 @@ def _inverted(branch: Mapping[str, Any]) -> Details:
     return {"specifiedAs": dict(branch), "reason": "expression matched"}
 
 
-def _field_operators(path: str, ops: Mapping[str, Any],
-                     compile_filter: FilterCompiler,
-                     ) -> list[Explain]:
+def _field_operators(
+    path: str,
+    ops: Mapping[str, Any],
+    compile_filter: FilterCompiler,
+) -> list[Explain]:
     # mongod parses {a: {$gt: 1, $lt: 5}} into two clauses of the top-level $and.
     out = []
     for op, arg in ops.items():
@@ -135,9 +161,12 @@ def _field_operators(path: str, ops: Mapping[str, Any],
     return out
 
 
-def _leaf(path: str, op: str, specified: Mapping[str, Any],
-          compile_filter: FilterCompiler,
-          ) -> Explain:
+def _leaf(
+    path: str,
+    op: str,
+    specified: Mapping[str, Any],
+    compile_filter: FilterCompiler,
+) -> Explain:
     matches = compile_filter(specified)
 
     def explain(doc: Mapping[str, Any]) -> Details | None:
@@ -159,15 +188,20 @@ def _leaf(path: str, op: str, specified: Mapping[str, Any],
     return explain
 
 
-def _opaque(op: str, specified: Mapping[str, Any],
-            compile_filter: FilterCompiler,
-            ) -> Explain:
+def _opaque(
+    op: str,
+    specified: Mapping[str, Any],
+    compile_filter: FilterCompiler,
+) -> Explain:
     matches = compile_filter(specified)
 
     def explain(doc: Mapping[str, Any]) -> Details | None:
         if matches(doc):
             return None
-        return {"operatorName": op, "specifiedAs": dict(specified),
-                "reason": "expression did not match"}
+        return {
+            "operatorName": op,
+            "specifiedAs": dict(specified),
+            "reason": "expression did not match",
+        }
 
     return explain

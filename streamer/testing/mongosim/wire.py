@@ -78,8 +78,9 @@ def parse_header(data: bytes | memoryview) -> Header:
 def decode_request(header: Header, body: bytes) -> Request:
     """Decode a request; ``body`` is the message after its 16-byte header."""
     if len(body) != header.length - HEADER_SIZE:
-        raise ProtocolError(f"message body is {len(body)} bytes, header says "
-                            f"{header.length - HEADER_SIZE}")
+        raise ProtocolError(
+            f"message body is {len(body)} bytes, header says {header.length - HEADER_SIZE}"
+        )
     if header.op_code == OP_MSG:
         return _decode_op_msg(header, memoryview(body))
     if header.op_code == OP_QUERY:
@@ -113,19 +114,28 @@ def _decode_op_msg(header: Header, body: memoryview) -> Request:
     command, sequences = _sections(body, 4, end)
     for identifier, docs in sequences.items():
         if identifier in command:
-            raise ProtocolError(f"OP_MSG document sequence '{identifier}' duplicates a field of "
-                                "the command body")
+            raise ProtocolError(
+                f"OP_MSG document sequence '{identifier}' duplicates a field of the command body"
+            )
         command[identifier] = docs
     db = command.get("$db")
     if not isinstance(db, str):
         # src/mongo/rpc/op_msg.cpp: OpMsgRequest::getDatabase.
         raise MongoError(40571, "OP_MSG requests require a $db argument")
-    return Request(header, db, command, bool(flags & MORE_TO_COME),
-                   bool(flags & EXHAUST_ALLOWED), False, bool(flags & CHECKSUM_PRESENT))
+    return Request(
+        header,
+        db,
+        command,
+        bool(flags & MORE_TO_COME),
+        bool(flags & EXHAUST_ALLOWED),
+        False,
+        bool(flags & CHECKSUM_PRESENT),
+    )
 
 
-def _sections(body: memoryview, offset: int,
-              end: int) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+def _sections(
+    body: memoryview, offset: int, end: int
+) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     command: dict[str, Any] | None = None
     sequences: dict[str, list[dict[str, Any]]] = {}
     while offset < end:
@@ -169,19 +179,19 @@ def _document_sequence(section: memoryview) -> tuple[str, list[dict[str, Any]]]:
     nul = bytes(section[4:260]).find(b"\x00")  # identifiers are short; don't copy the docs
     if nul < 0:
         raise ProtocolError("OP_MSG document sequence identifier is not terminated")
-    identifier = bytes(section[4:4 + nul]).decode("utf-8")
+    identifier = bytes(section[4 : 4 + nul]).decode("utf-8")
     try:
-        docs = bson.decode_all(section[5 + nul:], CODEC_OPTIONS)
+        docs = bson.decode_all(section[5 + nul :], CODEC_OPTIONS)
     except Exception as exc:
         raise ProtocolError(f"invalid BSON in document sequence '{identifier}': {exc}") from exc
     return identifier, docs
 
 
 def _cstring(body: memoryview, offset: int) -> tuple[str, int]:
-    nul = bytes(body[offset:offset + 1024]).find(b"\x00")
+    nul = bytes(body[offset : offset + 1024]).find(b"\x00")
     if nul < 0:
         raise ProtocolError("OP_QUERY collection name is not terminated")
-    return bytes(body[offset:offset + nul]).decode("utf-8"), offset + nul + 1
+    return bytes(body[offset : offset + nul]).decode("utf-8"), offset + nul + 1
 
 
 def _decode_op_query(header: Header, body: memoryview) -> Request:
@@ -192,12 +202,16 @@ def _decode_op_query(header: Header, body: memoryview) -> Request:
     namespace, offset = _cstring(body, 4)
     offset += 8
     size = _section_size(body, offset, len(body))
-    query = _decode_doc(body[offset:offset + size])
+    query = _decode_doc(body[offset : offset + size])
     db, _, coll = namespace.partition(".")
     if coll != "$cmd":
         # mongod 5.1+ answers legacy OP_QUERY only for commands (and only hello/isMaster).
-        raise MongoError(352, f"Unsupported OP_QUERY command on {namespace}. The client driver "
-                              "may require an upgrade.", code_name="UnsupportedOpQueryCommand")
+        raise MongoError(
+            352,
+            f"Unsupported OP_QUERY command on {namespace}. The client driver "
+            "may require an upgrade.",
+            code_name="UnsupportedOpQueryCommand",
+        )
     command = _unwrap_query(query)
     return Request(header, db, command, False, False, True, False)
 
@@ -213,21 +227,28 @@ def _unwrap_query(query: dict[str, Any]) -> dict[str, Any]:
     return command
 
 
-def encode_reply(request: Request, reply: Mapping[str, Any], *, request_id: int,
-                 more_to_come: bool = False) -> bytes:
+def encode_reply(
+    request: Request, reply: Mapping[str, Any], *, request_id: int, more_to_come: bool = False
+) -> bytes:
     """The reply to ``request``: OP_REPLY for legacy OP_QUERY, else OP_MSG."""
     doc = bson.encode(reply, codec_options=CODEC_OPTIONS)
     response_to = request.header.request_id
     if request.legacy:
         length = HEADER_SIZE + _REPLY_PREFIX.size + len(doc)
-        return b"".join((_HEADER.pack(length, request_id, response_to, OP_REPLY),
-                         _REPLY_PREFIX.pack(AWAIT_CAPABLE, 0, 0, 1), doc))
-    flags = (MORE_TO_COME if more_to_come else 0)
+        return b"".join(
+            (
+                _HEADER.pack(length, request_id, response_to, OP_REPLY),
+                _REPLY_PREFIX.pack(AWAIT_CAPABLE, 0, 0, 1),
+                doc,
+            )
+        )
+    flags = MORE_TO_COME if more_to_come else 0
     if request.checksum_present:
         flags |= CHECKSUM_PRESENT
     length = HEADER_SIZE + 4 + 1 + len(doc) + (4 if request.checksum_present else 0)
-    message = b"".join((_HEADER.pack(length, request_id, response_to, OP_MSG),
-                        _UINT32.pack(flags), b"\x00", doc))
+    message = b"".join(
+        (_HEADER.pack(length, request_id, response_to, OP_MSG), _UINT32.pack(flags), b"\x00", doc)
+    )
     if request.checksum_present:
         message += _UINT32.pack(crc32c.crc32c(message))
     return message

@@ -204,10 +204,16 @@ CASES: list[tuple[dict[str, Any], dict[str, Any], bool]] = [
     ({"a": {"$all": []}}, {"a": [1]}, False),
     ({"a": {"$all": [[1, 2]]}}, {"a": [1, 2]}, True),
     ({"a": {"$all": [re.compile("^a"), "bc"]}}, {"a": ["ax", "bc"]}, True),
-    ({"a": {"$all": [{"$elemMatch": {"b": 1}}, {"$elemMatch": {"b": 2}}]}},
-     {"a": [{"b": 1}, {"b": 2}]}, True),
-    ({"a": {"$all": [{"$elemMatch": {"b": 1}}, {"$elemMatch": {"b": 3}}]}},
-     {"a": [{"b": 1}, {"b": 2}]}, False),
+    (
+        {"a": {"$all": [{"$elemMatch": {"b": 1}}, {"$elemMatch": {"b": 2}}]}},
+        {"a": [{"b": 1}, {"b": 2}]},
+        True,
+    ),
+    (
+        {"a": {"$all": [{"$elemMatch": {"b": 1}}, {"$elemMatch": {"b": 3}}]}},
+        {"a": [{"b": 1}, {"b": 2}]},
+        False,
+    ),
     # $elemMatch, query style and operator style
     ({"a": {"$elemMatch": {"b": 1, "c": 2}}}, {"a": [{"b": 1, "c": 2}]}, True),
     ({"a": {"$elemMatch": {"b": 1, "c": 2}}}, {"a": [{"b": 1}, {"c": 2}]}, False),
@@ -239,8 +245,9 @@ CASES: list[tuple[dict[str, Any], dict[str, Any], bool]] = [
 
 
 @pytest.mark.parametrize(("query", "doc", "expected"), CASES)
-def test_filter_matches_as_mongod(query: dict[str, Any], doc: dict[str, Any],
-                                  expected: bool) -> None:
+def test_filter_matches_as_mongod(
+    query: dict[str, Any], doc: dict[str, Any], expected: bool
+) -> None:
     """Each filter matches (or not) the document as mongod's matcher does."""
     assert compile_filter(query)(doc) is expected
     assert matches(doc, query) is expected
@@ -327,12 +334,25 @@ def fake_expressions() -> Iterator[list[Any]]:
             sys.modules[name] = saved
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (True, True), (False, False), (None, False), (MISSING, False), (0, False), (0.0, False),
-    (Decimal128("0"), False), (1, True), ("", True), ([], True), ({}, True),
-])
-def test_expr_uses_aggregation_truthiness(fake_expressions: list[Any], value: Any,
-                                          expected: bool) -> None:
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        (None, False),
+        (MISSING, False),
+        (0, False),
+        (0.0, False),
+        (Decimal128("0"), False),
+        (1, True),
+        ("", True),
+        ([], True),
+        ({}, True),
+    ],
+)
+def test_expr_uses_aggregation_truthiness(
+    fake_expressions: list[Any], value: Any, expected: bool
+) -> None:
     """$expr is true unless the expression is false, null, missing or zero."""
     assert compile_filter({"$expr": "$v"})({"v": value} if value is not MISSING else {}) is expected
     assert fake_expressions == ["$v"]
@@ -365,7 +385,8 @@ CONSTRAINTS: list[tuple[dict[str, Any], dict[str, list[Any]]]] = [
 
 @pytest.mark.parametrize(("query", "expected"), CONSTRAINTS)
 def test_equality_constraints_lists_indexable_equalities(
-        query: dict[str, Any], expected: dict[str, list[Any]]) -> None:
+    query: dict[str, Any], expected: dict[str, list[Any]]
+) -> None:
     """Only AND-ed plain equalities, $eq and regex-free $in narrow an index lookup."""
     assert equality_constraints(query) == expected
 

@@ -32,25 +32,33 @@ CASES: list[tuple[dict[str, Any], dict[str, Any]]] = [
     ({"_id": 1}, {"_id": 1}),
     ({"missing": 1}, {"_id": 1}),
     # exclusion
-    ({"tags": 0, "items": 0}, {"_id": 1, "name": "n", "qty": 5,
-                               "size": {"h": 10, "w": 20, "uom": "cm"}}),
+    (
+        {"tags": 0, "items": 0},
+        {"_id": 1, "name": "n", "qty": 5, "size": {"h": 10, "w": 20, "uom": "cm"}},
+    ),
     ({"_id": 0, "size": 0, "tags": 0, "items": 0}, {"name": "n", "qty": 5}),
     ({"_id": 0}, {k: v for k, v in DOC.items() if k != "_id"}),
     ({"_id": 1, "tags": 0, "items": 0, "size": 0}, {"_id": 1, "name": "n", "qty": 5}),
     # dotted paths and sub-projections
     ({"size.h": 1, "_id": 0}, {"size": {"h": 10}}),
     ({"size": {"h": 1, "uom": 1}, "_id": 0}, {"size": {"h": 10, "uom": "cm"}}),
-    ({"size.uom": 0, "tags": 0, "items": 0, "_id": 0},
-     {"name": "n", "qty": 5, "size": {"h": 10, "w": 20}}),
+    (
+        {"size.uom": 0, "tags": 0, "items": 0, "_id": 0},
+        {"name": "n", "qty": 5, "size": {"h": 10, "w": 20}},
+    ),
     ({"name.x": 1, "_id": 0}, {}),
     # through arrays of sub-documents: scalars drop out of inclusions, stay in exclusions
     ({"items.sku": 1, "_id": 0}, {"items": [{"sku": "x"}, {"sku": "y"}, [{"sku": "z"}]]}),
-    ({"items.p": 0, "items.n": 0, "_id": 0, "name": 0, "qty": 0, "size": 0, "tags": 0},
-     {"items": [{"sku": "x"}, {"sku": "y"}, 7, [{"sku": "z"}]]}),
+    (
+        {"items.p": 0, "items.n": 0, "_id": 0, "name": 0, "qty": 0, "size": 0, "tags": 0},
+        {"items": [{"sku": "x"}, {"sku": "y"}, 7, [{"sku": "z"}]]},
+    ),
     # $slice
     ({"tags": {"$slice": 2}}, {**DOC, "tags": ["a", "b"]}),
-    ({"tags": {"$slice": -2}, "_id": 0, "name": 0, "qty": 0, "size": 0, "items": 0},
-     {"tags": ["d", "e"]}),
+    (
+        {"tags": {"$slice": -2}, "_id": 0, "name": 0, "qty": 0, "size": 0, "items": 0},
+        {"tags": ["d", "e"]},
+    ),
     ({"tags": {"$slice": [1, 2]}, "qty": 1}, {"_id": 1, "qty": 5, "tags": ["b", "c"]}),
     ({"tags": {"$slice": [-2, 5]}, "qty": 1}, {"_id": 1, "qty": 5, "tags": ["d", "e"]}),
     ({"tags": {"$slice": [-10, 2]}, "qty": 1}, {"_id": 1, "qty": 5, "tags": ["a", "b"]}),
@@ -60,20 +68,25 @@ CASES: list[tuple[dict[str, Any], dict[str, Any]]] = [
     ({"name": {"$slice": 1}, "qty": 1}, {"_id": 1, "qty": 5, "name": "n"}),
     ({"tags": {"$slice": 1}, "_id": 1}, {"_id": 1, "tags": ["a"]}),
     # $elemMatch: the first matching element, after the other inclusions
-    ({"items": {"$elemMatch": {"n": {"$gt": 1}}}, "name": 1},
-     {"_id": 1, "name": "n", "items": [{"sku": "y", "n": 2, "p": 8}]}),
+    (
+        {"items": {"$elemMatch": {"n": {"$gt": 1}}}, "name": 1},
+        {"_id": 1, "name": "n", "items": [{"sku": "y", "n": 2, "p": 8}]},
+    ),
     ({"items": {"$elemMatch": {"n": 5}}}, {"_id": 1}),
     ({"tags": {"$elemMatch": {"$gte": "c"}}, "_id": 0}, {"tags": ["c"]}),
-    ({"items": {"$elemMatch": {"n": 1}}, "tags": 0, "size": 0},
-     {"_id": 1, "name": "n", "qty": 5, "items": [{"sku": "x", "n": 1, "p": 9}]}),
+    (
+        {"items": {"$elemMatch": {"n": 1}}, "tags": 0, "size": 0},
+        {"_id": 1, "name": "n", "qty": 5, "items": [{"sku": "x", "n": 1, "p": 9}]},
+    ),
     # $meta is accepted and produces nothing (no text scores here)
     ({"score": {"$meta": "textScore"}, "qty": 1}, {"_id": 1, "qty": 5}),
 ]
 
 
 @pytest.mark.parametrize(("spec", "expected"), CASES)
-def test_projection_shapes_documents_as_mongod(spec: dict[str, Any],
-                                               expected: dict[str, Any]) -> None:
+def test_projection_shapes_documents_as_mongod(
+    spec: dict[str, Any], expected: dict[str, Any]
+) -> None:
     result = compile_projection(spec)(DOC)
     assert result == expected
     assert list(result) == list(expected)
@@ -82,8 +95,9 @@ def test_projection_shapes_documents_as_mongod(spec: dict[str, Any],
 def test_elem_match_field_comes_after_other_inclusions() -> None:
     """Manual, $elemMatch (projection) Field Order: games comes after joined and lastLogin."""
     doc = {"_id": 1, "games": [{"score": 8}, {"score": 5}], "joined": 1, "lastLogin": 2}
-    result = compile_projection({"games": {"$elemMatch": {"score": {"$gt": 5}}},
-                                 "joined": 1, "lastLogin": 1})(doc)
+    result = compile_projection(
+        {"games": {"$elemMatch": {"score": {"$gt": 5}}}, "joined": 1, "lastLogin": 1}
+    )(doc)
     assert list(result) == ["_id", "joined", "lastLogin", "games"]
 
 
@@ -101,24 +115,38 @@ def test_projection_does_not_mutate_the_document() -> None:
 
 # (query, projection, document, expected)
 POSITIONAL: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]] = [
-    ({"grades": {"$gte": 85}}, {"grades.$": 1},
-     {"_id": 1, "grades": [80, 85, 90]}, {"_id": 1, "grades": [85]}),
-    ({"grades.mean": {"$gt": 70}}, {"grades.$": 1, "_id": 0},
-     {"_id": 1, "grades": [{"mean": 60}, {"mean": 75}, {"mean": 90}]},
-     {"grades": [{"mean": 75}]}),
-    ({"grades": {"$elemMatch": {"mean": {"$gt": 70}, "grade": "B"}}}, {"grades.$": 1},
-     {"_id": 1, "grades": [{"mean": 90, "grade": "A"}, {"mean": 80, "grade": "B"}]},
-     {"_id": 1, "grades": [{"mean": 80, "grade": "B"}]}),
-    ({"$and": [{"x": 1}, {"tags": "b"}]}, {"tags.$": 1, "x": 1},
-     {"_id": 1, "x": 1, "tags": ["a", "b"]}, {"_id": 1, "x": 1, "tags": ["b"]}),
+    (
+        {"grades": {"$gte": 85}},
+        {"grades.$": 1},
+        {"_id": 1, "grades": [80, 85, 90]},
+        {"_id": 1, "grades": [85]},
+    ),
+    (
+        {"grades.mean": {"$gt": 70}},
+        {"grades.$": 1, "_id": 0},
+        {"_id": 1, "grades": [{"mean": 60}, {"mean": 75}, {"mean": 90}]},
+        {"grades": [{"mean": 75}]},
+    ),
+    (
+        {"grades": {"$elemMatch": {"mean": {"$gt": 70}, "grade": "B"}}},
+        {"grades.$": 1},
+        {"_id": 1, "grades": [{"mean": 90, "grade": "A"}, {"mean": 80, "grade": "B"}]},
+        {"_id": 1, "grades": [{"mean": 80, "grade": "B"}]},
+    ),
+    (
+        {"$and": [{"x": 1}, {"tags": "b"}]},
+        {"tags.$": 1, "x": 1},
+        {"_id": 1, "x": 1, "tags": ["a", "b"]},
+        {"_id": 1, "x": 1, "tags": ["b"]},
+    ),
     ({"a.b": 2}, {"a.b.$": 1, "_id": 0}, {"a": {"b": [1, 2, 3]}}, {"a": {"b": [2]}}),
 ]
 
 
 @pytest.mark.parametrize(("query", "spec", "doc", "expected"), POSITIONAL)
 def test_positional_projection_returns_first_element_the_query_matched(
-        query: dict[str, Any], spec: dict[str, Any], doc: dict[str, Any],
-        expected: dict[str, Any]) -> None:
+    query: dict[str, Any], spec: dict[str, Any], doc: dict[str, Any], expected: dict[str, Any]
+) -> None:
     assert compile_projection(spec, query=query)(doc) == expected
 
 
@@ -160,13 +188,15 @@ def test_invalid_projections_raise_mongods_code(spec: dict[str, Any], code: int)
     assert info.value.code == code
 
 
-@pytest.mark.parametrize(("spec", "query", "code"), [
-    ({"a.$": 1, "b.$": 1}, {"a": 1, "b": 1}, 31276),
-    ({"a": {"$elemMatch": {"x": 1}}, "b.$": 1}, {"b": 1}, 31256),
-    ({"b.$": 1, "a": {"$elemMatch": {"x": 1}}}, {"b": 1}, 31255),
-])
-def test_positional_conflicts_raise(spec: dict[str, Any], query: dict[str, Any],
-                                    code: int) -> None:
+@pytest.mark.parametrize(
+    ("spec", "query", "code"),
+    [
+        ({"a.$": 1, "b.$": 1}, {"a": 1, "b": 1}, 31276),
+        ({"a": {"$elemMatch": {"x": 1}}, "b.$": 1}, {"b": 1}, 31256),
+        ({"b.$": 1, "a": {"$elemMatch": {"x": 1}}}, {"b": 1}, 31255),
+    ],
+)
+def test_positional_conflicts_raise(spec: dict[str, Any], query: dict[str, Any], code: int) -> None:
     with pytest.raises(MongoError) as info:
         compile_projection(spec, query=query)
     assert info.value.code == code
@@ -198,20 +228,23 @@ def fake_expressions() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("fake_expressions")
-@pytest.mark.parametrize(("spec", "expected"), [
-    ({"q": "$qty", "name": 1}, {"_id": 1, "name": "n", "q": 5}),
-    ({"_id": 0, "h": "$size.h", "lit": {"$literal": 1}}, {"h": 10, "lit": 1}),
-    ({"_id": 0, "gone": "$nothing"}, {}),
-    ({"_id": 0, "size.d": "$qty", "size.h": 1}, {"size": {"h": 10, "d": 5}}),
-    ({"_id": 0, "new.sub": "$qty"}, {"new": {"sub": 5}}),
-    ({"_id": 0, "flag": None}, {"flag": None}),
-    # [non-number, n] is not find's $slice: it goes to the aggregation evaluator
-    ({"_id": 0, "tags": {"$slice": ["$tags", 1]}}, {"tags": {"$slice": ["$tags", 1]}}),
-])
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"q": "$qty", "name": 1}, {"_id": 1, "name": "n", "q": 5}),
+        ({"_id": 0, "h": "$size.h", "lit": {"$literal": 1}}, {"h": 10, "lit": 1}),
+        ({"_id": 0, "gone": "$nothing"}, {}),
+        ({"_id": 0, "size.d": "$qty", "size.h": 1}, {"size": {"h": 10, "d": 5}}),
+        ({"_id": 0, "new.sub": "$qty"}, {"new": {"sub": 5}}),
+        ({"_id": 0, "flag": None}, {"flag": None}),
+        # [non-number, n] is not find's $slice: it goes to the aggregation evaluator
+        ({"_id": 0, "tags": {"$slice": ["$tags", 1]}}, {"tags": {"$slice": ["$tags", 1]}}),
+    ],
+)
 def test_inclusion_projections_compute_expressions_against_the_root(
-        spec: dict[str, Any], expected: dict[str, Any]) -> None:
+    spec: dict[str, Any], expected: dict[str, Any]
+) -> None:
     """Literals and expressions are computed fields, appended after the inclusions."""
     result = compile_projection(spec)(DOC)
     assert result == expected
     assert list(result) == list(expected)
-

@@ -57,8 +57,13 @@ def _sequence(identifier: str, docs: list[dict[str, Any]]) -> bytes:
 
 
 def _op_query(namespace: str, query: dict[str, Any], request_id: int = 3) -> bytes:
-    body = (struct.pack("<i", 0) + namespace.encode() + b"\x00" + struct.pack("<ii", 0, -1)
-            + bson.encode(query))
+    body = (
+        struct.pack("<i", 0)
+        + namespace.encode()
+        + b"\x00"
+        + struct.pack("<ii", 0, -1)
+        + bson.encode(query)
+    )
     return struct.pack("<iiii", 16 + len(body), request_id, 0, OP_QUERY) + body
 
 
@@ -74,8 +79,12 @@ def test_parse_header_reads_little_endian_fields() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"\x00" * 15, struct.pack("<iiii", 16, 1, 0, OP_MSG), struct.pack("<iiii", -5, 1, 0, OP_MSG),
-     struct.pack("<iiii", MAX_MESSAGE_SIZE + 1, 1, 0, OP_MSG)],
+    [
+        b"\x00" * 15,
+        struct.pack("<iiii", 16, 1, 0, OP_MSG),
+        struct.pack("<iiii", -5, 1, 0, OP_MSG),
+        struct.pack("<iiii", MAX_MESSAGE_SIZE + 1, 1, 0, OP_MSG),
+    ],
     ids=["short", "empty-body", "negative", "too-large"],
 )
 def test_parse_header_rejects_bad_lengths(data: bytes) -> None:
@@ -84,8 +93,9 @@ def test_parse_header_rejects_bad_lengths(data: bytes) -> None:
 
 
 def test_op_msg_from_pymongo_decodes_body_and_db() -> None:
-    request = _decode(_pymongo_op_msg({"ping": 1, "when": dt.datetime(2024, 1, 2, tzinfo=dt.UTC)},
-                                      db="admin"))
+    request = _decode(
+        _pymongo_op_msg({"ping": 1, "when": dt.datetime(2024, 1, 2, tzinfo=dt.UTC)}, db="admin")
+    )
     assert request.db == "admin"
     assert request.command["ping"] == 1
     assert request.command["when"].tzinfo is not None  # decoded with mongosim's codec options
@@ -94,12 +104,15 @@ def test_op_msg_from_pymongo_decodes_body_and_db() -> None:
 
 @pytest.mark.parametrize(
     ("command", "field"),
-    [({"insert": "c", "documents": [{"a": 1}, {"a": 2}]}, "documents"),
-     ({"update": "c", "updates": [{"q": {}, "u": {"$set": {"a": 1}}}]}, "updates"),
-     ({"delete": "c", "deletes": [{"q": {"a": 1}, "limit": 0}]}, "deletes")],
+    [
+        ({"insert": "c", "documents": [{"a": 1}, {"a": 2}]}, "documents"),
+        ({"update": "c", "updates": [{"q": {}, "u": {"$set": {"a": 1}}}]}, "updates"),
+        ({"delete": "c", "deletes": [{"q": {"a": 1}, "limit": 0}]}, "deletes"),
+    ],
 )
-def test_pymongo_document_sequences_become_command_arrays(command: dict[str, Any],
-                                                          field: str) -> None:
+def test_pymongo_document_sequences_become_command_arrays(
+    command: dict[str, Any], field: str
+) -> None:
     """PyMongo sends bulk payloads as kind-1 sections; they come back as arrays."""
     request = _decode(_pymongo_op_msg(dict(command)))
     assert request.command[field] == command[field]
@@ -107,16 +120,24 @@ def test_pymongo_document_sequences_become_command_arrays(command: dict[str, Any
 
 
 def test_hand_built_op_msg_with_several_sequences() -> None:
-    sections = (_sequence("documents", [{"a": 1}]) + _body({"insert": "c", "$db": "x"})
-                + _sequence("other", []))
+    sections = (
+        _sequence("documents", [{"a": 1}])
+        + _body({"insert": "c", "$db": "x"})
+        + _sequence("other", [])
+    )
     request = _decode(_op_msg(0, sections))
     assert request.command == {"insert": "c", "$db": "x", "documents": [{"a": 1}], "other": []}
 
 
 @pytest.mark.parametrize(
     ("flags", "more_to_come", "exhaust"),
-    [(0, False, False), (1 << 1, True, False), (1 << 16, False, True),
-     ((1 << 16) | (1 << 1), True, True), (1 << 20, False, False)],
+    [
+        (0, False, False),
+        (1 << 1, True, False),
+        (1 << 16, False, True),
+        ((1 << 16) | (1 << 1), True, True),
+        (1 << 20, False, False),
+    ],
 )
 def test_op_msg_flag_bits(flags: int, more_to_come: bool, exhaust: bool) -> None:
     """moreToCome and exhaustAllowed are reported; unknown optional bits 16-31 are ignored."""
@@ -139,15 +160,19 @@ def test_op_msg_checksum_is_verified() -> None:
 
 @pytest.mark.parametrize(
     ("sections", "match"),
-    [(_sequence("documents", []), "no body section"),
-     (b"", "too short"),
-     (_body({"a": 1, "$db": "d"}) * 2, "more than one body"),
-     (b"\x02" + bson.encode({}), "unknown section kind"),
-     (b"\x00\xff\x00\x00\x00", "out of bounds"),
-     (_body({"insert": "c", "$db": "d", "documents": []}) + _sequence("documents", []),
-      "duplicates"),
-     (_body({"$db": "d"}) + _sequence("s", []) + _sequence("s", []), "two document sequences"),
-     (b"\x00\x06\x00\x00\x00\x07\x00", "invalid BSON")],
+    [
+        (_sequence("documents", []), "no body section"),
+        (b"", "too short"),
+        (_body({"a": 1, "$db": "d"}) * 2, "more than one body"),
+        (b"\x02" + bson.encode({}), "unknown section kind"),
+        (b"\x00\xff\x00\x00\x00", "out of bounds"),
+        (
+            _body({"insert": "c", "$db": "d", "documents": []}) + _sequence("documents", []),
+            "duplicates",
+        ),
+        (_body({"$db": "d"}) + _sequence("s", []) + _sequence("s", []), "two document sequences"),
+        (b"\x00\x06\x00\x00\x00\x07\x00", "invalid BSON"),
+    ],
 )
 def test_malformed_op_msg_is_a_protocol_error(sections: bytes, match: str) -> None:
     with pytest.raises(ProtocolError, match=match):
@@ -175,14 +200,21 @@ def test_op_compressed_and_unknown_opcodes_are_protocol_errors() -> None:
 
 @pytest.mark.parametrize(
     ("query", "command"),
-    [({"isMaster": 1, "client": {"driver": {"name": "x"}}},
-      {"isMaster": 1, "client": {"driver": {"name": "x"}}}),
-     ({"$query": {"hello": 1}, "$readPreference": {"mode": "primaryPreferred"}},
-      {"hello": 1, "$readPreference": {"mode": "primaryPreferred"}}),
-     ({"query": {"ismaster": 1}}, {"ismaster": 1})],
+    [
+        (
+            {"isMaster": 1, "client": {"driver": {"name": "x"}}},
+            {"isMaster": 1, "client": {"driver": {"name": "x"}}},
+        ),
+        (
+            {"$query": {"hello": 1}, "$readPreference": {"mode": "primaryPreferred"}},
+            {"hello": 1, "$readPreference": {"mode": "primaryPreferred"}},
+        ),
+        ({"query": {"ismaster": 1}}, {"ismaster": 1}),
+    ],
 )
-def test_legacy_op_query_handshake_is_unwrapped(query: dict[str, Any],
-                                                 command: dict[str, Any]) -> None:
+def test_legacy_op_query_handshake_is_unwrapped(
+    query: dict[str, Any], command: dict[str, Any]
+) -> None:
     request = _decode(_op_query("admin.$cmd", query))
     assert (request.db, request.command, request.legacy) == ("admin", command, True)
 
@@ -220,7 +252,8 @@ def test_reply_to_op_query_is_op_reply() -> None:
     request = _decode(_op_query("admin.$cmd", {"isMaster": 1}, request_id=11))
     reply = encode_reply(request, {"ismaster": True, "ok": 1.0}, request_id=12)
     length, rid, response_to, op_code, flags, cursor_id, start, n = struct.unpack_from(
-        "<iiiiiqii", reply)
+        "<iiiiiqii", reply
+    )
     assert (length, rid, response_to, op_code) == (len(reply), 12, 11, OP_REPLY)
     assert (flags, cursor_id, start, n) == (8, 0, 0, 1)
     assert bson.decode(reply[36:]) == {"ismaster": True, "ok": 1.0}
