@@ -8,9 +8,15 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .aggregation import run_pipeline
 from .bsonutil import MISSING, SortKey, canonical, get_path
+from .changestreams import ChangeStream, render_oplog_documents
 from .cursors import DEFAULT_FIRST_BATCH, Cursor, take_batch
 from .errors import MongoError
+from .matching import compile_filter, equality_constraints
+from .merge import merge_documents, out_documents
+from .projection import compile_projection
+from .sorting import compile_sort
 
 if TYPE_CHECKING:
     from .engine import Engine, Op, Reply
@@ -21,11 +27,8 @@ OPLOG_NS = ("local", "oplog.rs")
 def _source(
     engine: Engine, db: str, coll_name: str, query: Mapping[str, Any], op: Op, reverse: bool = False
 ) -> Iterable[dict[str, Any]]:
-    from .matching import equality_constraints
 
     if (db, coll_name) == OPLOG_NS:
-        from .changestreams import render_oplog_documents
-
         return render_oplog_documents(engine.oplog, reverse=reverse)
     coll = engine.get_collection(db, coll_name)
     if coll is None:
@@ -53,9 +56,6 @@ def _open_cursor(
 
 
 async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
-    from .matching import compile_filter
-    from .projection import compile_projection
-    from .sorting import compile_sort
 
     coll_name = cmd["find"]
     query = cmd.get("filter") or {}
@@ -146,7 +146,6 @@ async def cmd_kill_cursors(engine: Engine, db: str, cmd: dict[str, Any], op: Op)
 
 
 async def cmd_count(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
-    from .matching import compile_filter
 
     query = cmd.get("query") or {}
     matcher = compile_filter(query)
@@ -163,7 +162,6 @@ async def cmd_count(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Rep
 
 
 async def cmd_distinct(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
-    from .matching import compile_filter
 
     query = cmd.get("query") or {}
     matcher = compile_filter(query)
@@ -193,12 +191,10 @@ class PipelineContext:
         return self.engine.candidates(c, {}, self.op.txn) if c is not None else []
 
     def merge_documents(self, spec: Mapping[str, Any], docs: list[dict[str, Any]]) -> None:
-        from .merge import merge_documents
 
         merge_documents(self.engine, self.db, spec, docs, self.op)
 
     def out_documents(self, target: str | Mapping[str, Any], docs: list[dict[str, Any]]) -> None:
-        from .merge import out_documents
 
         out_documents(self.engine, self.db, target, docs, self.op)
 
@@ -214,7 +210,6 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
     batch_size = (cursor_opts or {}).get("batchSize")
     if pipeline and "$changeStream" in pipeline[0]:
         return await _open_change_stream(engine, db, target, pipeline, batch_size, op)
-    from .aggregation import run_pipeline
 
     if target == 1:
         source: Iterable[dict[str, Any]] = []
@@ -230,7 +225,6 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
 async def _open_change_stream(
     engine: Engine, db: str, target: Any, pipeline: list[Any], batch_size: int | None, op: Op
 ) -> Reply:
-    from .changestreams import ChangeStream
 
     op.ctx.is_change_stream = True
     if op.txn is not None:

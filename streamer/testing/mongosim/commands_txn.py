@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .engine import TXN_COMMANDS, Op
 from .errors import MongoError
 from .sessions import TxnState, no_such_transaction
 
 if TYPE_CHECKING:
-    from .engine import CommandContext, Engine, Op, Reply
+    from .engine import CommandContext, Engine, Reply
 
 RETRYABLE_WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
 
@@ -24,7 +25,6 @@ def prepare_op(
     engine: Engine, name: str, cmd: dict[str, Any], ctx: CommandContext
 ) -> tuple[Op, Reply | None]:
     """Resolve the command's session and transaction; maybe a stored retry reply."""
-    from .engine import TXN_COMMANDS, Op
 
     lsid = cmd.get("lsid")
     if lsid is None:
@@ -76,7 +76,6 @@ def prepare_op(
 def _retryable_write(
     engine: Engine, session: Any, txn_number: int, ctx: CommandContext
 ) -> tuple[Op, Reply | None]:
-    from .engine import Op
 
     if txn_number < session.txn_number:
         raise MongoError(

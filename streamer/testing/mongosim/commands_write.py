@@ -14,7 +14,11 @@ from bson.objectid import ObjectId
 
 from .bsonutil import canonical
 from .errors import MongoError
-from .storage import Collection
+from .matching import compile_filter, equality_constraints
+from .projection import compile_projection
+from .sorting import compile_sort
+from .storage import Collection, duplicate_key_error
+from .updates import apply_update, is_operator_update, upsert_seed, validate_replacement
 
 if TYPE_CHECKING:
     from .engine import Engine, Op, Reply
@@ -68,8 +72,6 @@ async def _insert_one(
     idk = canonical(new["_id"])
     await engine.wait_unlocked(coll, idk, op)
     if op.txn is not None and engine.read(coll, idk, op.txn) is not None:
-        from .storage import duplicate_key_error
-
         raise duplicate_key_error(coll.ns, coll.indexes["_id_"], (new["_id"],))
     coll.check_unique(idk, new, is_insert=op.txn is None)
     engine.write(coll, "i", idk, new, None, op)
@@ -98,7 +100,6 @@ async def cmd_insert(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
 
 
 def _replacement(doc: Mapping[str, Any], replacement: Mapping[str, Any]) -> dict[str, Any]:
-    from .updates import validate_replacement
 
     validate_replacement(replacement)
     if "_id" in replacement and canonical(replacement["_id"]) != canonical(doc["_id"]):
@@ -122,7 +123,6 @@ class _Updated:
 def compute_update(
     doc: dict[str, Any], u: Any, spec: Mapping[str, Any], query: Mapping[str, Any]
 ) -> _Updated:
-    from .updates import apply_update, is_operator_update
 
     if isinstance(u, list) or is_operator_update(u):
         res = apply_update(doc, u, array_filters=spec.get("arrayFilters"), matched_query=query)
@@ -132,7 +132,6 @@ def compute_update(
 
 
 def build_upsert(u: Any, spec: Mapping[str, Any], query: Mapping[str, Any]) -> dict[str, Any]:
-    from .updates import apply_update, is_operator_update, upsert_seed, validate_replacement
 
     seed = upsert_seed(query)
     if isinstance(u, list) or is_operator_update(u):
@@ -156,15 +155,12 @@ async def find_targets(
     multi: bool,
     sort: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    from .matching import compile_filter, equality_constraints
 
     if coll is None:
         return []
     matcher = compile_filter(query)
     docs = [d for d in engine.candidates(coll, equality_constraints(query), op.txn) if matcher(d)]
     if sort:
-        from .sorting import compile_sort
-
         docs.sort(key=compile_sort(sort))
     return docs if multi else docs[:1]
 
@@ -176,7 +172,6 @@ async def lock_current(
     idk: Hashable = canonical(doc["_id"])
     if not await engine.wait_unlocked(coll, idk, op):
         return doc
-    from .matching import compile_filter
 
     current = engine.read(coll, idk, op.txn)
     return current if current is not None and compile_filter(query)(current) else None
@@ -221,11 +216,8 @@ async def _update_statement(
     if u is None:
         raise MongoError(9, "BSON field 'update.updates.u' is missing but a required field")
     multi = bool(spec.get("multi"))
-    if multi and not isinstance(u, list):
-        from .updates import is_operator_update
-
-        if not is_operator_update(u):
-            raise MongoError(9, "multi update is not supported for replacement-style update")
+    if multi and not isinstance(u, list) and not is_operator_update(u):
+        raise MongoError(9, "multi update is not supported for replacement-style update")
     targets = await find_targets(engine, coll, query, op, multi=multi)
     for doc in targets:
         outcome = await update_one_doc(engine, coll, doc, u, spec, query, cmd, op)
@@ -297,7 +289,6 @@ async def cmd_delete(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
 
 
 async def cmd_find_and_modify(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
-    from .projection import compile_projection
 
     name = next(iter(cmd))
     coll = engine.collection_or_create(db, cmd[name])

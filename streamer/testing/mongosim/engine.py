@@ -112,6 +112,7 @@ class Engine:
 
         for module in (commands_read, commands_write, commands_catalog, commands_txn):
             self._handlers.update(module.HANDLERS)
+        self._prepare_op = commands_txn.prepare_op
         self._handlers_lower = {k.lower(): v for k, v in self._handlers.items()}
 
     # -- lifecycle -----------------------------------------------------------------
@@ -369,9 +370,7 @@ class Engine:
         handler = self._handlers.get(name) or self._handlers_lower.get(name.lower())
         if handler is None:
             raise MongoError(59, f"no such command: '{name}'")
-        from .commands_txn import prepare_op
-
-        op, replay = prepare_op(self, name, cmd, ctx)
+        op, replay = self._prepare_op(self, name, cmd, ctx)
         if replay is not None:
             return replay
         try:

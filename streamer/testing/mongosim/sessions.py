@@ -74,6 +74,9 @@ class Session:
 
 
 def lsid_key(lsid: Mapping[str, Any]) -> Hashable:
+    ident = lsid.get("id")
+    if isinstance(ident, bytes) and len(lsid) == 1:
+        return bytes(ident)  # the common case: {id: UUID}, hashed without canonicalising
     return canonical(dict(lsid))
 
 
