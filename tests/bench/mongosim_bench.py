@@ -117,6 +117,70 @@ async def _stream_rate(uri: str, coll_name: str, n_events: int) -> tuple[float, 
         client.close()
 
 
+async def _server_side(size: int, n_ops: int) -> tuple[float, float, float]:
+    """Server-side capacity: OP_MSG bytes in → decode, execute, encode reply → bytes out,
+    without sockets or a driver (what one mongosim core can serve when clients keep up)."""
+    import uuid
+
+    import bson
+    from bson.binary import Binary
+
+    from streamer.testing.mongosim.engine import CommandContext
+    from streamer.testing.mongosim.server import Connection, MongoSim, Server
+    from streamer.testing.mongosim.wire import Header, decode_request, encode_reply
+
+    sim = MongoSim()
+    await sim.start()
+    assert sim.topology is not None
+    server = Server(sim.engine, sim.topology, sim.failpoints)
+    conn = Connection(server, set())
+    lsid = {"id": Binary(uuid.uuid4().bytes, 4)}
+    ctx = CommandContext(0, None)
+    for start in range(0, size, 5000):
+        docs = [{"_id": i, "v": i % 97} for i in range(start, min(size, start + 5000))]
+        await sim.engine.run_command("b", {"insert": "c", "documents": docs}, ctx)
+
+    def message(cmd: dict[str, Any]) -> tuple[Header, bytes]:
+        body = bson.encode({**cmd, "$db": "b", "lsid": lsid})
+        msg = (0).to_bytes(4, "little") + b"\x00" + body
+        return Header(16 + len(msg), 1, 0, 2013), msg
+
+    async def rate(commands: list[dict[str, Any]]) -> float:
+        frames = [message(c) for c in commands]
+        start = time.perf_counter()
+        for header, body in frames:
+            request = decode_request(header, body)
+            reply = await server.handle(request, conn)
+            assert reply is not None and reply["ok"] == 1.0
+            encode_reply(request, reply, request_id=1)
+        return len(frames) / (time.perf_counter() - start)
+
+    try:
+        inserts = await rate(
+            [{"insert": "c", "documents": [{"_id": f"n{i}", "v": i}]} for i in range(n_ops)]
+        )
+        finds = await rate(
+            [
+                {"find": "c", "filter": {"_id": i % size}, "limit": 1, "singleBatch": True}
+                for i in range(n_ops)
+            ]
+        )
+        upserts = await rate(
+            [
+                {
+                    "update": "c",
+                    "updates": [
+                        {"q": {"_id": f"k{i % 1000}"}, "u": {"$inc": {"n": 1}}, "upsert": True}
+                    ],
+                }
+                for i in range(n_ops)
+            ]
+        )
+    finally:
+        await sim.close()
+    return inserts, finds, upserts
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000,100000")
@@ -138,10 +202,20 @@ async def main() -> None:
     finally:
         await proc.stop()
     header = ("docs", "insert_one/s", "find _id/s", "$inc upsert/s", "cs writes/s", "cs events/s")
+    print(
+        f"Through Motor ({args.procs} client processes x {CLIENTS} coroutines, "
+        "mongosim in its own process):"
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for size, *rates in rows:
         print(f"| {size:,} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |")
+    print("\nServer-side capacity (wire bytes in, reply bytes out, no driver):")
+    print("| docs | insert/s | find _id/s | $inc upsert/s |")
+    print("|---|---|---|---|")
+    for size in (int(s) for s in args.sizes.split(",")):
+        server_rates = await _server_side(size, args.ops)
+        print(f"| {size:,} | " + " | ".join(f"{r:,.0f}" for r in server_rates) + " |")
 
 
 if __name__ == "__main__":
