@@ -32,6 +32,8 @@ RETRIABLE = frozenset(
 SHUTDOWN = frozenset({91, 11600})
 NETWORK = frozenset({6, 7, 89, 9001, 350})
 TRANSIENT = frozenset({112, 24, 267, 341})
+# NotPrimaryError and ShutdownError categories.
+STATE_CHANGE = frozenset({10107, 13435, 13436, 189, 11602, 91, 11600})
 COMMIT_OR_ABORT = frozenset({"commitTransaction", "abortTransaction"})
 RESUMABLE_EXTRA = frozenset({234, 133})  # RetryChangeStream, FailedToSatisfyReadPreference
 

@@ -109,6 +109,10 @@ class Server:
         reply.pop("errorLabels", None)
         if found:
             reply["errorLabels"] = found
+        if exc.code in labels.STATE_CHANGE:
+            # mongod attaches its topologyVersion to NotPrimary and Shutdown errors
+            # (service_entry_point_common.cpp), so drivers can tell a stale error from news.
+            reply["topologyVersion"] = self.topology.topology_version()
         return reply
 
     def _decorate(self, reply: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:

@@ -62,6 +62,9 @@ class Topology:
     def me(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def topology_version(self) -> dict[str, Any]:
+        return {"processId": self.process_id, "counter": Int64(self.counter)}
+
     def _bump(self) -> None:
         self.counter += 1
         self._changed.set()
@@ -80,7 +83,7 @@ class Topology:
         ts = self.engine.cluster_time()
         now = _dt.datetime.now(_dt.UTC)
         reply: dict[str, Any] = {
-            "topologyVersion": {"processId": self.process_id, "counter": Int64(self.counter)},
+            "topologyVersion": self.topology_version(),
             "hosts": [self.me],
             "setName": self.replset,
             "setVersion": 1,
