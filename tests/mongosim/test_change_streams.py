@@ -263,7 +263,7 @@ async def test_getmore_failures_after_checkout_are_labelled_resumable(
             {
                 "configureFailPoint": "failGetMoreAfterCursorCheckout",
                 "mode": {"times": 1},
-                "data": {"errorCode": 6},
+                "data": {"errorCode": 10107},
             }
         ),
     ):
