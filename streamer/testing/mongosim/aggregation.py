@@ -73,10 +73,11 @@ def _without(value: Any, path: str) -> Any:
 
 # -- $project / $addFields / $unset ---------------------------------------------------------
 def _is_exclusion(spec: Mapping[str, Any]) -> bool:
+    """An exclusion projection lists only 0/false values (``_id`` may go either way)."""
     values = [v for k, v in spec.items() if k != "_id"]
     if not values:
         return spec.get("_id", 1) in (0, False)
-    return all(v in (0, False) for v in values if not isinstance(v, Mapping))
+    return all(not isinstance(v, Mapping | str | list) and v in (0, False) for v in values)
 
 
 def _project_doc(
