@@ -270,3 +270,40 @@ async def test_getmore_failures_after_checkout_are_labelled_resumable(
         await db.c.insert_one({"_id": 1})
         event = await _next(stream)
     assert event["documentKey"] == {"_id": 1}
+
+
+async def test_resuming_inside_a_transaction_delivers_only_its_remaining_events(
+    client: Any, db: Any
+) -> None:
+    await db.create_collection("c")
+    async with db.c.watch() as stream:
+        async with await client.start_session() as session, session.start_transaction():
+            await db.c.insert_many([{"_id": i} for i in range(3)], session=session)
+        await _next(stream)
+        second = await _next(stream)
+    async with db.c.watch(resume_after=second["_id"]) as stream:
+        third = await _next(stream)
+    assert third["documentKey"] == {"_id": 2}
+    assert third["clusterTime"] == second["clusterTime"]
+
+
+async def test_small_batches_split_a_transaction_without_losing_events(
+    client: Any, db: Any
+) -> None:
+    await db.create_collection("c")
+    async with db.c.watch(batch_size=2) as stream:
+        async with await client.start_session() as session, session.start_transaction():
+            await db.c.insert_many([{"_id": i} for i in range(5)], session=session)
+        seen = [(await _next(stream))["documentKey"]["_id"] for _ in range(5)]
+    assert seen == [0, 1, 2, 3, 4]
+
+
+async def test_update_descriptions_for_array_changes(db: Any) -> None:
+    await db.c.insert_one({"_id": 1, "xs": [1, 2, 3, 4], "ys": [1]})
+    async with db.c.watch() as stream:
+        await db.c.update_one({"_id": 1}, {"$pop": {"xs": 1}})
+        await db.c.update_one({"_id": 1}, {"$set": {"ys.0": 9}})
+        pop, set_element = await _next(stream), await _next(stream)
+    assert pop["updateDescription"]["truncatedArrays"] == [{"field": "xs", "newSize": 3}]
+    assert pop["updateDescription"]["updatedFields"] == {}
+    assert set_element["updateDescription"]["updatedFields"] == {"ys.0": 9}
