@@ -117,6 +117,26 @@ async def _stream_rate(uri: str, coll_name: str, n_events: int) -> tuple[float, 
         client.close()
 
 
+async def _backlog_read_rate(uri: str, coll_name: str, n_events: int) -> float:
+    """Change-stream delivery capacity: events already in the oplog, read by one stream."""
+    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(uri)
+    coll = client.bench[coll_name]
+    try:
+        start_at = (await client.admin.command("ping"))["operationTime"]
+        for first in range(0, n_events, 1000):
+            await coll.insert_many([{"backlog": i} for i in range(first, first + 1000)])
+        received = 0
+        start = time.perf_counter()
+        async with coll.watch(start_at_operation_time=start_at, batch_size=1000) as stream:
+            async for _event in stream:
+                received += 1
+                if received == n_events:
+                    break
+        return received / (time.perf_counter() - start)
+    finally:
+        client.close()
+
+
 async def _server_side(size: int, n_ops: int) -> tuple[float, float, float]:
     """Server-side capacity: OP_MSG bytes in → decode, execute, encode reply → bytes out,
     without sockets or a driver (what one mongosim core can serve when clients keep up)."""
@@ -198,10 +218,19 @@ async def main() -> None:
             find = _parallel(proc.uri, name, "find", args.ops, size, args.procs)
             upsert = _parallel(proc.uri, name, "upsert", args.ops // 2, size, args.procs)
             written, delivered = await _stream_rate(proc.uri, name, args.ops // 2)
-            rows.append((size, insert, find, upsert, written, delivered))
+            backlog = await _backlog_read_rate(proc.uri, name, args.ops)
+            rows.append((size, insert, find, upsert, written, delivered, backlog))
     finally:
         await proc.stop()
-    header = ("docs", "insert_one/s", "find _id/s", "$inc upsert/s", "cs writes/s", "cs events/s")
+    header = (
+        "docs",
+        "insert_one/s",
+        "find _id/s",
+        "$inc upsert/s",
+        "cs writes/s",
+        "cs events/s",
+        "cs backlog read/s",
+    )
     print(
         f"Through Motor ({args.procs} client processes x {CLIENTS} coroutines, "
         "mongosim in its own process):"
