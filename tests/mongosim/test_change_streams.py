@@ -307,3 +307,15 @@ async def test_update_descriptions_for_array_changes(db: Any) -> None:
     assert pop["updateDescription"]["truncatedArrays"] == [{"field": "xs", "newSize": 3}]
     assert pop["updateDescription"]["updatedFields"] == {}
     assert set_element["updateDescription"]["updatedFields"] == {"ys.0": 9}
+
+
+async def test_drop_database_ends_a_database_stream_after_every_collection_drop(
+    client: Any, db: Any
+) -> None:
+    await db.a.insert_one({"_id": 1})
+    await db.b.insert_one({"_id": 1})
+    async with db.watch() as stream:
+        await client.drop_database(db.name)
+        events = [await _next(stream) for _ in range(4)]
+    assert [e["operationType"] for e in events] == ["drop", "drop", "dropDatabase", "invalidate"]
+    assert {e["ns"].get("coll") for e in events[:2]} == {"a", "b"}

@@ -162,7 +162,8 @@ class ChangeStream:
         cmd = entry.cmd or {}
         name = next(iter(cmd), "")
         if name == "dropDatabase":
-            return True
+            # A collection stream learns of it from its collection's own drop entry.
+            return self.coll is None
         if name == "renameCollection":
             source = cmd["renameCollection"].split(".", 1)[1]
             return self.coll is None or source == self.coll
