@@ -167,3 +167,10 @@ async def test_unknown_commands_fail_with_command_not_found(db: Any) -> None:
     with pytest.raises(OperationFailure) as info:
         await db.command({"noSuchCommand": 1})
     assert info.value.code == 59
+
+
+async def test_an_update_that_matches_nothing_does_not_create_the_collection(db: Any) -> None:
+    result = await db.ghost.update_one({"_id": 1}, {"$set": {"a": 1}})
+    assert (result.matched_count, result.modified_count) == (0, 0)
+    assert await db.ghost.find_one_and_update({"_id": 1}, {"$set": {"a": 1}}) is None
+    assert "ghost" not in await db.list_collection_names()

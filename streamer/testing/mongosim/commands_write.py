@@ -243,6 +243,12 @@ async def _insert_checked(
 
 
 async def cmd_update(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    statements = cmd.get("updates") or []
+    # mongod creates the collection only when an upsert inserts into it.
+    if engine.get_collection(db, cmd["update"]) is None and not any(
+        st.get("upsert") for st in statements
+    ):
+        return {"n": 0, "nModified": 0}
     coll = engine.collection_or_create(db, cmd["update"])
     ordered = cmd.get("ordered", True)
     reply: dict[str, Any] = {"n": 0, "nModified": 0}
@@ -291,6 +297,8 @@ async def cmd_delete(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
 async def cmd_find_and_modify(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
 
     name = next(iter(cmd))
+    if engine.get_collection(db, cmd[name]) is None and not cmd.get("upsert"):
+        return {"lastErrorObject": {"n": 0, "updatedExisting": False}, "value": None}
     coll = engine.collection_or_create(db, cmd[name])
     query = cmd.get("query") or {}
     project = compile_projection(cmd.get("fields"), query=query)
