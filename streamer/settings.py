@@ -1,0 +1,110 @@
+"""Settings: one typed, frozen object built once at start-up and passed down.
+
+Sources, strongest first: ``STREAMER_*`` environment variables, then the YAML file
+(``config/streamer.yaml``, or the path in ``STREAMER_CONFIG``), then the defaults. Invalid
+settings raise :class:`SettingsError` naming each key and its problem, never echoing the
+value (the MongoDB URI may hold a password).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG = Path("config/streamer.yaml")
+
+
+class SettingsError(Exception):
+    """The configuration is invalid; the message names every bad key."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMER_", extra="forbid", frozen=True)
+
+    mongodb_uri: SecretStr = SecretStr("mongodb://localhost:27017")
+    database: str = Field("myapp", min_length=1)
+    # Connection options from the guide (AsyncIOMotorClient keyword arguments).
+    max_pool_size: int = Field(50, ge=1)
+    min_pool_size: int = Field(0, ge=0)
+    server_selection_timeout_ms: int = Field(5000, ge=1)
+    connect_timeout_ms: int = Field(10000, ge=1)
+    socket_timeout_ms: int = Field(30000, ge=1)
+    server_api_version: Literal["1"] | None = None
+    tls: bool = False
+    tls_ca_file: Path | None = None
+    tls_certificate_key_file: Path | None = None
+    tls_allow_invalid_certificates: bool = False
+    # The service.
+    low_stock_threshold: int = Field(10, ge=0)
+    batch_size: int = Field(500, ge=1, le=100_000)
+    max_batch_wait_ms: int = Field(200, ge=0)
+    slow_command_ms: int = Field(100, ge=0)
+    http_port: int = Field(8080, ge=1, le=65535)
+    shutdown_grace_s: float = Field(20.0, gt=0)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongodb_scheme(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in ("mongodb", "mongodb+srv"):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return value
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        if self.min_pool_size > self.max_pool_size:
+            raise ValueError("min_pool_size must not exceed max_pool_size")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = Path(os.environ.get("STREAMER_CONFIG", DEFAULT_CONFIG))
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, path))
+
+    @property
+    def redacted_uri(self) -> str:
+        return redact_uri(self.mongodb_uri.get_secret_value())
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with its password replaced, for logs and errors."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, or raise SettingsError naming each bad key (values withheld)."""
+    config = os.environ.get("STREAMER_CONFIG")
+    if config is not None and not Path(config).is_file():
+        raise SettingsError(f"STREAMER_CONFIG: no such file: {config}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            key = ".".join(str(p) for p in error["loc"]) or "settings"
+            problems.append(f"{key}: {error['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -1,0 +1,100 @@
+"""Settings: environment over YAML over defaults; clear errors that never show secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamer.settings import SettingsError, load_settings, redact_uri
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No STREAMER_* variable leaks in from the machine; no config file unless a test writes one."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("STREAMER_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_apply_without_environment_or_file() -> None:
+    settings = load_settings()
+    assert settings.mongodb_uri.get_secret_value() == "mongodb://localhost:27017"
+    assert (settings.database, settings.low_stock_threshold, settings.http_port) == (
+        "myapp",
+        10,
+        8080,
+    )
+
+
+def test_environment_overrides_the_yaml_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "custom.yaml"
+    config.write_text("database: from_yaml\nbatch_size: 50\n")
+    monkeypatch.setenv("STREAMER_CONFIG", str(config))
+    monkeypatch.setenv("STREAMER_DATABASE", "from_env")
+    settings = load_settings()
+    assert (settings.database, settings.batch_size) == ("from_env", 50)
+
+
+def test_the_default_config_file_is_read_from_config_streamer_yaml(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "streamer.yaml").write_text("low_stock_threshold: 3\n")
+    assert load_settings().low_stock_threshold == 3
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("STREAMER_HTTP_PORT", "0", "http_port"),
+        ("STREAMER_BATCH_SIZE", "many", "batch_size"),
+        ("STREAMER_LOG_LEVEL", "LOUD", "log_level"),
+        ("STREAMER_MONGODB_URI", "postgres://u:hunter2@h/db", "mongodb_uri"),
+    ],
+)
+def test_invalid_values_name_the_key_and_never_echo_the_value(
+    monkeypatch: pytest.MonkeyPatch, key: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert named in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+def test_unknown_keys_in_the_yaml_file_are_rejected(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "streamer.yaml").write_text("databse: typo\n")
+    with pytest.raises(SettingsError, match="databse"):
+        load_settings()
+
+
+def test_a_missing_config_file_named_by_streamer_config_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STREAMER_CONFIG", "/nonexistent/streamer.yaml")
+    with pytest.raises(SettingsError, match="STREAMER_CONFIG"):
+        load_settings()
+
+
+def test_pool_bounds_are_checked_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMER_MIN_POOL_SIZE", "10")
+    monkeypatch.setenv("STREAMER_MAX_POOL_SIZE", "5")
+    with pytest.raises(SettingsError, match="min_pool_size"):
+        load_settings()
+
+
+def test_srv_uris_are_accepted_and_passwords_are_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "STREAMER_MONGODB_URI", "mongodb+srv://app:s3cret@cluster0.example.net/?retryWrites=true"
+    )
+    settings = load_settings()
+    assert "s3cret" not in repr(settings) and "s3cret" not in settings.redacted_uri
+    assert settings.redacted_uri == "mongodb+srv://app:***@cluster0.example.net/?retryWrites=true"
+    assert redact_uri("mongodb://h:1/") == "mongodb://h:1/"
