@@ -499,11 +499,11 @@ async def test_sort_on_a_dotted_path_into_an_array_of_subdocuments(db: Any) -> N
         [
             {"_id": 1, "items": [{"q": 5}, {"q": 1}]},
             {"_id": 2, "items": [{"q": 3}]},
-            {"_id": 3, "items": [{"q": 2}, {"q": 4}]},
+            {"_id": 3, "items": [{"q": 2}, {"q": 6}]},
         ]
     )
     assert [d["_id"] async for d in db.c.find().sort("items.q", 1)] == [1, 3, 2]
-    assert [d["_id"] async for d in db.c.find().sort("items.q", -1)] == [1, 3, 2]
+    assert [d["_id"] async for d in db.c.find().sort("items.q", -1)] == [3, 1, 2]
 
 
 async def test_skip_and_limit_apply_after_the_sort(db: Any) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .aggregation import run_pipeline
-from .bsonutil import MISSING, SortKey, canonical, get_path
+from .bsonutil import MISSING, SortKey, canonical
 from .changestreams import ChangeStream, render_oplog_documents
 from .cursors import DEFAULT_FIRST_BATCH, Cursor, take_batch
 from .errors import MongoError
@@ -161,21 +161,32 @@ async def cmd_count(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Rep
     return {"n": min(n, limit) if limit else n}
 
 
-async def cmd_distinct(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+def _distinct_values(value: Any, parts: list[str]) -> Iterator[Any]:
+    """The values distinct sees at a path: arrays fan out on the way and one level at the end."""
+    if not parts:
+        if isinstance(value, list):
+            yield from value
+        elif value is not MISSING:
+            yield value
+        return
+    if isinstance(value, list):
+        for element in value:
+            if isinstance(element, Mapping):
+                yield from _distinct_values(element, parts)
+        return
+    if isinstance(value, Mapping):
+        yield from _distinct_values(value.get(parts[0], MISSING), parts[1:])
 
+
+async def cmd_distinct(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     query = cmd.get("query") or {}
     matcher = compile_filter(query)
-    key = cmd["key"]
+    parts = str(cmd["key"]).split(".")
     seen: dict[Any, Any] = {}
     for doc in _source(engine, db, cmd["distinct"], query, op):
-        if not matcher(doc):
-            continue
-        value = get_path(doc, key)
-        if value is MISSING:
-            continue
-        # distinct looks one level into arrays, as mongod does.
-        for v in value if isinstance(value, list) else [value]:
-            seen.setdefault(canonical(v), v)
+        if matcher(doc):
+            for v in _distinct_values(doc, parts):
+                seen.setdefault(canonical(v), v)
     return {"values": sorted(seen.values(), key=SortKey)}
 
 
