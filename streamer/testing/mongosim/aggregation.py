@@ -11,6 +11,8 @@ import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from bson.int64 import Int64
+
 from .accumulators import GROUP_ACCUMULATORS
 from .bsonutil import MISSING, canonical, compare, get_path
 from .errors import MongoError
@@ -238,7 +240,7 @@ def _stage_unwind(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
                 out = dict(doc)
                 _set_path(out, path, element)
                 if index_field:
-                    out[index_field] = i
+                    out[index_field] = Int64(i)  # mongod reports the index as a long
                 yield out
         elif isinstance(value, list) or value is None or value is MISSING:
             if preserve:
