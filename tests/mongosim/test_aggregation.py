@@ -681,3 +681,18 @@ async def test_arithmetic_keeps_integer_types_and_divide_gives_doubles(db: Any) 
     assert type(row["add"]) is int and type(row["sub"]) is int and type(row["mul"]) is int
     assert isinstance(row["mul_long"], Int64)
     assert type(row["mul_double"]) is float and type(row["div"]) is float
+
+
+async def test_reshaping_stages_never_change_the_stored_documents(db: Any) -> None:
+    stored = {"_id": 1, "a": {"b": [1, 2], "c": {"d": 1}}, "xs": [{"k": 1}, {"k": 2}]}
+    await db.c.insert_one(stored)
+    await db.c.aggregate(
+        [
+            {"$unwind": "$a.b"},
+            {"$unwind": "$xs"},
+            {"$set": {"a.c.d": 99, "xs.k": 0}},
+            {"$unset": "a.c"},
+            {"$project": {"a.b": 0}},
+        ]
+    ).to_list(None)
+    assert await db.c.find_one({"_id": 1}) == stored

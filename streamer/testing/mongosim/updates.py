@@ -234,7 +234,9 @@ class _Ctx:
         wrapped = {("e" if k == "v" else f"e.{k}"): v for k, v in conditions.items()}
         matcher = compile_filter(wrapped)
         for i, element in enumerate(array):
-            if matcher({"e": element}):
+            # A one-element array: conditions on the array itself ($elemMatch, $gte...)
+            # then apply to this element exactly as they did to the array.
+            if matcher({"e": [element]}):
                 return i
         raise MongoError(2, "The positional operator did not find the match needed from the query.")
 
