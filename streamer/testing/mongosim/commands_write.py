@@ -7,7 +7,7 @@ the first); inside a transaction the first failure aborts the transaction instea
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bson.objectid import ObjectId
@@ -64,6 +64,30 @@ def write_error(index: int, exc: MongoError) -> dict[str, Any]:
     return {"index": index, "code": exc.code, "errmsg": exc.message, **exc.extra}
 
 
+async def run_statements(
+    statements: list[Any],
+    cmd: Mapping[str, Any],
+    op: Op,
+    run: Callable[[int, Any], Awaitable[None]],
+    reply: dict[str, Any],
+) -> dict[str, Any]:
+    """Run a write command's statements; failures go to ``writeErrors`` (ordered stops at
+    the first), except inside a transaction, which the first failure aborts."""
+    errors: list[dict[str, Any]] = []
+    for i, statement in enumerate(statements):
+        try:
+            await run(i, statement)
+        except MongoError as exc:
+            if op.in_txn:
+                raise
+            errors.append(write_error(i, exc))
+            if cmd.get("ordered", True):
+                break
+    if errors:
+        reply["writeErrors"] = errors
+    return reply
+
+
 async def _insert_one(
     engine: Engine, coll: Collection, doc: Mapping[str, Any], cmd: Mapping[str, Any], op: Op
 ) -> None:
@@ -79,24 +103,13 @@ async def _insert_one(
 
 async def cmd_insert(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     coll = engine.collection_or_create(db, cmd["insert"])
-    docs = cmd.get("documents") or []
-    ordered = cmd.get("ordered", True)
-    n = 0
-    errors: list[dict[str, Any]] = []
-    for i, doc in enumerate(docs):
-        try:
-            await _insert_one(engine, coll, doc, cmd, op)
-            n += 1
-        except MongoError as exc:
-            if op.in_txn:
-                raise
-            errors.append(write_error(i, exc))
-            if ordered:
-                break
-    reply: dict[str, Any] = {"n": n}
-    if errors:
-        reply["writeErrors"] = errors
-    return reply
+    reply: dict[str, Any] = {"n": 0}
+
+    async def insert(i: int, doc: Any) -> None:
+        await _insert_one(engine, coll, doc, cmd, op)
+        reply["n"] += 1
+
+    return await run_statements(cmd.get("documents") or [], cmd, op, insert, reply)
 
 
 def _replacement(doc: Mapping[str, Any], replacement: Mapping[str, Any]) -> dict[str, Any]:
@@ -250,48 +263,29 @@ async def cmd_update(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
     ):
         return {"n": 0, "nModified": 0}
     coll = engine.collection_or_create(db, cmd["update"])
-    ordered = cmd.get("ordered", True)
     reply: dict[str, Any] = {"n": 0, "nModified": 0}
-    errors: list[dict[str, Any]] = []
-    for i, spec in enumerate(cmd.get("updates") or []):
-        try:
-            await _update_statement(engine, coll, i, spec, cmd, op, reply)
-        except MongoError as exc:
-            if op.in_txn:
-                raise
-            errors.append(write_error(i, exc))
-            if ordered:
-                break
-    if errors:
-        reply["writeErrors"] = errors
-    return reply
+
+    async def update(i: int, spec: Any) -> None:
+        await _update_statement(engine, coll, i, spec, cmd, op, reply)
+
+    return await run_statements(statements, cmd, op, update, reply)
 
 
 async def cmd_delete(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     coll = engine.get_collection(db, cmd["delete"])
-    ordered = cmd.get("ordered", True)
-    n = 0
-    errors: list[dict[str, Any]] = []
-    for i, spec in enumerate(cmd.get("deletes") or []):
-        try:
-            query = spec.get("q") or {}
-            targets = await find_targets(engine, coll, query, op, multi=spec.get("limit", 0) == 0)
-            for doc in targets:
-                assert coll is not None
-                current = await lock_current(engine, coll, doc, query, op)
-                if current is not None:
-                    engine.write(coll, "d", canonical(current["_id"]), None, current, op)
-                    n += 1
-        except MongoError as exc:
-            if op.in_txn:
-                raise
-            errors.append(write_error(i, exc))
-            if ordered:
-                break
-    reply: dict[str, Any] = {"n": n}
-    if errors:
-        reply["writeErrors"] = errors
-    return reply
+    reply: dict[str, Any] = {"n": 0}
+
+    async def delete(i: int, spec: Any) -> None:
+        query = spec.get("q") or {}
+        targets = await find_targets(engine, coll, query, op, multi=spec.get("limit", 0) == 0)
+        for doc in targets:
+            assert coll is not None
+            current = await lock_current(engine, coll, doc, query, op)
+            if current is not None:
+                engine.write(coll, "d", canonical(current["_id"]), None, current, op)
+                reply["n"] += 1
+
+    return await run_statements(cmd.get("deletes") or [], cmd, op, delete, reply)
 
 
 async def cmd_find_and_modify(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
