@@ -15,6 +15,7 @@ from typing import Any
 from bson.binary import Binary, UuidRepresentation
 from bson.int64 import Int64
 
+from .bsonutil import MISSING
 from .oplog import Oplog, OplogEntry, OplogSlot
 
 _CRUD_TYPES = {"i": "insert", "u": "update", "r": "replace", "d": "delete"}
@@ -48,11 +49,16 @@ def event_header(
     return event
 
 
-def crud_event(entry: OplogEntry, token: dict[str, str], expanded: bool) -> dict[str, Any]:
-    """insert/update/replace/delete, without the fullDocument options applied."""
+def crud_event(
+    entry: OplogEntry, token: dict[str, str], expanded: bool, update_document: Any = MISSING
+) -> dict[str, Any]:
+    """insert/update/replace/delete. ``update_document`` is an update's fullDocument, when
+    the stream's fullDocument option supplies one; it takes the same slot as an insert's."""
     event = event_header(entry, token, _CRUD_TYPES[entry.op], expanded)
     if entry.op in ("i", "r"):
         event["fullDocument"] = entry.doc
+    elif update_document is not MISSING:
+        event["fullDocument"] = update_document
     event["ns"] = {"db": entry.db, "coll": entry.coll}
     event["documentKey"] = entry.key
     if entry.op == "u":

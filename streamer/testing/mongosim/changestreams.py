@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from bson.timestamp import Timestamp
 
 from . import resume_tokens
+from .bsonutil import MISSING
 from .change_events import command_event, crud_event, invalidate_event
 from .change_events import render_oplog_documents as render_oplog_documents
 from .errors import MongoError
@@ -186,44 +187,38 @@ class ChangeStream:
         token = self._token(entry)
         if entry.op == "c":
             return command_event(entry, token, self.expanded)
-        event = crud_event(entry, token, self.expanded)
-        self._apply_full_document(entry, event)
-        self._apply_pre_image(entry, event)
+        event = crud_event(entry, token, self.expanded, self._update_document(entry, token))
+        if self.before_change != "off" and entry.op != "i":
+            event["fullDocumentBeforeChange"] = self._image(
+                entry.pre, entry, self.before_change, "pre-image", token
+            )
         return event
 
-    def _apply_full_document(self, entry: OplogEntry, event: dict[str, Any]) -> None:
+    def _update_document(self, entry: OplogEntry, token: dict[str, str]) -> Any:
+        """An update event's fullDocument under the stream's option (MISSING for default)."""
         if entry.op != "u" or self.full_document == "default":
-            return
+            return MISSING
         if self.full_document == "updateLookup":
-            doc = self.host.lookup_document(entry.ns, entry.key or {})
-        else:
-            doc = entry.doc if entry.pre_images else None
-            if doc is None and self.full_document == "required":
-                raise MongoError(
-                    47,
-                    "Change stream was configured to require a post-image "
-                    "for all update, delete and replace events, but the "
-                    f"post-image was not found for event: {event['_id']}",
-                )
-        _insert_after(
-            event,
-            "wallTime" if "collectionUUID" not in event else "collectionUUID",
-            "fullDocument",
-            doc,
-        )
+            return self.host.lookup_document(entry.ns, entry.key or {})
+        return self._image(entry.doc, entry, self.full_document, "post-image", token)
 
-    def _apply_pre_image(self, entry: OplogEntry, event: dict[str, Any]) -> None:
-        if self.before_change == "off" or entry.op == "i":
-            return
-        pre = entry.pre if entry.pre_images else None
-        if pre is None and self.before_change == "required":
+    @staticmethod
+    def _image(
+        stored: dict[str, Any] | None,
+        entry: OplogEntry,
+        mode: str,
+        what: str,
+        token: dict[str, str],
+    ) -> dict[str, Any] | None:
+        """A recorded image, if the collection recorded images at write time; 47 if required."""
+        image = stored if entry.pre_images else None
+        if image is None and mode == "required":
             raise MongoError(
                 47,
-                "Change stream was configured to require a pre-image for all "
-                "update, delete and replace events, but the pre-image was not "
-                f"found for event: {event['_id']}",
+                f"Change stream was configured to require a {what} for all update, delete "
+                f"and replace events, but the {what} was not found for event: {token}",
             )
-        event["fullDocumentBeforeChange"] = pre
+        return image
 
     def _user_pipeline(self, event: dict[str, Any]) -> dict[str, Any] | None:
         if not self.stages:
@@ -305,13 +300,3 @@ class ChangeStream:
             if events or self.closed or remaining <= 0:
                 return events
             await self.host.oplog.wait_for_news(remaining)
-
-
-def _insert_after(doc: dict[str, Any], anchor: str, key: str, value: Any) -> None:
-    """Put ``key`` right after ``anchor`` (mongod keeps fullDocument's slot for updates)."""
-    items = list(doc.items())
-    doc.clear()
-    for k, v in items:
-        doc[k] = v
-        if k == anchor:
-            doc[key] = value
