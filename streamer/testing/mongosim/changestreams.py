@@ -63,12 +63,15 @@ def _check_stages(stages: list[Mapping[str, Any]]) -> None:
     for stage in stages:
         name = next(iter(stage), "")
         if name not in _ALLOWED_STAGES:
+            # mongod's pipeline.cpp raises IllegalOperation for a stage that is
+            # not allowed after $changeStream.
             raise MongoError(
-                ErrorStageNotAllowed, f"{name} is not permitted in a $changeStream pipeline"
+                ILLEGAL_OPERATION, f"{name} is not permitted in a $changeStream pipeline"
             )
 
 
-ErrorStageNotAllowed = 5491300  # mongod: "... is not permitted in a $changeStream pipeline"
+ILLEGAL_OPERATION = 20
+INVALID_OPTIONS = 72
 
 
 class ChangeStream:
@@ -85,11 +88,13 @@ class ChangeStream:
         self.db, self.coll = db, coll
         self.cluster = bool(spec.get("allChangesForCluster"))
         if self.cluster and (db != "admin" or coll is not None):
+            # document_source_change_stream.cpp: InvalidOptions.
+            where = f"{db}.{coll}" if coll is not None else db
             raise MongoError(
-                ErrorStageNotAllowed - 1,
+                INVALID_OPTIONS,
                 "A $changeStream with "
                 "'allChangesForCluster:true' may only be opened on the 'admin' "
-                "database, and with no collection name",
+                f"database, and with no collection name; found {where}",
             )
         if db == "admin" and not self.cluster:
             raise MongoError(73, "$changeStream may not be opened on the internal admin database")
