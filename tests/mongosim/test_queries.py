@@ -555,3 +555,31 @@ async def test_distinct_on_a_dotted_path_into_an_array_of_subdocuments(db: Any) 
         ]
     )
     assert sorted(await db.c.distinct("items.sku", {"k": {"$lte": 2}})) == ["a", "b", "c"]
+
+
+async def test_a_snapshot_find_names_its_point_in_time_and_later_batches_ignore_newer_writes(
+    db: AsyncIOMotorDatabase[Any],
+) -> None:
+    """readConcern "snapshot" outside a transaction: the cursor reads one point in time."""
+    await db.items.insert_many([{"_id": i, "v": 0} for i in range(10)])
+    # A cursor belongs to the session that opened it, so getMore must use the same one.
+    session = await db.client.start_session()
+    first = await db.command(
+        {"find": "items", "batchSize": 3, "sort": {"_id": 1}, "readConcern": {"level": "snapshot"}},
+        session=session,
+    )
+    cursor = first["cursor"]
+    assert isinstance(cursor["atClusterTime"], Timestamp)
+    await db.items.update_many({}, {"$set": {"v": 1}})
+    await db.items.insert_one({"_id": 99, "v": 1})
+    seen = list(cursor["firstBatch"])
+    cursor_id = cursor["id"]
+    while cursor_id:
+        more = await db.command(
+            {"getMore": cursor_id, "collection": "items", "batchSize": 3}, session=session
+        )
+        seen += more["cursor"]["nextBatch"]
+        cursor_id = more["cursor"]["id"]
+    await session.end_session()
+    assert [d["_id"] for d in seen] == list(range(10))
+    assert {d["v"] for d in seen} == {0}

@@ -8,6 +8,8 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from bson import Timestamp
+
 from .aggregation import run_pipeline
 from .bsonutil import MISSING, SortKey, canonical
 from .changestreams import ChangeStream, render_oplog_documents
@@ -36,6 +38,28 @@ def _source(
     return engine.candidates(coll, equality_constraints(query), op.txn)
 
 
+def _snapshot_read_time(engine: Engine, cmd: Mapping[str, Any], op: Op) -> Timestamp | None:
+    """The atClusterTime of a snapshot read outside a transaction, else None.
+
+    A find or aggregate with readConcern "snapshot" reads one point in time and its
+    cursor reply names it in ``atClusterTime`` (MongoDB 5.0+; "Read Concern
+    'snapshot'" in the manual). mongosim materializes a cursor's documents when it
+    opens, so every batch comes from that point. It keeps no history, so an
+    ``atClusterTime`` older than the latest write fails as mongod fails for a point
+    older than its history window: SnapshotTooOld (239).
+    """
+    read_concern = cmd.get("readConcern") or {}
+    if op.txn is not None or read_concern.get("level") != "snapshot":
+        return None
+    now = engine.cluster_time()
+    wanted = read_concern.get("atClusterTime")
+    if wanted is not None and wanted < now:
+        raise MongoError(
+            239, f"Read timestamp {wanted} is older than the oldest available timestamp."
+        )
+    return now
+
+
 def _open_cursor(
     engine: Engine,
     ns: str,
@@ -45,6 +69,7 @@ def _open_cursor(
     transform: Any = None,
     remaining: int | None = None,
     single_batch: bool = False,
+    at_cluster_time: Timestamp | None = None,
 ) -> Reply:
     cursor = Cursor(
         id=engine.cursors.new_id(), ns=ns, docs=docs, transform=transform, remaining=remaining
@@ -52,12 +77,16 @@ def _open_cursor(
     first = DEFAULT_FIRST_BATCH if batch_size is None else batch_size
     batch, exhausted = take_batch(cursor, first) if first or single_batch else ([], False)
     cursor_id = 0 if exhausted or single_batch else engine.cursors.register(cursor)
-    return {"cursor": {"firstBatch": batch, "id": cursor_id, "ns": ns}}
+    reply: Reply = {"cursor": {"firstBatch": batch, "id": cursor_id, "ns": ns}}
+    if at_cluster_time is not None:
+        reply["cursor"]["atClusterTime"] = at_cluster_time
+    return reply
 
 
 async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
 
     coll_name = cmd["find"]
+    at_cluster_time = _snapshot_read_time(engine, cmd, op)
     query = cmd.get("filter") or {}
     sort = cmd.get("sort") or {}
     matcher = compile_filter(query)
@@ -89,6 +118,7 @@ async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
         transform=transform,
         remaining=limit or None,
         single_batch=single_batch,
+        at_cluster_time=at_cluster_time,
     )
 
 
@@ -222,6 +252,7 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
     if pipeline and "$changeStream" in pipeline[0]:
         return await _open_change_stream(engine, db, target, pipeline, batch_size, op)
 
+    at_cluster_time = _snapshot_read_time(engine, cmd, op)
     if target == 1:
         source: Iterable[dict[str, Any]] = []
         ns = f"{db}.$cmd.aggregate"
@@ -230,7 +261,7 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
         source = _source(engine, db, target, first_match or {}, op)
         ns = f"{db}.{target}"
     results = run_pipeline(source, pipeline, PipelineContext(engine, db, op))
-    return _open_cursor(engine, ns, iter(results), batch_size)
+    return _open_cursor(engine, ns, iter(results), batch_size, at_cluster_time=at_cluster_time)
 
 
 async def _open_change_stream(
