@@ -1,30 +1,207 @@
-"""The ``streamer`` command.
+"""The ``streamer`` command: run, bootstrap, status, resync, verify.
 
-The service's commands (run, bootstrap, status, resync, verify) arrive with the core
-service; until then the command says so plainly instead of failing with a traceback.
+Exit codes: 0 success; 1 drift, a conflict or a failure the message explains; 2 bad
+usage or invalid settings. Errors are one plain line on stderr, never a traceback
+(the URI's password is never printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import structlog
 
 from . import __version__
+from .bootstrap import bootstrap_exit_code, run_bootstrap
+from .checkpoints import CheckpointStore
+from .errors import BootstrapError, FatalDatabaseError, SettingsError, StreamerError
+from .logs import configure_logging
+from .mongo import Mongo
+from .mongo.retries import retry_transient
+from .resync import Resyncer
+from .schema import load_schema
+from .settings import Settings, load_settings
+from .supervisor import (
+    STREAMS,
+    Service,
+    default_instance_id,
+    install_signal_handlers,
+    make_handlers,
+    watcher_options,
+)
+from .verify import verify
+from .watchers import Watcher
+
+log = structlog.get_logger("streamer.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamer",
+        description="Keeps per-user order totals and low-stock alerts in MongoDB correct "
+        "in real time, from the change streams of orders and inventory.",
+        epilog="Settings come from STREAMER_* environment variables over config/streamer.yaml "
+        "(or the file in STREAMER_CONFIG). Exit codes: 0 ok, 1 drift/conflict/failure, "
+        "2 usage or settings error.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="run the service until SIGTERM/SIGINT")
+    boot = sub.add_parser("bootstrap", help="apply the declared indexes, TTLs and validators")
+    boot.add_argument(
+        "--check", action="store_true", help="change nothing; print drift and exit 1 on any"
+    )
+    boot.add_argument(
+        "--replace-conflicting",
+        action="store_true",
+        help="drop and recreate indexes whose definition conflicts with the schema",
+    )
+    sub.add_parser("status", help="each stream's checkpoint, position and lag")
+    resync = sub.add_parser(
+        "resync", help="rebuild derived data from the source collections, then stream on"
+    )
+    resync.add_argument("--stream", choices=STREAMS, help="one stream (default: both)")
+    resync.add_argument(
+        "--fresh",
+        action="store_true",
+        help="clear the derived data first instead of reconciling it in place",
+    )
+    sub.add_parser("verify", help="recompute from the sources; print differences, exit 1 on drift")
+    return parser
+
+
+async def _with_mongo(settings: Settings, body: Callable[[Mongo], Awaitable[int]]) -> int:
+    async with Mongo(settings) as mongo:
+        return await body(mongo)
+
+
+async def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(mongo: Mongo) -> int:
+        report = await run_bootstrap(
+            mongo,
+            load_schema(settings.schema_path),
+            check=args.check,
+            replace_conflicting=args.replace_conflicting,
+        )
+        for line in report.lines():
+            print(line)
+        return bootstrap_exit_code(report)
+
+    return await _with_mongo(settings, body)
+
+
+def _seconds_between(later: Any, earlier: Any) -> float | None:
+    if later is None or earlier is None:
+        return None
+    return float(later.time - earlier.time)
+
+
+async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(mongo: Mongo) -> int:
+        reply = await mongo.command({"ping": 1})
+        now = reply.get("operationTime")
+        checkpoints = {cp.stream: cp for cp in await CheckpointStore(mongo, "status").load_all()}
+        for name in STREAMS:
+            cp = checkpoints.get(name)
+            if cp is None:
+                print(f"{name}: no checkpoint (the service has not started this stream)")
+                continue
+            lag = _seconds_between(now, cp.position)
+            position = cp.position.as_datetime().isoformat() if cp.position else "none"
+            line = (
+                f"{name}: phase={cp.phase} position={position} "
+                f"lag_s={lag if lag is not None else 'unknown'} owner={cp.owner} gen={cp.gen}"
+            )
+            if cp.applied_at is not None:
+                line += f" last_event_at={cp.applied_at.isoformat()}"
+            if cp.resync is not None:
+                line += f" resync_reason={cp.resync.reason!r}"
+            print(line)
+        return 0
+
+    return await _with_mongo(settings, body)
+
+
+async def cmd_resync(settings: Settings, args: argparse.Namespace) -> int:
+    streams = (args.stream,) if args.stream else STREAMS
+
+    async def body(mongo: Mongo) -> int:
+        store = CheckpointStore(mongo, f"{default_instance_id()}:cli-resync")
+        handlers = make_handlers(mongo, settings)
+        stopping = asyncio.Event()
+        for name in streams:
+            watcher = Watcher(mongo, store, handlers[name], watcher_options(settings), stopping)
+            resyncer: Resyncer = watcher.resyncer
+            current = await retry_transient(
+                functools.partial(store.load, name),
+                what="checkpoint.load",
+                max_delay_s=settings.retry_max_s,
+            )
+            claimed = await resyncer.claim(current, "forced by `streamer resync`", args.fresh)
+            done = await resyncer.run(claimed)
+            if done is not None:
+                print(f"{name}: resynced; streaming resumes at {done.start_at}")
+        return 0
+
+    return await _with_mongo(settings, body)
+
+
+async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(mongo: Mongo) -> int:
+        report = await verify(
+            mongo,
+            default_threshold=settings.low_stock_threshold,
+            hysteresis=settings.alert_hysteresis,
+        )
+        for line in report.lines():
+            print(line)
+        return 1 if report.drift else 0
+
+    return await _with_mongo(settings, body)
+
+
+async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    service = Service(settings)
+    install_signal_handlers(service)
+    return await service.run()
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    "run": cmd_run,
+    "bootstrap": cmd_bootstrap,
+    "status": cmd_status,
+    "resync": cmd_resync,
+    "verify": cmd_verify,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="streamer",
-        description="Keeps derived data in MongoDB correct in real time (in development).",
-    )
-    parser.add_argument("--version", action="version", version=f"streamer {__version__}")
-    parser.parse_args(argv)
-    print(
-        "streamer: the service is not built yet; this release ships mongosim only "
-        "(run `mongosim --help`).",
-        file=sys.stderr,
-    )
-    sys.exit(2)
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"streamer: {exc}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        code = asyncio.run(COMMANDS[args.command](settings, args))
+    except KeyboardInterrupt:
+        code = 0
+    except (BootstrapError, FatalDatabaseError, StreamerError) as exc:
+        print(f"streamer {args.command}: {exc}", file=sys.stderr)
+        code = 1
+    except Exception as exc:
+        from .settings import redact_uri
+
+        message = redact_uri(str(exc)) if "mongodb" in str(exc) else str(exc)
+        print(f"streamer {args.command}: {type(exc).__name__}: {message}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -45,10 +45,19 @@ class Settings(BaseSettings):
     tls_certificate_key_file: Path | None = None
     tls_allow_invalid_certificates: bool = False
     # The service.
+    driver: Literal["motor", "pymongo"] = "motor"
     low_stock_threshold: int = Field(10, ge=0)
+    # An open alert resolves once stock exceeds threshold + hysteresis.
+    alert_hysteresis: int = Field(0, ge=0)
     batch_size: int = Field(500, ge=1, le=100_000)
     max_batch_wait_ms: int = Field(200, ge=0)
     slow_command_ms: int = Field(100, ge=0)
+    # A quiet stream still stores its postBatchResumeToken this often, so the stored
+    # position never ages out of the oplog.
+    idle_checkpoint_interval_s: float = Field(10.0, gt=0)
+    # How long one operation keeps retrying transient failures before giving up.
+    retry_max_s: float = Field(30.0, gt=0)
+    schema_path: Path = Path("config/schema.yaml")
     http_port: int = Field(8080, ge=1, le=65535)
     shutdown_grace_s: float = Field(20.0, gt=0)
     log_format: Literal["auto", "json", "console"] = "auto"

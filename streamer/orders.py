@@ -1,0 +1,112 @@
+"""The orders stream: keeps ``user_totals`` equal to the sum over each user's orders."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from pymongo import DeleteOne, ReplaceOne
+
+from .changes import Change
+from .keys import bson_key
+from .mirror import State
+from .mongo import Mongo, Session
+from .streams import BatchOutcome, MirroredStream, count_ops
+from .totals import (
+    COMPLETED,
+    ORDER_FIELDS,
+    Contribution,
+    Totals,
+    apply_moves,
+    assess_order,
+    plan_orders,
+    totals_document,
+    totals_from_document,
+)
+
+USER_TOTALS = "user_totals"
+MIRROR = "streamer_mirror_orders"
+
+
+class OrdersStream(MirroredStream):
+    name = "orders"
+    source = "orders"
+    fields = ORDER_FIELDS
+    mirror = MIRROR
+
+    def __init__(self, mongo: Mongo) -> None:
+        super().__init__(mongo)
+
+    def mirror_document(self, source_id: Any, state: State, gen: int) -> dict[str, Any]:
+        doc = super().mirror_document(source_id, state, gen)
+        c = assess_order(state)
+        if isinstance(c, Contribution):
+            # Query fields: the user's completed orders by date, for last_order_at.
+            doc.update(u=c.user_id, s=c.status, t=c.created_at)
+        return doc
+
+    async def apply(self, session: Session, changes: Sequence[Change], gen: int) -> BatchOutcome:
+        prior = await self.load_prior(session, changes)
+        effects = plan_orders(changes, prior)
+        users: dict[Hashable, Any] = {}
+        for move in effects.moves:
+            for c in move:
+                if c is not None:
+                    users.setdefault(c.user, c.user_id)
+        totals: dict[Hashable, Totals] = {}
+        if users:
+            docs = await self.mongo.find(
+                USER_TOTALS, {"_id": {"$in": list(users.values())}}, session=session
+            )
+            totals = {bson_key(d["_id"]): totals_from_document(d) for d in docs}
+        recompute = apply_moves(totals, effects.moves)
+        writes = await self.write_mirror(session, effects.states.values(), gen)
+        if recompute:
+            await self._recompute_last_order_at(session, totals, recompute)
+        now = dt.datetime.now(dt.UTC)
+        requests: list[Any] = []
+        for key in users:
+            t = totals[key]
+            if t.empty:
+                requests.append(DeleteOne({"_id": t.user_id}))
+            else:
+                requests.append(
+                    ReplaceOne({"_id": t.user_id}, totals_document(t, now), upsert=True)
+                )
+        await self.mongo.bulk_write(USER_TOTALS, requests, session=session)
+        if effects.rejected:
+            await self.write_quarantine(session, effects.rejected)
+        return BatchOutcome(
+            events=len(changes),
+            by_op=count_ops(changes),
+            quarantined=effects.rejected,
+            derived_writes=writes + len(requests),
+        )
+
+    async def _recompute_last_order_at(
+        self, session: Session, totals: dict[Hashable, Totals], users: set[Hashable]
+    ) -> None:
+        """The latest created_at of each user's completed orders, read from the mirror."""
+        ids = [totals[k].user_id for k in users]
+        for k in users:
+            totals[k].last_order_at = None
+        rows = await self.mongo.aggregate(
+            MIRROR,
+            [
+                {"$match": {"u": {"$in": ids}, "s": COMPLETED, "t": {"$type": "date"}}},
+                {"$group": {"_id": "$u", "last": {"$max": "$t"}}},
+            ],
+            session=session,
+        )
+        for row in rows:
+            key = bson_key(row["_id"])
+            if key in totals:
+                totals[key].last_order_at = row["last"]
+
+    async def clear(self, session: Session, limit: int) -> int:
+        deleted = await self.clear_collection(USER_TOTALS, session, limit)
+        return deleted + await self.clear_collection(MIRROR, session, limit)
+
+    async def orphans(self, gen: int, limit: int) -> list[Any]:
+        return await self.mirror_orphans(gen, limit)

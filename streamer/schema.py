@@ -1,0 +1,564 @@
+"""The declarative schema (``config/schema.yaml``) and the pure plan that applies it.
+
+Why it exists: the service depends on validators and on indexes with exact names (unique
+partial alerts, mirror indexes, TTLs). Creating them by hand drifts; creating them blindly
+on start-up fails on the first index someone changed. So the schema is data, and applying
+it is two steps kept apart on purpose:
+
+* :func:`load_schema` / :func:`parse_schema` turn YAML into frozen dataclasses, rejecting
+  malformed input with a :class:`~streamer.errors.BootstrapError` that names the
+  collection and index at fault;
+* :func:`plan` compares that declaration with what ``listCollections`` and ``listIndexes``
+  returned and says what to do. It does no I/O, so every rule below is unit-tested
+  without a server; :mod:`streamer.bootstrap` does the reading and the applying.
+
+Rules of the plan:
+
+* a missing collection is created with its validator; missing indexes are created;
+* a TTL that differs (``expireAfterSeconds``) and a validator, ``validationLevel`` or
+  ``validationAction`` that differs are changed in place with ``collMod`` (no index
+  rebuild, no window without the index);
+* an existing index with the declared name, or with the declared key pattern, but other
+  options is a *conflict*: reported with before/after, never dropped unless asked;
+* an index nobody declared is reported as a note and kept: it is not drift.
+
+Index documents are normalised before comparison, since mongod reports them in its own
+shape: ``v``, ``ns``, ``background`` and the server-chosen ``textIndexVersion`` /
+``2dsphereIndexVersion`` are ignored; a text index is reported as key
+``{_fts: "text", _ftsx: 1}`` plus ``weights`` and language fields; numbers compare by
+value (``1 == 1.0 == Int64(1)``); ``unique: false`` equals leaving it out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from bson.decimal128 import Decimal128
+
+from .errors import BootstrapError
+
+__all__ = [
+    "Action",
+    "ActionKind",
+    "CollectionSpec",
+    "Conflict",
+    "IndexSpec",
+    "Note",
+    "Plan",
+    "Schema",
+    "index_text",
+    "load_schema",
+    "normalize_index",
+    "normalize_value",
+    "parse_schema",
+    "plan",
+]
+
+Document = dict[str, Any]
+KeyPattern = tuple[tuple[str, Any], ...]
+
+VALIDATION_LEVELS = frozenset({"off", "strict", "moderate"})
+VALIDATION_ACTIONS = frozenset({"error", "warn"})
+DEFAULT_LEVEL = "strict"
+DEFAULT_ACTION = "error"
+INDEX_TYPES = frozenset({"text", "2dsphere", "2d", "hashed"})
+# Declarable index options and the check each value must pass.
+BOOL_OPTIONS = frozenset({"unique", "sparse", "hidden"})
+INDEX_OPTIONS = frozenset(
+    {
+        *BOOL_OPTIONS,
+        "expireAfterSeconds",
+        "partialFilterExpression",
+        "collation",
+        "weights",
+        "default_language",
+        "language_override",
+    }
+)
+COLLECTION_KEYS = frozenset({"validator", "validationLevel", "validationAction", "indexes"})
+# Fields of a listIndexes document that say nothing about what the index does.
+IGNORED_INDEX_FIELDS = frozenset(
+    {"v", "ns", "background", "textIndexVersion", "2dsphereIndexVersion", "key", "name"}
+)
+TEXT_DEFAULTS = {"default_language": "english", "language_override": "language"}
+
+
+# -- the declaration ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One declared index: its name, ordered key pattern and options as mongod takes them."""
+
+    name: str
+    keys: KeyPattern
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def command_spec(self) -> Document:
+        """The entry for ``createIndexes``' ``indexes`` array."""
+        return {"key": dict(self.keys), "name": self.name, **self.options}
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """One declared collection; ``validator is None`` means validation is not managed."""
+
+    name: str
+    validator: Mapping[str, Any] | None = None
+    validation_level: str = DEFAULT_LEVEL
+    validation_action: str = DEFAULT_ACTION
+    indexes: tuple[IndexSpec, ...] = ()
+
+    def validation_options(self) -> Document:
+        if self.validator is None:
+            return {}
+        return {
+            "validator": dict(self.validator),
+            "validationLevel": self.validation_level,
+            "validationAction": self.validation_action,
+        }
+
+
+@dataclass(frozen=True)
+class Schema:
+    collections: tuple[CollectionSpec, ...]
+
+    def collection(self, name: str) -> CollectionSpec:
+        for coll in self.collections:
+            if coll.name == name:
+                return coll
+        raise KeyError(name)
+
+
+def load_schema(path: str | Path) -> Schema:
+    """Read and validate the schema file; BootstrapError if it is missing or malformed."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BootstrapError(f"cannot read schema file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BootstrapError(f"schema file {path} is not valid YAML: {exc}") from exc
+    return parse_schema(data, source=str(path))
+
+
+def parse_schema(data: Any, *, source: str = "schema") -> Schema:
+    """Validate already-parsed YAML (a mapping with ``collections``) into a :class:`Schema`."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("collections"), Mapping):
+        raise BootstrapError(f"{source}: expected a mapping with a 'collections' mapping")
+    unknown = sorted(str(k) for k in data if k != "collections")
+    if unknown:
+        raise BootstrapError(f"{source}: unknown top-level key(s): {', '.join(unknown)}")
+    colls = tuple(
+        _parse_collection(name, body, source) for name, body in data["collections"].items()
+    )
+    return Schema(colls)
+
+
+def _parse_collection(name: Any, body: Any, source: str) -> CollectionSpec:
+    if not isinstance(name, str) or not name or "$" in name or name.startswith("system."):
+        raise BootstrapError(f"{source}: invalid collection name {name!r}")
+    where = f"{source}: collection {name!r}"
+    body = {} if body is None else body
+    if not isinstance(body, Mapping):
+        raise BootstrapError(f"{where}: expected a mapping, got {type(body).__name__}")
+    unknown = sorted(str(k) for k in body if k not in COLLECTION_KEYS)
+    if unknown:
+        raise BootstrapError(f"{where}: unknown key(s): {', '.join(unknown)}")
+    validator = body.get("validator")
+    if validator is not None and (not isinstance(validator, Mapping) or not validator):
+        raise BootstrapError(f"{where}: validator must be a non-empty mapping")
+    level = body.get("validationLevel", DEFAULT_LEVEL)
+    action = body.get("validationAction", DEFAULT_ACTION)
+    if level not in VALIDATION_LEVELS:
+        raise BootstrapError(
+            f"{where}: validationLevel {level!r} is not one of {sorted(VALIDATION_LEVELS)}"
+        )
+    if action not in VALIDATION_ACTIONS:
+        raise BootstrapError(
+            f"{where}: validationAction {action!r} is not one of {sorted(VALIDATION_ACTIONS)}"
+        )
+    if validator is None and ("validationLevel" in body or "validationAction" in body):
+        raise BootstrapError(f"{where}: validationLevel/validationAction need a validator")
+    raw_indexes = body.get("indexes")
+    raw_indexes = [] if raw_indexes is None else raw_indexes
+    if not isinstance(raw_indexes, list):
+        raise BootstrapError(f"{where}: indexes must be a list")
+    indexes = tuple(_parse_index(i, raw, where) for i, raw in enumerate(raw_indexes))
+    _check_unique_indexes(indexes, where)
+    return CollectionSpec(
+        name=name,
+        validator=dict(validator) if validator is not None else None,
+        validation_level=str(level),
+        validation_action=str(action),
+        indexes=indexes,
+    )
+
+
+def _check_unique_indexes(indexes: Sequence[IndexSpec], where: str) -> None:
+    names: set[str] = set()
+    patterns: dict[KeyPattern, str] = {}
+    for ix in indexes:
+        if ix.name in names:
+            raise BootstrapError(f"{where}: index {ix.name!r} is declared twice")
+        names.add(ix.name)
+        pattern = normalize_index(ix.command_spec())[1]
+        if pattern in patterns:
+            raise BootstrapError(
+                f"{where}: indexes {patterns[pattern]!r} and {ix.name!r} have the same keys"
+            )
+        patterns[pattern] = ix.name
+
+
+def _parse_index(position: int, raw: Any, where: str) -> IndexSpec:
+    if not isinstance(raw, Mapping):
+        raise BootstrapError(f"{where}: index #{position + 1} must be a mapping")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise BootstrapError(f"{where}: index #{position + 1} needs a non-empty string 'name'")
+    here = f"{where} index {name!r}"
+    if name == "_id_":
+        raise BootstrapError(f"{here}: the _id index is implicit and cannot be declared")
+    keys = _parse_keys(raw.get("keys"), here)
+    options = {k: v for k, v in raw.items() if k not in ("name", "keys")}
+    unknown = sorted(str(k) for k in options if k not in INDEX_OPTIONS)
+    if unknown:
+        raise BootstrapError(f"{here}: unknown option(s): {', '.join(unknown)}")
+    for opt in BOOL_OPTIONS & options.keys():
+        if not isinstance(options[opt], bool):
+            raise BootstrapError(f"{here}: {opt} must be true or false")
+    if "expireAfterSeconds" in options:
+        ttl = options["expireAfterSeconds"]
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+            raise BootstrapError(f"{here}: expireAfterSeconds must be a non-negative integer")
+        if len(keys) != 1:
+            raise BootstrapError(f"{here}: a TTL index must have exactly one key")
+    for opt in ("partialFilterExpression", "collation", "weights"):
+        if opt in options and not isinstance(options[opt], Mapping):
+            raise BootstrapError(f"{here}: {opt} must be a mapping")
+    return IndexSpec(name=name, keys=keys, options=options)
+
+
+def _parse_keys(raw: Any, here: str) -> KeyPattern:
+    if not isinstance(raw, list) or not raw:
+        raise BootstrapError(f"{here}: keys must be a non-empty list of [field, direction] pairs")
+    pairs: list[tuple[str, Any]] = []
+    for entry in raw:
+        if not isinstance(entry, list | tuple) or len(entry) != 2:
+            raise BootstrapError(f"{here}: key {entry!r} is not a [field, direction] pair")
+        fld, direction = entry
+        if not isinstance(fld, str) or not fld or fld.startswith("$"):
+            raise BootstrapError(f"{here}: invalid key field {fld!r}")
+        if direction not in (1, -1) and direction not in INDEX_TYPES:
+            raise BootstrapError(
+                f"{here}: key {fld!r} has direction {direction!r}; "
+                f"expected 1, -1 or one of {sorted(INDEX_TYPES)}"
+            )
+        if isinstance(direction, bool):
+            raise BootstrapError(f"{here}: key {fld!r} direction must be 1 or -1, not a boolean")
+        if any(fld == seen for seen, _ in pairs):
+            raise BootstrapError(f"{here}: key {fld!r} appears twice")
+        pairs.append((fld, direction))
+    return tuple(pairs)
+
+
+# -- normalisation ------------------------------------------------------------------------
+
+
+def normalize_value(value: Any) -> Any:
+    """A comparable form: numbers by value (1 == 1.0 == Int64(1)), containers recursively.
+
+    Mappings stay mappings (their comparison ignores field order, as mongod's catalog
+    comparison of options does); integral numbers become ``int``, others ``float``.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, str | dt.datetime):
+        return value
+    if isinstance(value, Decimal128):
+        dec = value.to_decimal()
+        if dec.is_finite() and dec == dec.to_integral_value():
+            return int(dec)
+        return float(dec)
+    if isinstance(value, int | float):
+        if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+            return value
+        return int(value) if float(value).is_integer() else float(value)
+    if isinstance(value, Mapping):
+        return {str(k): normalize_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [normalize_value(v) for v in value]
+    return value
+
+
+def _text_key(key: Mapping[str, Any]) -> tuple[KeyPattern, dict[str, Any]]:
+    """mongod's stored key for a text index and the weights it implies."""
+    prefix: list[tuple[str, Any]] = []
+    suffix: list[tuple[str, Any]] = []
+    weights: dict[str, Any] = {}
+    seen_text = False
+    for fld, direction in key.items():
+        if direction == "text":
+            seen_text = True
+            weights[fld] = 1
+        elif seen_text:
+            suffix.append((fld, direction))
+        else:
+            prefix.append((fld, direction))
+    return (*prefix, ("_fts", "text"), ("_ftsx", 1), *suffix), weights
+
+
+def normalize_index(doc: Mapping[str, Any]) -> tuple[str, KeyPattern, dict[str, Any]]:
+    """(name, key pattern, options) of a listIndexes document or a declared index spec."""
+    key = dict(doc.get("key") or {})
+    options = {k: v for k, v in doc.items() if k not in IGNORED_INDEX_FIELDS}
+    stored_text = key.get("_fts") == "text"  # listIndexes' shape of a text index
+    if not stored_text and any(v == "text" for v in key.values()):
+        pattern, weights = _text_key(key)
+        options.setdefault("weights", weights)
+    else:
+        pattern = tuple(key.items())
+    if "weights" in options:
+        for opt, default in TEXT_DEFAULTS.items():
+            options.setdefault(opt, default)
+    for opt in BOOL_OPTIONS & options.keys():
+        if options[opt] is False or options[opt] == 0:
+            del options[opt]
+        else:
+            options[opt] = True
+    norm_pattern = tuple((f, normalize_value(d)) for f, d in pattern)
+    return str(doc.get("name", "")), norm_pattern, normalize_value(options)
+
+
+def _to_text(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=False, separators=(", ", ": "))
+
+
+def index_text(doc: Mapping[str, Any]) -> str:
+    """A one-line description of an index as mongod reports it, for before/after lines."""
+    name, pattern, options = normalize_index(doc)
+    parts = [f"key={_to_text(dict(pattern))}"]
+    parts += [f"{k}={_to_text(v)}" for k, v in sorted(options.items())]
+    return f"{name} " + " ".join(parts)
+
+
+def _validation_text(options: Mapping[str, Any]) -> str:
+    return (
+        f"validator={_to_text(options.get('validator'))} "
+        f"validationLevel={options.get('validationLevel')} "
+        f"validationAction={options.get('validationAction')}"
+    )
+
+
+# -- the plan ----------------------------------------------------------------------------
+
+
+class ActionKind(enum.Enum):
+    CREATE_COLLECTION = "create_collection"
+    CREATE_INDEX = "create_index"
+    MODIFY_INDEX_TTL = "modify_index_ttl"
+    MODIFY_VALIDATION = "modify_validation"
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change to make; ``command`` is the database command that makes it."""
+
+    kind: ActionKind
+    collection: str
+    command: Mapping[str, Any]
+    index: str | None = None
+    before: str | None = None
+    after: str | None = None
+
+    def describe(self) -> str:
+        if self.kind is ActionKind.CREATE_COLLECTION:
+            validated = " with validator" if "validator" in self.command else ""
+            return f"create collection {self.collection}{validated}"
+        if self.kind is ActionKind.CREATE_INDEX:
+            return f"create index {self.collection}.{self.after}"
+        if self.kind is ActionKind.MODIFY_INDEX_TTL:
+            return (
+                f"change expireAfterSeconds of index {self.collection}.{self.index} in place "
+                f"(collMod): {self.before} -> {self.after}"
+            )
+        return (
+            f"change validation of {self.collection} in place (collMod): "
+            f"before: {self.before}; after: {self.after}"
+        )
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A declared index that an existing one blocks: same name or keys, other options."""
+
+    collection: str
+    index: str
+    reason: str
+    existing: tuple[str, ...]  # names of the existing indexes in the way
+    before: str
+    after: str
+    declared: Mapping[str, Any]  # the createIndexes entry that replaces them
+
+    def describe(self) -> str:
+        return (
+            f"index {self.collection}.{self.index} ({self.reason}): "
+            f"before: {self.before}; after: {self.after}"
+        )
+
+
+@dataclass(frozen=True)
+class Note:
+    """Information that is not drift (an undeclared index, kept)."""
+
+    collection: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
+    notes: tuple[Note, ...] = ()
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.actions and not self.conflicts
+
+
+def plan(
+    schema: Schema,
+    collections: Sequence[Mapping[str, Any]],
+    indexes: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> Plan:
+    """What to do to make the observed database match ``schema``.
+
+    ``collections`` are ``listCollections`` entries; ``indexes`` maps a collection name
+    to its ``listIndexes`` documents (a collection missing from it has none).
+    """
+    existing = {str(c["name"]): c for c in collections if "name" in c}
+    actions: list[Action] = []
+    conflicts: list[Conflict] = []
+    notes: list[Note] = []
+    for coll in schema.collections:
+        info = existing.get(coll.name)
+        if info is None:
+            command = {"create": coll.name, **coll.validation_options()}
+            actions.append(Action(ActionKind.CREATE_COLLECTION, coll.name, command))
+        else:
+            validation = _plan_validation(coll, info.get("options") or {})
+            if validation is not None:
+                actions.append(validation)
+        observed = list(indexes.get(coll.name, ())) if info is not None else []
+        idx_actions, idx_conflicts, idx_notes = _plan_indexes(coll, observed)
+        actions += idx_actions
+        conflicts += idx_conflicts
+        notes += idx_notes
+    return Plan(tuple(actions), tuple(conflicts), tuple(notes))
+
+
+def _plan_validation(coll: CollectionSpec, options: Mapping[str, Any]) -> Action | None:
+    if coll.validator is None:
+        return None
+    current = {
+        "validator": options.get("validator") or None,
+        "validationLevel": options.get("validationLevel", DEFAULT_LEVEL),
+        "validationAction": options.get("validationAction", DEFAULT_ACTION),
+    }
+    wanted = coll.validation_options()
+    if normalize_value(current) == normalize_value(wanted):
+        return None
+    return Action(
+        ActionKind.MODIFY_VALIDATION,
+        coll.name,
+        {"collMod": coll.name, **wanted},
+        before=_validation_text(current),
+        after=_validation_text(wanted),
+    )
+
+
+def _plan_indexes(
+    coll: CollectionSpec, observed: Sequence[Mapping[str, Any]]
+) -> tuple[list[Action], list[Conflict], list[Note]]:
+    actions: list[Action] = []
+    conflicts: list[Conflict] = []
+    current = [(doc, normalize_index(doc)) for doc in observed if doc.get("name") != "_id_"]
+    claimed: set[str] = set()
+    for ix in coll.indexes:
+        spec = ix.command_spec()
+        _, pattern, options = normalize_index(spec)
+        by_name = [(d, n) for d, n in current if n[0] == ix.name]
+        by_keys = [(d, n) for d, n in current if n[1] == pattern and n[0] != ix.name]
+        claimed.update(n[0] for _, n in by_name + by_keys)
+        if not by_name and not by_keys:
+            actions.append(
+                Action(
+                    ActionKind.CREATE_INDEX,
+                    coll.name,
+                    {"createIndexes": coll.name, "indexes": [spec]},
+                    index=ix.name,
+                    after=index_text(spec),
+                )
+            )
+            continue
+        if by_name and not by_keys:
+            _, (_, have_pattern, have_options) = by_name[0]
+            if have_pattern == pattern and have_options == options:
+                continue
+            ttl = _ttl_change(coll.name, ix, have_pattern == pattern, have_options, options)
+            if ttl is not None:
+                actions.append(ttl)
+                continue
+        reason = "same name, different keys or options" if by_name else "same keys, other name"
+        if by_name and by_keys:
+            reason = "same name and same keys held by different indexes"
+        conflicts.append(
+            Conflict(
+                collection=coll.name,
+                index=ix.name,
+                reason=reason,
+                existing=tuple(n[0] for _, n in by_name + by_keys),
+                before="; ".join(index_text(d) for d, _ in by_name + by_keys),
+                after=index_text(spec),
+                declared=spec,
+            )
+        )
+    notes = [
+        Note(coll.name, f"undeclared index {coll.name}.{index_text(doc)} (kept)")
+        for doc, n in current
+        if n[0] not in claimed
+    ]
+    return actions, conflicts, notes
+
+
+def _ttl_change(
+    coll: str,
+    ix: IndexSpec,
+    same_keys: bool,
+    have: Mapping[str, Any],
+    want: Mapping[str, Any],
+) -> Action | None:
+    """A collMod when the only difference is the TTL (both sides being TTL indexes)."""
+    ttl = "expireAfterSeconds"
+    if not same_keys or ttl not in have or ttl not in want:
+        return None
+    rest_have = {k: v for k, v in have.items() if k != ttl}
+    rest_want = {k: v for k, v in want.items() if k != ttl}
+    if rest_have != rest_want:
+        return None
+    return Action(
+        ActionKind.MODIFY_INDEX_TTL,
+        coll,
+        {"collMod": coll, "index": {"name": ix.name, ttl: want[ttl]}},
+        index=ix.name,
+        before=str(have[ttl]),
+        after=str(want[ttl]),
+    )

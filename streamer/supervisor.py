@@ -1,0 +1,228 @@
+"""The running service: connect, bootstrap, one watcher per stream, clean shutdown.
+
+Watchers run under one ``asyncio.TaskGroup``: a watcher that fails with an unexpected
+error cancels the others and the process exits 1 with the reason, rather than running
+on half blind. Outages are not failures: a watcher rides them out itself.
+
+Shutdown has two phases (SIGTERM or SIGINT): ``stopping`` is set, so watchers stop
+reading and finish (commit or abort) the batch in hand; whatever is still running
+after ``shutdown_grace_s`` is cancelled. A second signal cancels at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+import structlog
+
+from . import __version__
+from .bootstrap import bootstrap_exit_code, run_bootstrap
+from .checkpoints import CheckpointStore
+from .errors import DatabaseUnavailable, FatalDatabaseError, StreamerError
+from .inventory import InventoryStream
+from .mongo import Mongo
+from .mongo.retries import retry_transient
+from .orders import OrdersStream
+from .schema import load_schema
+from .settings import Settings
+from .streams import BatchOutcome, StreamHandler
+from .watchers import Watcher, WatcherOptions
+
+log = structlog.get_logger("streamer.service")
+
+STREAMS = ("orders", "inventory")
+
+
+def default_instance_id() -> str:
+    """Stable across restarts of one pod (its hostname), distinct between pods."""
+    return socket.gethostname()
+
+
+def make_handlers(mongo: Mongo, settings: Settings) -> dict[str, StreamHandler]:
+    return {
+        "orders": OrdersStream(mongo),
+        "inventory": InventoryStream(
+            mongo,
+            default_threshold=settings.low_stock_threshold,
+            hysteresis=settings.alert_hysteresis,
+        ),
+    }
+
+
+def watcher_options(settings: Settings) -> WatcherOptions:
+    return WatcherOptions(
+        batch_size=settings.batch_size,
+        max_batch_wait_ms=settings.max_batch_wait_ms,
+        idle_checkpoint_interval_s=settings.idle_checkpoint_interval_s,
+        retry_max_s=settings.retry_max_s,
+    )
+
+
+@dataclass
+class Totals:
+    batches: int = 0
+    events: int = 0
+    quarantined: int = 0
+    by_stream: dict[str, int] = field(default_factory=dict)
+
+    def record(self, stream: str, outcome: BatchOutcome, seconds: float) -> None:
+        self.batches += 1
+        self.events += outcome.events
+        self.quarantined += len(outcome.quarantined)
+        self.by_stream[stream] = self.by_stream.get(stream, 0) + outcome.events
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        instance_id: str | None = None,
+        streams: tuple[str, ...] = STREAMS,
+        on_batch: Callable[[str, BatchOutcome, float], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.instance_id = instance_id or default_instance_id()
+        self.streams = streams
+        self.stopping = asyncio.Event()
+        self.totals = Totals()
+        self._extra_on_batch = on_batch
+        self.watchers: dict[str, Watcher] = {}
+        self.mongo: Mongo | None = None
+        self.ready = asyncio.Event()
+
+    def _on_batch(self, stream: str, outcome: BatchOutcome, seconds: float) -> None:
+        self.totals.record(stream, outcome, seconds)
+        if self._extra_on_batch is not None:
+            self._extra_on_batch(stream, outcome, seconds)
+
+    def stop(self) -> None:
+        if not self.stopping.is_set():
+            log.info("service.stopping", grace_s=self.settings.shutdown_grace_s)
+        self.stopping.set()
+
+    async def _connect(self, mongo: Mongo) -> bool:
+        """Connect, retrying with backoff until reachable or stopping; False if stopped."""
+        mongo.open()
+        backoff = 1.0
+        while not self.stopping.is_set():
+            try:
+                await retry_transient(
+                    mongo.ping, what="connect", max_delay_s=self.settings.retry_max_s
+                )
+                return True
+            except DatabaseUnavailable as exc:
+                log.error("service.database_unreachable", error=str(exc), retry_in_s=backoff)
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), backoff)
+                backoff = min(backoff * 2, 30.0)
+        return False
+
+    async def run(self) -> int:
+        """Run until stopped; the process exit code."""
+        s = self.settings
+        log.info(
+            "service.starting",
+            version=__version__,
+            uri=s.redacted_uri,
+            database=s.database,
+            driver=s.driver,
+            instance=self.instance_id,
+            streams=list(self.streams),
+        )
+        mongo = Mongo(s)
+        self.mongo = mongo
+        try:
+            if not await self._connect(mongo):
+                return 0
+            report = await run_bootstrap(mongo, load_schema(s.schema_path))
+            if bootstrap_exit_code(report) != 0:
+                for line in report.lines():
+                    log.error("bootstrap.conflict", detail=line)
+                log.error(
+                    "service.bootstrap_failed",
+                    hint="review the conflicts; `streamer bootstrap --replace-conflicting` "
+                    "replaces them",
+                )
+                return 1
+            return await self._supervise(mongo)
+        except FatalDatabaseError as exc:
+            log.error("service.fatal", error=str(exc))
+            return 1
+        finally:
+            await mongo.close()
+            log.info(
+                "service.stopped",
+                batches=self.totals.batches,
+                events=self.totals.events,
+                quarantined=self.totals.quarantined,
+            )
+
+    async def _supervise(self, mongo: Mongo) -> int:
+        store = CheckpointStore(mongo, self.instance_id)
+        handlers = make_handlers(mongo, self.settings)
+        options = watcher_options(self.settings)
+        self.watchers = {
+            name: Watcher(mongo, store, handlers[name], options, self.stopping, self._on_batch)
+            for name in self.streams
+        }
+        self.ready.set()
+        group_task = asyncio.create_task(self._run_watchers())
+        stop_task = asyncio.create_task(self.stopping.wait())
+        try:
+            await asyncio.wait({group_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            if not group_task.done():
+                started = time.monotonic()
+                done, _ = await asyncio.wait({group_task}, timeout=self.settings.shutdown_grace_s)
+                if not done:
+                    log.warning(
+                        "service.grace_expired", waited_s=round(time.monotonic() - started, 1)
+                    )
+                    group_task.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await group_task
+                    return 0
+            group_task.result()
+            return 0
+        except ExceptionGroup as group:
+            for exc in group.exceptions:
+                log.error(
+                    "service.watcher_failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    exc_info=not isinstance(exc, StreamerError),
+                )
+            return 1
+        finally:
+            stop_task.cancel()
+            if not group_task.done():
+                group_task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await group_task
+
+    async def _run_watchers(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for name, watcher in self.watchers.items():
+                group.create_task(watcher.run(), name=f"watch-{name}")
+
+
+def install_signal_handlers(service: Service) -> None:
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    signals_seen: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        signals_seen.append(signum)
+        if len(signals_seen) == 1:
+            service.stop()
+        elif main_task is not None:
+            log.warning("service.forced_stop")
+            main_task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)

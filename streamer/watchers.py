@@ -1,0 +1,318 @@
+"""One watcher per stream: read change batches, apply them exactly once, never stall.
+
+The change stream is read with raw ``aggregate``/``getMore`` commands in an explicit
+session, so that a batch is exactly one server reply and its
+``postBatchResumeToken`` is at hand: that token is what the checkpoint stores, even
+after a batch with no events, so a quiet collection's position never ages out of the
+oplog ("Change Streams > Resume a Change Stream" and the driver specification's
+"Change Streams: postBatchResumeToken"). A getMore returns as soon as any event is
+available, so batches grow with the load and a lone event is applied at once.
+
+On a resumable error the stream is reopened from the last committed checkpoint (no
+event is lost: anything read but not committed is read again). When that position
+is gone (286, an invalid token, the collection dropped) the watcher resyncs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from bson import Int64, Timestamp
+from pymongo.errors import PyMongoError
+
+from .changes import Change, StreamEnd, parse_event, stream_pipeline
+from .checkpoints import Checkpoint, CheckpointStore
+from .commits import Committer
+from .errors import CheckpointConflict, DatabaseUnavailable, HistoryLost
+from .inventory import log_transition
+from .mongo import Mongo, Session
+from .mongo.retries import Kind, classify, error_reason, retry_transient
+from .resync import Resyncer
+from .streams import BatchOutcome, StreamHandler
+
+log = structlog.get_logger("streamer.watcher")
+
+
+@dataclass
+class WatcherOptions:
+    batch_size: int
+    max_batch_wait_ms: int
+    idle_checkpoint_interval_s: float
+    retry_max_s: float
+    outage_backoff_s: float = 1.0
+    outage_backoff_max_s: float = 30.0
+    # A resync whose owner has not advanced it for this long is taken over.
+    resync_stale_s: float = 30.0
+    resync_poll_s: float = 1.0
+    reopen_pause_s: float = 0.1
+
+
+class Watcher:
+    """Runs one stream until ``stopping`` is set."""
+
+    def __init__(
+        self,
+        mongo: Mongo,
+        store: CheckpointStore,
+        handler: StreamHandler,
+        options: WatcherOptions,
+        stopping: asyncio.Event,
+        on_batch: Callable[[str, BatchOutcome, float], None] | None = None,
+    ) -> None:
+        self.mongo = mongo
+        self.store = store
+        self.handler = handler
+        self.options = options
+        self.stopping = stopping
+        self.on_batch = on_batch
+        self.committer = Committer(mongo, store, retry_max_s=options.retry_max_s)
+        self.resyncer = Resyncer(
+            mongo,
+            store,
+            self.committer,
+            handler,
+            batch_size=options.batch_size,
+            stopping=stopping,
+            on_batch=lambda outcome: self._report(outcome, 0.0),
+        )
+        self.log = log.bind(stream=handler.name)
+        self.checkpoint: Checkpoint | None = None
+        self.running = False
+
+    # -- supervision loop -----------------------------------------------------------
+    async def run(self) -> None:
+        """Stream, resync when needed, ride out outages; return once stopping is set."""
+        backoff = self.options.outage_backoff_s
+        self.running = True
+        try:
+            while not self.stopping.is_set():
+                try:
+                    await self._run_once()
+                    backoff = self.options.outage_backoff_s
+                except CheckpointConflict as exc:
+                    self.log.info("stream.checkpoint_moved", detail=str(exc))
+                except DatabaseUnavailable as exc:
+                    self.log.error(
+                        "stream.database_unavailable", error=str(exc), retry_in_s=backoff
+                    )
+                    await self._pause(backoff)
+                    backoff = min(backoff * 2, self.options.outage_backoff_max_s)
+        finally:
+            self.running = False
+
+    async def _pause(self, seconds: float) -> None:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    async def _run_once(self) -> None:
+        cp = await self._retry(lambda: self.store.load(self.handler.name), "checkpoint.load")
+        if cp is None:
+            cp = await self._resync(None, "first start: no checkpoint", fresh=True)
+        elif cp.phase == "resync":
+            assert cp.resync is not None
+            if cp.owner != self.store.owner and self._recent(cp):
+                # Another instance is resyncing this stream: let it finish.
+                self.log.info("stream.waiting_for_resync", owner=cp.owner)
+                await self._pause(self.options.resync_poll_s)
+                return
+            reason = f"restart of an interrupted resync ({cp.resync.reason})"
+            cp = await self._resync(cp, reason, fresh=cp.resync.fresh)
+        if cp is None:
+            return
+        try:
+            await self._stream(cp)
+        except HistoryLost as exc:
+            self.log.error("stream.history_lost", reason=exc.reason)
+            assert self.checkpoint is not None
+            await self._resync(self.checkpoint, exc.reason, fresh=False)
+        except _Reopen:
+            await self._pause(self.options.reopen_pause_s)
+
+    async def _resync(
+        self, cp: Checkpoint | None, reason: str, *, fresh: bool
+    ) -> Checkpoint | None:
+        claimed = await self.resyncer.claim(cp, reason, fresh)
+        self.checkpoint = claimed
+        done = await self.resyncer.run(claimed)
+        if done is not None:
+            self.checkpoint = done
+        return done
+
+    def _recent(self, cp: Checkpoint) -> bool:
+        if cp.updated_at is None:
+            return False
+        age = dt.datetime.now(dt.UTC) - cp.updated_at.replace(tzinfo=dt.UTC)
+        return age.total_seconds() < self.options.resync_stale_s
+
+    async def _retry(self, op: Callable[[], Any], what: str) -> Any:
+        return await retry_transient(op, what=what, max_delay_s=self.options.retry_max_s)
+
+    # -- streaming --------------------------------------------------------------------
+    def _open_command(self, cp: Checkpoint) -> dict[str, Any]:
+        spec: dict[str, Any] = (
+            {"resumeAfter": cp.token} if cp.token else {"startAtOperationTime": cp.start_at}
+        )
+        return {
+            "aggregate": self.handler.source,
+            "pipeline": [{"$changeStream": spec}, *stream_pipeline(self.handler.fields)],
+            "cursor": {"batchSize": self.options.batch_size},
+        }
+
+    async def _command(self, cmd: Mapping[str, Any], session: Session) -> dict[str, Any]:
+        try:
+            return await self.mongo.command(cmd, session=session)
+        except PyMongoError as exc:
+            if classify(exc) is Kind.HISTORY_LOST:
+                raise HistoryLost(f"{error_reason(exc)}: {exc}") from exc
+            raise
+
+    async def _stream(self, cp: Checkpoint) -> None:
+        """Apply batches from ``cp`` on; returns when stopping, raises to reopen."""
+        async with self.mongo.session() as session:
+            reply = await self._retry(
+                lambda: self._command(self._open_command(cp), session), "changestream.open"
+            )
+            cursor = reply["cursor"]
+            cursor_id = cursor["id"]
+            self.log.info(
+                "stream.resumed",
+                from_token=cp.token is not None,
+                start_at=str(cp.start_at) if cp.token is None else None,
+            )
+            last_saved = time.monotonic()
+            try:
+                batch = cursor["firstBatch"]
+                while True:
+                    cp, last_saved = await self._process(
+                        cp,
+                        batch,
+                        cursor.get("postBatchResumeToken"),
+                        reply.get("operationTime"),
+                        last_saved,
+                    )
+                    self.checkpoint = cp
+                    if self.stopping.is_set() or not cursor_id:
+                        return
+                    reply = await self._get_more(cursor_id, session)
+                    cursor = reply["cursor"]
+                    batch, cursor_id = cursor["nextBatch"], cursor["id"]
+            finally:
+                if cursor_id:
+                    with suppress(PyMongoError):
+                        await self.mongo.command(
+                            {"killCursors": self.handler.source, "cursors": [Int64(cursor_id)]},
+                            session=session,
+                        )
+
+    async def _get_more(self, cursor_id: int, session: Session) -> dict[str, Any]:
+        cmd = {
+            "getMore": Int64(cursor_id),
+            "collection": self.handler.source,
+            "batchSize": self.options.batch_size,
+            "maxTimeMS": self.options.max_batch_wait_ms,
+        }
+        try:
+            return await self._command(cmd, session)
+        except PyMongoError as exc:
+            resumable = (
+                classify(exc) is Kind.TRANSIENT
+                or exc.has_error_label("ResumableChangeStreamError")
+                or getattr(exc, "code", None) == 43  # CursorNotFound
+            )
+            if resumable:
+                # Resumable: reopen from the last committed checkpoint.
+                self.log.warning("stream.interrupted", reason=error_reason(exc))
+                raise _Reopen from exc
+            raise
+
+    async def _process(
+        self,
+        cp: Checkpoint,
+        events: list[dict[str, Any]],
+        post_batch_token: dict[str, Any] | None,
+        observed: Timestamp | None,
+        last_saved: float,
+    ) -> tuple[Checkpoint, float]:
+        changes: list[Change] = []
+        end: StreamEnd | None = None
+        token = post_batch_token or (events[-1]["_id"] if events else None)
+        for i, event in enumerate(events):
+            parsed = parse_event(event)
+            if isinstance(parsed, StreamEnd):
+                # Apply what came before; the resync that follows takes it from there.
+                end, token = parsed, events[i - 1]["_id"] if i else cp.token
+                break
+            if parsed is not None:
+                changes.append(parsed)
+        if changes:
+            cp = await self._apply(cp, changes, token)
+            last_saved = time.monotonic()
+        elif (
+            token is not None
+            and token != cp.token
+            and time.monotonic() - last_saved >= self.options.idle_checkpoint_interval_s
+        ):
+            new = self.store.successor(cp, token=token, position=observed or cp.position)
+            await self.committer.commit(cp, new, _nothing, what="checkpoint.idle")
+            cp = new
+            last_saved = time.monotonic()
+            self.log.debug("checkpoint.idle_saved")
+        if end is not None:
+            raise HistoryLost(f"the {self.handler.source} collection saw {end.op}")
+        return cp, last_saved
+
+    async def _apply(
+        self, cp: Checkpoint, changes: list[Change], token: dict[str, Any] | None
+    ) -> Checkpoint:
+        started = time.perf_counter()
+        last = changes[-1]
+        new = self.store.successor(
+            cp,
+            token=token,
+            cluster_time=last.cluster_time,
+            position=last.cluster_time,
+            applied_at=last.wall_time,
+        )
+
+        async def work(session: Session) -> BatchOutcome:
+            return await self.handler.apply(session, changes, cp.gen)
+
+        outcome = await self.committer.commit(cp, new, work, what=f"{self.handler.name}.batch")
+        self._report(outcome, time.perf_counter() - started)
+        return new
+
+    def _report(self, outcome: BatchOutcome, seconds: float) -> None:
+        for rejected in outcome.quarantined:
+            self.log.warning(
+                "event.quarantined",
+                key=str(rejected.change.key),
+                reason=rejected.reason,
+                op=rejected.change.op,
+            )
+        for transition in outcome.transitions:
+            log_transition(transition, self.handler.name)
+        self.log.debug(
+            "batch.applied",
+            events=outcome.events,
+            ops=outcome.by_op,
+            quarantined=len(outcome.quarantined),
+            writes=outcome.derived_writes,
+            seconds=round(seconds, 4),
+        )
+        if self.on_batch is not None:
+            self.on_batch(self.handler.name, outcome, seconds)
+
+
+class _Reopen(Exception):
+    """Internal: reopen the change stream from the last committed checkpoint."""
+
+
+async def _nothing(session: Session) -> None:
+    return None

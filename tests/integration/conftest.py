@@ -1,0 +1,85 @@
+"""Fixtures for the service's integration tests: a connected :class:`Mongo` per test."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import pytest
+from motor.motor_asyncio import AsyncIOMotorDatabase
+from pydantic import SecretStr
+
+from streamer.mongo import Mongo
+from streamer.settings import Settings
+from streamer.supervisor import Service
+
+
+@pytest.fixture
+def settings(mongo_uri: str, db: AsyncIOMotorDatabase[Any]) -> Settings:
+    """Settings pointing at the test's own database, with fast timings for tests."""
+    return Settings(
+        mongodb_uri=SecretStr(mongo_uri),
+        database=db.name,
+        max_batch_wait_ms=50,
+        idle_checkpoint_interval_s=0.2,
+        retry_max_s=10,
+        server_selection_timeout_ms=3000,
+    )
+
+
+@pytest.fixture
+async def mongo(settings: Settings) -> AsyncIterator[Mongo]:
+    async with Mongo(settings) as m:
+        yield m
+
+
+RunService = Callable[..., AbstractAsyncContextManager[Service]]
+
+
+@asynccontextmanager
+async def run_service(settings: Settings, **options: Any) -> AsyncIterator[Service]:
+    """The service running as a task of the test's loop; stopped (gracefully) on exit."""
+    service = Service(settings, **options)
+    task = asyncio.create_task(service.run())
+    ready = asyncio.create_task(service.ready.wait())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        raise RuntimeError(f"service exited early with {task.result()}")
+    try:
+        yield service
+    finally:
+        service.stop()
+        code = await asyncio.wait_for(task, 30)
+        assert code == 0, f"service exit code {code}"
+
+
+@pytest.fixture
+def service() -> RunService:
+    """``async with service(settings) as svc:`` runs the service for the block."""
+    return run_service
+
+
+async def caught_up(
+    db: AsyncIOMotorDatabase[Any],
+    streams: tuple[str, ...] = ("orders", "inventory"),
+    timeout: float = 20.0,
+) -> None:
+    """Wait until every stream's checkpoint covers every write made so far."""
+    target = (await db.command("ping"))["operationTime"]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        docs = {d["_id"]: d async for d in db.streamer_checkpoints.find({})}
+        if all(
+            name in docs
+            and docs[name].get("phase") == "stream"
+            and docs[name].get("position") is not None
+            and docs[name]["position"] >= target
+            for name in streams
+        ):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"streams did not catch up to {target}: {docs}")
+        await asyncio.sleep(0.02)
