@@ -65,11 +65,11 @@ def service() -> RunService:
 async def caught_up(
     db: AsyncIOMotorDatabase[Any],
     streams: tuple[str, ...] = ("orders", "inventory"),
-    timeout: float = 20.0,
+    within_s: float = 20.0,
 ) -> None:
     """Wait until every stream's checkpoint covers every write made so far."""
     target = (await db.command("ping"))["operationTime"]
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within_s
     while True:
         docs = {d["_id"]: d async for d in db.streamer_checkpoints.find({})}
         if all(

@@ -558,7 +558,7 @@ async def test_distinct_on_a_dotted_path_into_an_array_of_subdocuments(db: Any) 
 
 
 async def test_a_snapshot_find_names_its_point_in_time_and_later_batches_ignore_newer_writes(
-    db: AsyncIOMotorDatabase[Any],
+    db: Any,
 ) -> None:
     """readConcern "snapshot" outside a transaction: the cursor reads one point in time."""
     await db.items.insert_many([{"_id": i, "v": 0} for i in range(10)])
