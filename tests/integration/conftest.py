@@ -49,11 +49,24 @@ async def run_service(settings: Settings, **options: Any) -> AsyncIterator[Servi
         ready.cancel()
         raise RuntimeError(f"service exited early with {task.result()}")
     try:
+        await streaming(service)
         yield service
     finally:
         service.stop()
         code = await asyncio.wait_for(task, 30)
         assert code == 0, f"service exit code {code}"
+
+
+async def streaming(service: Service, within_s: float = 20.0) -> None:
+    """Wait until every watcher has finished its start-up resync and is streaming."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not all(
+        w.checkpoint is not None and w.checkpoint.phase == "stream"
+        for w in service.watchers.values()
+    ):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the service did not start streaming")
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

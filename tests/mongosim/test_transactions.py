@@ -178,3 +178,20 @@ async def test_majority_write_concern_is_accepted(db: Any) -> None:
     coll = db.get_collection("c", write_concern=WriteConcern("majority", wtimeout=1000))
     await coll.insert_one({"_id": 1})
     assert await coll.count_documents({}) == 1
+
+
+async def test_a_transaction_may_move_a_unique_key_from_one_document_to_another(
+    client: Any, db: Any
+) -> None:
+    """Unique checks see the transaction's own writes: resolve one holder, insert the next."""
+    await db.alerts.create_index("p", unique=True, partialFilterExpression={"state": "open"})
+    await db.alerts.insert_one({"_id": 1, "p": 7, "state": "open"})
+    async with await client.start_session() as s, s.start_transaction():
+        await db.alerts.update_one({"_id": 1}, {"$set": {"state": "resolved"}}, session=s)
+        await db.alerts.insert_one({"_id": 2, "p": 7, "state": "open"}, session=s)
+    assert await db.alerts.count_documents({"p": 7, "state": "open"}) == 1
+    with pytest.raises(OperationFailure) as info:
+        async with await client.start_session() as s, s.start_transaction():
+            await db.alerts.insert_one({"_id": 3, "p": 8, "state": "open"}, session=s)
+            await db.alerts.insert_one({"_id": 4, "p": 8, "state": "open"}, session=s)
+    assert info.value.code == 11000

@@ -97,7 +97,9 @@ async def _insert_one(
     await engine.wait_unlocked(coll, idk, op)
     if op.txn is not None and engine.read(coll, idk, op.txn) is not None:
         raise duplicate_key_error(coll.ns, coll.indexes["_id_"], (new["_id"],))
-    coll.check_unique(idk, new, is_insert=op.txn is None)
+    coll.check_unique(
+        idk, new, is_insert=op.txn is None, overlay=engine.unique_overlay(coll, op.txn)
+    )
     engine.write(coll, "i", idk, new, None, op)
 
 
@@ -209,7 +211,9 @@ async def update_one_doc(
         return current, False
     check_document(coll, result.doc, current, cmd)
     idk = canonical(current["_id"])
-    coll.check_unique(idk, result.doc, is_insert=False)
+    coll.check_unique(
+        idk, result.doc, is_insert=False, overlay=engine.unique_overlay(coll, op.txn)
+    )
     kind = "u" if result.kind == "u" else "r"
     engine.write(coll, kind, idk, result.doc, current, op, result.description)  # type: ignore[arg-type]
     return result.doc, True
@@ -251,7 +255,9 @@ async def _insert_checked(
     check_document(coll, new, None, cmd)
     idk = canonical(new["_id"])
     await engine.wait_unlocked(coll, idk, op)
-    coll.check_unique(idk, new, is_insert=op.txn is None)
+    coll.check_unique(
+        idk, new, is_insert=op.txn is None, overlay=engine.unique_overlay(coll, op.txn)
+    )
     engine.write(coll, "i", idk, new, None, op)
 
 

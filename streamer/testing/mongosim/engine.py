@@ -293,6 +293,12 @@ class Engine:
         )
         op.ctx.operation_time = self.append([entry])
 
+    def unique_overlay(
+        self, coll: Collection, txn: Transaction | None
+    ) -> dict[Hashable, dict[str, Any] | None] | None:
+        """The transaction's own versions of ``coll``'s documents, for unique checks."""
+        return txn_overlay(txn, coll.ns) if txn is not None else None
+
     def commit_transaction(self, session: Session, op: Op) -> None:
         txn = session.txn
         assert txn is not None
@@ -301,7 +307,9 @@ class Engine:
             for w in txn.writes:
                 coll = self._collection_by_ns(w.ns)
                 if w.doc is not None:
-                    coll.check_unique(w.idk, w.doc, is_insert=False)
+                    coll.check_unique(
+                        w.idk, w.doc, is_insert=False, overlay=txn_overlay(txn, w.ns)
+                    )
         except MongoError as exc:
             self.sessions.abort(session)
             self.notify_locks_released()
@@ -388,3 +396,7 @@ class Engine:
         if op.session is not None and op.txn is None and op.txn_number is not None:
             op.session.retry_replies = {op.txn_number: reply}
         return reply
+
+
+def txn_overlay(txn: Transaction, ns: str) -> dict[Hashable, dict[str, Any] | None]:
+    return {key[1]: doc for key, doc in txn.overlay.items() if key[0] == ns}

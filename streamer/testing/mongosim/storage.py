@@ -133,15 +133,34 @@ class Index:
                 if self.by_full.get(full) == idk:
                     del self.by_full[full]
 
-    def conflict(self, idk: IdKey, doc: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """The raw key values that another document already holds in this unique index."""
+    def conflict(
+        self,
+        idk: IdKey,
+        doc: Mapping[str, Any],
+        overlay: Mapping[IdKey, Mapping[str, Any] | None] | None = None,
+    ) -> tuple[Any, ...] | None:
+        """The raw key values that another document already holds in this unique index.
+
+        ``overlay`` is a transaction's own versions of this collection's documents: a
+        committed holder the transaction has since changed or deleted no longer holds
+        the key, and another document the transaction wrote may hold it.
+        """
         if not self.unique:
             return None
         for full, raw in self.full_keys(doc):
             owner = self.by_full.get(full, idk)
-            if owner != idk:
+            if owner != idk and not (
+                overlay is not None and owner in overlay and not self._holds(overlay[owner], full)
+            ):
+                return raw
+            if overlay is not None and any(
+                other != idk and self._holds(version, full) for other, version in overlay.items()
+            ):
                 return raw
         return None
+
+    def _holds(self, doc: Mapping[str, Any] | None, full: Hashable) -> bool:
+        return doc is not None and any(f == full for f, _ in self.full_keys(doc))
 
 
 def duplicate_key_error(ns: str, index: Index, raw: tuple[Any, ...]) -> MongoError:
@@ -190,11 +209,18 @@ class Collection:
     def get(self, idk: IdKey) -> dict[str, Any] | None:
         return self.docs.get(idk)
 
-    def check_unique(self, idk: IdKey, doc: Mapping[str, Any], *, is_insert: bool) -> None:
+    def check_unique(
+        self,
+        idk: IdKey,
+        doc: Mapping[str, Any],
+        *,
+        is_insert: bool,
+        overlay: Mapping[IdKey, Mapping[str, Any] | None] | None = None,
+    ) -> None:
         if is_insert and idk in self.docs:
             raise duplicate_key_error(self.ns, self.indexes["_id_"], (doc["_id"],))
         for index in self.indexes.values():
-            raw = index.conflict(idk, doc)
+            raw = index.conflict(idk, doc, overlay)
             if raw is not None:
                 raise duplicate_key_error(self.ns, index, raw)
 

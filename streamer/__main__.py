@@ -1,0 +1,5 @@
+"""``python -m streamer``."""
+
+from .cli import main
+
+main()
