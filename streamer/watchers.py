@@ -126,6 +126,7 @@ class Watcher:
             cp = await self._resync(cp, reason, fresh=cp.resync.fresh)
         if cp is None:
             return
+        self.checkpoint = cp
         try:
             await self._stream(cp)
         except HistoryLost as exc:

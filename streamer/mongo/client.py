@@ -13,6 +13,7 @@ a closed client refuses to reopen.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 import inspect
@@ -20,14 +21,18 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import structlog
 from bson.codec_options import CodecOptions
 from pymongo import ReadPreference, WriteConcern
+from pymongo.errors import PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.results import BulkWriteResult, UpdateResult
 from pymongo.server_api import ServerApi
 
 from ..settings import Settings
 from .monitoring import CommandListener, CommandObserver
+
+log = structlog.get_logger("streamer.mongo")
 
 T = TypeVar("T")
 Document = dict[str, Any]
@@ -292,4 +297,30 @@ class Mongo:
                 if session.in_transaction:
                     await session.abort_transaction()
                 raise
-            await session.commit_transaction()
+            await self._commit(session)
+
+    async def _commit(self, session: Session) -> None:
+        """Commit, retrying the commit itself while its outcome is unknown.
+
+        A commit that failed with UnknownTransactionCommitResult (a network error, a
+        stepdown) may or may not have applied, and the transaction is still open on the
+        server, holding its writes: running it again would conflict with itself. The
+        Transactions specification's answer is to retry commitTransaction, which is
+        idempotent. An error without that label means the transaction is over; the
+        caller then runs it again from the start.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.retry_max_s
+        delay = 0.05
+        while True:
+            try:
+                await session.commit_transaction()
+                return
+            except PyMongoError as exc:
+                if not exc.has_error_label("UnknownTransactionCommitResult"):
+                    raise
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("mongo.commit_retry", reason=type(exc).__name__, wait_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
