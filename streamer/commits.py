@@ -32,6 +32,8 @@ class Committer:
         self.store = store
         self.retry_max_s = retry_max_s
         self.on_retry = on_retry
+        # The stream's long-lived writer session (see streamer.sessions), once opened.
+        self.session: Session = None
 
     async def commit(
         self,
@@ -50,7 +52,7 @@ class Committer:
 
         async def attempt() -> T:
             try:
-                async with self.mongo.transaction() as session:
+                async with self.mongo.transaction(self.session) as session:
                     result = await work(session)
                     await self.store.advance(current, new, session=session)
                     committing.append(result)

@@ -31,4 +31,9 @@ def bson_key(value: Any) -> Hashable:
         return ("n", "nan") if d.is_nan() else ("n", d)
     if isinstance(value, str):
         return ("s", value)
+    if isinstance(value, dict):
+        # Field order matters to BSON equality; numbers inside compare by value.
+        return ("d", tuple((k, bson_key(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("a", tuple(bson_key(v) for v in value))
     return ("o", bson.encode({"": value}))

@@ -75,8 +75,7 @@ def unset_path(doc: State, path: str) -> None:
 
 def truncate_path(doc: State, path: str, size: int) -> None:
     parts = path.split(".")
-    parent = _walk(doc, parts[:-1])
-    target = parent.get(parts[-1]) if isinstance(parent, dict) else None
+    target = _walk(doc, parts)
     if isinstance(target, list):
         del target[size:]
 

@@ -185,6 +185,13 @@ class OrderEffects:
     rejected: list[Rejected] = field(default_factory=list)
 
 
+def same_contribution(a: Contribution | None, b: Contribution | None) -> bool:
+    """Equal, with user ids compared as the server does (True is not 1)."""
+    if a is None or b is None:
+        return a is b
+    return a == b and a.user == b.user
+
+
 def plan_orders(changes: Iterable[Change], prior: Mapping[Hashable, State | None]) -> OrderEffects:
     """Replay ``changes`` in order over the previous states of the orders they touch.
 
@@ -206,7 +213,7 @@ def plan_orders(changes: Iterable[Change], prior: Mapping[Hashable, State | None
             effects.rejected.append(Rejected(change, new.reason, after))
         old_c = old if isinstance(old, Contribution) else None
         new_c = new if isinstance(new, Contribution) else None
-        if old_c != new_c:
+        if not same_contribution(old_c, new_c):
             effects.moves.append((old_c, new_c))
     return effects
 

@@ -20,7 +20,14 @@ from .inventory import STOCK_ALERTS
 from .keys import bson_key
 from .mongo import Mongo
 from .orders import USER_TOTALS
-from .totals import ORDER_FIELDS, Contribution, Totals, assess_order, recompute_totals
+from .totals import (
+    DECIMAL128,
+    ORDER_FIELDS,
+    Contribution,
+    Totals,
+    assess_order,
+    recompute_totals,
+)
 
 
 @dataclass
@@ -63,7 +70,7 @@ def compare_totals(expected: Totals, stored: Mapping[str, Any]) -> list[str]:
         out.append(f"count {stored.get('count')!r}, expected {expected.count}")
     avg = _decimal(stored.get("avg"))
     if expected.count:
-        want = expected.total / expected.count
+        want = DECIMAL128.divide(expected.total, Decimal(expected.count))
         if avg is None or abs(avg - want) > abs(want) * Decimal("1e-30"):
             out.append(f"avg {stored.get('avg')!r}, expected {want}")
     elif avg is not None:

@@ -35,6 +35,7 @@ from .inventory import log_transition
 from .mongo import Mongo, Session
 from .mongo.retries import Kind, classify, error_reason, retry_transient
 from .resync import Resyncer
+from .sessions import WriterSessions
 from .streams import BatchOutcome, StreamHandler
 
 log = structlog.get_logger("streamer.watcher")
@@ -82,6 +83,7 @@ class Watcher:
             stopping=stopping,
             on_batch=lambda outcome: self._report(outcome, 0.0),
         )
+        self.sessions = WriterSessions(mongo, store.owner)
         self.log = log.bind(stream=handler.name)
         self.checkpoint: Checkpoint | None = None
         self.running = False
@@ -106,12 +108,19 @@ class Watcher:
                     backoff = min(backoff * 2, self.options.outage_backoff_max_s)
         finally:
             self.running = False
+            if self.committer.session is not None:
+                with suppress(PyMongoError):
+                    await self.committer.session.end_session()
 
     async def _pause(self, seconds: float) -> None:
         with suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), seconds)
 
     async def _run_once(self) -> None:
+        if self.committer.session is None:
+            self.committer.session = await self._retry(
+                lambda: self.sessions.open(self.handler.name), "session.open"
+            )
         cp = await self._retry(lambda: self.store.load(self.handler.name), "checkpoint.load")
         if cp is None:
             cp = await self._resync(None, "first start: no checkpoint", fresh=True)

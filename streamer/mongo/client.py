@@ -275,29 +275,48 @@ class Mongo:
         finally:
             await session.end_session()
 
+    async def start_session(self) -> Session:
+        """A long-lived explicit session; the caller ends it (``await s.end_session()``)."""
+        if self.state is not State.OPEN:
+            raise RuntimeError("Mongo client is not open")
+        return await _resolve(self._client.start_session())
+
+    async def kill_sessions(self, lsids: Sequence[Mapping[str, Any]]) -> None:
+        """killSessions: abort whatever those sessions left open (their locks go with it)."""
+        await self.command({"killSessions": [dict(lsid) for lsid in lsids]}, admin=True)
+
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Session]:
+    async def transaction(self, session: Session = None) -> AsyncIterator[Session]:
         """A snapshot, majority-committed transaction: commits on exit, aborts on error.
 
-        A failed commit raises the driver's error with its labels
+        Runs in ``session`` when given (a long-lived session the caller owns), else in a
+        fresh one. A failed commit raises the driver's error with its labels
         (TransientTransactionError, UnknownTransactionCommitResult); the caller decides
         whether to run the whole transaction again.
         """
-        async with self.session() as session:
-            await _resolve(
-                session.start_transaction(
-                    read_concern=ReadConcern("snapshot"),
-                    write_concern=MAJORITY,
-                    read_preference=ReadPreference.PRIMARY,
-                )
+        if session is not None:
+            async with self._transaction_in(session) as s:
+                yield s
+            return
+        async with self.session() as fresh, self._transaction_in(fresh) as s:
+            yield s
+
+    @asynccontextmanager
+    async def _transaction_in(self, session: Session) -> AsyncIterator[Session]:
+        await _resolve(
+            session.start_transaction(
+                read_concern=ReadConcern("snapshot"),
+                write_concern=MAJORITY,
+                read_preference=ReadPreference.PRIMARY,
             )
-            try:
-                yield session
-            except BaseException:
-                if session.in_transaction:
-                    await session.abort_transaction()
-                raise
-            await self._commit(session)
+        )
+        try:
+            yield session
+        except BaseException:
+            if session.in_transaction:
+                await session.abort_transaction()
+            raise
+        await self._commit(session)
 
     async def _commit(self, session: Session) -> None:
         """Commit, retrying the commit itself while its outcome is unknown.

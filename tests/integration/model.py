@@ -1,0 +1,170 @@
+"""A plain model of what the derived data must be, written independently of the service.
+
+Tests drive single-statement writes through it; it records each order's final state
+and each product's sequence of stock levels, from which the expected totals and the
+expected alert opens and resolves follow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from bson import Decimal128
+from motor.motor_asyncio import AsyncIOMotorDatabase
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+STATUSES = ("completed", "pending", "cancelled", "refunded")
+
+
+def expected_totals(orders: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    """Totals recomputed plainly from the final orders."""
+    out: dict[Any, dict[str, Any]] = {}
+    for o in orders:
+        user, amount, status = o.get("user_id"), o.get("amount"), o.get("status")
+        if user is None or not isinstance(status, str) or isinstance(amount, bool):
+            continue
+        if isinstance(amount, Decimal128):
+            value = amount.to_decimal()
+        elif isinstance(amount, int | float) and math.isfinite(amount):
+            value = Decimal(repr(amount))
+        else:
+            continue
+        if value < 0:
+            continue
+        t = out.setdefault(user, {"total": Decimal(0), "count": 0, "by_status": {}, "last": None})
+        t["by_status"][status] = t["by_status"].get(status, 0) + 1
+        if status == "completed":
+            t["total"] += value
+            t["count"] += 1
+            created = o.get("created_at")
+            if isinstance(created, dt.datetime):
+                created = created.replace(tzinfo=dt.UTC)
+                t["last"] = created if t["last"] is None else max(t["last"], created)
+    return out
+
+
+def totals_differences(
+    expected: dict[Any, dict[str, Any]], stored: list[dict[str, Any]]
+) -> list[str]:
+    """Every way the stored user_totals differ from the expected ones."""
+    by_id = {d["_id"]: d for d in stored}
+    out = [f"extra user {u!r}" for u in by_id.keys() - expected.keys()]
+    for user, want in expected.items():
+        got = by_id.get(user)
+        if got is None:
+            out.append(f"missing user {user!r}")
+            continue
+        if got["total"].to_decimal() != want["total"] or got["count"] != want["count"]:
+            out.append(
+                f"{user!r}: {got['total']}/{got['count']} != {want['total']}/{want['count']}"
+            )
+        if got["by_status"] != want["by_status"]:
+            out.append(f"{user!r}: by_status {got['by_status']} != {want['by_status']}")
+    return out
+
+
+@dataclass
+class Product:
+    exists: bool = False
+    stock: int = 0
+    threshold: int = 10
+    opens: int = 0
+    resolves: int = 0
+    alert_open: bool = False
+
+    def observe(self, exists: bool, stock: int = 0) -> None:
+        """Count the transitions this state change makes (hysteresis 0)."""
+        low = exists and stock <= self.threshold
+        if low and not self.alert_open:
+            self.opens += 1
+            self.alert_open = True
+        elif self.alert_open and (not exists or stock > self.threshold):
+            self.resolves += 1
+            self.alert_open = False
+        self.exists, self.stock = exists, stock
+
+
+@dataclass
+class Traffic:
+    """Random single-statement writes to orders and inventory, and what they imply."""
+
+    db: AsyncIOMotorDatabase[Any]
+    rng: random.Random
+    users: int = 20
+    order_ids: int = 300
+    product_ids: int = 15
+    events: int = 0
+    products: dict[int, Product] = field(default_factory=dict)
+    live_orders: set[int] = field(default_factory=set)
+
+    async def step(self) -> None:
+        if self.rng.random() < 0.6:
+            await self.order_step()
+        else:
+            await self.inventory_step()
+        self.events += 1
+
+    def order(self) -> dict[str, Any]:
+        r = self.rng
+        return {
+            "user_id": r.randrange(self.users),
+            "amount": r.choice([r.randrange(1, 500), round(r.uniform(0, 300), 2)]),
+            "status": r.choice(STATUSES),
+            "created_at": T0 + dt.timedelta(minutes=r.randrange(10_000)),
+        }
+
+    async def order_step(self) -> None:
+        r, orders = self.rng, self.db.orders
+        oid = r.randrange(self.order_ids)
+        if oid not in self.live_orders:
+            await orders.insert_one({"_id": oid, **self.order()})
+            self.live_orders.add(oid)
+            return
+        choice = r.random()
+        if choice < 0.3:
+            await orders.update_one({"_id": oid}, {"$set": {"status": r.choice(STATUSES)}})
+        elif choice < 0.5:
+            await orders.update_one({"_id": oid}, {"$inc": {"amount": r.randrange(1, 50)}})
+        elif choice < 0.65:
+            await orders.update_one({"_id": oid}, {"$set": {"user_id": r.randrange(self.users)}})
+        elif choice < 0.8:
+            await orders.replace_one({"_id": oid}, self.order())
+        else:
+            await orders.delete_one({"_id": oid})
+            self.live_orders.discard(oid)
+
+    async def inventory_step(self) -> None:
+        r, inventory = self.rng, self.db.inventory
+        pid = r.randrange(self.product_ids)
+        p = self.products.setdefault(pid, Product())
+        if not p.exists:
+            stock = r.randrange(0, 40)
+            await inventory.insert_one(
+                {"_id": pid, "sku": f"SKU-{pid}", "name": f"Product {pid}", "stock": stock}
+            )
+            p.observe(True, stock)
+        elif r.random() < 0.1:
+            await inventory.delete_one({"_id": pid})
+            p.observe(False)
+        else:
+            delta = r.randrange(-12, 13)
+            await inventory.update_one({"_id": pid}, {"$inc": {"stock": delta}})
+            p.observe(True, p.stock + delta)
+
+    async def alert_differences(self) -> list[str]:
+        out = []
+        for pid, p in self.products.items():
+            alerts = await self.db.stock_alerts.find({"product_id": pid}).to_list(None)
+            opened = len(alerts)
+            resolved = sum(a["state"] == "resolved" for a in alerts)
+            if (opened, resolved) != (p.opens, p.resolves):
+                out.append(
+                    f"product {pid}: {opened} opened/{resolved} resolved, "
+                    f"expected {p.opens}/{p.resolves}"
+                )
+        return out

@@ -1,0 +1,64 @@
+"""SIGKILL the running service at random instants: totals and alerts stay exact."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from typing import Any
+
+from motor.motor_asyncio import AsyncIOMotorDatabase
+
+from streamer.mongo import Mongo
+from streamer.verify import verify
+
+from .conftest import caught_up
+from .model import Traffic, expected_totals, totals_differences
+from .service_process import ServiceProcess
+
+EVENTS = int(os.environ.get("CRASH_EVENTS", "4000"))
+
+
+async def streaming(db: AsyncIOMotorDatabase[Any], within_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while await db.streamer_checkpoints.count_documents({"phase": "stream"}) < 2:
+        assert asyncio.get_running_loop().time() < deadline, "service never started streaming"
+        await asyncio.sleep(0.05)
+
+
+async def test_sigkill_at_random_instants_loses_and_doubles_nothing(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str, mongo: Mongo
+) -> None:
+    """Thousands of events, a SIGKILL every fraction of a second, then exact results."""
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    service = ServiceProcess(mongo_uri, db.name)
+    traffic = Traffic(db, rng)
+    await service.start()
+    await streaming(db)
+    next_kill = asyncio.get_running_loop().time() + rng.uniform(0.2, 0.8)
+    while traffic.events < EVENTS:
+        await traffic.step()
+        if asyncio.get_running_loop().time() >= next_kill:
+            await service.kill()
+            await service.start()
+            next_kill = asyncio.get_running_loop().time() + rng.uniform(0.1, 0.6)
+    try:
+        await caught_up(db, within_s=60)
+    except AssertionError:
+        _, err = await service.stop()
+        print(err[-20000:])  # the last service's log, to see why it stalled
+        raise
+    code, err = await service.stop()
+    assert code == 0, err[-5000:]
+    final = await db.orders.find().to_list(None)
+    problems = totals_differences(expected_totals(final), await db.user_totals.find().to_list(None))
+    problems += await traffic.alert_differences()
+    report = await verify(mongo, default_threshold=10)
+    print(
+        f"crash: seed {seed}, {traffic.events} events, {service.kills} SIGKILLs, "
+        f"{len(problems) + len(report.differences)} differences"
+    )
+    assert service.kills >= 5
+    assert not problems, problems[:20]
+    assert not report.drift, report.lines()[:20]
