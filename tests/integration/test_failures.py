@@ -68,16 +68,18 @@ async def test_a_failing_get_more_reopens_the_stream_from_the_checkpoint(
     fail_point: Any,
 ) -> None:
     """A resumable getMore error reopens the change stream; no event is lost or repeated."""
-    async with service(settings):
-        async with fail_point(
+    async with (
+        service(settings),
+        fail_point(
             {
                 "mode": {"times": 3},
                 "data": {"failCommands": ["getMore"], "errorCode": 10107},
             }
-        ):
-            for i in range(20):
-                await db.orders.insert_one({"user_id": "g", "amount": 1, "status": "completed"})
-            await caught_up(db)
+        ),
+    ):
+        for _i in range(20):
+            await db.orders.insert_one({"user_id": "g", "amount": 1, "status": "completed"})
+        await caught_up(db)
     totals = await db.user_totals.find_one({"_id": "g"})
     assert totals is not None and totals["count"] == 20
     assert not (await verify(mongo, default_threshold=10)).drift
