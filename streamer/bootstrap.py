@@ -25,6 +25,7 @@ from pymongo.errors import OperationFailure
 
 from .errors import BootstrapError
 from .mongo import Document, Mongo
+from .mongo.retries import is_transient
 from .schema import Action, ActionKind, Conflict, Note, Plan, Schema, plan
 
 __all__ = ["BootstrapReport", "bootstrap_exit_code", "observe", "run_bootstrap"]
@@ -216,6 +217,11 @@ async def _run(mongo: Mongo, what: str, command: Mapping[str, Any]) -> Document:
     try:
         return await mongo.command(command)
     except OperationFailure as exc:
+        if exc.code == 48 and "create" in command:
+            # NamespaceExists: another instance created it first; the plan still holds.
+            return {"ok": 1}
+        if is_transient(exc):
+            raise  # the caller's retry policy decides
         raise BootstrapError(f"{what}: the server refused it ({exc.code}): {exc}") from exc
 
 

@@ -141,7 +141,10 @@ class Service:
         try:
             if not await self._connect(mongo):
                 return 0
-            report = await run_bootstrap(mongo, load_schema(s.schema_path))
+            schema = load_schema(s.schema_path)
+            report = await retry_transient(
+                lambda: run_bootstrap(mongo, schema), what="bootstrap", max_delay_s=s.retry_max_s
+            )
             if bootstrap_exit_code(report) != 0:
                 for line in report.lines():
                     log.error("bootstrap.conflict", detail=line)
