@@ -29,8 +29,8 @@ def env_for(uri: str, database: str, **extra: str) -> dict[str, str]:
     }
 
 
-async def streamer(env: dict[str, str], *args: str, within_s: float = 60) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
+async def spawn(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "streamer",
@@ -40,6 +40,10 @@ async def streamer(env: dict[str, str], *args: str, within_s: float = 60) -> tup
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def streamer(env: dict[str, str], *args: str, within_s: float = 60) -> tuple[int, str, str]:
+    proc = await spawn(env, *args)
     out, err = await asyncio.wait_for(proc.communicate(), within_s)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -116,16 +120,7 @@ async def test_run_status_verify_and_a_clean_sigterm(
 ) -> None:
     """The service applies writes, status and verify see it, SIGTERM stops it with 0."""
     env = env_for(mongo_uri, db.name, STREAMER_SHUTDOWN_GRACE_S="5")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streamer",
-        "run",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn(env, "run")
     try:
         await db.orders.insert_one({"user_id": "c", "amount": 3, "status": "completed"})
         await db.inventory.insert_one({"_id": "p", "sku": "P", "name": "P", "stock": 2})

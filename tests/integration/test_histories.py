@@ -23,6 +23,7 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from streamer.settings import Settings
 
 from .conftest import RunService, caught_up
+from .model import expected_totals
 
 ORDER_IDS = range(6)
 USERS = range(3)
@@ -52,31 +53,6 @@ steps = st.one_of(
     st.tuples(st.just("delete"), st.sampled_from(ORDER_IDS), st.none()),
 )
 histories = st.lists(st.lists(steps, min_size=1, max_size=4), min_size=1, max_size=12)
-
-
-def expected_totals(orders: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
-    """The oracle: totals recomputed plainly from the final orders."""
-    out: dict[Any, dict[str, Any]] = {}
-    for o in orders:
-        user, amount, status = o.get("user_id"), o.get("amount"), o.get("status")
-        if user is None or not isinstance(status, str) or isinstance(amount, bool):
-            continue
-        if isinstance(amount, Decimal128):
-            value = amount.to_decimal()
-        elif isinstance(amount, int | float) and math.isfinite(amount):
-            value = Decimal(repr(amount))
-        else:
-            continue
-        if value < 0:
-            continue
-        t = out.setdefault(user, {"total": Decimal(0), "count": 0, "by_status": {}, "last": None})
-        t["by_status"][status] = t["by_status"].get(status, 0) + 1
-        if status == "completed":
-            t["total"] += value
-            t["count"] += 1
-            created = o["created_at"].replace(tzinfo=dt.UTC)
-            t["last"] = created if t["last"] is None else max(t["last"], created)
-    return out
 
 
 async def apply_step(db: AsyncIOMotorDatabase[Any], step: Any, ns: str, session: Any) -> None:
