@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run mongosim test lint format bench clean
+.PHONY: install system-packages run mongosim test lint format bench clean
 
 $(STAMP): pyproject.toml
+	command -v promtool >/dev/null || $(MAKE) --no-print-directory system-packages
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -15,6 +16,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Debian packages the tests need: prometheus (the server and promtool) for the rule,
+# metrics and alerting checks. Its init script is not wanted: the tests start their own.
+system-packages:
+	sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
+	|| { $$sudo apt-get update -qq && \
+	     $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
+	-pkill -x prometheus
 
 # The embedded default: a mongosim replica set on 127.0.0.1:27017 (Ctrl-C stops it).
 run: $(STAMP)
