@@ -48,9 +48,10 @@ class FatalDatabaseError(StreamerError):
 class HistoryLost(StreamerError):
     """The stream cannot continue from its checkpoint; the derived data must be resynced."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, kind: str = "history_lost") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind  # a bounded label for metrics
 
 
 class CheckpointConflict(StreamerError):

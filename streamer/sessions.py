@@ -59,3 +59,14 @@ class WriterSessions:
             upsert=True,
         )
         return session
+
+    async def kill_owner(self, stream: str, owner: str) -> None:
+        """Kill the writer session another (dead) instance left on ``stream``."""
+        record = await self.mongo.find_one(COLLECTION, {"_id": f"{stream}@{owner}"})
+        if record is None or not record.get("lsid"):
+            return
+        try:
+            await self.mongo.kill_sessions([record["lsid"]])
+            log.info("session.previous_owner_killed", stream=stream, owner=owner)
+        except OperationFailure as exc:
+            log.warning("session.kill_refused", stream=stream, code=exc.code)

@@ -58,7 +58,15 @@ class Settings(BaseSettings):
     # How long one operation keeps retrying transient failures before giving up.
     retry_max_s: float = Field(30.0, gt=0)
     schema_path: Path = Path("config/schema.yaml")
-    http_port: int = Field(8080, ge=1, le=65535)
+    # High availability: a stream's lease lasts this long unless renewed (every third).
+    lease_ttl_s: float = Field(15.0, ge=1)
+    # /readyz fails when an owned stream is further behind than this.
+    ready_max_lag_s: float = Field(60.0, gt=0)
+    # At most this many streamer_low_stock_alert_info series.
+    max_alert_series: int = Field(1000, ge=0)
+    # The name this instance uses in leases and checkpoints (default: the hostname).
+    instance_id: str | None = None
+    http_port: int = Field(8080, ge=0, le=65535)  # 0: any free port
     shutdown_grace_s: float = Field(20.0, gt=0)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -20,15 +20,20 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from . import __version__
 from .bootstrap import bootstrap_exit_code, run_bootstrap
 from .checkpoints import CheckpointStore
 from .errors import DatabaseUnavailable, FatalDatabaseError, StreamerError
+from .health import Health
+from .http import HttpServer
 from .inventory import InventoryStream
+from .metrics import Metrics
 from .mongo import Mongo
 from .mongo.retries import retry_transient
 from .orders import OrdersStream
+from .ownership import StreamOwner
 from .schema import load_schema
 from .settings import Settings
 from .streams import BatchOutcome, StreamHandler
@@ -86,19 +91,54 @@ class Service:
         instance_id: str | None = None,
         streams: tuple[str, ...] = STREAMS,
         on_batch: Callable[[str, BatchOutcome, float], None] | None = None,
+        registry: CollectorRegistry | None = None,
+        http_port: int | None = None,
     ) -> None:
         self.settings = settings
-        self.instance_id = instance_id or default_instance_id()
+        self.instance_id = instance_id or settings.instance_id or default_instance_id()
         self.streams = streams
         self.stopping = asyncio.Event()
         self.totals = Totals()
         self._extra_on_batch = on_batch
-        self.watchers: dict[str, Watcher] = {}
-        self.mongo: Mongo | None = None
+        self.metrics = Metrics(registry, driver=settings.driver)
+        self.mongo = Mongo(
+            settings,
+            observers=[self.metrics.on_command],
+            listeners=[self.metrics.pool_listener()],
+        )
+        self.owners: dict[str, StreamOwner] = {}
+        self.health = Health(
+            self.mongo,
+            self.owners,
+            self.metrics,
+            ready_max_lag_s=settings.ready_max_lag_s,
+            max_alert_series=settings.max_alert_series,
+        )
+        self.http = HttpServer(
+            self.metrics.registry,
+            self.alive,
+            self.health.readiness,
+            port=settings.http_port if http_port is None else http_port,
+        )
         self.ready = asyncio.Event()
+        self._supervising = False
+
+    @property
+    def watchers(self) -> dict[str, Watcher]:
+        """The watchers of the streams this instance owns right now."""
+        return {
+            name: owner.watcher
+            for name, owner in self.owners.items()
+            if owner.owned and owner.watcher is not None
+        }
+
+    def alive(self) -> bool:
+        return not self.stopping.is_set() or self._supervising
 
     def _on_batch(self, stream: str, outcome: BatchOutcome, seconds: float) -> None:
         self.totals.record(stream, outcome, seconds)
+        if outcome.transitions:
+            self.health.alerts_changed.set()
         if self._extra_on_batch is not None:
             self._extra_on_batch(stream, outcome, seconds)
 
@@ -107,15 +147,16 @@ class Service:
             log.info("service.stopping", grace_s=self.settings.shutdown_grace_s)
         self.stopping.set()
 
-    async def _connect(self, mongo: Mongo) -> bool:
+    async def _connect(self) -> bool:
         """Connect, retrying with backoff until reachable or stopping; False if stopped."""
-        mongo.open()
+        self.mongo.open()
         backoff = 1.0
         while not self.stopping.is_set():
             try:
                 await retry_transient(
-                    mongo.ping, what="connect", max_delay_s=self.settings.retry_max_s
+                    self.mongo.ping, what="connect", max_delay_s=self.settings.retry_max_s
                 )
+                self.health.last_ping_ok = time.monotonic()
                 return True
             except DatabaseUnavailable as exc:
                 log.error("service.database_unreachable", error=str(exc), retry_in_s=backoff)
@@ -136,14 +177,16 @@ class Service:
             instance=self.instance_id,
             streams=list(self.streams),
         )
-        mongo = Mongo(s)
-        self.mongo = mongo
+        await self.http.start()
+        log.info("service.http", port=self.http.port)
         try:
-            if not await self._connect(mongo):
+            if not await self._connect():
                 return 0
             schema = load_schema(s.schema_path)
             report = await retry_transient(
-                lambda: run_bootstrap(mongo, schema), what="bootstrap", max_delay_s=s.retry_max_s
+                lambda: run_bootstrap(self.mongo, schema),
+                what="bootstrap",
+                max_delay_s=s.retry_max_s,
             )
             if bootstrap_exit_code(report) != 0:
                 for line in report.lines():
@@ -154,12 +197,14 @@ class Service:
                     "replaces them",
                 )
                 return 1
-            return await self._supervise(mongo)
+            self.health.bootstrapped = True
+            return await self._supervise()
         except FatalDatabaseError as exc:
             log.error("service.fatal", error=str(exc))
             return 1
         finally:
-            await mongo.close()
+            await self.mongo.close()
+            await self.http.close()
             log.info(
                 "service.stopped",
                 batches=self.totals.batches,
@@ -167,16 +212,24 @@ class Service:
                 quarantined=self.totals.quarantined,
             )
 
-    async def _supervise(self, mongo: Mongo) -> int:
-        store = CheckpointStore(mongo, self.instance_id)
-        handlers = make_handlers(mongo, self.settings)
+    async def _supervise(self) -> int:
+        store = CheckpointStore(self.mongo, self.instance_id)
+        handlers = make_handlers(self.mongo, self.settings)
         options = watcher_options(self.settings)
-        self.watchers = {
-            name: Watcher(mongo, store, handlers[name], options, self.stopping, self._on_batch)
-            for name in self.streams
-        }
+        for name in self.streams:
+            self.owners[name] = StreamOwner(
+                self.mongo,
+                store,
+                handlers[name],
+                options,
+                self.stopping,
+                lease_ttl_s=self.settings.lease_ttl_s,
+                metrics=self.metrics,
+                on_batch=self._on_batch,
+            )
         self.ready.set()
-        group_task = asyncio.create_task(self._run_watchers())
+        self._supervising = True
+        group_task = asyncio.create_task(self._run_group())
         stop_task = asyncio.create_task(self.stopping.wait())
         try:
             await asyncio.wait({group_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -202,16 +255,18 @@ class Service:
                 )
             return 1
         finally:
+            self._supervising = False
             stop_task.cancel()
             if not group_task.done():
                 group_task.cancel()
                 with suppress(asyncio.CancelledError):
                     await group_task
 
-    async def _run_watchers(self) -> None:
+    async def _run_group(self) -> None:
         async with asyncio.TaskGroup() as group:
-            for name, watcher in self.watchers.items():
-                group.create_task(watcher.run(), name=f"watch-{name}")
+            group.create_task(self.health.run(self.stopping), name="health")
+            for name, owner in self.owners.items():
+                group.create_task(owner.run(), name=f"own-{name}")
 
 
 def install_signal_handlers(service: Service) -> None:

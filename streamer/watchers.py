@@ -32,6 +32,7 @@ from .checkpoints import Checkpoint, CheckpointStore
 from .commits import Committer
 from .errors import CheckpointConflict, DatabaseUnavailable, HistoryLost
 from .inventory import log_transition
+from .metrics import Metrics
 from .mongo import Mongo, Session
 from .mongo.retries import Kind, classify, error_reason, retry_transient
 from .resync import Resyncer
@@ -66,6 +67,7 @@ class Watcher:
         options: WatcherOptions,
         stopping: asyncio.Event,
         on_batch: Callable[[str, BatchOutcome, float], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.mongo = mongo
         self.store = store
@@ -73,7 +75,10 @@ class Watcher:
         self.options = options
         self.stopping = stopping
         self.on_batch = on_batch
-        self.committer = Committer(mongo, store, retry_max_s=options.retry_max_s)
+        self.metrics = metrics
+        self.committer = Committer(
+            mongo, store, retry_max_s=options.retry_max_s, on_retry=self._count_retry
+        )
         self.resyncer = Resyncer(
             mongo,
             store,
@@ -87,6 +92,9 @@ class Watcher:
         self.log = log.bind(stream=handler.name)
         self.checkpoint: Checkpoint | None = None
         self.running = False
+        # Health, read by /readyz and the metrics collector.
+        self.position: Timestamp | None = None  # newest cluster time fully processed
+        self.outage: str | None = None  # why the stream is not progressing, if it is not
 
     # -- supervision loop -----------------------------------------------------------
     async def run(self) -> None:
@@ -100,7 +108,10 @@ class Watcher:
                     backoff = self.options.outage_backoff_s
                 except CheckpointConflict as exc:
                     self.log.info("stream.checkpoint_moved", detail=str(exc))
+                    self._count("aborts", "checkpoint_moved")
                 except DatabaseUnavailable as exc:
+                    self.outage = "database unavailable"
+                    self._count("aborts", "retries_exhausted")
                     self.log.error(
                         "stream.database_unavailable", error=str(exc), retry_in_s=backoff
                     )
@@ -111,6 +122,13 @@ class Watcher:
             if self.committer.session is not None:
                 with suppress(PyMongoError):
                     await self.committer.session.end_session()
+
+    def _count(self, family: str, reason: str) -> None:
+        if self.metrics is not None:
+            getattr(self.metrics, family).labels(self.handler.name, reason).inc()
+
+    def _count_retry(self, what: str, exc: BaseException, attempt: int) -> None:
+        self._count("retries", error_reason(exc))
 
     async def _pause(self, seconds: float) -> None:
         with suppress(TimeoutError):
@@ -123,7 +141,7 @@ class Watcher:
             )
         cp = await self._retry(lambda: self.store.load(self.handler.name), "checkpoint.load")
         if cp is None:
-            cp = await self._resync(None, "first start: no checkpoint", fresh=True)
+            cp = await self._resync(None, "first start: no checkpoint", "first_start", fresh=True)
         elif cp.phase == "resync":
             assert cp.resync is not None
             if cp.owner != self.store.owner and self._recent(cp):
@@ -132,7 +150,7 @@ class Watcher:
                 await self._pause(self.options.resync_poll_s)
                 return
             reason = f"restart of an interrupted resync ({cp.resync.reason})"
-            cp = await self._resync(cp, reason, fresh=cp.resync.fresh)
+            cp = await self._resync(cp, reason, "interrupted", fresh=cp.resync.fresh)
         if cp is None:
             return
         self.checkpoint = cp
@@ -141,13 +159,15 @@ class Watcher:
         except HistoryLost as exc:
             self.log.error("stream.history_lost", reason=exc.reason)
             assert self.checkpoint is not None
-            await self._resync(self.checkpoint, exc.reason, fresh=False)
-        except _Reopen:
+            await self._resync(self.checkpoint, exc.reason, exc.kind, fresh=False)
+        except _Reopen as exc:
+            self._count("resumes", str(exc))
             await self._pause(self.options.reopen_pause_s)
 
     async def _resync(
-        self, cp: Checkpoint | None, reason: str, *, fresh: bool
+        self, cp: Checkpoint | None, reason: str, kind: str, *, fresh: bool
     ) -> Checkpoint | None:
+        self._count("resyncs", kind)
         claimed = await self.resyncer.claim(cp, reason, fresh)
         self.checkpoint = claimed
         done = await self.resyncer.run(claimed)
@@ -208,6 +228,8 @@ class Watcher:
                         last_saved,
                     )
                     self.checkpoint = cp
+                    self.position = reply.get("operationTime") or cp.position
+                    self.outage = None
                     if self.stopping.is_set() or not cursor_id:
                         return
                     reply = await self._get_more(cursor_id, session)
@@ -239,7 +261,7 @@ class Watcher:
             if resumable:
                 # Resumable: reopen from the last committed checkpoint.
                 self.log.warning("stream.interrupted", reason=error_reason(exc))
-                raise _Reopen from exc
+                raise _Reopen(error_reason(exc)) from exc
             raise
 
     async def _process(
@@ -275,7 +297,9 @@ class Watcher:
             last_saved = time.monotonic()
             self.log.debug("checkpoint.idle_saved")
         if end is not None:
-            raise HistoryLost(f"the {self.handler.source} collection saw {end.op}")
+            raise HistoryLost(
+                f"the {self.handler.source} collection saw {end.op}", kind="collection_dropped"
+            )
         return cp, last_saved
 
     async def _apply(
@@ -316,6 +340,8 @@ class Watcher:
             writes=outcome.derived_writes,
             seconds=round(seconds, 4),
         )
+        if self.metrics is not None:
+            self.metrics.on_batch(self.handler.name, outcome, seconds)
         if self.on_batch is not None:
             self.on_batch(self.handler.name, outcome, seconds)
 

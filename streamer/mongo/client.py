@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import structlog
+from bson import Timestamp
 from bson.codec_options import CodecOptions
 from pymongo import ReadPreference, WriteConcern
 from pymongo.errors import PyMongoError
@@ -95,9 +96,15 @@ def _make_client(driver: str, uri: str, options: dict[str, Any]) -> Any:
 class Mongo:
     """The service's database: one client, the configured database, the calls we make."""
 
-    def __init__(self, settings: Settings, observers: list[CommandObserver] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        observers: list[CommandObserver] | None = None,
+        listeners: list[Any] | None = None,
+    ):
         self.settings = settings
         self.listener = CommandListener(settings.slow_command_ms, observers)
+        self.extra_listeners = list(listeners or [])
         self.state = State.UNOPENED
         self._client: Any = None
         self._db: Any = None
@@ -113,6 +120,7 @@ class Mongo:
         if self.state is not State.UNOPENED:
             raise RuntimeError(f"Mongo client is {self.state.value}; create a new one")
         options = client_options(self.settings, self.listener)
+        options["event_listeners"] += self.extra_listeners
         self._client = _make_client(
             self.settings.driver, self.settings.mongodb_uri.get_secret_value(), options
         )
@@ -194,6 +202,12 @@ class Mongo:
     async def count(self, coll: str, filter: Mapping[str, Any]) -> int:
         n: int = await self._coll(coll).count_documents(dict(filter))
         return n
+
+    async def oldest_oplog_time(self) -> Timestamp | None:
+        """The timestamp of the oldest oplog entry (needs read on local.oplog.rs)."""
+        oplog = self._client.get_database("local", codec_options=CODEC_OPTIONS)["oplog.rs"]
+        docs = await oplog.find({}, {"ts": 1, "_id": 0}).sort("$natural", 1).limit(1).to_list(1)
+        return docs[0]["ts"] if docs else None
 
     # -- writes -------------------------------------------------------------------------
     async def bulk_write(

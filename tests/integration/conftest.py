@@ -41,7 +41,7 @@ RunService = Callable[..., AbstractAsyncContextManager[Service]]
 @asynccontextmanager
 async def run_service(settings: Settings, **options: Any) -> AsyncIterator[Service]:
     """The service running as a task of the test's loop; stopped (gracefully) on exit."""
-    service = Service(settings, **options)
+    service = Service(settings, **{"http_port": 0, **options})
     task = asyncio.create_task(service.run())
     ready = asyncio.create_task(service.ready.wait())
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -58,12 +58,20 @@ async def run_service(settings: Settings, **options: Any) -> AsyncIterator[Servi
 
 
 async def streaming(service: Service, within_s: float = 20.0) -> None:
-    """Wait until every watcher has finished its start-up resync and is streaming."""
+    """Wait until every stream has an owner (this instance or another) that is streaming."""
     deadline = asyncio.get_running_loop().time() + within_s
-    while not all(
-        w.checkpoint is not None and w.checkpoint.phase == "stream"
-        for w in service.watchers.values()
-    ):
+    while True:
+        leases = await service.mongo.find("streamer_leases", {})
+        checkpoints = await service.mongo.find("streamer_checkpoints", {"phase": "stream"})
+        owned_here = service.watchers
+        if (
+            {d["_id"] for d in leases} >= set(service.streams)
+            and {d["_id"] for d in checkpoints} >= set(service.streams)
+            and all(
+                w.checkpoint is not None and w.position is not None for w in owned_here.values()
+            )
+        ):
+            return
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("the service did not start streaming")
         await asyncio.sleep(0.01)

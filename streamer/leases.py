@@ -1,0 +1,91 @@
+"""Stream leases in ``streamer_leases``: one instance processes a stream, others stand by.
+
+A lease is a document per stream naming its owner and an expiry on the *server's*
+clock (``$$NOW`` in an update pipeline), so pods with skewed clocks still agree on who
+holds it. Acquiring is one upsert filtered on "mine, or expired": when another
+instance holds a live lease the upsert collides on ``_id`` (DuplicateKey) and the
+caller stands by. The owner renews well inside the TTL; if a renewal finds the lease
+gone it stops processing. Leases only decide who does the work; the checkpoint
+compare-and-set is what keeps two owners, for a moment, from double counting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from .mongo import Mongo
+
+COLLECTION = "streamer_leases"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    stream: str
+    owner: str
+    previous_owner: str | None  # who held it before this acquisition, if someone else
+    expires_at: dt.datetime
+
+
+class Leases:
+    def __init__(self, mongo: Mongo, owner: str, ttl_s: float) -> None:
+        self.mongo = mongo
+        self.owner = owner
+        self.ttl_ms = int(ttl_s * 1000)
+
+    def _extend(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "$set": {
+                    "previous_owner": {
+                        "$cond": [{"$eq": ["$owner", self.owner]}, "$previous_owner", "$owner"]
+                    },
+                    "owner": self.owner,
+                    "expires_at": {"$add": ["$$NOW", self.ttl_ms]},
+                    "renewed_at": "$$NOW",
+                }
+            }
+        ]
+
+    async def acquire(self, stream: str) -> Lease | None:
+        """Take or keep the lease if it is free, expired or ours; None if another holds it."""
+        mine_or_expired = {
+            "_id": stream,
+            "$or": [{"owner": self.owner}, {"$expr": {"$lt": ["$expires_at", "$$NOW"]}}],
+        }
+        try:
+            doc = await self.mongo.find_one_and_update(
+                COLLECTION, mine_or_expired, self._extend(), upsert=True
+            )
+        except DuplicateKeyError:
+            return None
+        return self._lease(doc)
+
+    async def renew(self, stream: str) -> Lease | None:
+        """Extend our lease; None if it is no longer ours."""
+        doc = await self.mongo.find_one_and_update(
+            COLLECTION, {"_id": stream, "owner": self.owner}, self._extend()
+        )
+        return self._lease(doc) if doc is not None else None
+
+    async def release(self, stream: str) -> None:
+        """Expire our lease now, so a standby takes over without waiting out the TTL."""
+        await self.mongo.update_one(
+            COLLECTION,
+            {"_id": stream, "owner": self.owner},
+            [{"$set": {"expires_at": "$$NOW"}}],
+        )
+
+    def _lease(self, doc: dict[str, Any] | None) -> Lease | None:
+        if doc is None:
+            return None
+        previous = doc.get("previous_owner")
+        return Lease(
+            stream=doc["_id"],
+            owner=doc["owner"],
+            previous_owner=previous if previous and previous != self.owner else None,
+            expires_at=doc["expires_at"],
+        )
