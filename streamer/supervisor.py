@@ -93,6 +93,7 @@ class Service:
         on_batch: Callable[[str, BatchOutcome, float], None] | None = None,
         registry: CollectorRegistry | None = None,
         http_port: int | None = None,
+        probe_interval_s: float = 5.0,
     ) -> None:
         self.settings = settings
         self.instance_id = instance_id or settings.instance_id or default_instance_id()
@@ -113,6 +114,8 @@ class Service:
             self.metrics,
             ready_max_lag_s=settings.ready_max_lag_s,
             max_alert_series=settings.max_alert_series,
+            ping_interval_s=probe_interval_s,
+            alerts_interval_s=probe_interval_s,
         )
         self.http = HttpServer(
             self.metrics.registry,

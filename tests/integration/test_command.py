@@ -25,6 +25,7 @@ def env_for(uri: str, database: str, **extra: str) -> dict[str, str]:
         "STREAMER_LOG_FORMAT": "json",
         "STREAMER_MAX_BATCH_WAIT_MS": "50",
         "STREAMER_IDLE_CHECKPOINT_INTERVAL_S": "0.2",
+        "STREAMER_HTTP_PORT": "0",
         **extra,
     }
 

@@ -45,6 +45,9 @@ class ThreadedMongoSim:
         return self
 
     def stop(self) -> None:
+        """Stop the server and its thread; a second call does nothing."""
+        if self._loop.is_closed():
+            return
         if self.sim is not None:
             self._run(self.sim.close())
             self.sim = None

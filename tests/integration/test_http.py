@@ -1,0 +1,147 @@
+"""/metrics, /healthz and /readyz of the running service."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from typing import Any
+
+import aiohttp
+import pytest
+from motor.motor_asyncio import AsyncIOMotorDatabase
+from pydantic import SecretStr
+
+from streamer.settings import Settings
+from streamer.supervisor import Service
+
+from .conftest import RunService, caught_up
+
+
+async def get(service: Service, path: str, **headers: str) -> tuple[int, str, str]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{service.http.port}{path}", headers=headers) as response,
+    ):
+        return response.status, response.headers["Content-Type"], await response.text()
+
+
+async def until_status(service: Service, path: str, status: int, within_s: float = 20) -> str:
+    """Poll ``path`` until it answers ``status``; the body."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        code, _, body = await get(service, path)
+        if code == status:
+            return body
+        assert asyncio.get_running_loop().time() < deadline, f"{path} stayed {code}: {body}"
+        await asyncio.sleep(0.05)
+
+
+async def test_metrics_describe_the_work_in_base_units_and_pass_promtool(
+    db: AsyncIOMotorDatabase[Any], settings: Settings, service: RunService
+) -> None:
+    """After some traffic the exposition has every family and `promtool check metrics` agrees."""
+    async with service(settings, probe_interval_s=0.1) as svc:
+        await db.orders.insert_one({"user_id": "m", "amount": 1, "status": "completed"})
+        await db.inventory.insert_one({"_id": "low", "sku": "L-1", "name": "L", "stock": 1})
+        await db.orders.insert_one({"amount": "bad"}, bypass_document_validation=True)
+        await caught_up(db)
+        body = await until_status(svc, "/metrics", 200)
+        for _ in range(100):
+            if 'streamer_low_stock_alert_info{product_id="low",sku="L-1"} 1.0' in body:
+                break
+            await asyncio.sleep(0.05)
+            _, _, body = await get(svc, "/metrics")
+    for family in [
+        'streamer_events_applied_total{op="insert",stream="orders"}',
+        "streamer_batches_total",
+        "streamer_batch_apply_duration_seconds_bucket",
+        "streamer_transaction_commits_total",
+        'streamer_lag_seconds{stream="orders"}',
+        'streamer_checkpoint_age_seconds{stream="inventory"}',
+        "streamer_oplog_headroom_seconds",
+        'streamer_quarantined_events_total{reason="user_id is missing",stream="orders"} 1.0',
+        "streamer_resyncs_total",
+        "streamer_open_alerts 1.0",
+        "streamer_alerts_opened_total 1.0",
+        'streamer_low_stock_alert_info{product_id="low",sku="L-1"} 1.0',
+        'streamer_mongodb_command_duration_seconds_bucket{command="find"',
+        "streamer_mongodb_pool_connections",
+        "streamer_mongodb_pool_checked_out",
+        'streamer_stream_owned{owner="',
+        "streamer_build_info{",
+    ]:
+        assert family in body, family
+    assert '"m"' not in body  # no per-user labels
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (make installs Debian's prometheus)")
+    proc = await asyncio.create_subprocess_exec(
+        promtool,
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate(body.encode())
+    assert proc.returncode == 0, out.decode()
+
+
+async def test_openmetrics_is_served_when_the_scraper_asks_for_it(
+    settings: Settings, service: RunService
+) -> None:
+    """Accept: application/openmetrics-text gets OpenMetrics, ending in # EOF."""
+    async with service(settings) as svc:
+        code, content_type, body = await get(
+            svc, "/metrics", Accept="application/openmetrics-text; version=1.0.0"
+        )
+    assert code == 200
+    assert content_type.startswith("application/openmetrics-text")
+    assert body.rstrip().endswith("# EOF")
+
+
+async def test_health_is_live_and_ready_while_streaming(
+    settings: Settings, service: RunService
+) -> None:
+    """/healthz 200; /readyz 200 with every check ok once both streams run."""
+    async with service(settings, probe_interval_s=0.1) as svc:
+        code, _, _ = await get(svc, "/healthz")
+        assert code == 200
+        body = await until_status(svc, "/readyz", 200)
+    assert '"orders": "ok"' in body and '"database": "ok"' in body
+
+
+async def test_a_stalled_stream_makes_the_instance_unready_until_it_recovers(
+    settings: Settings, service: RunService, fail_point: Any
+) -> None:
+    """Every getMore failing: lag passes the bound, /readyz 503; fixed: ready again."""
+    strict = settings.model_copy(update={"ready_max_lag_s": 1.0})
+    async with service(strict, probe_interval_s=0.1) as svc:
+        await until_status(svc, "/readyz", 200)
+        async with fail_point(
+            {"mode": "alwaysOn", "data": {"failCommands": ["getMore"], "errorCode": 10107}}
+        ):
+            body = await until_status(svc, "/readyz", 503)
+            assert "lagging" in body
+        await until_status(svc, "/readyz", 200)
+
+
+async def test_an_unreachable_database_makes_the_instance_unready_but_alive(
+    private_mongosim: Any, service: RunService
+) -> None:
+    """mongosim stopped: /readyz 503 naming the database, /healthz still 200."""
+    async with private_mongosim() as sim:
+        settings = Settings(
+            mongodb_uri=SecretStr(sim.uri),
+            database="shop",
+            max_batch_wait_ms=50,
+            server_selection_timeout_ms=300,
+            retry_max_s=1,
+        )
+        async with service(settings, probe_interval_s=0.1) as svc:
+            await until_status(svc, "/readyz", 200)
+            await asyncio.to_thread(sim.stop)
+            body = await until_status(svc, "/readyz", 503)
+            assert '"database": "unreachable"' in body
+            code, _, _ = await get(svc, "/healthz")
+            assert code == 200
