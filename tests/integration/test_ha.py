@@ -1,0 +1,77 @@
+"""Two instances: one owns each stream, the other stands by and takes over when it dies."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+from motor.motor_asyncio import AsyncIOMotorDatabase
+
+from streamer.mongo import Mongo
+from streamer.verify import verify
+
+from .conftest import caught_up
+from .model import Traffic, expected_totals, totals_differences
+from .service_process import ServiceProcess
+
+TTL_S = 2.0
+
+
+async def owners(db: AsyncIOMotorDatabase[Any]) -> dict[str, str]:
+    return {d["_id"]: d["owner"] async for d in db.streamer_leases.find()}
+
+
+async def until_owned_by(db: AsyncIOMotorDatabase[Any], owner: str, within_s: float) -> float:
+    """Seconds until ``owner`` holds both leases."""
+    started = time.monotonic()
+    while (await owners(db)) != {"orders": owner, "inventory": owner}:
+        assert time.monotonic() - started < within_s, await owners(db)
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def drive(traffic: Traffic, events: int) -> None:
+    target = traffic.events + events
+    while traffic.events < target:
+        await traffic.step()
+
+
+async def test_killing_the_owner_hands_the_streams_to_the_standby_without_loss(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str, mongo: Mongo
+) -> None:
+    """SIGKILL the owner mid-traffic: the standby owns both streams within the TTL, exactly."""
+    make = lambda name: ServiceProcess(  # noqa: E731 - three instances alike
+        mongo_uri, db.name, instance_id=name, lease_ttl_s=TTL_S
+    )
+    a, b, c = make("a"), make("b"), make("c")
+    traffic = Traffic(db, random.Random(7))
+    await a.start()
+    await until_owned_by(db, "a", within_s=30)
+    await b.start()
+    await drive(traffic, 500)
+    await a.kill()
+    takeover = asyncio.create_task(until_owned_by(db, "b", within_s=3 * TTL_S))
+    await drive(traffic, 500)
+    took = await takeover
+    # A rolling replacement: c starts, b is stopped gracefully and hands over at once.
+    await c.start()
+    await drive(traffic, 300)
+    code, err = await b.stop()
+    assert code == 0, err[-3000:]
+    handover = await until_owned_by(db, "c", within_s=3 * TTL_S)
+    await drive(traffic, 300)
+    await caught_up(db, within_s=60)
+    code, err = await c.stop()
+    assert code == 0, err[-3000:]
+    final = await db.orders.find().to_list(None)
+    problems = totals_differences(expected_totals(final), await db.user_totals.find().to_list(None))
+    problems += await traffic.alert_differences()
+    print(
+        f"ha: takeover after SIGKILL {took:.2f}s, graceful handover {handover:.2f}s, "
+        f"{traffic.events} events, {len(problems)} differences"
+    )
+    assert took <= 1.5 * TTL_S
+    assert not problems, problems[:20]
+    assert not (await verify(mongo, default_threshold=10)).drift
