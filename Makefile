@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install system-packages run mongosim test lint format bench clean
+.PHONY: install system-packages k8s-config run mongosim test lint format bench clean
 
 $(STAMP): pyproject.toml
 	command -v promtool >/dev/null || $(MAKE) --no-print-directory system-packages
@@ -44,6 +44,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tests/bench/mongosim_bench.py
+
+# Copy config/ into the Kubernetes ConfigMap (kustomize cannot reach outside k8s/).
+k8s-config: $(STAMP)
+	$(BIN)/python k8s/render_configmap.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
