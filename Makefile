@@ -26,11 +26,14 @@ system-packages:
 	     $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
 	-pkill -x prometheus
 
-# The embedded default: a mongosim replica set on 127.0.0.1:27017 (Ctrl-C stops it).
+# The embedded default: mongosim, bootstrap, demo data, the service and a traffic
+# generator, with a live status line (Ctrl-C stops everything).
 run: $(STAMP)
-	$(BIN)/mongosim --port $${MONGOSIM_PORT:-27017}
+	$(BIN)/streamer demo --port $${MONGOSIM_PORT:-27017}
 
-mongosim: run
+# mongosim alone, for `streamer run` against it by hand.
+mongosim: $(STAMP)
+	$(BIN)/mongosim --port $${MONGOSIM_PORT:-27017}
 
 test: $(STAMP)
 	$(BIN)/pytest tests --ignore=tests/bench $(PYTEST_ARGS)

@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="clear the derived data first instead of reconciling it in place",
     )
     sub.add_parser("verify", help="recompute from the sources; print differences, exit 1 on drift")
+    demo = sub.add_parser(
+        "demo", help="everything on an embedded mongosim with demo data and traffic (make run)"
+    )
+    demo.add_argument("--port", type=int, default=27017, help="mongosim's port (default 27017)")
     return parser
 
 
@@ -171,12 +175,19 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return await service.run()
 
 
+async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return await run_demo(settings, args.port)
+
+
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "run": cmd_run,
     "bootstrap": cmd_bootstrap,
     "status": cmd_status,
     "resync": cmd_resync,
     "verify": cmd_verify,
+    "demo": cmd_demo,
 }
 
 
