@@ -6,9 +6,11 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
+import aiohttp
 import pytest
 from bson import Decimal128
 from motor.motor_asyncio import AsyncIOMotorDatabase
@@ -48,6 +50,12 @@ async def streamer(env: dict[str, str], *args: str, within_s: float = 60) -> tup
     out, err = await asyncio.wait_for(proc.communicate(), within_s)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def log_events(stderr: str) -> list[dict[str, Any]]:
@@ -156,3 +164,31 @@ async def test_verify_finds_tampering_and_a_fresh_resync_repairs_it(
     assert code == 0 and "orders: resynced" in out and "inventory" not in out
     code, out, _ = await streamer(env, "verify")
     assert code == 0, out
+
+
+async def test_the_demo_serves_metrics_and_stops_cleanly_on_ctrl_c() -> None:
+    """`make run`'s command: mongosim, service and traffic; SIGINT ends it with 0."""
+    http_port = free_port()
+    env = {**os.environ, "STREAMER_HTTP_PORT": str(http_port)}
+    proc = await spawn(env, "demo", "--port", str(free_port()))
+    assert proc.stdout is not None
+    try:
+        line = b""
+        while b"metrics at" not in line:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            assert line, "the demo exited before serving metrics"
+        assert f"http://127.0.0.1:{http_port}/metrics".encode() in line
+        async with aiohttp.ClientSession() as http:
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                async with http.get(f"http://127.0.0.1:{http_port}/metrics") as response:
+                    body = await response.text()
+                if 'streamer_events_applied_total{op="insert",stream="orders"}' in body:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, body[-2000:]
+                await asyncio.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert b"stopped" in out
