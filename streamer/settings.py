@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # How long one operation keeps retrying transient failures before giving up.
     retry_max_s: float = Field(30.0, gt=0)
     schema_path: Path = Path("config/schema.yaml")
+    # Apply the schema at start-up; turn off where a separate, privileged job runs
+    # `streamer bootstrap` and the service's own role cannot create indexes.
+    bootstrap_on_start: bool = True
     # High availability: a stream's lease lasts this long unless renewed (every third).
     lease_ttl_s: float = Field(15.0, ge=1)
     # /readyz fails when an owned stream is further behind than this.

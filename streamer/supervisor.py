@@ -185,6 +185,10 @@ class Service:
         try:
             if not await self._connect():
                 return 0
+            if not s.bootstrap_on_start:
+                log.info("bootstrap.skipped", reason="bootstrap_on_start is false")
+                self.health.bootstrapped = True
+                return await self._supervise()
             schema = load_schema(s.schema_path)
             report = await retry_transient(
                 lambda: run_bootstrap(self.mongo, schema),
