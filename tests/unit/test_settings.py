@@ -50,7 +50,7 @@ def test_the_default_config_file_is_read_from_config_streamer_yaml(tmp_path: Pat
 @pytest.mark.parametrize(
     ("key", "value", "named"),
     [
-        ("STREAMER_HTTP_PORT", "0", "http_port"),
+        ("STREAMER_HTTP_PORT", "70000", "http_port"),
         ("STREAMER_BATCH_SIZE", "many", "batch_size"),
         ("STREAMER_LOG_LEVEL", "LOUD", "log_level"),
         ("STREAMER_MONGODB_URI", "postgres://u:hunter2@h/db", "mongodb_uri"),
