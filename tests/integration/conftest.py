@@ -16,10 +16,13 @@ from streamer.settings import Settings
 from streamer.supervisor import Service
 
 
-@pytest.fixture
-def settings(mongo_uri: str, db: AsyncIOMotorDatabase[Any]) -> Settings:
-    """Settings pointing at the test's own database, with fast timings for tests."""
+@pytest.fixture(params=["motor", "pymongo"])
+def settings(
+    request: pytest.FixtureRequest, mongo_uri: str, db: AsyncIOMotorDatabase[Any]
+) -> Settings:
+    """Settings for the test's own database, fast timings, once per driver behind the seam."""
     return Settings(
+        driver=request.param,
         mongodb_uri=SecretStr(mongo_uri),
         database=db.name,
         max_batch_wait_ms=50,
