@@ -7,15 +7,28 @@ expected alert opens and resolves follow.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import math
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from bson import Decimal128
 from motor.motor_asyncio import AsyncIOMotorDatabase
+from pymongo.errors import (
+    AutoReconnect,
+    DuplicateKeyError,
+    NotPrimaryError,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
+
+# Errors a primary returns before executing a write: safe to send it again.
+NOT_EXECUTED = frozenset({10107, 11602, 13435, 189, 91, 11600})
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 STATUSES = ("completed", "pending", "cancelled", "refunded")
@@ -101,6 +114,25 @@ class Traffic:
     events: int = 0
     products: dict[int, Product] = field(default_factory=dict)
     live_orders: set[int] = field(default_factory=set)
+    # With tolerant=True writes ride out outages, but a write lost with its connection
+    # may have applied or not: the stock model then is no longer exact (uncertain).
+    tolerant: bool = False
+    uncertain: bool = False
+
+    async def write(self, op: Callable[[], Awaitable[Any]]) -> Any:
+        while True:
+            try:
+                return await op()
+            except NotPrimaryError:
+                pass  # refused before it ran: send it again
+            except OperationFailure as exc:
+                if exc.code not in NOT_EXECUTED:
+                    raise
+            except (AutoReconnect, ServerSelectionTimeoutError):
+                if not self.tolerant:
+                    raise
+                self.uncertain = True
+            await asyncio.sleep(0.05)
 
     async def step(self) -> None:
         if self.rng.random() < 0.6:
@@ -122,20 +154,25 @@ class Traffic:
         r, orders = self.rng, self.db.orders
         oid = r.randrange(self.order_ids)
         if oid not in self.live_orders:
-            await orders.insert_one({"_id": oid, **self.order()})
+            doc = {"_id": oid, **self.order()}
+            await self.write(lambda: self._insert_once(orders, doc))
             self.live_orders.add(oid)
             return
         choice = r.random()
         if choice < 0.3:
-            await orders.update_one({"_id": oid}, {"$set": {"status": r.choice(STATUSES)}})
+            update = {"$set": {"status": r.choice(STATUSES)}}
+            await self.write(lambda: orders.update_one({"_id": oid}, update))
         elif choice < 0.5:
-            await orders.update_one({"_id": oid}, {"$inc": {"amount": r.randrange(1, 50)}})
+            inc = {"$inc": {"amount": r.randrange(1, 50)}}
+            await self.write(lambda: orders.update_one({"_id": oid}, inc))
         elif choice < 0.65:
-            await orders.update_one({"_id": oid}, {"$set": {"user_id": r.randrange(self.users)}})
+            move = {"$set": {"user_id": r.randrange(self.users)}}
+            await self.write(lambda: orders.update_one({"_id": oid}, move))
         elif choice < 0.8:
-            await orders.replace_one({"_id": oid}, self.order())
+            replacement = self.order()
+            await self.write(lambda: orders.replace_one({"_id": oid}, replacement))
         else:
-            await orders.delete_one({"_id": oid})
+            await self.write(lambda: orders.delete_one({"_id": oid}))
             self.live_orders.discard(oid)
 
     async def inventory_step(self) -> None:
@@ -144,17 +181,22 @@ class Traffic:
         p = self.products.setdefault(pid, Product())
         if not p.exists:
             stock = r.randrange(0, 40)
-            await inventory.insert_one(
-                {"_id": pid, "sku": f"SKU-{pid}", "name": f"Product {pid}", "stock": stock}
-            )
+            doc = {"_id": pid, "sku": f"SKU-{pid}", "name": f"Product {pid}", "stock": stock}
+            await self.write(lambda: self._insert_once(inventory, doc))
             p.observe(True, stock)
         elif r.random() < 0.1:
-            await inventory.delete_one({"_id": pid})
+            await self.write(lambda: inventory.delete_one({"_id": pid}))
             p.observe(False)
         else:
             delta = r.randrange(-12, 13)
-            await inventory.update_one({"_id": pid}, {"$inc": {"stock": delta}})
+            await self.write(lambda: inventory.update_one({"_id": pid}, {"$inc": {"stock": delta}}))
             p.observe(True, p.stock + delta)
+
+    @staticmethod
+    async def _insert_once(coll: Any, doc: dict[str, Any]) -> None:
+        # DuplicateKey: an earlier attempt, lost with its connection, did apply.
+        with contextlib.suppress(DuplicateKeyError):
+            await coll.insert_one(doc)
 
     async def alert_differences(self) -> list[str]:
         out = []

@@ -32,7 +32,7 @@ async def test_sigkill_at_random_instants_loses_and_doubles_nothing(
     """Thousands of events, a SIGKILL every fraction of a second, then exact results."""
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    service = ServiceProcess(mongo_uri, db.name)
+    service = ServiceProcess(mongo_uri, db.name, driver=mongo.settings.driver)
     traffic = Traffic(db, rng)
     await service.start()
     await streaming(db)

@@ -43,7 +43,7 @@ async def test_killing_the_owner_hands_the_streams_to_the_standby_without_loss(
 ) -> None:
     """SIGKILL the owner mid-traffic: the standby owns both streams within the TTL, exactly."""
     make = lambda name: ServiceProcess(  # noqa: E731 - three instances alike
-        mongo_uri, db.name, instance_id=name, lease_ttl_s=TTL_S
+        mongo_uri, db.name, instance_id=name, lease_ttl_s=TTL_S, driver=mongo.settings.driver
     )
     a, b, c = make("a"), make("b"), make("c")
     traffic = Traffic(db, random.Random(7))
