@@ -1,0 +1,119 @@
+"""The fault-injection suite: each scenario drives traffic, injects its fault, and scores.
+
+A bounded run is part of `make test`; `make faults` sets FAULTS_FULL=1 for the full
+sizes. Every scenario records (events, faults injected, lost, duplicated) and the
+session ends with one line summing them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from motor.motor_asyncio import AsyncIOMotorDatabase
+from pydantic import SecretStr
+
+from streamer.mongo import Mongo
+from streamer.settings import Settings
+from streamer.verify import verify
+from tests.integration.conftest import mongo, service  # noqa: F401 - shared fixtures
+from tests.integration.model import Traffic
+
+FULL = os.environ.get("FAULTS_FULL") == "1"
+
+
+def size(bounded: int, full: int) -> int:
+    return full if FULL else bounded
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    events: int
+    faults: int
+    lost: int = 0
+    duplicated: int = 0
+    diverged: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"{self.scenario}: {self.events} events, {self.faults} faults injected, "
+            f"lost {self.lost}, duplicated {self.duplicated}"
+        )
+
+
+RESULTS: list[Outcome] = []
+
+
+async def score(
+    scenario: str, db: AsyncIOMotorDatabase[Any], store: Mongo, traffic: Traffic, faults: int
+) -> Outcome:
+    """Compare the derived data with the sources (and the traffic model where it is exact)."""
+    outcome = Outcome(scenario, traffic.events, faults)
+    expected: dict[Any, dict[str, int]] = {}
+    async for o in db.orders.find():
+        if isinstance(o.get("status"), str) and o.get("user_id") is not None:
+            counts = expected.setdefault(o["user_id"], {})
+            counts[o["status"]] = counts.get(o["status"], 0) + 1
+    stored = {d["_id"]: d.get("by_status", {}) async for d in db.user_totals.find()}
+    for user in expected.keys() | stored.keys():
+        want, got = expected.get(user, {}), stored.get(user, {})
+        for status in want.keys() | got.keys():
+            gap = want.get(status, 0) - got.get(status, 0)
+            outcome.lost += max(gap, 0)
+            outcome.duplicated += max(-gap, 0)
+    if not traffic.uncertain:
+        for pid, p in traffic.products.items():
+            alerts = await db.stock_alerts.find({"product_id": pid}).to_list(None)
+            resolved = sum(a["state"] == "resolved" for a in alerts)
+            for want, got in ((p.opens, len(alerts)), (p.resolves, resolved)):
+                outcome.lost += max(want - got, 0)
+                outcome.duplicated += max(got - want, 0)
+    report = await verify(store, default_threshold=10)
+    outcome.diverged = report.differences
+    RESULTS.append(outcome)
+    print("\n" + outcome.line())
+    for difference in outcome.diverged[:20]:
+        print(f"  diverged: {difference}")
+    return outcome
+
+
+def check(outcome: Outcome) -> None:
+    assert (outcome.lost, outcome.duplicated) == (0, 0), outcome.line()
+    assert not outcome.diverged, outcome.diverged[:20]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not RESULTS:
+        return
+    events = sum(r.events for r in RESULTS)
+    faults = sum(r.faults for r in RESULTS)
+    lost = sum(r.lost for r in RESULTS)
+    duplicated = sum(r.duplicated for r in RESULTS)
+    terminalreporter.write_line(
+        f"faults: {len(RESULTS)} scenarios, {events} events, {faults} faults injected, "
+        f"lost {lost}, duplicated {duplicated}"
+    )
+
+
+@pytest.fixture
+def settings(mongo_uri: str, db: AsyncIOMotorDatabase[Any]) -> Settings:
+    """The service's settings for a scenario (FAULTS_DRIVER picks the driver; motor)."""
+    return Settings(
+        driver=os.environ.get("FAULTS_DRIVER", "motor"),  # type: ignore[arg-type]
+        mongodb_uri=SecretStr(mongo_uri),
+        database=db.name,
+        max_batch_wait_ms=50,
+        idle_checkpoint_interval_s=0.2,
+        retry_max_s=20,
+        server_selection_timeout_ms=2000,
+        socket_timeout_ms=1000,
+        lease_ttl_s=2,
+    )
+
+
+@pytest.fixture
+def scenario_name(request: pytest.FixtureRequest) -> str:
+    return str(request.node.name.removeprefix("test_"))
