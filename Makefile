@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install system-packages k8s-config run mongosim test lint format bench clean
+.PHONY: install system-packages k8s-config faults run mongosim test lint format bench clean
 
 $(STAMP): pyproject.toml
 	command -v promtool >/dev/null || $(MAKE) --no-print-directory system-packages
@@ -44,6 +44,10 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix streamer tests
+
+# The full fault-injection suite (make test runs a bounded version of it).
+faults: $(STAMP)
+	FAULTS_FULL=1 $(BIN)/pytest tests/faults -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python tests/bench/mongosim_bench.py

@@ -84,8 +84,10 @@ def assess_order(state: Mapping[str, Any] | None) -> Contribution | Invalid | No
     user_id = state.get("user_id")
     if user_id is None:
         return Invalid("user_id is missing")
-    if isinstance(user_id, list | Regex | re.Pattern):
-        return Invalid(f"user_id cannot be an {type(user_id).__name__}")
+    if isinstance(user_id, list):
+        return Invalid("user_id is an array (an _id cannot be)")
+    if isinstance(user_id, Regex | re.Pattern):
+        return Invalid("user_id is a regular expression (an _id cannot be)")
     amount = to_decimal(state.get("amount"))
     if isinstance(amount, str):
         return Invalid(amount)

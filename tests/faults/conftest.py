@@ -19,7 +19,7 @@ from streamer.mongo import Mongo
 from streamer.settings import Settings
 from streamer.verify import verify
 from tests.integration.conftest import mongo, service  # noqa: F401 - shared fixtures
-from tests.integration.model import Traffic
+from tests.integration.model import Traffic, expected_totals
 
 FULL = os.environ.get("FAULTS_FULL") == "1"
 
@@ -52,11 +52,8 @@ async def score(
 ) -> Outcome:
     """Compare the derived data with the sources (and the traffic model where it is exact)."""
     outcome = Outcome(scenario, traffic.events, faults)
-    expected: dict[Any, dict[str, int]] = {}
-    async for o in db.orders.find():
-        if isinstance(o.get("status"), str) and o.get("user_id") is not None:
-            counts = expected.setdefault(o["user_id"], {})
-            counts[o["status"]] = counts.get(o["status"], 0) + 1
+    orders = await db.orders.find().to_list(None)
+    expected = {user: t["by_status"] for user, t in expected_totals(orders).items()}
     stored = {d["_id"]: d.get("by_status", {}) async for d in db.user_totals.find()}
     for user in expected.keys() | stored.keys():
         want, got = expected.get(user, {}), stored.get(user, {})
@@ -92,6 +89,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     faults = sum(r.faults for r in RESULTS)
     lost = sum(r.lost for r in RESULTS)
     duplicated = sum(r.duplicated for r in RESULTS)
+    for result in RESULTS:
+        terminalreporter.write_line(result.line())
+        for difference in result.diverged[:20]:
+            terminalreporter.write_line(f"  diverged: {difference}")
     terminalreporter.write_line(
         f"faults: {len(RESULTS)} scenarios, {events} events, {faults} faults injected, "
         f"lost {lost}, duplicated {duplicated}"

@@ -39,7 +39,9 @@ def expected_totals(orders: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
     out: dict[Any, dict[str, Any]] = {}
     for o in orders:
         user, amount, status = o.get("user_id"), o.get("amount"), o.get("status")
-        if user is None or not isinstance(status, str) or isinstance(amount, bool):
+        if user is None or isinstance(user, list) or not isinstance(status, str):
+            continue
+        if isinstance(amount, bool):
             continue
         if isinstance(amount, Decimal128):
             value = amount.to_decimal()
@@ -47,7 +49,7 @@ def expected_totals(orders: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
             value = Decimal(repr(amount))
         else:
             continue
-        if value < 0:
+        if not value.is_finite() or value < 0:
             continue
         t = out.setdefault(user, {"total": Decimal(0), "count": 0, "by_status": {}, "last": None})
         t["by_status"][status] = t["by_status"].get(status, 0) + 1
