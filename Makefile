@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install system-packages k8s-config faults run mongosim test lint format bench clean
+.PHONY: install system-packages k8s-config faults bench-mongosim run mongosim test lint format bench clean
 
 $(STAMP): pyproject.toml
 	command -v promtool >/dev/null || $(MAKE) --no-print-directory system-packages
@@ -49,7 +49,12 @@ format: $(STAMP)
 faults: $(STAMP)
 	FAULTS_FULL=1 $(BIN)/pytest tests/faults -q $(PYTEST_ARGS)
 
+# The service's benchmarks: a table, and bench-results.json.
 bench: $(STAMP)
+	$(BIN)/python tests/bench/service_bench.py
+
+# mongosim's own throughput.
+bench-mongosim: $(STAMP)
 	$(BIN)/python tests/bench/mongosim_bench.py
 
 # Copy config/ into the Kubernetes ConfigMap (kustomize cannot reach outside k8s/).
