@@ -32,7 +32,7 @@ class InventoryStream(MirroredStream):
         self.hysteresis = hysteresis
 
     async def apply(self, session: Session, changes: Sequence[Change], gen: int) -> BatchOutcome:
-        prior = await self.load_prior(session, changes)
+        prior, stored = await self.load_prior(session, changes)
         ids = list({bson_key(c.key): c.key for c in changes}.values())
         open_docs = await self.mongo.find(
             STOCK_ALERTS, {"product_id": {"$in": ids}, "state": "open"}, session=session
@@ -45,7 +45,7 @@ class InventoryStream(MirroredStream):
             default_threshold=self.default_threshold,
             hysteresis=self.hysteresis,
         )
-        writes = await self.write_mirror(session, effects.states.values(), gen)
+        writes = await self.write_mirror(session, effects.states, gen, stored)
         # Resolve before inserting: one batch may resolve a product's alert and open a
         # new one, and the unique partial index allows one open alert at a time.
         resolves = [

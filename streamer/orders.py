@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from pymongo import DeleteOne, ReplaceOne
+from pymongo import DeleteOne, InsertOne, ReplaceOne
 
 from .changes import Change
 from .keys import bson_key
@@ -47,7 +47,7 @@ class OrdersStream(MirroredStream):
         return doc
 
     async def apply(self, session: Session, changes: Sequence[Change], gen: int) -> BatchOutcome:
-        prior = await self.load_prior(session, changes)
+        prior, stored = await self.load_prior(session, changes)
         effects = plan_orders(changes, prior)
         users: dict[Hashable, Any] = {}
         for move in effects.moves:
@@ -60,8 +60,9 @@ class OrdersStream(MirroredStream):
                 USER_TOTALS, {"_id": {"$in": list(users.values())}}, session=session
             )
             totals = {bson_key(d["_id"]): totals_from_document(d) for d in docs}
+        existing = set(totals)
         recompute = apply_moves(totals, effects.moves)
-        writes = await self.write_mirror(session, effects.states.values(), gen)
+        writes = await self.write_mirror(session, effects.states, gen, stored)
         if recompute:
             await self._recompute_last_order_at(session, totals, recompute)
         now = dt.datetime.now(dt.UTC)
@@ -69,11 +70,12 @@ class OrdersStream(MirroredStream):
         for key in users:
             t = totals[key]
             if t.empty:
-                requests.append(DeleteOne({"_id": t.user_id}))
+                if key in existing:
+                    requests.append(DeleteOne({"_id": t.user_id}))
+            elif key in existing:
+                requests.append(ReplaceOne({"_id": t.user_id}, totals_document(t, now)))
             else:
-                requests.append(
-                    ReplaceOne({"_id": t.user_id}, totals_document(t, now), upsert=True)
-                )
+                requests.append(InsertOne(totals_document(t, now)))
         await self.mongo.bulk_write(USER_TOTALS, requests, session=session)
         if effects.rejected:
             await self.write_quarantine(session, effects.rejected)

@@ -8,12 +8,12 @@ handlers; the watcher and the resync drive them the same way.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
-from pymongo import DeleteOne, ReplaceOne
+from pymongo import DeleteOne, InsertOne, ReplaceOne
 
 from .changes import Change
 from .keys import bson_key
@@ -69,8 +69,10 @@ class MirroredStream:
 
     async def load_prior(
         self, session: Session, changes: Sequence[Change]
-    ) -> dict[Hashable, State | None]:
-        """The stored state of every document ``changes`` touch (None when absent)."""
+    ) -> tuple[dict[Hashable, State | None], set[Hashable]]:
+        """The stored state of every document ``changes`` touch (None when absent), and
+        which of them the mirror holds (those are replaced; the others inserted, which
+        costs the server less than an upsert)."""
         keys: dict[Hashable, Any] = {}
         for change in changes:
             keys.setdefault(bson_key(change.key), change.key)
@@ -80,8 +82,9 @@ class MirroredStream:
         )
         for doc in docs:
             prior[bson_key(doc["_id"])] = doc.get("d")
+        stored = {key for key, state in prior.items() if state is not None}
         await self._fill_unknown(session, changes, prior)
-        return prior
+        return prior, stored
 
     async def _fill_unknown(
         self, session: Session, changes: Sequence[Change], prior: dict[Hashable, State | None]
@@ -115,16 +118,20 @@ class MirroredStream:
     async def write_mirror(
         self,
         session: Session,
-        states: Iterable[tuple[Any, State | None]],
+        states: Mapping[Hashable, tuple[Any, State | None]],
         gen: int,
+        stored: set[Hashable],
     ) -> int:
         requests: list[Any] = []
-        for source_id, state in states:
+        for key, (source_id, state) in states.items():
             if state is None:
-                requests.append(DeleteOne({"_id": source_id}))
-            else:
+                if key in stored:
+                    requests.append(DeleteOne({"_id": source_id}))
+            elif key in stored:
                 doc = self.mirror_document(source_id, state, gen)
-                requests.append(ReplaceOne({"_id": source_id}, doc, upsert=True))
+                requests.append(ReplaceOne({"_id": source_id}, doc))
+            else:
+                requests.append(InsertOne(self.mirror_document(source_id, state, gen)))
         await self.mongo.bulk_write(self.mirror, requests, session=session)
         return len(requests)
 

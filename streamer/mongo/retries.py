@@ -156,6 +156,7 @@ async def retry_transient(
         sleep=sleep,
         reraise=True,
     )
+
     async def call() -> T:
         # tenacity calls a plain callable (a lambda returning a coroutine) without
         # awaiting it; this wrapper is a coroutine function, so it is awaited.

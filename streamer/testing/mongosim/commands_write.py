@@ -211,9 +211,7 @@ async def update_one_doc(
         return current, False
     check_document(coll, result.doc, current, cmd)
     idk = canonical(current["_id"])
-    coll.check_unique(
-        idk, result.doc, is_insert=False, overlay=engine.unique_overlay(coll, op.txn)
-    )
+    coll.check_unique(idk, result.doc, is_insert=False, overlay=engine.unique_overlay(coll, op.txn))
     kind = "u" if result.kind == "u" else "r"
     engine.write(coll, kind, idk, result.doc, current, op, result.description)  # type: ignore[arg-type]
     return result.doc, True

@@ -307,9 +307,7 @@ class Engine:
             for w in txn.writes:
                 coll = self._collection_by_ns(w.ns)
                 if w.doc is not None:
-                    coll.check_unique(
-                        w.idk, w.doc, is_insert=False, overlay=txn_overlay(txn, w.ns)
-                    )
+                    coll.check_unique(w.idk, w.doc, is_insert=False, overlay=txn_overlay(txn, w.ns))
         except MongoError as exc:
             self.sessions.abort(session)
             self.notify_locks_released()
