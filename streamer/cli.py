@@ -40,6 +40,13 @@ from .watchers import Watcher
 log = structlog.get_logger("streamer.cli")
 
 
+def command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose summary shows in ``streamer --help`` and in its own --help."""
+    return sub.add_parser(name, help=summary, description=summary)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamer",
@@ -51,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"streamer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", help="run the service until SIGTERM/SIGINT")
-    boot = sub.add_parser("bootstrap", help="apply the declared indexes, TTLs and validators")
+    command(sub, "run", "run the service until SIGTERM/SIGINT")
+    boot = command(sub, "bootstrap", "apply the declared indexes, TTLs and validators")
     boot.add_argument(
         "--check", action="store_true", help="change nothing; print drift and exit 1 on any"
     )
@@ -61,9 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="drop and recreate indexes whose definition conflicts with the schema",
     )
-    sub.add_parser("status", help="each stream's checkpoint, position and lag")
-    resync = sub.add_parser(
-        "resync", help="rebuild derived data from the source collections, then stream on"
+    command(sub, "status", "each stream's checkpoint, position and lag")
+    resync = command(
+        sub, "resync", "rebuild derived data from the source collections, then stream on"
     )
     resync.add_argument("--stream", choices=STREAMS, help="one stream (default: both)")
     resync.add_argument(
@@ -71,9 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="clear the derived data first instead of reconciling it in place",
     )
-    sub.add_parser("verify", help="recompute from the sources; print differences, exit 1 on drift")
-    demo = sub.add_parser(
-        "demo", help="everything on an embedded mongosim with demo data and traffic (make run)"
+    command(sub, "verify", "recompute from the sources; print differences, exit 1 on drift")
+    demo = command(
+        sub, "demo", "everything on an embedded mongosim with demo data and traffic (make run)"
     )
     demo.add_argument("--port", type=int, default=27017, help="mongosim's port (default 27017)")
     return parser

@@ -106,7 +106,11 @@ class Ledger:
         pytest.param({"amount": 1, "status": "pending"}, "user_id is missing", id="no-user"),
         pytest.param(order(user=None), "user_id is missing", id="user-null"),
         pytest.param(order(user=[1, 2]), "user_id is an array (an _id cannot be)", id="user-array"),
-        pytest.param(order(user=Regex("^a")), "user_id is a regular expression (an _id cannot be)", id="user-regex"),
+        pytest.param(
+            order(user=Regex("^a")),
+            "user_id is a regular expression (an _id cannot be)",
+            id="user-regex",
+        ),
         pytest.param(order(amount="abc"), "amount is a str, not a number", id="amount-str"),
         pytest.param(order(amount=float("nan")), "amount is not finite", id="amount-nan"),
         pytest.param(order(amount=float("inf")), "amount is not finite", id="amount-inf"),

@@ -1,0 +1,469 @@
+"""The ``streamer`` console command, run as a child process against mongosim.
+
+Every test spawns ``python -m streamer ...`` with the settings in ``STREAMER_*`` variables
+(cwd is the repository root, so ``config/`` resolves) and waits on it with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import Decimal128
+from motor.motor_asyncio import AsyncIOMotorDatabase
+
+from streamer import __version__
+from streamer.bootstrap import UP_TO_DATE
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = ("run", "bootstrap", "status", "resync", "verify")
+SHUTDOWN_GRACE_S = 5.0
+SECRET = "s3cret"
+
+
+def cli_env(uri: str, database: str, **extra: str) -> dict[str, str]:
+    """The environment of one ``streamer`` invocation: fast timings, JSON logs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
+    return {
+        **env,
+        "COLUMNS": "100",  # argparse wraps help text to this width
+        "STREAMER_MONGODB_URI": uri,
+        "STREAMER_DATABASE": database,
+        "STREAMER_LOG_FORMAT": "json",
+        "STREAMER_MAX_BATCH_WAIT_MS": "50",
+        "STREAMER_IDLE_CHECKPOINT_INTERVAL_S": "0.2",
+        "STREAMER_HTTP_PORT": "0",
+        **extra,
+    }
+
+
+async def spawn(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streamer",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def streamer(env: dict[str, str], *args: str, within_s: float = 60) -> tuple[int, str, str]:
+    """Run ``streamer *args`` to completion: exit code, stdout, stderr."""
+    proc = await spawn(env, *args)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), within_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.communicate()
+        raise AssertionError(
+            f"`streamer {' '.join(args)}` still running after {within_s}s"
+        ) from None
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def json_events(stderr: str) -> list[dict[str, Any]]:
+    """The structured log lines of stderr (other lines are ignored)."""
+    events = []
+    for line in stderr.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def plain_lines(stderr: str) -> list[str]:
+    """The non-empty stderr lines that are not JSON log events."""
+    lines = []
+    for line in stderr.splitlines():
+        if not line.strip():
+            continue
+        try:
+            if isinstance(json.loads(line), dict):
+                continue
+        except ValueError:
+            pass
+        lines.append(line)
+    return lines
+
+
+async def poll(check: Any, what: str, within_s: float = 30.0) -> None:
+    """Await ``check()`` until it returns true, or fail after ``within_s``."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+# 1. --help
+
+
+async def test_console_script_and_module_report_the_same_version() -> None:
+    """The installed ``streamer`` script and ``python -m streamer`` are the same program."""
+    script = Path(sys.executable).parent / "streamer"
+    assert script.is_file(), f"console script missing: {script}"
+    proc = await asyncio.create_subprocess_exec(
+        script,
+        "--version",
+        cwd=ROOT,
+        env=cli_env("mongodb://localhost", "x"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err
+    code, module_out, _ = await streamer(cli_env("mongodb://localhost", "x"), "--version")
+    assert code == 0
+    assert out.decode() == module_out == f"streamer {__version__}\n"
+
+
+async def test_top_level_help_exits_0_and_lists_every_command() -> None:
+    """``streamer --help`` describes the tool and names each subcommand."""
+    code, out, err = await streamer(cli_env("mongodb://localhost", "x"), "--help")
+    assert code == 0, err
+    assert out.startswith("usage: streamer")
+    assert "change streams of orders and inventory" in flat(out)
+    for command in COMMANDS:
+        assert command in out
+
+
+DESCRIPTIONS = {
+    "run": "run the service until SIGTERM/SIGINT",
+    "bootstrap": "apply the declared indexes, TTLs and validators",
+    "status": "each stream's checkpoint, position and lag",
+    "resync": "rebuild derived data from the source collections, then stream on",
+    "verify": "recompute from the sources; print differences, exit 1 on drift",
+}
+OPTIONS = {
+    "run": [],
+    "bootstrap": ["--check", "--replace-conflicting"],
+    "status": [],
+    "resync": ["--stream {orders,inventory}", "--fresh"],
+    "verify": [],
+}
+
+
+def flat(text: str) -> str:
+    """argparse wraps help text to the terminal width; compare with whitespace collapsed."""
+    return " ".join(text.split())
+
+
+async def test_top_level_help_describes_every_command() -> None:
+    """The top-level help carries each command's one-line description."""
+    code, out, _ = await streamer(cli_env("mongodb://localhost", "x"), "--help")
+    assert code == 0
+    for description in DESCRIPTIONS.values():
+        assert description in flat(out)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+async def test_command_help_exits_0_with_usage_and_options(command: str) -> None:
+    """``streamer <command> --help`` exits 0, prints its usage line and every option."""
+    code, out, err = await streamer(cli_env("mongodb://localhost", "x"), command, "--help")
+    assert code == 0, err
+    assert err == ""
+    assert out.startswith(f"usage: streamer {command} [-h]")
+    for option in OPTIONS[command]:
+        assert option in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+async def test_command_help_describes_what_the_command_does(command: str) -> None:
+    """``streamer <command> --help`` states what the command does, as the top-level list does."""
+    code, out, _ = await streamer(cli_env("mongodb://localhost", "x"), command, "--help")
+    assert code == 0
+    assert DESCRIPTIONS[command] in flat(out)
+
+
+# 2. Invalid settings and secrets
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("STREAMER_BATCH_SIZE", "abc"),
+        ("STREAMER_MONGODB_URI", "http://x"),
+        ("STREAMER_LOG_FORMAT", "yaml-please"),
+        ("STREAMER_SHUTDOWN_GRACE_S", "-1"),
+    ],
+)
+async def test_invalid_setting_exits_2_with_one_line_naming_the_key(key: str, value: str) -> None:
+    """A bad STREAMER_* value: exit 2, one plain stderr line naming the key, value withheld."""
+    env = cli_env("mongodb://127.0.0.1:1", "x", **{key: value})
+    code, out, err = await streamer(env, "status")
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert key.removeprefix("STREAMER_").lower() in lines[0]
+    assert "Traceback" not in err
+    assert value not in lines[0]
+
+
+async def test_missing_config_file_exits_2_naming_streamer_config() -> None:
+    """STREAMER_CONFIG pointing nowhere: exit 2, one line naming STREAMER_CONFIG."""
+    env = cli_env("mongodb://127.0.0.1:1", "x", STREAMER_CONFIG="/nonexistent/streamer.yaml")
+    code, _, err = await streamer(env, "status")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "STREAMER_CONFIG" in err
+
+
+async def test_unknown_command_exits_2() -> None:
+    """argparse usage errors are exit 2 too."""
+    code, _, err = await streamer(cli_env("mongodb://localhost", "x"), "frobnicate")
+    assert code == 2
+    assert "invalid choice" in err
+
+
+@pytest.mark.parametrize("command", ["status", "verify", "bootstrap"])
+async def test_unreachable_database_fails_in_one_plain_line_without_the_password(
+    command: str,
+) -> None:
+    """A URI with a password, no server: exit 1, one plain line, no traceback, no password."""
+    env = cli_env(
+        f"mongodb://user:{SECRET}@127.0.0.1:1/?serverSelectionTimeoutMS=300",
+        "x",
+        STREAMER_SERVER_SELECTION_TIMEOUT_MS="300",
+        STREAMER_RETRY_MAX_S="1",
+    )
+    code, out, err = await streamer(env, command, within_s=30)
+    assert code == 1, (out, err)
+    assert SECRET not in out and SECRET not in err
+    assert "Traceback" not in err
+    lines = plain_lines(err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"streamer {command}: ")
+
+
+async def test_run_while_the_database_is_unreachable_hides_the_password_and_stops() -> None:
+    """``run`` keeps retrying an unreachable server, logging only the redacted URI; SIGTERM: 0."""
+    env = cli_env(
+        f"mongodb://user:{SECRET}@127.0.0.1:1/?serverSelectionTimeoutMS=300",
+        "x",
+        STREAMER_SERVER_SELECTION_TIMEOUT_MS="300",
+        STREAMER_RETRY_MAX_S="1",
+        STREAMER_SHUTDOWN_GRACE_S=str(SHUTDOWN_GRACE_S),
+    )
+    proc = await spawn(env, "run")
+    assert proc.stderr is not None
+    seen: list[bytes] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while b"service.database_unreachable" not in (seen[-1] if seen else b""):
+            remaining = deadline - asyncio.get_running_loop().time()
+            assert remaining > 0, "no service.database_unreachable event"
+            line = await asyncio.wait_for(proc.stderr.readline(), remaining)
+            assert line, b"".join(seen).decode(errors="replace")
+            seen.append(line)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            out, rest = await asyncio.wait_for(proc.communicate(), SHUTDOWN_GRACE_S + 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.communicate()
+            raise
+    err = (b"".join(seen) + rest).decode(errors="replace")
+    assert proc.returncode == 0, err[-3000:]
+    assert SECRET not in err and SECRET.encode() not in out
+    events = json_events(err)
+    starting = next(e for e in events if e.get("event") == "service.starting")
+    assert starting["uri"] == "mongodb://user:***@127.0.0.1:1/?serverSelectionTimeoutMS=300"
+    assert [e.get("event") for e in events][-1] == "service.stopped"
+
+
+# 3. bootstrap
+
+
+async def test_bootstrap_creates_the_schema_then_reports_up_to_date(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str
+) -> None:
+    """First run prints what it created; the second prints UP_TO_DATE; --check then exits 0."""
+    env = cli_env(mongo_uri, db.name)
+    code, out, err = await streamer(env, "bootstrap")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "create collection orders with validator" in lines
+    assert "create collection inventory with validator" in lines
+    assert any(line.startswith("create index stock_alerts.") for line in lines)
+    assert UP_TO_DATE not in out
+    assert {"orders", "inventory", "stock_alerts"} <= set(await db.list_collection_names())
+
+    code, out, err = await streamer(env, "bootstrap")
+    assert code == 0, err
+    assert out.strip() == UP_TO_DATE == "schema up to date: no changes"
+
+    code, out, err = await streamer(env, "bootstrap", "--check")
+    assert code == 0, err
+    assert out.strip() == UP_TO_DATE
+
+
+async def test_bootstrap_check_on_a_fresh_database_exits_1_and_changes_nothing(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str
+) -> None:
+    """--check reports the would-be changes, exits 1 on drift, and creates nothing."""
+    code, out, err = await streamer(cli_env(mongo_uri, db.name), "bootstrap", "--check")
+    assert code == 1, err
+    assert "would create collection orders with validator" in out.splitlines()
+    assert out.splitlines()[-1].startswith("drift: ")
+    assert await db.list_collection_names() == []
+
+
+# 4. run, status, verify, SIGTERM
+
+
+async def test_run_applies_writes_status_and_verify_agree_and_sigterm_stops_cleanly(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str
+) -> None:
+    """The service streams writes; status shows both streams; SIGTERM exits 0 within grace."""
+    env = cli_env(mongo_uri, db.name, STREAMER_SHUTDOWN_GRACE_S=str(SHUTDOWN_GRACE_S))
+    proc = await spawn(env, "run")
+    try:
+        await db.orders.insert_many(
+            [
+                {"user_id": "ann", "amount": 10, "status": "completed"},
+                {"user_id": "ann", "amount": Decimal128("2.5"), "status": "completed"},
+                {"user_id": "bob", "amount": 7, "status": "completed"},
+            ]
+        )
+        await db.inventory.insert_many(
+            [
+                {"_id": "low", "sku": "LOW", "name": "Low", "stock": 2},
+                {"_id": "ok", "sku": "OK", "name": "Ok", "stock": 500},
+            ]
+        )
+
+        async def applied() -> bool:
+            assert proc.returncode is None, "streamer run exited early"
+            totals = {d["_id"]: d async for d in db.user_totals.find({})}
+            alert = await db.stock_alerts.find_one({"product_id": "low", "state": "open"})
+            return (
+                set(totals) == {"ann", "bob"}
+                and totals["ann"]["total"].to_decimal() == Decimal("12.5")
+                and totals["ann"]["count"] == 2
+                and totals["bob"]["total"].to_decimal() == Decimal("7")
+                and alert is not None
+            )
+
+        await poll(applied, "user_totals and stock_alerts to reflect the writes")
+
+        async def streaming() -> bool:
+            docs = [d async for d in db.streamer_checkpoints.find({"phase": "stream"})]
+            return {d["_id"] for d in docs} >= {"orders", "inventory"}
+
+        await poll(streaming, "both checkpoints to reach phase=stream")
+
+        code, out, err = await streamer(env, "status")
+        assert code == 0, err
+        lines = out.splitlines()
+        assert len(lines) == 2, out
+        assert lines[0].startswith("orders: phase=stream position=")
+        assert lines[1].startswith("inventory: phase=stream position=")
+
+        code, out, err = await streamer(env, "verify")
+        assert code == 0, out + err
+        assert out.splitlines()[0] == "verify: 2 users, 2 products checked, 0 differences"
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        started = asyncio.get_running_loop().time()
+        try:
+            _, raw_err = await asyncio.wait_for(proc.communicate(), SHUTDOWN_GRACE_S + 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.communicate()
+            raise
+        stopped_in = asyncio.get_running_loop().time() - started
+    err = raw_err.decode(errors="replace")
+    assert proc.returncode == 0, err[-3000:]
+    assert stopped_in < SHUTDOWN_GRACE_S, f"took {stopped_in:.1f}s to stop"
+    events = [e.get("event") for e in json_events(err)]
+    assert "service.starting" in events
+    assert "service.stopping" in events
+    assert "service.stopped" in events
+    assert events.index("service.stopping") < events.index("service.stopped")
+    assert "service.grace_expired" not in events
+    assert "Traceback" not in err
+
+
+# 5. verify finds tampering; resync --fresh repairs it
+
+
+async def test_verify_names_a_tampered_user_and_resync_fresh_repairs_it(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str
+) -> None:
+    """A hand-edited total: verify exits 1 naming the user; resync --fresh makes verify pass."""
+    env = cli_env(mongo_uri, db.name)
+    await db.orders.insert_many(
+        [
+            {"user_id": "tam", "amount": 5, "status": "completed"},
+            {"user_id": "ok", "amount": 3, "status": "completed"},
+        ]
+    )
+    code, out, err = await streamer(env, "resync")
+    assert code == 0, err
+    code, out, err = await streamer(env, "verify")
+    assert code == 0, out + err
+
+    result = await db.user_totals.update_one({"_id": "tam"}, {"$set": {"total": Decimal128("999")}})
+    assert result.modified_count == 1
+    code, out, err = await streamer(env, "verify")
+    assert code == 1, out + err
+    lines = out.splitlines()
+    assert lines[0].endswith("1 differences")
+    assert lines[1:] == ["user_totals 'tam': total Decimal128('999'), expected 5"]
+
+    code, out, err = await streamer(env, "resync", "--fresh")
+    assert code == 0, err
+    assert [line.split(":")[0] for line in out.splitlines()] == ["orders", "inventory"]
+
+    code, out, err = await streamer(env, "verify")
+    assert code == 0, out + err
+    assert "0 differences" in out
+    doc = await db.user_totals.find_one({"_id": "tam"})
+    assert doc is not None and doc["total"] == Decimal128("5")
+
+
+# 6. resync of one stream
+
+
+async def test_resync_of_one_stream_prints_only_that_stream(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str
+) -> None:
+    """``resync --stream orders`` rebuilds the totals and leaves the inventory stream alone."""
+    env = cli_env(mongo_uri, db.name)
+    await db.orders.insert_one({"user_id": "solo", "amount": 4, "status": "completed"})
+    await db.inventory.insert_one({"_id": "p", "sku": "P", "name": "P", "stock": 1})
+    code, out, err = await streamer(env, "resync", "--stream", "orders")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 1, out
+    assert lines[0].startswith("orders: resynced; streaming resumes at ")
+    assert "inventory" not in out
+    doc = await db.user_totals.find_one({"_id": "solo"})
+    assert doc is not None and doc["total"] == Decimal128("4")
+    assert await db.streamer_checkpoints.find_one({"_id": "inventory"}) is None
+    assert await db.stock_alerts.count_documents({}) == 0
+
+
+async def test_resync_rejects_an_unknown_stream_with_exit_2() -> None:
+    """``--stream`` accepts only orders and inventory."""
+    code, _, err = await streamer(cli_env("mongodb://localhost", "x"), "resync", "--stream", "x")
+    assert code == 2
+    assert "invalid choice" in err
