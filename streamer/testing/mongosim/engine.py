@@ -210,17 +210,29 @@ class Engine:
     def candidates(
         self, coll: Collection, equalities: Mapping[str, list[Any]], txn: Transaction | None
     ) -> list[dict[str, Any]]:
-        """Documents that may match, as the caller's snapshot sees them."""
+        """Documents that may match, as the caller's snapshot sees them.
+
+        Costs what the index lookup returns, plus (for a transaction) a look-up per
+        candidate in its own versions; only a query without an ``_id`` equality also
+        scans the transaction's versions of this collection.
+        """
         docs = list(coll.iter_candidates(equalities))
         if txn is None or (not txn.overlay and not txn.snapshot):
             return docs
         ns = coll.ns
-        shadowed = {k[1] for k in (*txn.overlay, *txn.snapshot) if k[0] == ns}
-        out = [d for d in docs if canonical(d["_id"]) not in shadowed]
-        for key, doc in (*txn.snapshot.items(), *txn.overlay.items()):
-            if key[0] == ns and doc is not None and key[1] in shadowed:
-                shadowed.discard(key[1])
-                out.append(doc)
+        # A document the transaction wrote is never also in its snapshot (lock_for).
+        own = (txn.snapshot, txn.overlay)
+        out = [d for d in docs if not any((ns, canonical(d["_id"])) in v for v in own)]
+        ids = equalities.get("_id")
+        if ids is not None:
+            for key in {(ns, canonical(v)) for v in ids}:
+                for versions in own:
+                    doc = versions.get(key)
+                    if doc is not None:
+                        out.append(doc)
+        else:
+            for versions in own:
+                out += [doc for key, doc in versions.items() if key[0] == ns and doc is not None]
         return out
 
     async def wait_unlocked(self, coll: Collection, idk: Hashable, op: Op) -> bool:
@@ -296,18 +308,27 @@ class Engine:
     def unique_overlay(
         self, coll: Collection, txn: Transaction | None
     ) -> dict[Hashable, dict[str, Any] | None] | None:
-        """The transaction's own versions of ``coll``'s documents, for unique checks."""
-        return txn_overlay(txn, coll.ns) if txn is not None else None
+        """The transaction's own versions of ``coll``'s documents, for unique checks.
+
+        None when there is no transaction or no unique secondary index to check: building
+        the overlay costs a pass over the transaction's writes.
+        """
+        if txn is None or not any(ix.unique for ix in coll.indexes.values()):
+            return None
+        return txn_overlay(txn, coll.ns)
 
     def commit_transaction(self, session: Session, op: Op) -> None:
         txn = session.txn
         assert txn is not None
         entries: list[OplogEntry] = []
         try:
+            overlays: dict[str, dict[Hashable, dict[str, Any] | None] | None] = {}
             for w in txn.writes:
                 coll = self._collection_by_ns(w.ns)
                 if w.doc is not None:
-                    coll.check_unique(w.idk, w.doc, is_insert=False, overlay=txn_overlay(txn, w.ns))
+                    if w.ns not in overlays:
+                        overlays[w.ns] = self.unique_overlay(coll, txn)
+                    coll.check_unique(w.idk, w.doc, is_insert=False, overlay=overlays[w.ns])
         except MongoError as exc:
             self.sessions.abort(session)
             self.notify_locks_released()
