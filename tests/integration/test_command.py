@@ -4,65 +4,19 @@ test_cli.py."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
-import sys
-from typing import Any
 
 import aiohttp
 
-from .service_process import ROOT
-
-
-def env_for(uri: str, database: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "STREAMER_MONGODB_URI": uri,
-        "STREAMER_DATABASE": database,
-        "STREAMER_LOG_FORMAT": "json",
-        "STREAMER_MAX_BATCH_WAIT_MS": "50",
-        "STREAMER_IDLE_CHECKPOINT_INTERVAL_S": "0.2",
-        "STREAMER_HTTP_PORT": "0",
-        **extra,
-    }
-
-
-async def spawn(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streamer",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def streamer(env: dict[str, str], *args: str, within_s: float = 60) -> tuple[int, str, str]:
-    proc = await spawn(env, *args)
-    out, err = await asyncio.wait_for(proc.communicate(), within_s)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+from .test_cli import spawn
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def log_events(stderr: str) -> list[dict[str, Any]]:
-    events = []
-    for line in stderr.splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue
-    return events
 
 
 async def test_the_demo_serves_metrics_and_stops_cleanly_on_ctrl_c() -> None:
