@@ -13,7 +13,7 @@ FROM python:3.11.10-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin streamer
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin streamer
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY config/ config/
