@@ -4,7 +4,7 @@ One mongosim process; the service runs as its own process (`python -m streamer r
 as deployed; the load generator and the baselines run in this process. Prints a table
 and writes bench-results.json.
 
-    python tests/bench/service_bench.py [--events 20000] [--soak 200000] [--quick]
+    python tests/bench/service_bench.py [--events 20000] [--soak 200000] [--uri URI]
 """
 
 from __future__ import annotations
@@ -279,8 +279,11 @@ async def soak(uri: str, first: int, total: int) -> tuple[float, float]:
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     sim = MongoSimProcess(oplog_size=max(500_000, args.soak + 50_000))
-    await sim.start()
-    results: dict[str, Any] = {"drivers": {}}
+    if args.uri:
+        sim.uri = args.uri  # a real replica set: nothing to start
+    else:
+        await sim.start()
+    results: dict[str, Any] = {"drivers": {}, "server": "external" if args.uri else "mongosim"}
     try:
         for driver in ("motor", "pymongo"):
             per = {"raw_read_eps": await raw_read(sim.uri, driver, args.events)}
@@ -297,7 +300,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             sim.uri, args.soak // 4, args.soak
         )
     finally:
-        await sim.stop()
+        if not args.uri:
+            await sim.stop()
     results["machine"] = (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
@@ -355,6 +359,9 @@ if __name__ == "__main__":
     parser.add_argument("--fresh-seconds", type=float, default=20.0)
     parser.add_argument("--soak", type=int, default=200_000)
     parser.add_argument("--output", default="bench-results.json")
+    parser.add_argument(
+        "--uri", help="benchmark against this replica set instead of a fresh mongosim"
+    )
     parsed = parser.parse_args()
     results = asyncio.run(main(parsed))
     Path(parsed.output).write_text(json.dumps(results, indent=2) + "\n")
