@@ -64,6 +64,8 @@ METRICS = {
     "streamer_mongodb_pool_connections",
     "streamer_mongodb_pool_checked_out",
     "streamer_stream_owned",
+    "streamer_resumes_total",
+    "streamer_build_info",
     "up",
 }
 PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
