@@ -19,8 +19,9 @@ import structlog
 from . import __version__
 from .bootstrap import bootstrap_exit_code, run_bootstrap
 from .checkpoints import CheckpointStore
-from .errors import BootstrapError, FatalDatabaseError, SettingsError, StreamerError
-from .logs import configure_logging
+from .commits import Committer
+from .errors import SettingsError, StreamerError
+from .logs import configure_logging, mask_credentials
 from .mongo import Mongo
 from .mongo.retries import retry_transient
 from .resync import Resyncer
@@ -32,10 +33,8 @@ from .supervisor import (
     default_instance_id,
     install_signal_handlers,
     make_handlers,
-    watcher_options,
 )
 from .verify import verify
-from .watchers import Watcher
 
 log = structlog.get_logger("streamer.cli")
 
@@ -143,11 +142,17 @@ async def cmd_resync(settings: Settings, args: argparse.Namespace) -> int:
 
     async def body(mongo: Mongo) -> int:
         store = CheckpointStore(mongo, f"{default_instance_id()}:cli-resync")
+        committer = Committer(mongo, store, retry_max_s=settings.retry_max_s)
         handlers = make_handlers(mongo, settings)
-        stopping = asyncio.Event()
         for name in streams:
-            watcher = Watcher(mongo, store, handlers[name], watcher_options(settings), stopping)
-            resyncer: Resyncer = watcher.resyncer
+            resyncer = Resyncer(
+                mongo,
+                store,
+                committer,
+                handlers[name],
+                batch_size=settings.batch_size,
+                stopping=asyncio.Event(),  # runs to completion; Ctrl-C interrupts it
+            )
             current = await retry_transient(
                 functools.partial(store.load, name),
                 what="checkpoint.load",
@@ -210,13 +215,11 @@ def main(argv: list[str] | None = None) -> None:
         code = asyncio.run(COMMANDS[args.command](settings, args))
     except KeyboardInterrupt:
         code = 0
-    except (BootstrapError, FatalDatabaseError, StreamerError) as exc:
-        print(f"streamer {args.command}: {exc}", file=sys.stderr)
+    except StreamerError as exc:
+        print(f"streamer {args.command}: {mask_credentials(str(exc))}", file=sys.stderr)
         code = 1
-    except Exception as exc:
-        from .settings import redact_uri
-
-        message = redact_uri(str(exc)) if "mongodb" in str(exc) else str(exc)
+    except Exception as exc:  # one plain line, never a traceback
+        message = mask_credentials(str(exc))
         print(f"streamer {args.command}: {type(exc).__name__}: {message}", file=sys.stderr)
         code = 1
     sys.exit(code)

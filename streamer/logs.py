@@ -19,12 +19,17 @@ import structlog
 _CREDENTIALS = re.compile(r"(mongodb(?:\+srv)?://[^:/@\s]+):[^@\s]+@")
 
 
+def mask_credentials(text: str) -> str:
+    """``text`` with the password of any MongoDB URI in it replaced by ``***``."""
+    return _CREDENTIALS.sub(r"\1:***@", text) if "mongodb" in text else text
+
+
 def _mask_credentials(
     logger: Any, method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     for key, value in event.items():
-        if isinstance(value, str) and "mongodb" in value:
-            event[key] = _CREDENTIALS.sub(r"\1:***@", value)
+        if isinstance(value, str):
+            event[key] = mask_credentials(value)
     return event
 
 
