@@ -19,8 +19,6 @@ Each driver exception is classified once, in :mod:`streamer.mongo.retries`.
 
 from __future__ import annotations
 
-from .settings import SettingsError
-
 __all__ = [
     "BootstrapError",
     "CheckpointConflict",
@@ -35,6 +33,10 @@ __all__ = [
 
 class StreamerError(Exception):
     """Base of every error the service raises on purpose."""
+
+
+class SettingsError(StreamerError):
+    """The configuration is invalid; the message names every bad key."""
 
 
 class DatabaseUnavailable(StreamerError):

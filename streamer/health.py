@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -69,9 +69,11 @@ class Health:
             group.create_task(self._every(self.oplog_interval_s, self._oplog, stopping))
             group.create_task(self._alerts_loop(stopping))
 
-    async def _every(self, seconds: float, probe: object, stopping: asyncio.Event) -> None:
+    async def _every(
+        self, seconds: float, probe: Callable[[], Awaitable[None]], stopping: asyncio.Event
+    ) -> None:
         while not stopping.is_set():
-            await probe()  # type: ignore[operator]
+            await probe()
             with suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), seconds)
 

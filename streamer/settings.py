@@ -21,11 +21,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from .errors import SettingsError
+
 DEFAULT_CONFIG = Path("config/streamer.yaml")
-
-
-class SettingsError(Exception):
-    """The configuration is invalid; the message names every bad key."""
 
 
 class Settings(BaseSettings):
