@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 
@@ -40,6 +41,21 @@ from .mongo import Mongo, Session
 from .streams import BatchOutcome, StreamHandler
 
 log = structlog.get_logger("streamer.resync")
+
+
+class Progress:
+    """An INFO line at most every ``every_s`` seconds while a long step runs."""
+
+    def __init__(self, stream: str, what: str, every_s: float = 10.0) -> None:
+        self.stream, self.what, self.every_s = stream, what, every_s
+        self.started = self.last = time.monotonic()
+
+    def tick(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            rate = done / (now - self.started)
+            log.info("resync.progress", stream=self.stream, **{self.what: done}, per_s=round(rate))
 
 
 def after(ts: Timestamp) -> Timestamp:
@@ -160,6 +176,7 @@ class Resyncer:
         """Apply the source as of one snapshot; the checkpoint, T and the count read."""
         source = self.handler.source
         scanned = 0
+        progress = Progress(self.handler.name, "scanned")
         async with self.mongo.session() as session:
             reply = await self.mongo.command(
                 {
@@ -190,6 +207,7 @@ class Resyncer:
                         ]
                         cp = await self._apply(cp, changes, "resync.scan")
                         scanned += len(batch)
+                        progress.tick(scanned)
                     if not cursor_id:
                         break
                     if self.stopping.is_set():
