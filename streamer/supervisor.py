@@ -70,7 +70,9 @@ def watcher_options(settings: Settings) -> WatcherOptions:
 
 
 @dataclass
-class Totals:
+class RunCounts:
+    """What this process applied since it started (the shutdown summary, the demo)."""
+
     batches: int = 0
     events: int = 0
     quarantined: int = 0
@@ -99,7 +101,7 @@ class Service:
         self.instance_id = instance_id or settings.instance_id or default_instance_id()
         self.streams = streams
         self.stopping = asyncio.Event()
-        self.totals = Totals()
+        self.totals = RunCounts()
         self._extra_on_batch = on_batch
         self.metrics = Metrics(registry, driver=settings.driver)
         self.mongo = Mongo(

@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 from motor.motor_asyncio import AsyncIOMotorDatabase
-from pydantic import SecretStr
 
 from streamer.mongo import Mongo
 from streamer.settings import Settings
 from streamer.verify import verify
-from tests.integration.conftest import mongo, service  # noqa: F401 - shared fixtures
+from tests.integration.conftest import mongo, service, test_settings  # noqa: F401 - shared fixtures
 from tests.integration.model import Traffic, expected_totals
 
 FULL = os.environ.get("FAULTS_FULL") == "1"
@@ -102,15 +101,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture
 def settings(mongo_uri: str, db: AsyncIOMotorDatabase[Any]) -> Settings:
     """The service's settings for a scenario (FAULTS_DRIVER picks the driver; motor)."""
-    return Settings(
-        driver=os.environ.get("FAULTS_DRIVER", "motor"),  # type: ignore[arg-type]
-        mongodb_uri=SecretStr(mongo_uri),
-        database=db.name,
-        max_batch_wait_ms=50,
-        idle_checkpoint_interval_s=0.2,
+    return test_settings(
+        mongo_uri,
+        db.name,
+        driver=os.environ.get("FAULTS_DRIVER", "motor"),
         retry_max_s=20,
         server_selection_timeout_ms=2000,
-        socket_timeout_ms=1000,
+        socket_timeout_ms=1000,  # blockConnection faults outlast it
         lease_ttl_s=2,
     )
 

@@ -16,20 +16,28 @@ from streamer.settings import Settings
 from streamer.supervisor import Service
 
 
+def test_settings(uri: str, database: str, **overrides: Any) -> Settings:
+    """Settings for tests: the given database, with timings short enough for tests."""
+    values: dict[str, Any] = {
+        "mongodb_uri": SecretStr(uri),
+        "database": database,
+        "max_batch_wait_ms": 50,
+        "idle_checkpoint_interval_s": 0.2,
+        "retry_max_s": 10,
+        "server_selection_timeout_ms": 3000,
+    }
+    return Settings(**{**values, **overrides})
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 @pytest.fixture(params=["motor", "pymongo"])
 def settings(
     request: pytest.FixtureRequest, mongo_uri: str, db: AsyncIOMotorDatabase[Any]
 ) -> Settings:
-    """Settings for the test's own database, fast timings, once per driver behind the seam."""
-    return Settings(
-        driver=request.param,
-        mongodb_uri=SecretStr(mongo_uri),
-        database=db.name,
-        max_batch_wait_ms=50,
-        idle_checkpoint_interval_s=0.2,
-        retry_max_s=10,
-        server_selection_timeout_ms=3000,
-    )
+    """Settings for the test's own database, once per driver behind the seam."""
+    return test_settings(mongo_uri, db.name, driver=request.param)
 
 
 @pytest.fixture
