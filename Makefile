@@ -1,30 +1,42 @@
 # Two commands set everything up on a fresh clone: `make run` and `make test`.
+# Neither needs root nor changes anything outside this folder: Python packages go into
+# .venv (pinned, hash-checked, from requirements-dev.txt), test tools into .tools/.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+LOCK := requirements-dev.txt
+STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml mongosim/pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: install system-packages k8s-config faults bench-mongosim run mongosim test lint format bench clean
+.PHONY: install tools lock k8s-config faults bench-mongosim run mongosim test lint format bench clean
 
-$(STAMP): pyproject.toml
-	command -v promtool >/dev/null || $(MAKE) --no-print-directory system-packages
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+$(STAMP): $(LOCK) pyproject.toml mongosim/pyproject.toml
+	@echo "==> set-up 1/3: virtual environment in $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> set-up 2/3: dependencies pinned in $(LOCK), hash-checked (about a minute the first time)"
+	@$(PIP) install --require-hashes --no-deps -r $(LOCK)
+	@echo "==> set-up 3/3: streamer and mongosim, editable"
+	@# setuptools prints a boxed notice (a UserWarning) on every editable install of a
+	@# package with a mapped folder (streamer.defaults is config/); it asks nothing of us.
+	@PYTHONWARNINGS=ignore::UserWarning $(PIP) install --no-deps -e . -e ./mongosim
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
 
 install: $(STAMP)
 
-# Debian packages the tests need: prometheus (the server and promtool) for the rule,
-# metrics and alerting checks. Its init script is not wanted: the tests start their own.
-system-packages:
-	sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
-	|| { $$sudo apt-get update -qq && \
-	     $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }
-	-pkill -x prometheus
+# promtool and the Prometheus server for the rule, metrics and alerting tests, fetched
+# into .tools/ without root (scripts/fetch-test-tools says how, or why not).
+tools:
+	@scripts/fetch-test-tools
+
+# Refresh the lock files (pip-tools, with hashes): requirements-dev.txt for development
+# and tests (streamer[dev] and mongosim), requirements.txt for the image (streamer alone).
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras
+lock: $(STAMP)
+	@$(PIP) install pip-tools
+	$(BIN)/pip-compile $(LOCK_FLAGS) --extra dev -o $(LOCK) pyproject.toml mongosim/pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) -o requirements.txt pyproject.toml
 
 # The embedded default: mongosim, bootstrap, demo data, the service and a traffic
 # generator, with a live status line (Ctrl-C stops everything).
@@ -35,15 +47,15 @@ run: $(STAMP)
 mongosim: $(STAMP)
 	$(BIN)/mongosim --port $${MONGOSIM_PORT:-27017}
 
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/pytest tests --ignore=tests/bench $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check streamer tests
-	$(BIN)/mypy streamer
+	$(BIN)/ruff check streamer mongosim/src tests k8s
+	$(BIN)/mypy streamer mongosim/src/mongosim
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix streamer tests
+	$(BIN)/ruff check --fix streamer mongosim/src tests k8s
 
 # The full fault-injection suite (make test runs a bounded version of it).
 faults: $(STAMP)
@@ -62,4 +74,4 @@ k8s-config: $(STAMP)
 	$(BIN)/python k8s/render_configmap.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis

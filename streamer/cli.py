@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import importlib.util
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -51,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="streamer",
         description="Keeps per-user order totals and low-stock alerts in MongoDB correct "
         "in real time, from the change streams of orders and inventory.",
-        epilog="Settings come from STREAMER_* environment variables over config/streamer.yaml "
-        "(or the file in STREAMER_CONFIG). Exit codes: 0 ok, 1 drift/conflict/failure, "
-        "2 usage or settings error.",
+        epilog="Settings come from STREAMER_* environment variables over the packaged "
+        "default configuration (or the file in STREAMER_CONFIG). Exit codes: 0 ok, "
+        "1 drift/conflict/failure, 2 usage or settings error.",
     )
     parser.add_argument("--version", action="version", version=f"streamer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -188,6 +189,14 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    # mongosim is a separate distribution, not a dependency of the service.
+    if importlib.util.find_spec("mongosim") is None:
+        print(
+            "streamer demo: needs mongosim, which is not installed: "
+            "`pip install ./mongosim` from the repository (make run does it)",
+            file=sys.stderr,
+        )
+        return 2
     from .demo import run_demo
 
     return await run_demo(settings, args.port)

@@ -1,8 +1,10 @@
 """``streamer demo`` (what ``make run`` runs): the whole thing on an embedded mongosim.
 
-Starts mongosim on a thread, bootstraps, seeds users, products and orders, runs the
-service and a small traffic generator, and prints the /metrics URL and a one-line live
-status until Ctrl-C; then stops the generator, the service (gracefully) and mongosim.
+Imported only by ``streamer demo``: mongosim is its own distribution, which the service
+does not depend on. Starts mongosim on a thread, bootstraps, seeds users, products and
+orders, runs the service and a small traffic generator, and prints the /metrics URL and a
+one-line live status until Ctrl-C; then stops the generator, the service (gracefully) and
+mongosim.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import time
 from contextlib import suppress
 from typing import Any
 
+from mongosim.threaded import ThreadedMongoSim
 from motor.motor_asyncio import AsyncIOMotorClient
 from pydantic import SecretStr
 
 from .logs import configure_logging
 from .settings import Settings
 from .supervisor import Service, install_signal_handlers
-from .testing.mongosim.threaded import ThreadedMongoSim
 
 STATUSES = ("completed", "completed", "pending", "cancelled")
 

@@ -1,7 +1,7 @@
 """Settings: one typed, frozen object built once at start-up and passed down.
 
-Sources, strongest first: ``STREAMER_*`` environment variables, then the YAML file
-(``config/streamer.yaml``, or the path in ``STREAMER_CONFIG``), then the defaults. Invalid
+Sources, strongest first: ``STREAMER_*`` environment variables, then the YAML file (the
+path in ``STREAMER_CONFIG``, else the packaged default), then the defaults. Invalid
 settings raise :class:`SettingsError` naming each key and its problem, never echoing the
 value (the MongoDB URI may hold a password).
 """
@@ -9,6 +9,7 @@ value (the MongoDB URI may hold a password).
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -23,7 +24,15 @@ from pydantic_settings import (
 
 from .errors import SettingsError
 
-DEFAULT_CONFIG = Path("config/streamer.yaml")
+
+def default_file(name: str) -> Path:
+    """A file of the packaged defaults, ``streamer.defaults``: config/ in the repository.
+
+    Read through importlib.resources, so the defaults are found from any working
+    directory. The package is always installed as files (never zipped), so the resource
+    is a real path that YAML loaders and error messages can name.
+    """
+    return Path(str(files("streamer.defaults") / name))
 
 
 class Settings(BaseSettings):
@@ -55,7 +64,8 @@ class Settings(BaseSettings):
     idle_checkpoint_interval_s: float = Field(10.0, gt=0)
     # How long one operation keeps retrying transient failures before giving up.
     retry_max_s: float = Field(30.0, gt=0)
-    schema_path: Path = Path("config/schema.yaml")
+    # The declarative schema; default: the packaged config/schema.yaml.
+    schema_path: Path = Field(default_factory=lambda: default_file("schema.yaml"))
     # Apply the schema at start-up; turn off where a separate, privileged job runs
     # `streamer bootstrap` and the service's own role cannot create indexes.
     bootstrap_on_start: bool = True
@@ -95,7 +105,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = Path(os.environ.get("STREAMER_CONFIG", DEFAULT_CONFIG))
+        config = os.environ.get("STREAMER_CONFIG")
+        path = Path(config) if config is not None else default_file("streamer.yaml")
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, path))
 
     @property

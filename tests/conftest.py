@@ -15,10 +15,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
+from mongosim.threaded import ThreadedMongoSim
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from pymongo.errors import OperationFailure
-
-from streamer.testing.mongosim.threaded import ThreadedMongoSim
 
 REAL_URI = os.environ.get("MONGODB_URI")
 

@@ -17,9 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from mongosim.process import MongoSimProcess
 from motor.motor_asyncio import AsyncIOMotorClient
-
-from streamer.testing.mongosim.process import MongoSimProcess
 
 CLIENTS = 32
 
@@ -144,10 +143,9 @@ async def _server_side(size: int, n_ops: int) -> tuple[float, float, float]:
 
     import bson
     from bson.binary import Binary
-
-    from streamer.testing.mongosim.engine import CommandContext
-    from streamer.testing.mongosim.server import Connection, MongoSim, Server
-    from streamer.testing.mongosim.wire import Header, decode_request, encode_reply
+    from mongosim.engine import CommandContext
+    from mongosim.server import Connection, MongoSim, Server
+    from mongosim.wire import Header, decode_request, encode_reply
 
     sim = MongoSim()
     await sim.start()

@@ -28,7 +28,8 @@ from motor.motor_asyncio import AsyncIOMotorClient
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from streamer.testing.mongosim.process import MongoSimProcess  # noqa: E402
+from mongosim.process import MongoSimProcess  # noqa: E402
+
 from tests.integration.service_process import ServiceProcess  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from mongosim.process import MongoSimProcess
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from pydantic import SecretStr
 
 from streamer.mongo import Mongo
 from streamer.settings import Settings
-from streamer.testing.mongosim.process import MongoSimProcess
 from tests.integration.conftest import caught_up
 from tests.integration.model import Traffic
 from tests.integration.service_process import ServiceProcess

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ class ServiceProcess:
             "-m",
             "streamer",
             "run",
-            cwd=ROOT,
+            cwd=tempfile.gettempdir(),  # never the repository: defaults come from the package
             env=self.env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,

@@ -9,7 +9,6 @@ test does not wait out production hold times.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.settings import Settings
+from tests.tools import require
 
 from .conftest import RunService, caught_up
 from .service_process import ROOT
@@ -124,10 +124,7 @@ def named(
 
 @pytest.fixture
 async def prometheus_binary() -> AsyncIterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("prometheus is not installed (make installs Debian's package)")
-    yield binary
+    yield require("prometheus")
 
 
 async def test_low_stock_goes_pending_then_firing_and_resolves_and_a_stopped_service_is_down(

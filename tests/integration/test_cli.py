@@ -1,7 +1,8 @@
 """The ``streamer`` console command, run as a child process against mongosim.
 
 Every test spawns ``python -m streamer ...`` with the settings in ``STREAMER_*`` variables
-(cwd is the repository root, so ``config/`` resolves) and waits on it with a deadline.
+and waits on it with a deadline. The working directory is never the repository: the
+default configuration and schema must come from the installed package.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from streamer import __version__
 from streamer.bootstrap import UP_TO_DATE
 
-ROOT = Path(__file__).resolve().parents[2]
+ELSEWHERE = Path(tempfile.gettempdir())
 COMMANDS = ("run", "bootstrap", "status", "resync", "verify")
 SHUTDOWN_GRACE_S = 5.0
 SECRET = "s3cret"
@@ -50,7 +52,7 @@ async def spawn(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
         "-m",
         "streamer",
         *args,
-        cwd=ROOT,
+        cwd=ELSEWHERE,
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -120,7 +122,7 @@ async def test_console_script_and_module_report_the_same_version() -> None:
     proc = await asyncio.create_subprocess_exec(
         script,
         "--version",
-        cwd=ROOT,
+        cwd=ELSEWHERE,
         env=cli_env("mongodb://localhost", "x"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -230,6 +232,30 @@ async def test_unknown_command_exits_2() -> None:
     assert "invalid choice" in err
 
 
+async def test_demo_without_mongosim_says_how_to_install_it_and_exits_2() -> None:
+    """mongosim is not a dependency of the service: `streamer demo` says what is missing."""
+    hide_mongosim = (
+        "import sys; sys.modules['mongosim'] = None; "
+        "from streamer.cli import main; main(['demo', '--port', '0'])"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        hide_mongosim,
+        cwd=ELSEWHERE,
+        env=cli_env("mongodb://localhost", "x"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert err.decode().splitlines() == [
+        "streamer demo: needs mongosim, which is not installed: "
+        "`pip install ./mongosim` from the repository (make run does it)"
+    ]
+    assert out == b""
+
+
 @pytest.mark.parametrize("command", ["status", "verify", "bootstrap"])
 async def test_unreachable_database_fails_in_one_plain_line_without_the_password(
     command: str,
@@ -312,6 +338,28 @@ async def test_bootstrap_creates_the_schema_then_reports_up_to_date(
     code, out, err = await streamer(env, "bootstrap", "--check")
     assert code == 0, err
     assert out.strip() == UP_TO_DATE
+
+
+async def test_the_installed_script_bootstraps_from_any_directory(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str, tmp_path: Path
+) -> None:
+    """`streamer bootstrap --check` from an unrelated directory uses the packaged schema."""
+    script = Path(sys.executable).parent / "streamer"
+    (tmp_path / "config").mkdir()  # a stray ./config/ must not be picked up either
+    (tmp_path / "config" / "schema.yaml").write_text("not: [a schema\n")
+    env = cli_env(mongo_uri, db.name)
+    for args, expected in ((["bootstrap"], 0), (["bootstrap", "--check"], 0)):
+        proc = await asyncio.create_subprocess_exec(
+            script,
+            *args,
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == expected, err.decode()
+    assert out.decode().strip() == UP_TO_DATE
 
 
 async def test_bootstrap_check_on_a_fresh_database_exits_1_and_changes_nothing(

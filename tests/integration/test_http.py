@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from typing import Any
 
 import aiohttp
-import pytest
 from motor.motor_asyncio import AsyncIOMotorDatabase
 from pydantic import SecretStr
 
 from streamer.settings import Settings
 from streamer.supervisor import Service
+from tests.tools import require
 
 from .conftest import RunService, caught_up
 
@@ -72,11 +71,8 @@ async def test_metrics_describe_the_work_in_base_units_and_pass_promtool(
     ]:
         assert family in body, family
     assert '"m"' not in body  # no per-user labels
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (make installs Debian's prometheus)")
     proc = await asyncio.create_subprocess_exec(
-        promtool,
+        require("promtool"),
         "check",
         "metrics",
         stdin=asyncio.subprocess.PIPE,

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mongosim.process import MongoSimProcess
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo.errors import DuplicateKeyError
-
-from streamer.testing.mongosim.process import MongoSimProcess
 
 
 @pytest.fixture

@@ -12,11 +12,10 @@ import bson
 import crc32c
 import pytest
 from bson import Timestamp
+from mongosim.process import MongoSimProcess
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import monitoring
 from pymongo.errors import AutoReconnect, NetworkTimeout, NotPrimaryError, OperationFailure
-
-from streamer.testing.mongosim.process import MongoSimProcess
 
 
 async def test_hello_answers_as_the_primary_of_the_named_set(client: Any) -> None:
@@ -226,7 +225,7 @@ async def test_the_cli_prints_one_ready_line_and_exits_zero_on_sigterm(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "streamer.testing.mongosim",
+        "mongosim",
         "--port",
         "0",
         stdout=asyncio.subprocess.PIPE,

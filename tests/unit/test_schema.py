@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from bson.int64 import Int64
+from mongosim.jsonschema_keywords import KNOWN_KEYWORDS
 
 from streamer.errors import BootstrapError
 from streamer.schema import (
@@ -18,7 +19,6 @@ from streamer.schema import (
     parse_schema,
     plan,
 )
-from streamer.testing.mongosim.jsonschema_keywords import KNOWN_KEYWORDS
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 

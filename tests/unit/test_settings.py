@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -41,10 +42,29 @@ def test_environment_overrides_the_yaml_file(
     assert (settings.database, settings.batch_size) == ("from_env", 50)
 
 
-def test_the_default_config_file_is_read_from_config_streamer_yaml(tmp_path: Path) -> None:
+def test_the_packaged_defaults_apply_from_any_working_directory(tmp_path: Path) -> None:
+    """Without STREAMER_CONFIG the packaged streamer.yaml applies, never ./config/ (cwd is tmp)."""
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "streamer.yaml").write_text("low_stock_threshold: 3\n")
-    assert load_settings().low_stock_threshold == 3
+    settings = load_settings()
+    assert settings.low_stock_threshold == 10
+    packaged = files("streamer.defaults")
+    assert settings.schema_path.read_text() == (packaged / "schema.yaml").read_text()
+    assert settings.schema_path.is_absolute()
+
+
+def test_the_packaged_defaults_are_the_repository_config_folder() -> None:
+    """config/ is the one editable source: the package data is those very files."""
+    repository = Path(__file__).resolve().parents[2] / "config"
+    for name in ("streamer.yaml", "schema.yaml"):
+        assert (files("streamer.defaults") / name).read_text() == (repository / name).read_text()
+
+
+def test_streamer_schema_path_overrides_the_packaged_schema(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STREAMER_SCHEMA_PATH", str(tmp_path / "mine.yaml"))
+    assert load_settings().schema_path == tmp_path / "mine.yaml"
 
 
 @pytest.mark.parametrize(
@@ -66,9 +86,11 @@ def test_invalid_values_name_the_key_and_never_echo_the_value(
     assert "hunter2" not in str(info.value)
 
 
-def test_unknown_keys_in_the_yaml_file_are_rejected(tmp_path: Path) -> None:
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "streamer.yaml").write_text("databse: typo\n")
+def test_unknown_keys_in_the_yaml_file_are_rejected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "streamer.yaml").write_text("databse: typo\n")
+    monkeypatch.setenv("STREAMER_CONFIG", str(tmp_path / "streamer.yaml"))
     with pytest.raises(SettingsError, match="databse"):
         load_settings()
 

@@ -13,10 +13,10 @@ import pytest
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from bson.objectid import ObjectId
+from mongosim.errors import MongoError
+from mongosim.jsonschema import CollectionValidator, compile_json_schema
 
-from streamer.testing.mongosim import validator_errors
-from streamer.testing.mongosim.errors import MongoError
-from streamer.testing.mongosim.jsonschema import CollectionValidator, compile_json_schema
+from mongosim import validator_errors
 
 
 def _js(*rules: dict[str, Any]) -> dict[str, Any]:
@@ -954,7 +954,7 @@ def test_schema_only_validator_does_not_need_the_query_matcher(
 
 def test_real_matcher_integration() -> None:
     """With the real matching module (once present) query clauses are matched by it."""
-    pytest.importorskip("streamer.testing.mongosim.matching")
+    pytest.importorskip("mongosim.matching")
     validator = CollectionValidator({"$jsonSchema": SCHEMA, "qty": {"$gte": 0}})
     assert validator.check({"name": "a", "qty": 1}, None) is None
     details = validator.check({"name": "a", "qty": -1}, None)

@@ -17,10 +17,9 @@ from bson.max_key import MaxKey
 from bson.min_key import MinKey
 from bson.objectid import ObjectId
 from bson.regex import Regex
-
-from streamer.testing.mongosim.bsonutil import MISSING
-from streamer.testing.mongosim.errors import MongoError
-from streamer.testing.mongosim.matching import compile_filter, equality_constraints, matches
+from mongosim.bsonutil import MISSING
+from mongosim.errors import MongoError
+from mongosim.matching import compile_filter, equality_constraints, matches
 
 OID = ObjectId("5f0000000000000000000001")
 DATE = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
@@ -320,7 +319,7 @@ def fake_expressions() -> Iterator[list[Any]]:
         calls.append(expr)
         return doc.get(expr[1:], MISSING) if isinstance(expr, str) else expr
 
-    name = "streamer.testing.mongosim.expressions"
+    name = "mongosim.expressions"
     saved = sys.modules.get(name)
     module = types.ModuleType(name)
     module.evaluate = evaluate  # type: ignore[attr-defined]

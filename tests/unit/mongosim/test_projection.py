@@ -8,10 +8,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
-
-from streamer.testing.mongosim.bsonutil import get_path
-from streamer.testing.mongosim.errors import MongoError
-from streamer.testing.mongosim.projection import compile_projection
+from mongosim.bsonutil import get_path
+from mongosim.errors import MongoError
+from mongosim.projection import compile_projection
 
 DOC: dict[str, Any] = {
     "_id": 1,
@@ -213,7 +212,7 @@ def fake_expressions() -> Iterator[None]:
             return expr["$literal"]
         return expr
 
-    name = "streamer.testing.mongosim.expressions"
+    name = "mongosim.expressions"
     saved = sys.modules.get(name)
     module = types.ModuleType(name)
     module.evaluate = evaluate  # type: ignore[attr-defined]

@@ -9,9 +9,8 @@ import pytest
 from bson.max_key import MaxKey
 from bson.min_key import MinKey
 from bson.objectid import ObjectId
-
-from streamer.testing.mongosim.errors import MongoError
-from streamer.testing.mongosim.sorting import compile_sort, top_k
+from mongosim.errors import MongoError
+from mongosim.sorting import compile_sort, top_k
 
 
 def _order(spec: dict[str, Any], docs: list[dict[str, Any]]) -> list[Any]:

@@ -10,10 +10,8 @@ import bson
 import crc32c
 import pytest
 from bson import CodecOptions
-from pymongo import message as pymongo_message
-
-from streamer.testing.mongosim.errors import MongoError
-from streamer.testing.mongosim.wire import (
+from mongosim.errors import MongoError
+from mongosim.wire import (
     MAX_BSON_SIZE,
     MAX_MESSAGE_SIZE,
     OP_COMPRESSED,
@@ -27,6 +25,7 @@ from streamer.testing.mongosim.wire import (
     encode_reply,
     parse_header,
 )
+from pymongo import message as pymongo_message
 
 
 def _decode(message: bytes) -> Request:

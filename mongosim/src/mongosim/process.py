@@ -32,7 +32,7 @@ class MongoSimProcess:
         argv = [
             sys.executable,
             "-m",
-            "streamer.testing.mongosim",
+            "mongosim",
             "--port",
             str(self.port),
             "--oplog-size",

@@ -1,1 +1,0 @@
-"""Test support shipped with streamer: the mongosim replica set."""
