@@ -1,8 +1,9 @@
 """The ``streamer`` command: run, bootstrap, status, resync, verify.
 
 Exit codes: 0 success; 1 drift, a conflict or a failure the message explains; 2 bad
-usage or invalid settings. Errors are one plain line on stderr, never a traceback
-(the URI's password is never printed).
+usage, invalid settings or configuration, or the HTTP port in use; 3 a forced stop (a
+second SIGTERM/SIGINT); 130 a one-shot command interrupted by SIGTERM/SIGINT. Errors
+are one plain line on stderr, never a traceback (the URI's password is never printed).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import argparse
 import asyncio
 import functools
 import importlib.util
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
@@ -21,19 +23,21 @@ from . import __version__
 from .bootstrap import bootstrap_exit_code, run_bootstrap
 from .checkpoints import CheckpointStore
 from .commits import Committer
-from .errors import SettingsError, StreamerError
+from .errors import DatabaseUnavailable, SettingsError, StreamerError
 from .logs import configure_logging, mask_credentials
 from .mongo import Mongo
 from .mongo.retries import retry_transient
 from .resync import Resyncer
 from .schema import load_schema
 from .settings import Settings, load_settings
+from .shutdown import INTERRUPTED, Signals
 from .supervisor import (
     STREAMS,
     Service,
     default_instance_id,
     install_signal_handlers,
     make_handlers,
+    unreachable,
 )
 from .verify import verify
 
@@ -202,6 +206,8 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return await run_demo(settings, args.port)
 
 
+# Commands that stop gracefully on the first signal; the others are cancelled.
+GRACEFUL = frozenset({"run", "demo"})
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "run": cmd_run,
     "bootstrap": cmd_bootstrap,
@@ -210,6 +216,65 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any,
     "verify": cmd_verify,
     "demo": cmd_demo,
 }
+
+
+ONE_SHOT_INTERRUPTED = "interrupted"
+
+
+async def interruptible(work: Coroutine[Any, Any, int], name: str) -> int:
+    """A one-shot command: the first SIGTERM/SIGINT cancels it (exit 130), a second forces."""
+    task = asyncio.create_task(work, name=name)
+
+    def cancel() -> None:
+        task.cancel()
+
+    signals = Signals(cancel, name=name).install()
+    try:
+        await asyncio.wait({task})
+    finally:
+        signals.uninstall()
+    if task.cancelled():
+        print(f"{name}: {ONE_SHOT_INTERRUPTED}", file=sys.stderr)
+        return INTERRUPTED
+    return task.result()
+
+
+async def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    work = COMMANDS[args.command](settings, args)
+    if args.command in GRACEFUL:
+        return await work  # stops gracefully on the first signal (streamer.shutdown)
+    return await interruptible(work, f"streamer {args.command}")
+
+
+def failure_line(exc: BaseException, settings: Settings) -> tuple[int, str]:
+    """The exit code and the one line for an error that ended a command."""
+    if isinstance(exc, SettingsError):
+        return 2, str(exc)
+    if isinstance(exc, DatabaseUnavailable):
+        return 1, unreachable(settings)
+    if isinstance(exc, StreamerError):
+        return 1, mask_credentials(str(exc))
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return 1, f"{type(exc).__name__}: {mask_credentials(first)}"
+
+
+async def command_then_exit(settings: Settings, args: argparse.Namespace) -> NoReturn:
+    """Run the command, print its one line if it failed, and leave the process at once.
+
+    The work is over at this point (the service has stopped its tasks and released its
+    leases; a one-shot command is done or was interrupted). Leaving through ``os._exit``
+    skips only the wait for driver threads still blocked in server selection (Motor runs
+    each call on a thread), which would otherwise hold the process for up to
+    ``server_selection_timeout_ms`` after a stop.
+    """
+    try:
+        code = await run_command(settings, args)
+    except Exception as exc:  # one plain line, never a traceback
+        code, line = failure_line(exc, settings)
+        print(f"streamer {args.command}: {line}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -221,17 +286,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     configure_logging(settings.log_level, settings.log_format)
     try:
-        code = asyncio.run(COMMANDS[args.command](settings, args))
-    except KeyboardInterrupt:
-        code = 0
-    except StreamerError as exc:
-        print(f"streamer {args.command}: {mask_credentials(str(exc))}", file=sys.stderr)
-        code = 1
-    except Exception as exc:  # one plain line, never a traceback
-        message = mask_credentials(str(exc))
-        print(f"streamer {args.command}: {type(exc).__name__}: {message}", file=sys.stderr)
-        code = 1
-    sys.exit(code)
+        asyncio.run(command_then_exit(settings, args))
+    except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
+        print(f"streamer {args.command}: {ONE_SHOT_INTERRUPTED}", file=sys.stderr)
+        sys.exit(INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 """``streamer demo`` (what ``make run`` runs): the whole thing on an embedded mongosim.
 
 Imported only by ``streamer demo``: mongosim is its own distribution, which the service
-does not depend on. Starts mongosim on a thread, bootstraps, seeds users, products and
-orders, runs the service and a small traffic generator, and prints the /metrics URL and a
-one-line live status until Ctrl-C; then stops the generator, the service (gracefully) and
+does not depend on. Starts mongosim on a thread, seeds users, products and orders, runs
+the service and a small traffic generator, and prints the /metrics URL and a one-line
+live status until Ctrl-C; then stops the generator, the service (gracefully) and
 mongosim.
+
+The service's logs go to a file named at start, so they never overwrite the status
+line. Any failure before the service is ready (a port in use, a bad schema file) ends
+the demo at once with the service's one-line error.
 """
 
 from __future__ import annotations
@@ -13,24 +17,28 @@ import asyncio
 import datetime as dt
 import random
 import sys
+import tempfile
 import time
 from contextlib import suppress
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from mongosim.threaded import ThreadedMongoSim
-from motor.motor_asyncio import AsyncIOMotorClient
 from pydantic import SecretStr
 
+from .errors import SettingsError
 from .logs import configure_logging
+from .mongo import Mongo
 from .settings import Settings
 from .supervisor import Service, install_signal_handlers
 
 STATUSES = ("completed", "completed", "pending", "cancelled")
 
 
-async def seed(db: Any, rng: random.Random, users: int = 50, products: int = 20) -> None:
+async def seed(db: Mongo, rng: random.Random, users: int = 50, products: int = 20) -> None:
     now = dt.datetime.now(dt.UTC)
-    await db.users.insert_many(
+    await db.insert_many(
+        "users",
         [
             {
                 "_id": f"user-{i}",
@@ -40,9 +48,10 @@ async def seed(db: Any, rng: random.Random, users: int = 50, products: int = 20)
                 "active": True,
             }
             for i in range(users)
-        ]
+        ],
     )
-    await db.inventory.insert_many(
+    await db.insert_many(
+        "inventory",
         [
             {
                 "_id": f"product-{i}",
@@ -51,9 +60,9 @@ async def seed(db: Any, rng: random.Random, users: int = 50, products: int = 20)
                 "stock": rng.randrange(5, 60),
             }
             for i in range(products)
-        ]
+        ],
     )
-    await db.orders.insert_many([order(rng, users) for _ in range(200)])
+    await db.insert_many("orders", [order(rng, users) for _ in range(200)])
 
 
 def order(rng: random.Random, users: int) -> dict[str, Any]:
@@ -65,21 +74,23 @@ def order(rng: random.Random, users: int) -> dict[str, Any]:
     }
 
 
-async def traffic(db: Any, rng: random.Random, stopping: asyncio.Event, users: int = 50) -> None:
+async def traffic(db: Mongo, rng: random.Random, stopping: asyncio.Event, users: int = 50) -> None:
     """A few dozen writes a second: orders placed and completed, stock sold and restocked."""
     while not stopping.is_set():
         choice = rng.random()
         product = f"product-{rng.randrange(20)}"
         if choice < 0.5:
-            await db.orders.insert_one(order(rng, users))
-            await db.inventory.update_one(
-                {"_id": product}, {"$inc": {"stock": -rng.randrange(1, 4)}}
+            await db.insert_many("orders", [order(rng, users)])
+            await db.update_one(
+                "inventory", {"_id": product}, {"$inc": {"stock": -rng.randrange(1, 4)}}
             )
         elif choice < 0.8:
-            await db.orders.update_one({"status": "pending"}, {"$set": {"status": "completed"}})
+            await db.update_one(
+                "orders", {"status": "pending"}, {"$set": {"status": "completed"}}
+            )
         else:
-            await db.inventory.update_one(
-                {"_id": product, "stock": {"$lt": 15}}, {"$inc": {"stock": 40}}
+            await db.update_one(
+                "inventory", {"_id": product, "stock": {"$lt": 15}}, {"$inc": {"stock": 40}}
             )
         with suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), 0.03)
@@ -103,29 +114,64 @@ async def status_line(service: Service, stopping: asyncio.Event) -> None:
         sys.stdout.flush()
 
 
+def open_log_file() -> tuple[Path, TextIO]:
+    """A fresh log file in the temporary directory: the repository stays untouched."""
+    fd, name = tempfile.mkstemp(prefix="streamer-demo-", suffix=".log")
+    return Path(name), open(fd, "w", buffering=1)  # closed by run_demo
+
+
+def start_mongosim(port: int) -> ThreadedMongoSim:
+    try:
+        return ThreadedMongoSim(port=port).start()
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot start mongosim on port {port} (--port, MONGOSIM_PORT for make run): "
+            f"{exc.strerror or exc}"
+        ) from None
+
+
 async def run_demo(settings: Settings, port: int) -> int:
     rng = random.Random()
-    configure_logging("WARNING", settings.log_format)  # keep the status line readable
-    with ThreadedMongoSim(port=port) as sim:
-        demo = settings.model_copy(
-            update={"mongodb_uri": SecretStr(sim.uri), "log_level": "WARNING"}
-        )
-        client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(sim.uri)
-        db = client[demo.database]
+    log_path, log_file = open_log_file()
+    configure_logging(settings.log_level, "json", stream=log_file)
+    print(f"logs: {log_path}")
+    try:
+        sim = await asyncio.to_thread(start_mongosim, port)
         try:
-            service = Service(demo)
-            install_signal_handlers(service)
-            runner = asyncio.create_task(service.run())
-            await service.ready.wait()
-            await seed(db, rng)
-            print(f"mongosim at {sim.uri}; database {demo.database!r}")
-            print(f"metrics at http://127.0.0.1:{service.http.port}/metrics  (Ctrl-C stops)")
-            generator = asyncio.create_task(traffic(db, rng, service.stopping))
-            status = asyncio.create_task(status_line(service, service.stopping))
-            code = await runner
-            service.stopping.set()
-            await asyncio.gather(generator, status, return_exceptions=True)
-            print("\nstopped")
-            return code
+            return await _demo(settings.model_copy(update={"mongodb_uri": SecretStr(sim.uri)}), rng)
         finally:
-            client.close()
+            await asyncio.to_thread(sim.stop)
+    finally:
+        log_file.close()
+
+
+async def _demo(settings: Settings, rng: random.Random) -> int:
+    service = Service(settings)
+    install_signal_handlers(service)
+    runner = asyncio.create_task(service.run(), name="service")
+    ready = asyncio.create_task(service.ready.wait(), name="ready")
+    await asyncio.wait({runner, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.done():  # the service ended before it was ready: its error is the answer
+        ready.cancel()
+        await asyncio.wait({ready})
+        return await runner
+    helpers: list[asyncio.Task[None]] = []
+    try:
+        async with Mongo(settings) as db:
+            await seed(db, rng)
+            print(f"mongosim at {settings.redacted_uri}; database {settings.database!r}")
+            print(f"metrics at http://127.0.0.1:{service.http.port}/metrics  (Ctrl-C stops)")
+            helpers += [
+                asyncio.create_task(traffic(db, rng, service.stopping), name="traffic"),
+                asyncio.create_task(status_line(service, service.stopping), name="status"),
+            ]
+            await asyncio.wait({runner, *helpers}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        service.stop()  # a no-op after Ctrl-C; otherwise a helper failed
+        await asyncio.wait({runner, *helpers})
+    print("\nstopped")
+    for task in helpers:
+        failure = task.exception()
+        if failure is not None:
+            raise failure
+    return runner.result()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -23,6 +24,7 @@ from pydantic_settings import (
 )
 
 from .errors import SettingsError
+from .logs import mask_credentials
 
 
 def default_file(name: str) -> Path:
@@ -84,11 +86,20 @@ class Settings(BaseSettings):
 
     @field_validator("mongodb_uri")
     @classmethod
-    def _mongodb_scheme(cls, value: SecretStr) -> SecretStr:
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in ("mongodb", "mongodb+srv"):
-            raise ValueError("must start with mongodb:// or mongodb+srv://")
+    def _driver_accepts_the_uri(cls, value: SecretStr) -> SecretStr:
+        # Imported here: streamer.mongo imports this module.
+        from .mongo.uri import uri_problem
+
+        uri = value.get_secret_value()
+        problem = uri_problem(uri)
+        if problem is not None:
+            raise ValueError(f"{problem} (in {redact_uri(uri)})")
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_in_any_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
@@ -116,7 +127,10 @@ class Settings(BaseSettings):
 
 def redact_uri(uri: str) -> str:
     """The URI with its password replaced, for logs and errors."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # not even a URL: mask whatever looks like credentials
+        return mask_credentials(uri)
     if parts.password is None:
         return uri
     user = parts.username or ""
@@ -124,16 +138,45 @@ def redact_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return f"STREAMER_{field.upper()}"
+
+
+def check_config_file(path: Path) -> None:
+    """SettingsError unless ``path`` holds YAML whose top level is a mapping (or nothing).
+
+    pydantic-settings would report a syntax error as a long traceback and a list as a
+    ``dictionary update sequence`` error; this says where and what, in one line.
+    """
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise SettingsError(f"{where}: invalid YAML: {problem}") from None
+    if data is not None and not isinstance(data, dict):
+        raise SettingsError(
+            f"{path}: the top level must be a mapping of settings (key: value), "
+            f"not a {type(data).__name__}"
+        )
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings, or raise SettingsError naming each bad key (values withheld)."""
     config = os.environ.get("STREAMER_CONFIG")
     if config is not None and not Path(config).is_file():
         raise SettingsError(f"STREAMER_CONFIG: no such file: {config}")
+    check_config_file(Path(config) if config is not None else default_file("streamer.yaml"))
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_input=False, include_url=False):
             key = ".".join(str(p) for p in error["loc"]) or "settings"
-            problems.append(f"{key}: {error['msg']}")
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{env_name(key)} ({key}): {message}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

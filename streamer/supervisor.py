@@ -4,15 +4,17 @@ Watchers run under one ``asyncio.TaskGroup``: a watcher that fails with an unexp
 error cancels the others and the process exits 1 with the reason, rather than running
 on half blind. Outages are not failures: a watcher rides them out itself.
 
-Shutdown has two phases (SIGTERM or SIGINT): ``stopping`` is set, so watchers stop
-reading and finish (commit or abort) the batch in hand; whatever is still running
-after ``shutdown_grace_s`` is cancelled. A second signal cancels at once.
+Shutdown has two phases (SIGTERM or SIGINT, see :mod:`streamer.shutdown`): ``stopping``
+is set, so watchers stop reading and finish (commit or abort) the batch in hand and the
+owners release their leases; whatever is still running after ``shutdown_grace_s`` is
+cancelled (and awaited). Every phase before that (connecting, bootstrap) races
+``stopping``, so a stop there takes effect at once. A second signal exits at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -25,7 +27,13 @@ from prometheus_client import CollectorRegistry
 from . import __version__
 from .bootstrap import bootstrap_exit_code, run_bootstrap
 from .checkpoints import CheckpointStore
-from .errors import DatabaseUnavailable, FatalDatabaseError, StreamerError
+from .errors import (
+    BootstrapError,
+    DatabaseUnavailable,
+    FatalDatabaseError,
+    SettingsError,
+    StreamerError,
+)
 from .health import Health
 from .http import HttpServer
 from .inventory import InventoryStream
@@ -34,8 +42,9 @@ from .mongo import Mongo
 from .mongo.retries import retry_transient
 from .orders import OrdersStream
 from .ownership import StreamOwner
-from .schema import load_schema
+from .schema import Schema, load_schema
 from .settings import Settings
+from .shutdown import Signals, unless_stopped
 from .streams import BatchOutcome, StreamHandler
 from .watchers import Watcher, WatcherOptions
 
@@ -158,20 +167,37 @@ class Service:
         backoff = 1.0
         while not self.stopping.is_set():
             try:
-                await retry_transient(
-                    self.mongo.ping, what="connect", max_delay_s=self.settings.retry_max_s
+                await unless_stopped(
+                    retry_transient(
+                        self.mongo.ping, what="connect", max_delay_s=self.settings.retry_max_s
+                    ),
+                    self.stopping,
                 )
-                self.health.last_ping_ok = time.monotonic()
-                return True
-            except DatabaseUnavailable as exc:
-                log.error("service.database_unreachable", error=str(exc), retry_in_s=backoff)
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), backoff)
+            except DatabaseUnavailable:
+                log.error(
+                    "service.database_unreachable",
+                    error=unreachable(self.settings),
+                    retry_in_s=backoff,
+                )
+                await self._pause(backoff)
                 backoff = min(backoff * 2, 30.0)
+                continue
+            if self.stopping.is_set():
+                break
+            self.health.last_ping_ok = time.monotonic()
+            return True
         return False
 
+    async def _pause(self, seconds: float) -> None:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
     async def run(self) -> int:
-        """Run until stopped; the process exit code."""
+        """Run until stopped; the process exit code.
+
+        The HTTP port is bound first, before any connection, so a port in use fails at
+        once (SettingsError, exit 2) instead of after a connect and a bootstrap.
+        """
         s = self.settings
         log.info(
             "service.starting",
@@ -182,32 +208,18 @@ class Service:
             instance=self.instance_id,
             streams=list(self.streams),
         )
-        await self.http.start()
+        try:
+            await self.http.start()
+        except OSError as exc:
+            await self.http.close()
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise SettingsError(
+                f"cannot listen on port {self.http.port} (STREAMER_HTTP_PORT): {reason}"
+            ) from None
         log.info("service.http", port=self.http.port)
         try:
-            if not await self._connect():
-                return 0
-            if not s.bootstrap_on_start:
-                log.info("bootstrap.skipped", reason="bootstrap_on_start is false")
-                self.health.bootstrapped = True
-                return await self._supervise()
-            schema = load_schema(s.schema_path)
-            report = await retry_transient(
-                lambda: run_bootstrap(self.mongo, schema),
-                what="bootstrap",
-                max_delay_s=s.retry_max_s,
-            )
-            if bootstrap_exit_code(report) != 0:
-                for line in report.lines():
-                    log.error("bootstrap.conflict", detail=line)
-                log.error(
-                    "service.bootstrap_failed",
-                    hint="review the conflicts; `streamer bootstrap --replace-conflicting` "
-                    "replaces them",
-                )
-                return 1
-            self.health.bootstrapped = True
-            return await self._supervise()
+            schema = self._schema()
+            return await self._start_and_supervise(schema)
         except FatalDatabaseError as exc:
             log.error("service.fatal", error=str(exc))
             return 1
@@ -220,6 +232,45 @@ class Service:
                 events=self.totals.events,
                 quarantined=self.totals.quarantined,
             )
+
+    def _schema(self) -> Schema | None:
+        """The schema to bootstrap, read before connecting: a bad file fails at once."""
+        if not self.settings.bootstrap_on_start:
+            return None
+        try:
+            return load_schema(self.settings.schema_path)
+        except BootstrapError as exc:
+            raise SettingsError(f"{exc} (STREAMER_SCHEMA_PATH)") from None
+
+    async def _start_and_supervise(self, schema: Schema | None) -> int:
+        s = self.settings
+        if not await self._connect():
+            return 0
+        if schema is None:
+            log.info("bootstrap.skipped", reason="bootstrap_on_start is false")
+            self.health.bootstrapped = True
+            return await self._supervise()
+        report = await unless_stopped(
+            retry_transient(
+                lambda: run_bootstrap(self.mongo, schema),
+                what="bootstrap",
+                max_delay_s=s.retry_max_s,
+            ),
+            self.stopping,
+        )
+        if report is None:
+            return 0
+        if bootstrap_exit_code(report) != 0:
+            for line in report.lines():
+                log.error("bootstrap.conflict", detail=line)
+            log.error(
+                "service.bootstrap_failed",
+                hint="review the conflicts; `streamer bootstrap --replace-conflicting` "
+                "replaces them",
+            )
+            return 1
+        self.health.bootstrapped = True
+        return await self._supervise()
 
     async def _supervise(self) -> int:
         store = CheckpointStore(self.mongo, self.instance_id)
@@ -238,38 +289,44 @@ class Service:
             )
         self.ready.set()
         self._supervising = True
-        group_task = asyncio.create_task(self._run_group())
-        stop_task = asyncio.create_task(self.stopping.wait())
+        group_task = asyncio.create_task(self._run_group(), name="supervisor")
+        stop_task = asyncio.create_task(self.stopping.wait(), name="stop")
         try:
             await asyncio.wait({group_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             if not group_task.done():
+                # Stopping: the owners finish or abandon their batch and release leases.
                 started = time.monotonic()
-                done, _ = await asyncio.wait({group_task}, timeout=self.settings.shutdown_grace_s)
-                if not done:
+                await asyncio.wait({group_task}, timeout=self.settings.shutdown_grace_s)
+                if not group_task.done():
                     log.warning(
                         "service.grace_expired", waited_s=round(time.monotonic() - started, 1)
                     )
-                    group_task.cancel()
-                    with suppress(asyncio.CancelledError):
-                        await group_task
-                    return 0
-            group_task.result()
-            return 0
-        except ExceptionGroup as group:
-            for exc in group.exceptions:
-                log.error(
-                    "service.watcher_failed",
-                    error=f"{type(exc).__name__}: {exc}",
-                    exc_info=not isinstance(exc, StreamerError),
-                )
-            return 1
+            return self._outcome(group_task)
         finally:
             self._supervising = False
-            stop_task.cancel()
-            if not group_task.done():
-                group_task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await group_task
+            for task in (group_task, stop_task):
+                if not task.done():
+                    task.cancel()
+            # Every task is awaited; asyncio.wait raises only the caller's cancellation.
+            await asyncio.wait({group_task, stop_task})
+
+    @staticmethod
+    def _outcome(group_task: asyncio.Task[None]) -> int:
+        """The exit code of a finished (or about to be cancelled) supervision group."""
+        if not group_task.done():
+            return 0
+        exc = group_task.exception() if not group_task.cancelled() else None
+        if exc is None:
+            return 0
+        if isinstance(exc, ExceptionGroup):
+            for failure in exc.exceptions:
+                log.error(
+                    "service.watcher_failed",
+                    error=f"{type(failure).__name__}: {failure}",
+                    exc_info=not isinstance(failure, StreamerError),
+                )
+            return 1
+        raise exc
 
     async def _run_group(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -278,18 +335,16 @@ class Service:
                 group.create_task(owner.run(), name=f"own-{name}")
 
 
-def install_signal_handlers(service: Service) -> None:
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-    signals_seen: list[int] = []
+def install_signal_handlers(service: Service) -> Signals:
+    """The first SIGTERM/SIGINT stops the service gracefully; a second forces the exit."""
+    return Signals(service.stop).install()
 
-    def on_signal(signum: int) -> None:
-        signals_seen.append(signum)
-        if len(signals_seen) == 1:
-            service.stop()
-        elif main_task is not None:
-            log.warning("service.forced_stop")
-            main_task.cancel()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
+def unreachable(settings: Settings) -> str:
+    """The one line for a database that cannot be reached: where, how long, what to check."""
+    timeout_s = settings.server_selection_timeout_ms / 1000
+    return (
+        f"cannot reach MongoDB at {settings.redacted_uri} within {timeout_s:g} s "
+        "(STREAMER_SERVER_SELECTION_TIMEOUT_MS); check STREAMER_MONGODB_URI and network "
+        "access to it"
+    )

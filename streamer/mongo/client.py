@@ -25,11 +25,12 @@ import structlog
 from bson import Timestamp
 from bson.codec_options import CodecOptions
 from pymongo import ReadPreference, WriteConcern
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.results import BulkWriteResult, UpdateResult
 from pymongo.server_api import ServerApi
 
+from ..errors import DatabaseUnavailable
 from ..settings import Settings
 from .monitoring import CommandListener, CommandObserver
 
@@ -111,9 +112,12 @@ class Mongo:
 
     # -- lifecycle ------------------------------------------------------------------
     async def connect(self) -> None:
-        """Create the client and ping the primary; raises the driver's error if unreachable."""
+        """Create the client and ping the primary; DatabaseUnavailable if unreachable."""
         self.open()
-        await self.ping()
+        try:
+            await self.ping()
+        except ConnectionFailure as exc:  # ServerSelectionTimeoutError is one
+            raise DatabaseUnavailable(f"connect: {type(exc).__name__}") from exc
 
     def open(self) -> None:
         """Create the client (it connects in the background); see :meth:`connect`."""

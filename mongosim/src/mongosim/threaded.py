@@ -41,7 +41,11 @@ class ThreadedMongoSim:
             await sim.start()
             return sim
 
-        self.sim = self._run(make())
+        try:
+            self.sim = self._run(make())
+        except BaseException:
+            self.stop()  # a port in use, say: no thread or loop is left behind
+            raise
         return self
 
     def stop(self) -> None:

@@ -1,0 +1,304 @@
+"""Every stop and every early error is prompt, clean and one line (``streamer`` as a process).
+
+The first SIGTERM/SIGINT stops gracefully in every phase (exit 0; a one-shot command
+exits 130); a second exits at once with ``forced stop`` and exit 3. Bad configuration,
+a malformed URI and a taken HTTP port fail before any connection, with one line and
+exit 2. Each test waits on the process with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from motor.motor_asyncio import AsyncIOMotorDatabase
+
+from tests.conftest import FailPoint
+
+from .test_cli import ELSEWHERE, SECRET, cli_env, json_events, plain_lines, spawn, streamer
+
+UNREACHABLE = f"mongodb://user:{SECRET}@127.0.0.1:1/?serverSelectionTimeoutMS=300"
+
+
+def unreachable_env(**extra: str) -> dict[str, str]:
+    settings = {"STREAMER_SERVER_SELECTION_TIMEOUT_MS": "300", "STREAMER_RETRY_MAX_S": "1"}
+    return cli_env(UNREACHABLE, "x", **{**settings, **extra})
+
+
+async def read_until(proc: asyncio.subprocess.Process, marker: str, within_s: float) -> str:
+    """stderr lines up to and including the first that contains ``marker``."""
+    assert proc.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + within_s
+    while not seen or marker not in seen[-1]:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {marker!r} within {within_s}s: {''.join(seen)[-2000:]}"
+        line = await asyncio.wait_for(proc.stderr.readline(), remaining)
+        assert line, f"stderr closed before {marker!r}: {''.join(seen)[-2000:]}"
+        seen.append(line.decode(errors="replace"))
+    return "".join(seen)
+
+
+async def finish(proc: asyncio.subprocess.Process, within_s: float) -> tuple[int, str, float]:
+    """Wait for the exit: the code, the rest of stderr, and how long it took."""
+    started = time.monotonic()
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), within_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.communicate()
+        raise AssertionError(f"still running {within_s}s after the signal") from None
+    assert proc.returncode is not None
+    assert not out.strip() or b"Traceback" not in out
+    return proc.returncode, err.decode(errors="replace"), time.monotonic() - started
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+# -- the first signal, in every phase -----------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_while_connecting_stops_run_within_a_second_with_exit_0(
+    signum: int,
+) -> None:
+    """Start-up connect retries race the stop: no 27 s wait for a retry budget."""
+    proc = await spawn(unreachable_env(STREAMER_RETRY_MAX_S="30"), "run")
+    await read_until(proc, "service.http", within_s=30)
+    proc.send_signal(signum)
+    code, err, took = await finish(proc, within_s=10)
+    assert code == 0, err
+    assert took < 1.5, f"stopped after {took:.2f}s"
+    assert "Traceback" not in err
+
+
+async def test_an_unreachable_database_is_one_line_with_the_redacted_uri_and_a_hint() -> None:
+    """``run`` retries with readiness false, logging one line that says what to check."""
+    proc = await spawn(unreachable_env(), "run")
+    seen = await read_until(proc, "service.database_unreachable", within_s=30)
+    proc.send_signal(signal.SIGTERM)
+    code, err, _ = await finish(proc, within_s=10)
+    assert code == 0
+    [event] = [e for e in json_events(seen) if e["event"] == "service.database_unreachable"]
+    assert event["error"] == (
+        "cannot reach MongoDB at mongodb://user:***@127.0.0.1:1/?serverSelectionTimeoutMS=300 "
+        "within 0.3 s (STREAMER_SERVER_SELECTION_TIMEOUT_MS); check STREAMER_MONGODB_URI and "
+        "network access to it"
+    )
+    assert SECRET not in seen + err
+
+
+@pytest.mark.parametrize("command", ["status", "verify", "bootstrap"])
+async def test_one_shot_commands_on_an_unreachable_database_exit_1_with_the_hint(
+    command: str,
+) -> None:
+    code, out, err = await streamer(unreachable_env(), command, within_s=30)
+    assert code == 1, (out, err)
+    assert plain_lines(err) == [
+        f"streamer {command}: cannot reach MongoDB at "
+        "mongodb://user:***@127.0.0.1:1/?serverSelectionTimeoutMS=300 within 0.3 s "
+        "(STREAMER_SERVER_SELECTION_TIMEOUT_MS); check STREAMER_MONGODB_URI and network "
+        "access to it"
+    ]
+
+
+async def test_a_signal_to_a_one_shot_command_exits_130_with_one_line() -> None:
+    """``streamer status`` waiting on server selection: Ctrl-C ends it at once."""
+    env = unreachable_env(STREAMER_SERVER_SELECTION_TIMEOUT_MS="30000")
+    proc = await spawn(
+        {**env, "STREAMER_MONGODB_URI": "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=30000"},
+        "status",
+    )
+    await handlers_installed(proc)
+    proc.send_signal(signal.SIGINT)
+    code, err, took = await finish(proc, within_s=10)
+    assert code == 130, err
+    assert plain_lines(err) == ["streamer status: interrupted"]
+    assert took < 1.5
+
+
+def catches_sigterm(pid: int) -> bool:
+    with open(f"/proc/{pid}/status") as status:
+        caught = next(line for line in status if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+async def handlers_installed(proc: asyncio.subprocess.Process) -> None:
+    """Poll /proc until the process catches SIGTERM: its asyncio handlers are in place."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if catches_sigterm(proc.pid):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the command never installed its signal handlers")
+
+
+# -- the second signal --------------------------------------------------------------------
+
+
+@pytest.mark.failpoints
+async def test_a_second_signal_forces_the_stop_with_one_line_and_exit_3(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str, fail_point: FailPoint
+) -> None:
+    """A batch stuck in its commit holds the graceful stop; the second signal does not wait."""
+    env = cli_env(mongo_uri, db.name, STREAMER_SHUTDOWN_GRACE_S="60")
+    proc = await spawn(env, "run")
+    await read_until(proc, '"stream.resumed"', within_s=60)
+    block = {
+        "mode": "alwaysOn",
+        "data": {
+            "failCommands": ["commitTransaction"],
+            "blockConnection": True,
+            "blockTimeMS": 20_000,
+            "appName": "streamer",
+        },
+    }
+    async with fail_point(block):
+        await db.orders.insert_one({"user_id": "u", "amount": 1, "status": "completed"})
+        await asyncio.sleep(0.5)  # let the batch reach its blocked commit
+        proc.send_signal(signal.SIGTERM)
+        await read_until(proc, "service.stopping", within_s=10)
+        proc.send_signal(signal.SIGTERM)
+        code, err, took = await finish(proc, within_s=5)
+    assert code == 3, err
+    assert plain_lines(err) == ["streamer: forced stop"]
+    assert took < 1.5
+
+
+# -- failing fast, before serving ---------------------------------------------------------
+
+
+async def test_a_taken_http_port_fails_before_connecting_naming_port_and_setting(
+    taken_port: int,
+) -> None:
+    code, _, err = await streamer(
+        unreachable_env(STREAMER_HTTP_PORT=str(taken_port)), "run", within_s=30
+    )
+    assert code == 2, err
+    assert plain_lines(err) == [
+        f"streamer run: cannot listen on port {taken_port} (STREAMER_HTTP_PORT): "
+        "Address already in use"
+    ]
+    assert "service.database_unreachable" not in err  # no connection was tried
+
+
+async def test_a_bad_schema_file_fails_before_connecting_with_exit_2(tmp_path: Path) -> None:
+    code, _, err = await streamer(
+        unreachable_env(STREAMER_SCHEMA_PATH=str(tmp_path / "missing.yaml")), "run"
+    )
+    assert code == 2, err
+    [line] = plain_lines(err)
+    assert line.startswith("streamer run: cannot read schema file ")
+    assert line.endswith("(STREAMER_SCHEMA_PATH)")
+    assert "service.database_unreachable" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("database: x\nbatch_size: [1\n", ":3:1: invalid YAML: expected ',' or ']'"),
+        ("- database\n- x\n", ": the top level must be a mapping of settings"),
+    ],
+)
+async def test_a_broken_config_file_is_one_line_with_where_and_exit_2(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    config = tmp_path / "streamer.yaml"
+    config.write_text(text)
+    code, _, err = await streamer(unreachable_env(STREAMER_CONFIG=str(config)), "run")
+    assert code == 2
+    assert plain_lines(err) == [line for line in err.splitlines() if line.strip()]
+    [line] = plain_lines(err)
+    assert line.startswith(f"streamer: {config}{expected}"), line
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        (f"mongodb://user:{SECRET}@", "Empty host"),
+        ("mongodb://", "Must provide at least one hostname or IP"),
+        (f"mongodb+srv://user:{SECRET}@cluster0.example.net:27017", "must not include a port"),
+        ("postgres://h/db", "Invalid URI scheme"),
+    ],
+)
+async def test_a_malformed_uri_is_named_as_the_variable_with_the_password_redacted(
+    uri: str, problem: str
+) -> None:
+    code, _, err = await streamer(cli_env(uri, "x"), "run")
+    assert code == 2
+    [line] = plain_lines(err)
+    assert line.startswith("streamer: invalid settings: STREAMER_MONGODB_URI"), line
+    assert problem in line and SECRET not in err
+    assert "service.starting" not in err  # before the HTTP port or anything else
+
+
+# -- the demo (make run) ------------------------------------------------------------------
+
+
+async def demo(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streamer",
+        "demo",
+        "--port",
+        "0",
+        cwd=ELSEWHERE,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_the_demo_with_a_taken_port_ends_within_2_s_with_one_line(taken_port: int) -> None:
+    proc = await demo(cli_env("mongodb://unused", "demo", STREAMER_HTTP_PORT=str(taken_port)))
+    code, err, took = await finish(proc, within_s=30)
+    assert code == 2, err
+    assert plain_lines(err) == [
+        f"streamer demo: cannot listen on port {taken_port} (STREAMER_HTTP_PORT): "
+        "Address already in use"
+    ]
+    assert took < 2.0 + 3.0  # process start-up included; the failure itself is immediate
+
+
+async def test_the_demo_with_a_bad_schema_path_ends_with_one_line(tmp_path: Path) -> None:
+    env = cli_env("mongodb://unused", "demo", STREAMER_SCHEMA_PATH=str(tmp_path / "nope.yaml"))
+    code, err, _ = await finish(await demo(env), within_s=30)
+    assert code == 2, err
+    [line] = plain_lines(err)
+    assert "cannot read schema file" in line and line.startswith("streamer demo: ")
+
+
+async def test_one_ctrl_c_stops_the_whole_demo_and_logs_never_touch_the_status_line() -> None:
+    proc = await demo(cli_env("mongodb://unused", "demo"))
+    assert proc.stdout is not None
+    first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    assert first.startswith("logs: ")
+    log_file = Path(first.removeprefix("logs: ").strip())
+    seen = first
+    while "events/s" not in seen:
+        chunk = await asyncio.wait_for(proc.stdout.read(200), 60)
+        assert chunk, seen
+        seen += chunk.decode()
+    proc.send_signal(signal.SIGINT)
+    code, err, _ = await finish(proc, within_s=30)
+    assert code == 0, err
+    assert err.strip() == ""  # every log line went to the file
+    logged = await asyncio.to_thread(log_file.read_text)
+    events = [e["event"] for e in json_events(logged)]
+    assert "service.starting" in events and events[-1] == "service.stopped"
+    await asyncio.to_thread(log_file.unlink)
