@@ -120,3 +120,64 @@ def test_srv_uris_are_accepted_and_passwords_are_redacted(
     assert "s3cret" not in repr(settings) and "s3cret" not in settings.redacted_uri
     assert settings.redacted_uri == "mongodb+srv://app:***@cluster0.example.net/?retryWrites=true"
     assert redact_uri("mongodb://h:1/") == "mongodb://h:1/"
+
+
+@pytest.mark.parametrize("level", ["warning", "Warning", "WARNING"])
+def test_the_log_level_is_case_insensitive(monkeypatch: pytest.MonkeyPatch, level: str) -> None:
+    monkeypatch.setenv("STREAMER_LOG_LEVEL", level)
+    assert load_settings().log_level == "WARNING"
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("mongodb://", "Must provide at least one hostname or IP"),
+        ("mongodb://u:hunter2@h:70000", "Port must be an integer between 0 and 65535"),
+        ("mongodb+srv://u:hunter2@c.example.net:27017", "must not include a port number"),
+        ("mongodb://h/?wtimeoutMS=soon", "wtimeoutms must be an integer"),
+        ("http://h", "Invalid URI scheme"),
+    ],
+)
+def test_the_uri_is_checked_by_the_driver_parser_and_named_as_the_variable(
+    monkeypatch: pytest.MonkeyPatch, uri: str, problem: str
+) -> None:
+    monkeypatch.setenv("STREAMER_MONGODB_URI", uri)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith("invalid settings: STREAMER_MONGODB_URI (mongodb_uri): ")
+    assert problem in message and "hunter2" not in message
+
+
+def test_a_srv_uri_is_checked_without_any_dns_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The form only: a name that resolves nowhere still loads (DNS is the client's job)."""
+    monkeypatch.setenv("STREAMER_MONGODB_URI", "mongodb+srv://u:p@nowhere.invalid/")
+    assert load_settings().redacted_uri == "mongodb+srv://u:***@nowhere.invalid/"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("database: x\nbatch_size: [1\n", "streamer.yaml:3:1: invalid YAML: expected ',' or ']'"),
+        ("database: x\n  bad: indent\n", "streamer.yaml:2:6: invalid YAML: mapping values"),
+        ("- a\n- b\n", "streamer.yaml: the top level must be a mapping of settings"),
+        ("just a string\n", "streamer.yaml: the top level must be a mapping of settings"),
+    ],
+)
+def test_a_broken_config_file_names_file_line_and_column(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str, expected: str
+) -> None:
+    (tmp_path / "streamer.yaml").write_text(text)
+    monkeypatch.setenv("STREAMER_CONFIG", str(tmp_path / "streamer.yaml"))
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value).startswith(str(tmp_path / expected)), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_an_empty_config_file_means_the_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "streamer.yaml").write_text("# nothing set\n")
+    monkeypatch.setenv("STREAMER_CONFIG", str(tmp_path / "streamer.yaml"))
+    assert load_settings().batch_size == 500
