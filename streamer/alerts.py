@@ -19,11 +19,10 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bson import Decimal128, Int64, ObjectId
-
 from .changes import Change
 from .keys import bson_key
 from .mirror import State, next_state
+from .mongo.types import Decimal128, Int64, ObjectId
 from .totals import Invalid, Rejected
 
 INVENTORY_FIELDS: tuple[str, ...] = ("sku", "name", "stock", "low_stock_threshold")

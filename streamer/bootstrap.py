@@ -21,11 +21,9 @@ from functools import partial
 from typing import Any
 
 import structlog
-from pymongo.errors import OperationFailure
 
-from .errors import BootstrapError
+from .errors import BootstrapError, DatabaseError, NamespaceExists, TransientError
 from .mongo import Document, Mongo
-from .mongo.retries import is_transient
 from .schema import Action, ActionKind, Conflict, Note, Plan, Schema, plan
 
 __all__ = ["BootstrapReport", "bootstrap_exit_code", "observe", "run_bootstrap"]
@@ -216,12 +214,14 @@ async def _run(mongo: Mongo, what: str, command: Mapping[str, Any]) -> Document:
     """
     try:
         return await mongo.command(command)
-    except OperationFailure as exc:
-        if exc.code == 48 and "create" in command:
-            # NamespaceExists: another instance created it first; the plan still holds.
+    except NamespaceExists as exc:
+        if "create" in command:
+            # Another instance created it first; the plan still holds.
             return {"ok": 1}
-        if is_transient(exc):
-            raise  # the caller's retry policy decides
+        raise BootstrapError(f"{what}: the server refused it ({exc.code}): {exc}") from exc
+    except TransientError:
+        raise  # the caller's retry policy decides
+    except DatabaseError as exc:
         raise BootstrapError(f"{what}: the server refused it ({exc.code}): {exc}") from exc
 
 
@@ -230,5 +230,7 @@ async def _read(
 ) -> list[Document]:
     try:
         return await read()
-    except OperationFailure as exc:
+    except TransientError:
+        raise  # the caller's retry policy decides
+    except DatabaseError as exc:
         raise BootstrapError(f"{what}: the server refused it ({exc.code}): {exc}") from exc

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bson import Timestamp
+from .mongo.types import Timestamp
 
 Op = Literal["insert", "update", "replace", "delete"]
 DATA_OPS = frozenset({"insert", "update", "replace", "delete"})

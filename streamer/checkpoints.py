@@ -17,11 +17,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bson import Timestamp
-from pymongo.errors import DuplicateKeyError
-
-from .errors import CheckpointConflict
+from .errors import CheckpointConflict, DuplicateKey
 from .mongo import Mongo, Session
+from .mongo.types import Timestamp
 
 COLLECTION = "streamer_checkpoints"
 Phase = Literal["stream", "resync"]
@@ -96,7 +94,7 @@ class CheckpointStore:
         )
         try:
             await self.mongo.insert_many(COLLECTION, [cp.document()])
-        except DuplicateKeyError as exc:
+        except DuplicateKey as exc:
             raise CheckpointConflict(f"{stream}: another instance created the checkpoint") from exc
         return cp
 
@@ -112,7 +110,7 @@ class CheckpointStore:
         )
 
     async def advance(
-        self, current: Checkpoint, new: Checkpoint, *, session: Session = None
+        self, current: Checkpoint, new: Checkpoint, *, session: Session | None = None
     ) -> Checkpoint:
         """Store ``new`` in place of ``current``, if nobody moved it meanwhile.
 

@@ -1,20 +1,24 @@
 """Run a unit of work and its checkpoint advance as one transaction, exactly once.
 
-Transient failures rerun the whole transaction (tenacity: exponential backoff with
-jitter, bounded by ``retry_max_s``). A commit whose outcome is unknown may have landed;
-its rerun then finds the checkpoint already moved, and :meth:`CheckpointStore.landed`
-tells "it was us" (same batch id) from "another instance got there first".
+Transient failures rerun the whole transaction (:func:`retry_transient`: exponential
+backoff with jitter, bounded by ``retry_max_s``). A commit whose outcome is unknown is
+first retried in place by the seam (commitTransaction is idempotent), within what
+remains of that same budget, never a budget of its own. If it is still unknown the
+transaction is rerun: the rerun then finds the checkpoint already moved, and
+:meth:`CheckpointStore.landed` tells "it was us" (same batch id) from "another instance
+got there first".
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from .checkpoints import Checkpoint, CheckpointStore
 from .errors import CheckpointConflict
 from .mongo import Mongo, Session
-from .mongo.retries import OnRetry, retry_transient
+from .mongo.retries import OnRetry, RetryPolicy, retry_transient
 
 T = TypeVar("T")
 
@@ -25,15 +29,18 @@ class Committer:
         mongo: Mongo,
         store: CheckpointStore,
         *,
-        retry_max_s: float,
+        retry_max_s: float | None = None,
+        policy: RetryPolicy | None = None,
         on_retry: OnRetry | None = None,
     ) -> None:
         self.mongo = mongo
         self.store = store
-        self.retry_max_s = retry_max_s
+        self.policy = policy or RetryPolicy()
+        if retry_max_s is not None:
+            self.policy = dataclasses.replace(self.policy, max_s=retry_max_s)
         self.on_retry = on_retry
         # The stream's long-lived writer session (see streamer.sessions), once opened.
-        self.session: Session = None
+        self.session: Session | None = None
 
     async def commit(
         self,
@@ -62,6 +69,4 @@ class Committer:
                     return committing[-1]
                 raise
 
-        return await retry_transient(
-            attempt, what=what, max_delay_s=self.retry_max_s, on_retry=self.on_retry
-        )
+        return await retry_transient(attempt, what=what, policy=self.policy, on_retry=self.on_retry)

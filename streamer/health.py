@@ -15,8 +15,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 
 import structlog
-from pymongo.errors import PyMongoError
 
+from .errors import DatabaseError
 from .inventory import STOCK_ALERTS
 from .metrics import Metrics, StreamView
 from .mongo import Mongo
@@ -81,13 +81,13 @@ class Health:
         try:
             await self.mongo.ping()
             self.last_ping_ok = time.monotonic()
-        except PyMongoError as exc:
+        except DatabaseError as exc:
             log.warning("health.ping_failed", error=type(exc).__name__)
 
     async def _oplog(self) -> None:
         try:
             oldest = await self.mongo.oldest_oplog_time()
-        except PyMongoError as exc:
+        except DatabaseError as exc:
             if not self._oplog_refused:
                 log.warning("health.oplog_unreadable", error=str(exc)[:200])
                 self._oplog_refused = True
@@ -120,7 +120,7 @@ class Health:
                 if len(docs) < self.max_alert_series
                 else await self.mongo.count(STOCK_ALERTS, {"state": "open"})
             )
-        except PyMongoError as exc:
+        except DatabaseError as exc:
             log.warning("health.alerts_unreadable", error=type(exc).__name__)
             return
         self.metrics.open_alerts.set(total)

@@ -6,12 +6,12 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 import structlog
-from pymongo import UpdateOne
 
 from .alerts import INVENTORY_FIELDS, Transition, plan_inventory
 from .changes import Change
 from .keys import bson_key
 from .mongo import Mongo, Session
+from .mongo.types import UpdateOne
 from .streams import BatchOutcome, MirroredStream, count_ops
 
 log = structlog.get_logger("streamer.inventory")

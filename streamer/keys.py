@@ -12,8 +12,7 @@ import decimal
 from collections.abc import Hashable
 from typing import Any
 
-import bson
-from bson import Decimal128, Int64
+from .mongo.types import Decimal128, Int64, encode_bson
 
 
 def bson_key(value: Any) -> Hashable:
@@ -36,4 +35,4 @@ def bson_key(value: Any) -> Hashable:
         return ("d", tuple((k, bson_key(v)) for k, v in value.items()))
     if isinstance(value, list):
         return ("a", tuple(bson_key(v) for v in value))
-    return ("o", bson.encode({"": value}))
+    return ("o", encode_bson({"": value}))

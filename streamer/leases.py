@@ -2,11 +2,14 @@
 
 A lease is a document per stream naming its owner and an expiry on the *server's*
 clock (``$$NOW`` in an update pipeline), so pods with skewed clocks still agree on who
-holds it. Acquiring is one upsert filtered on "mine, or expired": when another
-instance holds a live lease the upsert collides on ``_id`` (DuplicateKey) and the
-caller stands by. The owner renews well inside the TTL; if a renewal finds the lease
-gone it stops processing. Leases only decide who does the work; the checkpoint
-compare-and-set is what keeps two owners, for a moment, from double counting.
+holds it. Acquiring is one upsert on ``_id`` alone, whose update pipeline takes the
+lease only when it is free, expired or already ours, and otherwise leaves the document
+as it is; the reply (the document after the update) names the holder. So a standby's
+poll is an ordinary, successful command: no duplicate-key error as control flow, and
+nothing for the command monitor to count as a failure. The owner renews well inside
+the TTL; if a renewal finds the lease gone it stops processing. Leases only decide who
+does the work; the checkpoint compare-and-set is what keeps two owners, for a moment,
+from double counting.
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
-
+from .errors import DuplicateKey
 from .mongo import Mongo
 
 COLLECTION = "streamer_leases"
@@ -37,30 +39,55 @@ class Leases:
         self.ttl_ms = int(ttl_s * 1000)
 
     def _extend(self) -> list[dict[str, Any]]:
+        return [{"$set": self._taken()}]
+
+    def _taken(self) -> dict[str, Any]:
+        """The fields of a lease this instance (re)takes, as update expressions."""
+        return {
+            "previous_owner": {
+                "$cond": [{"$eq": ["$owner", self.owner]}, "$previous_owner", "$owner"]
+            },
+            "owner": self.owner,
+            "expires_at": {"$add": ["$$NOW", self.ttl_ms]},
+            "renewed_at": "$$NOW",
+        }
+
+    def _take_if_free(self) -> list[dict[str, Any]]:
+        """Each field becomes its taken value if the lease is free, else stays as it is.
+
+        Only one holder, ever: the server applies an update to one document atomically,
+        evaluating ``free`` against the document as it is at that moment, so of two
+        instances polling together the second sees the first's fresh lease and keeps
+        it. A missing document (the first poll) is upserted from ``{_id}`` and is free.
+        All fields are computed in one ``$set`` stage, so each sees the old document.
+        """
+        free = {
+            "$or": [
+                {"$eq": ["$owner", self.owner]},
+                {"$lt": [{"$ifNull": ["$expires_at", None]}, "$$NOW"]},
+            ]
+        }
         return [
             {
                 "$set": {
-                    "previous_owner": {
-                        "$cond": [{"$eq": ["$owner", self.owner]}, "$previous_owner", "$owner"]
-                    },
-                    "owner": self.owner,
-                    "expires_at": {"$add": ["$$NOW", self.ttl_ms]},
-                    "renewed_at": "$$NOW",
+                    field: {"$cond": [free, taken, f"${field}"]}
+                    for field, taken in self._taken().items()
                 }
             }
         ]
 
     async def acquire(self, stream: str) -> Lease | None:
         """Take or keep the lease if it is free, expired or ours; None if another holds it."""
-        mine_or_expired = {
-            "_id": stream,
-            "$or": [{"owner": self.owner}, {"$expr": {"$lt": ["$expires_at", "$$NOW"]}}],
-        }
         try:
             doc = await self.mongo.find_one_and_update(
-                COLLECTION, mine_or_expired, self._extend(), upsert=True
+                COLLECTION, {"_id": stream}, self._take_if_free(), upsert=True
             )
-        except DuplicateKeyError:
+        except DuplicateKey:
+            # Two instances upserting the very first lease document at once: the other
+            # one inserted it (a server retries such an upsert itself; this is for one
+            # that does not). Never on an ordinary poll.
+            return None
+        if doc is None or doc.get("owner") != self.owner:
             return None
         return self._lease(doc)
 

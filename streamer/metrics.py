@@ -17,15 +17,14 @@ import platform
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from pymongo import monitoring
 
 from . import __version__
 from .alerts import Transition
+from .mongo.monitoring import PoolListener
 from .streams import BatchOutcome
 
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -159,56 +158,29 @@ class Metrics:
             self.command_failures.labels(name).inc()
 
     def pool_listener(self) -> PoolListener:
-        return PoolListener(self)
+        """The driver's pool event listener, feeding the pool gauges."""
+        return PoolListener(PoolGauges(self))
 
 
-class PoolListener(monitoring.ConnectionPoolListener):
-    """Pool size and checked-out connections per server, from the driver's CMAP events."""
+class PoolGauges:
+    """Pool size and checked-out connections per server (fed by :class:`PoolListener`)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
 
-    @staticmethod
-    def _server(event: Any) -> str:
-        host, port = event.address
-        return f"{host}:{port}"
+    def pool_opened(self, server: str) -> None:
+        self.m.pool_connections.labels(server).set(0)
+        self.m.pool_checked_out.labels(server).set(0)
 
-    def pool_created(self, event: monitoring.PoolCreatedEvent) -> None:
-        self.m.pool_connections.labels(self._server(event)).set(0)
-        self.m.pool_checked_out.labels(self._server(event)).set(0)
+    def pool_closed(self, server: str) -> None:
+        self.m.pool_connections.remove(server)
+        self.m.pool_checked_out.remove(server)
 
-    def pool_ready(self, event: monitoring.PoolReadyEvent) -> None:
-        pass
+    def connections(self, server: str, delta: int) -> None:
+        self.m.pool_connections.labels(server).inc(delta)
 
-    def pool_cleared(self, event: monitoring.PoolClearedEvent) -> None:
-        pass
-
-    def pool_closed(self, event: monitoring.PoolClosedEvent) -> None:
-        self.m.pool_connections.remove(self._server(event))
-        self.m.pool_checked_out.remove(self._server(event))
-
-    def connection_created(self, event: monitoring.ConnectionCreatedEvent) -> None:
-        self.m.pool_connections.labels(self._server(event)).inc()
-
-    def connection_ready(self, event: monitoring.ConnectionReadyEvent) -> None:
-        pass
-
-    def connection_closed(self, event: monitoring.ConnectionClosedEvent) -> None:
-        self.m.pool_connections.labels(self._server(event)).dec()
-
-    def connection_check_out_started(
-        self, event: monitoring.ConnectionCheckOutStartedEvent
-    ) -> None:
-        pass
-
-    def connection_check_out_failed(self, event: monitoring.ConnectionCheckOutFailedEvent) -> None:
-        pass
-
-    def connection_checked_out(self, event: monitoring.ConnectionCheckedOutEvent) -> None:
-        self.m.pool_checked_out.labels(self._server(event)).inc()
-
-    def connection_checked_in(self, event: monitoring.ConnectionCheckedInEvent) -> None:
-        self.m.pool_checked_out.labels(self._server(event)).dec()
+    def checked_out(self, server: str, delta: int) -> None:
+        self.m.pool_checked_out.labels(server).inc(delta)
 
 
 class AlertProducts(Collector):

@@ -6,12 +6,11 @@ import datetime as dt
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from pymongo import DeleteOne, InsertOne, ReplaceOne
-
 from .changes import Change
 from .keys import bson_key
 from .mirror import State
 from .mongo import Mongo, Session
+from .mongo.types import DeleteOne, InsertOne, ReplaceOne
 from .streams import BatchOutcome, MirroredStream, count_ops
 from .totals import (
     COMPLETED,

@@ -21,7 +21,7 @@ from contextlib import suppress
 import structlog
 
 from .checkpoints import CheckpointStore
-from .errors import DatabaseUnavailable
+from .errors import DatabaseError, DatabaseUnavailable, StreamerError
 from .leases import Lease, Leases
 from .metrics import Metrics
 from .mongo import Mongo
@@ -54,6 +54,7 @@ class StreamOwner:
         self.ttl_s = lease_ttl_s
         self.metrics = metrics
         self.on_batch = on_batch
+        self.policy = options.retry
         self.leases = Leases(mongo, store.owner, lease_ttl_s)
         self.sessions = WriterSessions(mongo, store.owner)
         self.watcher: Watcher | None = None
@@ -80,12 +81,17 @@ class StreamOwner:
             self.alive = False
 
     async def _acquire(self) -> Lease | None:
-        """The lease, or None (stand by) when another holds it or the database is away."""
+        """The lease, or None (stand by) when another holds it or the database is away.
+
+        Retried for at most a third of the TTL (the poll interval), so a standby never
+        falls more than one poll behind.
+        """
         try:
             return await retry_transient(
                 lambda: self.leases.acquire(self.name),
                 what=f"lease.{self.name}",
                 max_delay_s=self.ttl_s / 3,
+                policy=self.policy,
             )
         except DatabaseUnavailable as exc:
             self.log.warning("lease.unreachable", error=str(exc))
@@ -96,8 +102,11 @@ class StreamOwner:
             await asyncio.wait_for(self.stopping.wait(), seconds)
 
     async def _kill_previous(self, owner: str) -> None:
-        with suppress(Exception):
+        """Best effort: an orphaned transaction the kill misses times out on the server."""
+        try:
             await self.sessions.kill_owner(self.name, owner)
+        except StreamerError as exc:
+            self.log.warning("session.kill_failed", owner=owner, error=_describe(exc))
 
     async def _term(self) -> None:
         """Process the stream while the lease holds."""
@@ -120,16 +129,28 @@ class StreamOwner:
             await asyncio.wait({watch, renew, stop}, return_when=asyncio.FIRST_COMPLETED)
             term_stop.set()
             await watch  # finishes its batch; re-raises a watcher failure
+            failure = renew.exception() if renew.done() and not renew.cancelled() else None
+            if failure is not None:
+                raise failure  # a bug in the renewal loop, not an outage: surface it
         finally:
+            # Every task started here is cancelled, then awaited. Their own
+            # CancelledErrors come back as results; a cancellation of this task
+            # propagates out of gather() untouched.
             for task in (renew, stop, watch):
                 task.cancel()
-            with suppress(asyncio.CancelledError):
-                await asyncio.gather(renew, stop, return_exceptions=True)
+            await asyncio.gather(renew, stop, watch, return_exceptions=True)
             self.owned = False
             if self.stopping.is_set():
-                with suppress(Exception):
-                    await self.leases.release(self.name)
-                    self.log.info("lease.released")
+                await self._release()
+
+    async def _release(self) -> None:
+        """Hand the lease over at once; if that fails, a standby waits out the TTL."""
+        try:
+            await self.leases.release(self.name)
+        except StreamerError as exc:
+            self.log.warning("lease.release_failed", error=_describe(exc))
+            return
+        self.log.info("lease.released")
 
     async def _renew_until_lost(self) -> None:
         deadline = time.monotonic() + self.ttl_s
@@ -137,9 +158,9 @@ class StreamOwner:
             await asyncio.sleep(self.ttl_s / 3)
             try:
                 lease = await self.leases.renew(self.name)
-            except Exception as exc:
+            except DatabaseError as exc:
                 if time.monotonic() < deadline - self.ttl_s / 6:
-                    self.log.warning("lease.renew_failed", error=type(exc).__name__)
+                    self.log.warning("lease.renew_failed", error=_describe(exc))
                     continue
                 self.log.error("lease.expiring_unrenewed")
                 return
@@ -147,3 +168,8 @@ class StreamOwner:
                 self.log.warning("lease.lost")
                 return
             deadline = time.monotonic() + self.ttl_s
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a log: the error's type and message."""
+    return f"{type(exc).__name__}: {exc}"

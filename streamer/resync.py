@@ -30,14 +30,14 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 
 import structlog
-from bson import Int64, Timestamp
-from pymongo.errors import PyMongoError
 
 from .changes import Change
 from .checkpoints import Checkpoint, CheckpointStore, Resync
 from .commits import Committer
+from .errors import DatabaseError
 from .mirror import project
 from .mongo import Mongo, Session
+from .mongo.types import Int64, Timestamp
 from .streams import BatchOutcome, StreamHandler
 
 log = structlog.get_logger("streamer.resync")
@@ -223,7 +223,7 @@ class Resyncer:
                     batch, cursor_id = more["cursor"]["nextBatch"], more["cursor"]["id"]
             finally:
                 if cursor_id:
-                    with suppress(PyMongoError):
+                    with suppress(DatabaseError):
                         await self.mongo.command(
                             {"killCursors": source, "cursors": [Int64(cursor_id)]},
                             session=session,

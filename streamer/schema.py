@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from bson.decimal128 import Decimal128
 
 from .errors import BootstrapError
+from .mongo.types import Decimal128
 
 __all__ = [
     "Action",

@@ -15,8 +15,8 @@ import datetime as dt
 from typing import Any
 
 import structlog
-from pymongo.errors import OperationFailure
 
+from .errors import CommandError, FatalDatabaseError
 from .mongo import Mongo, Session
 
 log = structlog.get_logger("streamer.sessions")
@@ -42,8 +42,8 @@ class WriterSessions:
             try:
                 await self.mongo.kill_sessions([previous["lsid"]])
                 log.info("session.previous_killed", stream=stream)
-            except OperationFailure as exc:
-                # Without the privilege the orphan simply times out on the server.
+            except (CommandError, FatalDatabaseError) as exc:
+                # Without the privilege (13) the orphan simply times out on the server.
                 log.warning("session.kill_refused", stream=stream, code=exc.code)
         await self.mongo.update_one(
             COLLECTION,
@@ -68,5 +68,5 @@ class WriterSessions:
         try:
             await self.mongo.kill_sessions([record["lsid"]])
             log.info("session.previous_owner_killed", stream=stream, owner=owner)
-        except OperationFailure as exc:
+        except (CommandError, FatalDatabaseError) as exc:
             log.warning("session.kill_refused", stream=stream, code=exc.code)

@@ -64,8 +64,17 @@ class Settings(BaseSettings):
     # A quiet stream still stores its postBatchResumeToken this often, so the stored
     # position never ages out of the oplog.
     idle_checkpoint_interval_s: float = Field(10.0, gt=0)
-    # How long one operation keeps retrying transient failures before giving up.
+    # Retry budgets (streamer.mongo.retries, the one retry policy; every wait jittered).
+    # One operation, all its retries included, gives up after retry_max_s; a retry
+    # inside it (a commit's) gets what remains of that, never a fresh budget.
     retry_max_s: float = Field(30.0, gt=0)
+    # Waits between tries: retry_initial_wait_s, doubling up to retry_max_wait_s.
+    retry_initial_wait_s: float = Field(0.05, gt=0)
+    retry_max_wait_s: float = Field(5.0, gt=0)
+    # Once retry_max_s is spent the loop that lives through outages (a watcher, the
+    # start-up connect) waits outage_backoff_s, doubling up to outage_backoff_max_s.
+    outage_backoff_s: float = Field(1.0, gt=0)
+    outage_backoff_max_s: float = Field(30.0, gt=0)
     # The declarative schema; default: the packaged config/schema.yaml.
     schema_path: Path = Field(default_factory=lambda: default_file("schema.yaml"))
     # Apply the schema at start-up; turn off where a separate, privileged job runs

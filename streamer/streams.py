@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
-from pymongo import DeleteOne, InsertOne, ReplaceOne
 
 from .changes import Change
 from .keys import bson_key
 from .mirror import State, project
 from .mongo import Mongo, Session
+from .mongo.types import DeleteOne, InsertOne, ReplaceOne
 from .totals import Rejected
 
 log = structlog.get_logger("streamer.streams")

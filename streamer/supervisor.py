@@ -39,7 +39,7 @@ from .http import HttpServer
 from .inventory import InventoryStream
 from .metrics import Metrics
 from .mongo import Mongo
-from .mongo.retries import retry_transient
+from .mongo.retries import Backoff, RetryPolicy, retry_transient
 from .orders import OrdersStream
 from .ownership import StreamOwner
 from .schema import Schema, load_schema
@@ -74,7 +74,7 @@ def watcher_options(settings: Settings) -> WatcherOptions:
         batch_size=settings.batch_size,
         max_batch_wait_ms=settings.max_batch_wait_ms,
         idle_checkpoint_interval_s=settings.idle_checkpoint_interval_s,
-        retry_max_s=settings.retry_max_s,
+        retry=RetryPolicy.from_settings(settings),
     )
 
 
@@ -164,23 +164,22 @@ class Service:
     async def _connect(self) -> bool:
         """Connect, retrying with backoff until reachable or stopping; False if stopped."""
         self.mongo.open()
-        backoff = 1.0
+        policy = RetryPolicy.from_settings(self.settings)
+        backoff = Backoff(policy)
         while not self.stopping.is_set():
             try:
                 await unless_stopped(
-                    retry_transient(
-                        self.mongo.ping, what="connect", max_delay_s=self.settings.retry_max_s
-                    ),
+                    retry_transient(self.mongo.ping, what="connect", policy=policy),
                     self.stopping,
                 )
             except DatabaseUnavailable:
+                wait_s = backoff.next_s()
                 log.error(
                     "service.database_unreachable",
                     error=unreachable(self.settings),
-                    retry_in_s=backoff,
+                    retry_in_s=round(wait_s, 2),
                 )
-                await self._pause(backoff)
-                backoff = min(backoff * 2, 30.0)
+                await self._pause(wait_s)
                 continue
             if self.stopping.is_set():
                 break

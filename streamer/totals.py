@@ -18,11 +18,10 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bson import Decimal128, Int64, Regex
-
 from .changes import Change
 from .keys import bson_key
 from .mirror import State, next_state
+from .mongo.types import Decimal128, Int64, Regex
 
 ORDER_FIELDS: tuple[str, ...] = ("user_id", "amount", "status", "created_at")
 COMPLETED = "completed"

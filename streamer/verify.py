@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from bson import Decimal128
-
 from .alerts import INVENTORY_FIELDS, Product, assess_product
 from .inventory import STOCK_ALERTS
 from .keys import bson_key
 from .mongo import Mongo
+from .mongo.types import Decimal128
 from .orders import USER_TOTALS
 from .totals import (
     DECIMAL128,

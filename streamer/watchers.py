@@ -20,21 +20,27 @@ import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from bson import Int64, Timestamp
-from pymongo.errors import PyMongoError
 
 from .changes import Change, StreamEnd, parse_event, stream_pipeline
 from .checkpoints import Checkpoint, CheckpointStore
 from .commits import Committer
-from .errors import CheckpointConflict, DatabaseUnavailable, HistoryLost
+from .errors import (
+    CheckpointConflict,
+    DatabaseError,
+    DatabaseUnavailable,
+    HistoryLost,
+    StreamInterrupted,
+    TransientError,
+)
 from .inventory import log_transition
 from .metrics import Metrics
 from .mongo import Mongo, Session
-from .mongo.retries import Kind, classify, error_reason, retry_transient
+from .mongo.retries import Backoff, RetryPolicy, error_reason, retry_transient
+from .mongo.types import Int64, Timestamp
 from .resync import Resyncer
 from .sessions import WriterSessions
 from .streams import BatchOutcome, StreamHandler
@@ -47,9 +53,8 @@ class WatcherOptions:
     batch_size: int
     max_batch_wait_ms: int
     idle_checkpoint_interval_s: float
-    retry_max_s: float
-    outage_backoff_s: float = 1.0
-    outage_backoff_max_s: float = 30.0
+    # Every retry budget and backoff (settings retry_* and outage_backoff_*).
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     # A resync whose owner has not advanced it for this long is taken over.
     resync_stale_s: float = 30.0
     resync_poll_s: float = 1.0
@@ -76,9 +81,7 @@ class Watcher:
         self.stopping = stopping
         self.on_batch = on_batch
         self.metrics = metrics
-        self.committer = Committer(
-            mongo, store, retry_max_s=options.retry_max_s, on_retry=self._count_retry
-        )
+        self.committer = Committer(mongo, store, policy=options.retry, on_retry=self._count_retry)
         self.resyncer = Resyncer(
             mongo,
             store,
@@ -99,29 +102,32 @@ class Watcher:
     # -- supervision loop -----------------------------------------------------------
     async def run(self) -> None:
         """Stream, resync when needed, ride out outages; return once stopping is set."""
-        backoff = self.options.outage_backoff_s
+        backoff = Backoff(self.options.retry)
         self.running = True
         try:
             while not self.stopping.is_set():
                 try:
                     await self._run_once()
-                    backoff = self.options.outage_backoff_s
+                    backoff.reset()
                 except CheckpointConflict as exc:
                     self.log.info("stream.checkpoint_moved", detail=str(exc))
                     self._count("aborts", "checkpoint_moved")
                 except DatabaseUnavailable as exc:
                     self.outage = "database unavailable"
                     self._count("aborts", "retries_exhausted")
+                    wait_s = backoff.next_s()
                     self.log.error(
-                        "stream.database_unavailable", error=str(exc), retry_in_s=backoff
+                        "stream.database_unavailable", error=str(exc), retry_in_s=round(wait_s, 2)
                     )
-                    await self._pause(backoff)
-                    backoff = min(backoff * 2, self.options.outage_backoff_max_s)
+                    await self._pause(wait_s)
         finally:
             self.running = False
             if self.committer.session is not None:
-                with suppress(PyMongoError):
-                    await self.committer.session.end_session()
+                try:
+                    await self.mongo.end_session(self.committer.session)
+                except DatabaseError as exc:
+                    # The server reaps an unended session itself; nothing is lost.
+                    self.log.info("session.end_failed", error=exc.reason)
 
     def _count(self, family: str, reason: str) -> None:
         if self.metrics is not None:
@@ -182,7 +188,7 @@ class Watcher:
         return age.total_seconds() < self.options.resync_stale_s
 
     async def _retry(self, op: Callable[[], Any], what: str) -> Any:
-        return await retry_transient(op, what=what, max_delay_s=self.options.retry_max_s)
+        return await retry_transient(op, what=what, policy=self.options.retry)
 
     # -- streaming --------------------------------------------------------------------
     def _open_command(self, cp: Checkpoint) -> dict[str, Any]:
@@ -196,12 +202,8 @@ class Watcher:
         }
 
     async def _command(self, cmd: Mapping[str, Any], session: Session) -> dict[str, Any]:
-        try:
-            return await self.mongo.command(cmd, session=session)
-        except PyMongoError as exc:
-            if classify(exc) is Kind.HISTORY_LOST:
-                raise HistoryLost(f"{error_reason(exc)}: {exc}") from exc
-            raise
+        # The seam raises HistoryLost (286, 260, 280, 136) itself.
+        return await self.mongo.command(cmd, session=session)
 
     async def _stream(self, cp: Checkpoint) -> None:
         """Apply batches from ``cp`` on; returns when stopping, raises to reopen."""
@@ -237,7 +239,7 @@ class Watcher:
                     batch, cursor_id = cursor["nextBatch"], cursor["id"]
             finally:
                 if cursor_id:
-                    with suppress(PyMongoError):
+                    with suppress(DatabaseError):  # the server reaps it; nothing to do
                         await self.mongo.command(
                             {"killCursors": self.handler.source, "cursors": [Int64(cursor_id)]},
                             session=session,
@@ -252,17 +254,10 @@ class Watcher:
         }
         try:
             return await self._command(cmd, session)
-        except PyMongoError as exc:
-            resumable = (
-                classify(exc) is Kind.TRANSIENT
-                or exc.has_error_label("ResumableChangeStreamError")
-                or getattr(exc, "code", None) == 43  # CursorNotFound
-            )
-            if resumable:
-                # Resumable: reopen from the last committed checkpoint.
-                self.log.warning("stream.interrupted", reason=error_reason(exc))
-                raise _Reopen(error_reason(exc)) from exc
-            raise
+        except (TransientError, StreamInterrupted) as exc:
+            # Resumable: reopen from the last committed checkpoint.
+            self.log.warning("stream.interrupted", reason=exc.reason)
+            raise _Reopen(exc.reason) from exc
 
     async def _process(
         self,

@@ -1,11 +1,13 @@
 """The one MongoDB client per process, and every driver call the service makes.
 
-Nothing else in the service imports Motor or PyMongo's client classes: they reach the
-database through :class:`Mongo`. Two drivers sit behind it, chosen by
-``settings.driver``: Motor (``AsyncIOMotorClient``, the default) and PyMongo's native
-async client (``pymongo.AsyncMongoClient``). Their APIs match except for which calls
-return awaitables (Motor's ``start_session`` is a coroutine and ``start_transaction``
-is not; PyMongo's are the other way round), which :func:`_resolve` absorbs.
+Nothing else in the service imports Motor, PyMongo or bson: it reaches the database
+through :class:`Mongo`, whose every driver call translates driver exceptions into the
+service's (:mod:`streamer.mongo.errors`), so no ``PyMongoError`` escapes it. Two
+drivers sit behind it, chosen by ``settings.driver``: Motor (``AsyncIOMotorClient``,
+the default) and PyMongo's native async client (``pymongo.AsyncMongoClient``). Their
+APIs match except for which calls return awaitables (Motor's ``start_session`` is a
+coroutine and ``start_transaction`` is not; PyMongo's are the other way round),
+which :func:`_resolve` absorbs.
 
 Lifecycle (the guide's rules): created once at start-up, pinged, closed at shutdown;
 a closed client refuses to reopen.
@@ -13,32 +15,61 @@ a closed client refuses to reopen.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import enum
 import inspect
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from bson import Timestamp
 from bson.codec_options import CodecOptions
-from pymongo import ReadPreference, WriteConcern
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo import ReadPreference, ReturnDocument, WriteConcern
 from pymongo.read_concern import ReadConcern
-from pymongo.results import BulkWriteResult, UpdateResult
 from pymongo.server_api import ServerApi
 
-from ..errors import DatabaseUnavailable
+from ..errors import DatabaseError, DatabaseUnavailable, TransientError
 from ..settings import Settings
+from .errors import driver_errors
 from .monitoring import CommandListener, CommandObserver
+from .retries import RetryPolicy, retry_commit
 
 log = structlog.get_logger("streamer.mongo")
 
 T = TypeVar("T")
 Document = dict[str, Any]
-Session = Any  # the driver's session object; opaque outside this module
+
+
+class Session(Protocol):
+    """What the service uses of a driver session (Motor's and PyMongo's alike).
+
+    Pass it back to :class:`Mongo`'s calls; end it with :meth:`Mongo.end_session`, so
+    that a failure there is translated like any other.
+    """
+
+    @property
+    def session_id(self) -> Mapping[str, Any]: ...
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    async def end_session(self) -> None: ...
+
+    async def commit_transaction(self) -> None: ...
+
+    async def abort_transaction(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    """What an update did (the driver's result, as the service's own type)."""
+
+    matched_count: int
+    modified_count: int
+    upserted_id: Any = None
+
 
 CODEC_OPTIONS: CodecOptions[Document] = CodecOptions(tz_aware=True, tzinfo=dt.UTC)
 MAJORITY = WriteConcern("majority")
@@ -112,12 +143,16 @@ class Mongo:
 
     # -- lifecycle ------------------------------------------------------------------
     async def connect(self) -> None:
-        """Create the client and ping the primary; DatabaseUnavailable if unreachable."""
+        """Create the client and ping the primary once; DatabaseUnavailable if unreachable.
+
+        For the one-shot commands: they fail after one server selection timeout. The
+        service retries instead (``Service._connect``).
+        """
         self.open()
         try:
             await self.ping()
-        except ConnectionFailure as exc:  # ServerSelectionTimeoutError is one
-            raise DatabaseUnavailable(f"connect: {type(exc).__name__}") from exc
+        except TransientError as exc:
+            raise DatabaseUnavailable(f"connect: {exc.reason}") from exc
 
     def open(self) -> None:
         """Create the client (it connects in the background); see :meth:`connect`."""
@@ -139,7 +174,8 @@ class Mongo:
     async def close(self) -> None:
         if self.state is State.OPEN:
             self.state = State.CLOSED
-            await _resolve(self._client.close())
+            with driver_errors():
+                await _resolve(self._client.close())
         self.state = State.CLOSED
 
     async def __aenter__(self) -> Mongo:
@@ -160,17 +196,19 @@ class Mongo:
 
     # -- commands ---------------------------------------------------------------------
     async def ping(self) -> None:
-        await self._client.admin.command("ping")
+        with driver_errors():
+            await self._client.admin.command("ping")
 
     async def command(
-        self, cmd: Mapping[str, Any], *, session: Session = None, admin: bool = False
+        self, cmd: Mapping[str, Any], *, session: Session | None = None, admin: bool = False
     ) -> Document:
-        target = self._client.admin if admin else self._db
         if self.state is not State.OPEN:
             raise RuntimeError("Mongo client is not open")
-        reply: Document = await target.command(
-            dict(cmd), session=session, codec_options=CODEC_OPTIONS
-        )
+        target = self._client.admin if admin else self._db
+        with driver_errors():
+            reply: Document = await target.command(
+                dict(cmd), session=session, codec_options=CODEC_OPTIONS
+            )
         return reply
 
     # -- reads --------------------------------------------------------------------------
@@ -182,53 +220,70 @@ class Mongo:
         projection: Mapping[str, Any] | None = None,
         sort: Sequence[tuple[str, int]] | None = None,
         limit: int = 0,
-        session: Session = None,
+        session: Session | None = None,
     ) -> list[Document]:
-        cursor = self._coll(coll).find(
-            dict(filter), projection=projection, sort=sort, limit=limit, session=session
-        )
-        docs: list[Document] = await cursor.to_list(None)
+        collection = self._coll(coll)
+        with driver_errors():
+            cursor = collection.find(
+                dict(filter), projection=projection, sort=sort, limit=limit, session=session
+            )
+            docs: list[Document] = await cursor.to_list(None)
         return docs
 
     async def find_one(
-        self, coll: str, filter: Mapping[str, Any], *, session: Session = None
+        self, coll: str, filter: Mapping[str, Any], *, session: Session | None = None
     ) -> Document | None:
-        doc: Document | None = await self._coll(coll).find_one(dict(filter), session=session)
+        collection = self._coll(coll)
+        with driver_errors():
+            doc: Document | None = await collection.find_one(dict(filter), session=session)
         return doc
 
     async def aggregate(
-        self, coll: str, pipeline: Sequence[Mapping[str, Any]], *, session: Session = None
+        self, coll: str, pipeline: Sequence[Mapping[str, Any]], *, session: Session | None = None
     ) -> list[Document]:
-        cursor = await _resolve(self._coll(coll).aggregate(list(pipeline), session=session))
-        docs: list[Document] = await cursor.to_list(None)
+        collection = self._coll(coll)
+        with driver_errors():
+            cursor = await _resolve(collection.aggregate(list(pipeline), session=session))
+            docs: list[Document] = await cursor.to_list(None)
         return docs
 
     async def count(self, coll: str, filter: Mapping[str, Any]) -> int:
-        n: int = await self._coll(coll).count_documents(dict(filter))
+        collection = self._coll(coll)
+        with driver_errors():
+            n: int = await collection.count_documents(dict(filter))
         return n
 
     async def oldest_oplog_time(self) -> Timestamp | None:
         """The timestamp of the oldest oplog entry (needs read on local.oplog.rs)."""
         oplog = self._client.get_database("local", codec_options=CODEC_OPTIONS)["oplog.rs"]
-        docs = await oplog.find({}, {"ts": 1, "_id": 0}).sort("$natural", 1).limit(1).to_list(1)
+        with driver_errors():
+            cursor = oplog.find({}, {"ts": 1, "_id": 0}).sort("$natural", 1).limit(1)
+            docs = await cursor.to_list(1)
         return docs[0]["ts"] if docs else None
 
     # -- writes -------------------------------------------------------------------------
     async def bulk_write(
-        self, coll: str, requests: Sequence[Any], *, session: Session = None, ordered: bool = True
-    ) -> BulkWriteResult | None:
+        self,
+        coll: str,
+        requests: Sequence[Any],
+        *,
+        session: Session | None = None,
+        ordered: bool = True,
+    ) -> None:
+        """Run the write requests (:mod:`streamer.mongo.types`' InsertOne, ReplaceOne…)."""
         if not requests:
-            return None
-        result: BulkWriteResult = await self._coll(coll).bulk_write(
-            list(requests), ordered=ordered, session=session
-        )
-        return result
+            return
+        collection = self._coll(coll)
+        with driver_errors():
+            await collection.bulk_write(list(requests), ordered=ordered, session=session)
 
     async def insert_many(
-        self, coll: str, docs: Sequence[Mapping[str, Any]], *, session: Session = None
+        self, coll: str, docs: Sequence[Mapping[str, Any]], *, session: Session | None = None
     ) -> None:
         if docs:
-            await self._coll(coll).insert_many([dict(d) for d in docs], session=session)
+            collection = self._coll(coll)
+            with driver_errors():
+                await collection.insert_many([dict(d) for d in docs], session=session)
 
     async def update_one(
         self,
@@ -237,12 +292,18 @@ class Mongo:
         update: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         *,
         upsert: bool = False,
-        session: Session = None,
+        session: Session | None = None,
     ) -> UpdateResult:
-        result: UpdateResult = await self._coll(coll).update_one(
-            dict(filter), update, upsert=upsert, session=session
+        collection = self._coll(coll)
+        with driver_errors():
+            result = await collection.update_one(
+                dict(filter), update, upsert=upsert, session=session
+            )
+        return UpdateResult(
+            matched_count=int(result.matched_count),
+            modified_count=int(result.modified_count),
+            upserted_id=result.upserted_id,
         )
-        return result
 
     async def find_one_and_update(
         self,
@@ -251,66 +312,77 @@ class Mongo:
         update: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         *,
         upsert: bool = False,
-        session: Session = None,
+        session: Session | None = None,
     ) -> Document | None:
-        from pymongo import ReturnDocument
-
-        doc: Document | None = await self._coll(coll).find_one_and_update(
-            dict(filter),
-            update,
-            upsert=upsert,
-            return_document=ReturnDocument.AFTER,
-            session=session,
-        )
+        collection = self._coll(coll)
+        with driver_errors():
+            doc: Document | None = await collection.find_one_and_update(
+                dict(filter),
+                update,
+                upsert=upsert,
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
         return doc
 
     async def delete_many(
-        self, coll: str, filter: Mapping[str, Any], *, session: Session = None
+        self, coll: str, filter: Mapping[str, Any], *, session: Session | None = None
     ) -> int:
-        result = await self._coll(coll).delete_many(dict(filter), session=session)
+        collection = self._coll(coll)
+        with driver_errors():
+            result = await collection.delete_many(dict(filter), session=session)
         return int(result.deleted_count)
 
     # -- catalog --------------------------------------------------------------------------
     async def list_collections(self) -> list[Document]:
-        cursor = await _resolve(self._db.list_collections())
-        docs: list[Document] = await cursor.to_list(None)
+        if self.state is not State.OPEN:
+            raise RuntimeError("Mongo client is not open")
+        with driver_errors():
+            cursor = await _resolve(self._db.list_collections())
+            docs: list[Document] = await cursor.to_list(None)
         return docs
 
     async def list_indexes(self, coll: str) -> list[Document]:
-        cursor = await _resolve(self._coll(coll).list_indexes())
-        docs: list[Document] = await cursor.to_list(None)
+        collection = self._coll(coll)
+        with driver_errors():
+            cursor = await _resolve(collection.list_indexes())
+            docs: list[Document] = await cursor.to_list(None)
         return docs
 
     # -- sessions and transactions ----------------------------------------------------------
     @asynccontextmanager
     async def session(self) -> AsyncIterator[Session]:
         """An explicit session (a cursor must be read in the session that opened it)."""
-        if self.state is not State.OPEN:
-            raise RuntimeError("Mongo client is not open")
-        session = await _resolve(self._client.start_session())
+        session = await self.start_session()
         try:
             yield session
         finally:
-            await session.end_session()
+            await self.end_session(session)
 
     async def start_session(self) -> Session:
-        """A long-lived explicit session; the caller ends it (``await s.end_session()``)."""
+        """A long-lived explicit session; the caller ends it (:meth:`end_session`)."""
         if self.state is not State.OPEN:
             raise RuntimeError("Mongo client is not open")
-        return await _resolve(self._client.start_session())
+        with driver_errors():
+            session: Session = await _resolve(self._client.start_session())
+        return session
+
+    async def end_session(self, session: Session) -> None:
+        with driver_errors():
+            await session.end_session()
 
     async def kill_sessions(self, lsids: Sequence[Mapping[str, Any]]) -> None:
         """killSessions: abort whatever those sessions left open (their locks go with it)."""
         await self.command({"killSessions": [dict(lsid) for lsid in lsids]}, admin=True)
 
     @asynccontextmanager
-    async def transaction(self, session: Session = None) -> AsyncIterator[Session]:
+    async def transaction(self, session: Session | None = None) -> AsyncIterator[Session]:
         """A snapshot, majority-committed transaction: commits on exit, aborts on error.
 
         Runs in ``session`` when given (a long-lived session the caller owns), else in a
-        fresh one. A failed commit raises the driver's error with its labels
-        (TransientTransactionError, UnknownTransactionCommitResult); the caller decides
-        whether to run the whole transaction again.
+        fresh one. A failed commit raises TransientError (TransientTransactionError)
+        or UnknownCommitResult once retrying the commit in place ran out of budget;
+        the caller decides whether to run the whole transaction again.
         """
         if session is not None:
             async with self._transaction_in(session) as s:
@@ -321,43 +393,34 @@ class Mongo:
 
     @asynccontextmanager
     async def _transaction_in(self, session: Session) -> AsyncIterator[Session]:
-        await _resolve(
-            session.start_transaction(
-                read_concern=ReadConcern("snapshot"),
-                write_concern=MAJORITY,
-                read_preference=ReadPreference.PRIMARY,
+        with driver_errors():
+            await _resolve(
+                session.start_transaction(  # type: ignore[attr-defined]
+                    read_concern=ReadConcern("snapshot"),
+                    write_concern=MAJORITY,
+                    read_preference=ReadPreference.PRIMARY,
+                )
             )
-        )
         try:
             yield session
         except BaseException:
             if session.in_transaction:
-                await session.abort_transaction()
+                await self._abort(session)
             raise
-        await self._commit(session)
+        policy = RetryPolicy.from_settings(self.settings)
+        await retry_commit(self._commit_once(session), policy=policy)
 
-    async def _commit(self, session: Session) -> None:
-        """Commit, retrying the commit itself while its outcome is unknown.
+    async def _abort(self, session: Session) -> None:
+        """Abort after a failure; an abort that fails too must not hide the first error."""
+        try:
+            with driver_errors():
+                await session.abort_transaction()
+        except DatabaseError as exc:
+            log.warning("mongo.abort_failed", error=exc.reason)
 
-        A commit that failed with UnknownTransactionCommitResult (a network error, a
-        stepdown) may or may not have applied, and the transaction is still open on the
-        server, holding its writes: running it again would conflict with itself. The
-        Transactions specification's answer is to retry commitTransaction, which is
-        idempotent. An error without that label means the transaction is over; the
-        caller then runs it again from the start.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.retry_max_s
-        delay = 0.05
-        while True:
-            try:
+    def _commit_once(self, session: Session) -> Callable[[], Awaitable[None]]:
+        async def commit() -> None:
+            with driver_errors():
                 await session.commit_transaction()
-                return
-            except PyMongoError as exc:
-                if not exc.has_error_label("UnknownTransactionCommitResult"):
-                    raise
-                if loop.time() + delay > deadline:
-                    raise
-                log.warning("mongo.commit_retry", reason=type(exc).__name__, wait_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+
+        return commit

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import structlog
 from pymongo import monitoring
@@ -87,3 +88,59 @@ class CommandListener(monitoring.CommandListener):
                 database=event.database_name,
                 server=f"{event.connection_id[0]}:{event.connection_id[1]}",
             )
+
+
+class PoolObserver(Protocol):
+    """What the pool listener reports to (the metrics' pool gauges), per server."""
+
+    def pool_opened(self, server: str) -> None: ...
+    def pool_closed(self, server: str) -> None: ...
+    def connections(self, server: str, delta: int) -> None: ...
+    def checked_out(self, server: str, delta: int) -> None: ...
+
+
+class PoolListener(monitoring.ConnectionPoolListener):
+    """Pool size and checked-out connections per server, from the driver's CMAP events."""
+
+    def __init__(self, observer: PoolObserver) -> None:
+        self.observer = observer
+
+    @staticmethod
+    def _server(event: Any) -> str:
+        host, port = event.address
+        return f"{host}:{port}"
+
+    def pool_created(self, event: monitoring.PoolCreatedEvent) -> None:
+        self.observer.pool_opened(self._server(event))
+
+    def pool_ready(self, event: monitoring.PoolReadyEvent) -> None:
+        pass
+
+    def pool_cleared(self, event: monitoring.PoolClearedEvent) -> None:
+        pass
+
+    def pool_closed(self, event: monitoring.PoolClosedEvent) -> None:
+        self.observer.pool_closed(self._server(event))
+
+    def connection_created(self, event: monitoring.ConnectionCreatedEvent) -> None:
+        self.observer.connections(self._server(event), 1)
+
+    def connection_ready(self, event: monitoring.ConnectionReadyEvent) -> None:
+        pass
+
+    def connection_closed(self, event: monitoring.ConnectionClosedEvent) -> None:
+        self.observer.connections(self._server(event), -1)
+
+    def connection_check_out_started(
+        self, event: monitoring.ConnectionCheckOutStartedEvent
+    ) -> None:
+        pass
+
+    def connection_check_out_failed(self, event: monitoring.ConnectionCheckOutFailedEvent) -> None:
+        pass
+
+    def connection_checked_out(self, event: monitoring.ConnectionCheckedOutEvent) -> None:
+        self.observer.checked_out(self._server(event), 1)
+
+    def connection_checked_in(self, event: monitoring.ConnectionCheckedInEvent) -> None:
+        self.observer.checked_out(self._server(event), -1)

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo.errors import BulkWriteError
 from structlog.testing import capture_logs
 
 from streamer.bootstrap import bootstrap_exit_code, run_bootstrap
+from streamer.errors import CommandError
 from streamer.mongo import Mongo
 from streamer.schema import ActionKind, Schema, load_schema, parse_schema
 
@@ -219,12 +219,15 @@ async def test_declared_validators_accept_valid_documents_and_reject_invalid_one
     await mongo.insert_many(
         "inventory", [{"sku": "A-1", "name": "widget", "stock": 3, "low_stock_threshold": 1}]
     )
-    with pytest.raises(BulkWriteError):
-        await mongo.insert_many("inventory", [{"sku": "A-2", "name": "w", "stock": 1.5}])
-    with pytest.raises(BulkWriteError):
-        await mongo.insert_many("orders", [{"user_id": 1, "amount": -1, "status": "new"}])
-    with pytest.raises(BulkWriteError):
-        await mongo.insert_many("users", [{"name": "a", "email": "nope", "created_at": 1}])
+    invalid = [
+        ("inventory", {"sku": "A-2", "name": "w", "stock": 1.5}),
+        ("orders", {"user_id": 1, "amount": -1, "status": "new"}),
+        ("users", {"name": "a", "email": "nope", "created_at": 1}),
+    ]
+    for coll, doc in invalid:
+        with pytest.raises(CommandError) as info:
+            await mongo.insert_many(coll, [doc])
+        assert info.value.code == 121  # DocumentValidationFailure
 
 
 async def test_a_small_schema_applies_in_declaration_order(mongo: Mongo) -> None:

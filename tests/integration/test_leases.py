@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
+
 from streamer.leases import Leases
 from streamer.mongo import Mongo
 from streamer.settings import Settings
@@ -49,3 +52,41 @@ async def test_a_standby_takes_over_when_the_owner_stops(
             assert asyncio.get_running_loop().time() < deadline, "no takeover"
             await asyncio.sleep(0.05)
         await first.aclose()
+
+
+STANDBY_S = 12.0  # the issue's 30 s shortened: still ~18 lease polls per stream (TTL/3)
+
+
+def command_failures(registry: CollectorRegistry) -> float:
+    """streamer_mongodb_command_failures_total, summed over every command."""
+    return sum(
+        sample.value
+        for family in registry.collect()
+        if family.name == "streamer_mongodb_command_failures"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
+async def test_a_healthy_standby_polls_the_lease_without_failures_or_warnings(
+    settings: Settings, service: RunService
+) -> None:
+    """An owner and a standby with a 2 s lease: the standby's polls fail nothing, warn nothing.
+
+    Another instance holding the lease is an expected outcome, not a failed command: the
+    standby's streamer_mongodb_command_failures_total stays 0 and nothing logs a warning.
+    """
+    fast = settings.model_copy(update={"lease_ttl_s": 2.0})
+    async with service(fast, instance_id="owner") as owner:
+        # The owner's first start (a resync) is done; from here on, only the standby.
+        with capture_logs() as logs:
+            async with service(fast, instance_id="standby") as standby:
+                await asyncio.sleep(STANDBY_S)
+                polls = standby.mongo.listener.stats.by_name.get("findAndModify", 0)
+                assert set(owner.watchers) == {"orders", "inventory"} and not standby.watchers
+                assert command_failures(standby.metrics.registry) == 0
+                assert standby.mongo.listener.stats.failures == 0
+    assert polls >= 2 * (STANDBY_S / (2.0 / 3)) * 0.8  # both streams, every third of the TTL
+    noisy = [e for e in logs if e["log_level"] in ("warning", "error", "critical")]
+    failed = [e for e in logs if e["event"] == "mongo.command_failed"]
+    assert not noisy and not failed, noisy + failed

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from pymongo.errors import OperationFailure
 from structlog.testing import capture_logs
 
+from streamer.errors import CommandError
 from streamer.mongo import Mongo
 from streamer.settings import Settings
 
@@ -31,7 +31,7 @@ async def test_failed_commands_are_counted_and_logged_with_their_code(
     observed: list[tuple[str, bool]] = []
     with capture_logs() as logs:
         async with Mongo(settings, observers=[lambda n, s, ok: observed.append((n, ok))]) as m:
-            with pytest.raises(OperationFailure):
+            with pytest.raises(CommandError):
                 await m.command({"noSuchCommand": 1})
             assert m.listener.stats.failures == 1
     assert ("noSuchCommand", False) in observed

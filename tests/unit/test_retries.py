@@ -1,4 +1,4 @@
-"""Driver error classification, and retrying transient failures with an injected sleep."""
+"""The retry policy: transient failures retried with an injected sleep and clock."""
 
 from __future__ import annotations
 
@@ -8,60 +8,29 @@ from typing import Any
 
 import pytest
 import tenacity
-from pymongo.errors import (
-    AutoReconnect,
-    DuplicateKeyError,
-    NetworkTimeout,
-    OperationFailure,
-    ServerSelectionTimeoutError,
+from pymongo.errors import AutoReconnect, OperationFailure
+
+from streamer.errors import (
+    DatabaseUnavailable,
+    DuplicateKey,
+    FatalDatabaseError,
+    HistoryLost,
+    TransientError,
+    UnknownCommitResult,
 )
+from streamer.mongo.errors import translate
+from streamer.mongo.retries import Backoff, RetryPolicy, remaining_s, retry_commit, retry_transient
+from streamer.settings import Settings
 
-from streamer.errors import DatabaseUnavailable, FatalDatabaseError
-from streamer.mongo.retries import Kind, classify, retry_transient
 
-
-def failure(code: int | None, *labels: str) -> OperationFailure:
+def failure(code: int | None, *labels: str) -> BaseException:
+    """A server error as the seam raises it: translated from the driver's."""
     details = {"errorLabels": list(labels)} if labels else None
-    return OperationFailure("x", code=code, details=details)
+    return translate(OperationFailure("x", code=code, details=details))
 
 
-@pytest.mark.parametrize(
-    ("exc", "kind"),
-    [
-        pytest.param(failure(10107), Kind.TRANSIENT, id="NotWritablePrimary"),
-        pytest.param(failure(189), Kind.TRANSIENT, id="PrimarySteppedDown"),
-        pytest.param(failure(91), Kind.TRANSIENT, id="ShutdownInProgress"),
-        pytest.param(failure(112), Kind.TRANSIENT, id="WriteConflict"),
-        pytest.param(failure(286), Kind.HISTORY_LOST, id="ChangeStreamHistoryLost"),
-        pytest.param(failure(260), Kind.HISTORY_LOST, id="InvalidResumeToken"),
-        pytest.param(failure(280), Kind.HISTORY_LOST, id="ChangeStreamFatalError"),
-        pytest.param(failure(13), Kind.FATAL, id="Unauthorized"),
-        pytest.param(failure(18), Kind.FATAL, id="AuthenticationFailed"),
-        pytest.param(failure(11000), Kind.OTHER, id="DuplicateKey-code"),
-        pytest.param(DuplicateKeyError("dup", code=11000), Kind.OTHER, id="DuplicateKeyError"),
-        pytest.param(failure(None), Kind.OTHER, id="no-code"),
-        pytest.param(
-            failure(11000, "TransientTransactionError"), Kind.TRANSIENT, id="transient-label"
-        ),
-        pytest.param(
-            failure(50, "UnknownTransactionCommitResult"), Kind.TRANSIENT, id="unknown-commit"
-        ),
-        pytest.param(failure(None, "RetryableWriteError"), Kind.TRANSIENT, id="retryable-write"),
-        pytest.param(
-            failure(13, "TransientTransactionError"), Kind.TRANSIENT, id="label-beats-code"
-        ),
-        pytest.param(failure(11000, "SomeOtherLabel"), Kind.OTHER, id="unrelated-label"),
-        pytest.param(AutoReconnect("primary gone"), Kind.TRANSIENT, id="AutoReconnect"),
-        pytest.param(NetworkTimeout("slow"), Kind.TRANSIENT, id="NetworkTimeout"),
-        pytest.param(
-            ServerSelectionTimeoutError("no primary"), Kind.TRANSIENT, id="ServerSelection"
-        ),
-        pytest.param(ValueError("not a driver error"), Kind.OTHER, id="non-driver"),
-    ],
-)
-def test_classify(exc: BaseException, kind: Kind) -> None:
-    """Labels first, then connection errors, then the codes of error_codes.yml."""
-    assert classify(exc) is kind
+def disconnected(message: str) -> BaseException:
+    return translate(AutoReconnect(message))
 
 
 # -- retry_transient -------------------------------------------------------------------------
@@ -84,7 +53,7 @@ class Clock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """tenacity measures max_delay_s on this clock, so no test waits for real."""
+    """The retry deadline is measured on this clock, so no test waits for real."""
     fake = Clock()
     monkeypatch.setattr(tenacity, "time", types.SimpleNamespace(monotonic=fake.monotonic))
     return fake
@@ -106,8 +75,10 @@ def flaky(*outcomes: Any) -> tuple[Callable[[], Awaitable[Any]], list[int]]:
 
 async def test_a_transient_failure_is_retried_until_the_operation_succeeds(clock: Clock) -> None:
     """Two NotWritablePrimary errors, then success: three calls, two backoff sleeps."""
-    operation, calls = flaky(failure(10107), AutoReconnect("x"), "done")
-    result = await retry_transient(operation, what="op", max_delay_s=30, sleep=clock.sleep)
+    operation, calls = flaky(failure(10107), disconnected("x"), "done")
+    result = await retry_transient(
+        operation, what="op", max_delay_s=30, sleep=clock.sleep, clock=clock.monotonic
+    )
     assert result == "done" and len(calls) == 3
     assert len(clock.delays) == 2 and all(0 < d <= 5.0 for d in clock.delays)
 
@@ -115,7 +86,12 @@ async def test_a_transient_failure_is_retried_until_the_operation_succeeds(clock
 async def test_success_at_first_try_does_not_sleep(clock: Clock) -> None:
     """No failure, no retry."""
     operation, calls = flaky(42)
-    assert await retry_transient(operation, what="op", max_delay_s=1, sleep=clock.sleep) == 42
+    assert (
+        await retry_transient(
+            operation, what="op", max_delay_s=1, sleep=clock.sleep, clock=clock.monotonic
+        )
+        == 42
+    )
     assert len(calls) == 1 and clock.delays == []
 
 
@@ -129,6 +105,7 @@ async def test_on_retry_is_called_once_per_retry(clock: Clock) -> None:
         what="commit",
         max_delay_s=30,
         sleep=clock.sleep,
+        clock=clock.monotonic,
         on_retry=lambda *args: seen.append(args),
     )
     assert seen == [("commit", first, 1), ("commit", second, 2)]
@@ -142,7 +119,12 @@ async def test_transient_failures_beyond_the_budget_raise_database_unavailable(
     operation, calls = flaky(last)
     with pytest.raises(DatabaseUnavailable, match=r"^load: OperationFailure:189") as info:
         await retry_transient(
-            operation, what="load", max_delay_s=2.0, sleep=clock.sleep, max_wait_s=0.5
+            operation,
+            what="load",
+            max_delay_s=2.0,
+            sleep=clock.sleep,
+            clock=clock.monotonic,
+            max_wait_s=0.5,
         )
     assert info.value.__cause__ is last
     assert sum(clock.delays[:-1]) < 2.0 <= sum(clock.delays)
@@ -152,9 +134,11 @@ async def test_transient_failures_beyond_the_budget_raise_database_unavailable(
 
 async def test_a_zero_budget_gives_up_after_one_attempt(clock: Clock) -> None:
     """With max_delay_s=0 a transient error is not retried but still becomes unavailable."""
-    operation, calls = flaky(AutoReconnect("down"))
+    operation, calls = flaky(disconnected("down"))
     with pytest.raises(DatabaseUnavailable):
-        await retry_transient(operation, what="op", max_delay_s=0, sleep=clock.sleep)
+        await retry_transient(
+            operation, what="op", max_delay_s=0, sleep=clock.sleep, clock=clock.monotonic
+        )
     assert len(calls) == 1 and clock.delays == []
 
 
@@ -166,8 +150,10 @@ async def test_fatal_errors_are_raised_at_once_as_fatal_database_error(
     error = failure(code)
     operation, calls = flaky(error)
     with pytest.raises(FatalDatabaseError) as info:
-        await retry_transient(operation, what="op", max_delay_s=30, sleep=clock.sleep)
-    assert info.value.__cause__ is error
+        await retry_transient(
+            operation, what="op", max_delay_s=30, sleep=clock.sleep, clock=clock.monotonic
+        )
+    assert info.value is error
     assert len(calls) == 1 and clock.delays == []
 
 
@@ -191,7 +177,95 @@ async def test_other_errors_propagate_unchanged_without_retry(
             what="op",
             max_delay_s=30,
             sleep=clock.sleep,
+            clock=clock.monotonic,
             on_retry=lambda *a: seen.append(a),
         )
     assert info.value is error
     assert len(calls) == 1 and clock.delays == [] and seen == []
+
+
+# -- one deadline per operation ----------------------------------------------------------------
+
+
+async def test_an_inner_retry_gets_only_what_remains_of_the_outer_budget(clock: Clock) -> None:
+    """A commit retried inside a retried transaction never outlasts the transaction's budget.
+
+    The outer operation spends 7 of its 10 s, then its commit is unknown for ever: the
+    inner retry gives up after the remaining 3 s (not a fresh 10), and so does the outer.
+    """
+    policy = RetryPolicy(max_s=10.0, initial_wait_s=0.5, max_wait_s=1.0)
+    seen: list[float | None] = []
+
+    async def commit() -> None:
+        raise failure(50, "UnknownTransactionCommitResult")
+
+    async def transaction() -> None:
+        if not seen:
+            clock.now += 7.0
+        seen.append(remaining_s())
+        await retry_commit(commit, policy=policy, sleep=clock.sleep, clock=clock.monotonic)
+
+    started = clock.now
+    with pytest.raises(DatabaseUnavailable) as info:
+        await retry_transient(
+            transaction, what="batch", policy=policy, sleep=clock.sleep, clock=clock.monotonic
+        )
+    assert isinstance(info.value.__cause__, UnknownCommitResult)
+    assert seen[0] == pytest.approx(3.0)
+    assert clock.now - started < 10.0 + 2 * policy.max_wait_s
+    assert remaining_s() is None  # outside any retry once more
+
+
+async def test_a_commit_with_unknown_result_is_retried_in_place_until_it_lands(
+    clock: Clock,
+) -> None:
+    """commitTransaction is idempotent: retry it, not the transaction."""
+    operation, calls = flaky(failure(50, "UnknownTransactionCommitResult"), None)
+    await retry_commit(operation, policy=RetryPolicy(), sleep=clock.sleep, clock=clock.monotonic)
+    assert len(calls) == 2 and len(clock.delays) == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(failure(112, "TransientTransactionError"), id="transient-transaction"),
+        pytest.param(failure(251), id="NoSuchTransaction"),
+    ],
+)
+async def test_a_commit_that_failed_for_sure_is_not_retried_in_place(
+    clock: Clock, error: BaseException
+) -> None:
+    """Without UnknownTransactionCommitResult the transaction is over; the caller reruns it."""
+    operation, calls = flaky(error)
+    with pytest.raises(TransientError):
+        await retry_commit(
+            operation, policy=RetryPolicy(), sleep=clock.sleep, clock=clock.monotonic
+        )
+    assert len(calls) == 1 and clock.delays == []
+
+
+def test_outage_backoff_doubles_with_jitter_up_to_its_cap() -> None:
+    """1, 2, 4 … capped at outage_backoff_max_s, each up to 10 % longer; reset starts over."""
+    policy = RetryPolicy(outage_backoff_s=1.0, outage_backoff_max_s=5.0)
+    backoff = Backoff(policy, rng=lambda: 1.0)
+    assert [backoff.next_s() for _ in range(5)] == pytest.approx([1.1, 2.2, 4.4, 5.5, 5.5])
+    backoff.reset()
+    assert Backoff(policy, rng=lambda: 0.0).next_s() == backoff.next_s() / 1.1
+
+
+def test_the_policy_defaults_are_the_settings_defaults() -> None:
+    """RetryPolicy() (used where no settings are at hand) agrees with Settings' defaults."""
+    assert RetryPolicy() == RetryPolicy.from_settings(Settings())
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(failure(11000), id="duplicate-key"),
+        pytest.param(failure(286), id="history-lost"),
+    ],
+)
+def test_non_transient_errors_keep_their_class(error: BaseException) -> None:
+    """The table the retries rely on: these are never TransientError."""
+    assert isinstance(error, DuplicateKey | HistoryLost)
+    assert not isinstance(error, TransientError)
