@@ -158,17 +158,22 @@ async def _demo(settings: Settings, rng: random.Random) -> int:
     helpers: list[asyncio.Task[None]] = []
     try:
         async with Mongo(settings) as db:
-            await seed(db, rng)
-            print(f"mongosim at {settings.redacted_uri}; database {settings.database!r}")
-            print(f"metrics at http://127.0.0.1:{service.http.port}/metrics  (Ctrl-C stops)")
-            helpers += [
-                asyncio.create_task(traffic(db, rng, service.stopping), name="traffic"),
-                asyncio.create_task(status_line(service, service.stopping), name="status"),
-            ]
-            await asyncio.wait({runner, *helpers}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await seed(db, rng)
+                print(f"mongosim at {settings.redacted_uri}; database {settings.database!r}")
+                print(f"metrics at http://127.0.0.1:{service.http.port}/metrics  (Ctrl-C stops)")
+                helpers += [
+                    asyncio.create_task(traffic(db, rng, service.stopping), name="traffic"),
+                    asyncio.create_task(status_line(service, service.stopping), name="status"),
+                ]
+                await asyncio.wait({runner, *helpers}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                service.stop()  # a no-op after Ctrl-C; otherwise something ended early
+                if helpers:  # they use db: done before it closes
+                    await asyncio.wait(helpers)
     finally:
-        service.stop()  # a no-op after Ctrl-C; otherwise a helper failed
-        await asyncio.wait({runner, *helpers})
+        service.stop()
+        await asyncio.wait({runner})
     print("\nstopped")
     for task in helpers:
         failure = task.exception()
