@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import importlib.util
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -20,20 +19,16 @@ import structlog
 from . import __version__
 from .bootstrap import bootstrap_exit_code, run_bootstrap
 from .checkpoints import CheckpointStore
-from .commits import Committer
 from .errors import SettingsError, StreamerError
 from .logs import configure_logging, mask_credentials
 from .mongo import Mongo
-from .mongo.retries import retry_transient
-from .resync import Resyncer
+from .resync_command import run_resync
 from .schema import load_schema
 from .settings import Settings, load_settings
 from .supervisor import (
     STREAMS,
     Service,
-    default_instance_id,
     install_signal_handlers,
-    make_handlers,
 )
 from .verify import verify
 
@@ -140,32 +135,7 @@ async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_resync(settings: Settings, args: argparse.Namespace) -> int:
     streams = (args.stream,) if args.stream else STREAMS
-
-    async def body(mongo: Mongo) -> int:
-        store = CheckpointStore(mongo, f"{default_instance_id()}:cli-resync")
-        committer = Committer(mongo, store, retry_max_s=settings.retry_max_s)
-        handlers = make_handlers(mongo, settings)
-        for name in streams:
-            resyncer = Resyncer(
-                mongo,
-                store,
-                committer,
-                handlers[name],
-                batch_size=settings.batch_size,
-                stopping=asyncio.Event(),  # runs to completion; Ctrl-C interrupts it
-            )
-            current = await retry_transient(
-                functools.partial(store.load, name),
-                what="checkpoint.load",
-                max_delay_s=settings.retry_max_s,
-            )
-            claimed = await resyncer.claim(current, "forced by `streamer resync`", args.fresh)
-            done = await resyncer.run(claimed)
-            if done is not None:
-                print(f"{name}: resynced; streaming resumes at {done.start_at}")
-        return 0
-
-    return await _with_mongo(settings, body)
+    return await run_resync(settings, streams, args.fresh)
 
 
 async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
