@@ -1,8 +1,8 @@
 """The ``streamer`` command: run, bootstrap, status, resync, verify.
 
 Exit codes: 0 success; 1 drift, a conflict or a failure the message explains; 2 bad
-usage or invalid settings. Errors are one plain line on stderr, never a traceback
-(the URI's password is never printed).
+usage or invalid settings; 130 ``resync`` interrupted (run it again to resume). Errors
+are one plain line on stderr, never a traceback (the URI's password is never printed).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "in real time, from the change streams of orders and inventory.",
         epilog="Settings come from STREAMER_* environment variables over the packaged "
         "default configuration (or the file in STREAMER_CONFIG). Exit codes: 0 ok, "
-        "1 drift/conflict/failure, 2 usage or settings error.",
+        "1 drift/conflict/failure, 2 usage or settings error, 130 resync interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"streamer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     command(sub, "status", "each stream's checkpoint, position and lag")
     resync = command(
         sub, "resync", "rebuild derived data from the source collections, then stream on"
+    )
+    resync.epilog = (
+        "With a service running, asks the stream's owner to do it and waits, printing "
+        "progress. Otherwise resyncs here, holding the stream's lease. Ctrl-C stops it "
+        "(exit 130); running it again resumes where it stopped."
     )
     resync.add_argument("--stream", choices=STREAMS, help="one stream (default: both)")
     resync.add_argument(

@@ -142,8 +142,7 @@ class ResyncCommand:
             return await self._resync_here(stream, fresh, request, lost)
         finally:
             renew.cancel()
-            with suppress(asyncio.CancelledError):
-                await renew
+            await asyncio.wait({renew})  # a cancel of this task still propagates
             try:
                 await self.leases.release(stream)
             except Exception as exc:  # the lease then expires on its own within its TTL
