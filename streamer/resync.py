@@ -34,9 +34,9 @@ new time ``T2``, as a new *segment*: documents up to the last ``_id`` were read 
 - streaming starts after the *first* segment's time ``T``, and the change-stream
   pipeline drops an event on document ``k`` at time ``t`` when a later segment already
   covers it (``k`` after that segment's start and ``t <= T(k)``; see
-  :func:`covered_stage`). So each document gets exactly the events after the state
-  its mirror holds: a document of the first segment changed between ``T`` and ``T2``
-  is streamed, one of the second segment is not streamed twice. An insert or a delete
+  :func:`streamer.resync_plan.covered_stage`). So each document gets exactly the
+  events after the state its mirror holds: a document of the first segment changed
+  between ``T`` and ``T2`` is streamed, one of the second segment is not streamed twice. An insert or a delete
   between the two times is the same case: the state at ``T(k)`` plus what came later;
 - streaming from ``T + 1`` needs the oplog to reach back to ``T``; when it does not,
   the stream reports history lost and a new resync (new generation) starts.
@@ -61,18 +61,12 @@ from .checkpoints import Checkpoint, CheckpointStore, Resync, ResyncRequest, Seg
 from .commits import Committer
 from .mirror import project
 from .mongo import Mongo, Session
+from .resync_plan import after, counted, is_resumed, next_segments, scan_filter
 from .streams import BatchOutcome, StreamHandler
 
 log = structlog.get_logger("streamer.resync")
 
 SNAPSHOT_TOO_OLD = 239
-
-
-def counted(done: int, total: int | None) -> str:
-    """``21,500 of 45,000``; the total is an estimate, so never below what was done."""
-    if total is None:
-        return f"{done:,}"
-    return f"{done:,} of {max(total, done):,}"
 
 
 class Progress:
@@ -96,58 +90,6 @@ class Progress:
                 progress=counted(done, total),
                 per_s=round(rate),
             )
-
-
-def after(ts: Timestamp) -> Timestamp:
-    """The first timestamp after ``ts`` (startAtOperationTime is inclusive)."""
-    if ts.inc >= 0xFFFFFFFF:
-        return Timestamp(ts.time + 1, 0)
-    return Timestamp(ts.time, ts.inc + 1)
-
-
-def next_segments(resync: Resync, at: Timestamp) -> tuple[Segment, ...]:
-    """The scan's segments once it reads on at ``at`` after ``resync``'s last ``_id``."""
-    if resync.segments and resync.segments[-1].at == at:
-        return resync.segments  # the same snapshot, still held by the server
-    if resync.last_id is None:
-        return (Segment(at=at),)  # nothing applied yet: start over at the new time
-    return (*resync.segments, Segment(at=at, after=list(resync.last_id)))
-
-
-def scan_filter(resync: Resync) -> dict[str, Any]:
-    """The source documents the scan has not applied yet (all, before the first)."""
-    if resync.last_id is None:
-        return {}
-    return {"$expr": {"$gt": ["$_id", {"$literal": resync.last_id[0]}]}}
-
-
-def covered_stage(segments: Sequence[Segment]) -> dict[str, Any] | None:
-    """A change-stream ``$match`` dropping events the later scan segments already hold.
-
-    Streaming starts after the first segment's time; an event on document ``k`` at
-    ``t`` is already in the mirror when some later segment starts before ``k`` and was
-    read at ``t`` or after. Segments grow in both ``_id`` and time, so that later
-    segment's time is at most ``k``'s own segment's time.
-    """
-    later = [s for s in segments if s.after is not None]
-    if not later:
-        return None
-    covered = [
-        {
-            "$and": [
-                {"$gt": ["$documentKey._id", {"$literal": s.after[0]}]},
-                {"$lte": ["$clusterTime", s.at]},
-            ]
-        }
-        for s in later
-        if s.after is not None
-    ]
-    return {"$match": {"$expr": {"$not": [{"$or": covered}]}}}
-
-
-def is_resumed(resync: Resync) -> bool:
-    """Whether a resync in this state has work behind it (it resumes, not starts)."""
-    return bool(resync.segments) or resync.step == "sweep"
 
 
 class Resyncer:

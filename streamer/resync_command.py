@@ -32,7 +32,8 @@ from .errors import CheckpointConflict, StreamerError
 from .leases import Leases
 from .mongo import Mongo
 from .mongo.retries import retry_transient
-from .resync import Resyncer, counted
+from .resync import Resyncer
+from .resync_plan import counted
 from .settings import Settings
 from .supervisor import default_instance_id, make_handlers
 

@@ -41,7 +41,8 @@ from .inventory import log_transition
 from .metrics import Metrics
 from .mongo import Mongo, Session
 from .mongo.retries import Kind, classify, error_reason, retry_transient
-from .resync import Resyncer, covered_stage
+from .resync import Resyncer
+from .resync_plan import covered_stage
 from .sessions import WriterSessions
 from .streams import BatchOutcome, StreamHandler
 

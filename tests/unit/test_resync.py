@@ -10,8 +10,8 @@ from bson import Timestamp
 from structlog.testing import capture_logs
 
 from streamer.checkpoints import Resync, Segment
-from streamer.resync import (
-    Progress,
+from streamer.resync import Progress
+from streamer.resync_plan import (
     after,
     counted,
     covered_stage,
