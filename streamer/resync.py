@@ -36,8 +36,9 @@ new time ``T2``, as a new *segment*: documents up to the last ``_id`` were read 
   covers it (``k`` after that segment's start and ``t <= T(k)``; see
   :func:`streamer.resync_plan.covered_stage`). So each document gets exactly the
   events after the state its mirror holds: a document of the first segment changed
-  between ``T`` and ``T2`` is streamed, one of the second segment is not streamed twice. An insert or a delete
-  between the two times is the same case: the state at ``T(k)`` plus what came later;
+  between ``T`` and ``T2`` is streamed, one of the second segment is not streamed
+  twice. An insert or a delete between the two times is the same case: the state at
+  ``T(k)`` plus what came later;
 - streaming from ``T + 1`` needs the oplog to reach back to ``T``; when it does not,
   the stream reports history lost and a new resync (new generation) starts.
 """
