@@ -7,6 +7,12 @@ document, filtered on the version (and token) the work started from. If another
 instance advanced it first, the filter matches nothing, the transaction aborts and
 the work is not applied: that is what makes a crash, a retried commit or a second
 instance unable to double count.
+
+``streamer resync`` asks a running owner for a resync by setting ``resync_requested``
+on the document (see :class:`ResyncRequest`). :meth:`CheckpointStore.advance` sets only
+the fields of :class:`Checkpoint`, so a request never moves the version, never breaks
+an owner's compare-and-set and is never overwritten by one; the owner removes it in the
+same transaction that claims the resync it asked for.
 """
 
 from __future__ import annotations
@@ -22,7 +28,23 @@ from .mongo import Mongo, Session
 from .mongo.types import Timestamp
 
 COLLECTION = "streamer_checkpoints"
+REQUEST = "resync_requested"
 Phase = Literal["stream", "resync"]
+Step = Literal["clear", "scan", "sweep"]
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Part of a resync's scan: the source documents after ``after`` in ``_id`` order,
+    as of cluster time ``at``. ``after`` is ``[last _id]`` (a list, as an ``_id`` may
+    itself be null) or None for the segment that starts at the first document."""
+
+    at: Timestamp
+    after: list[Any] | None = None
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Segment:
+        return cls(at=doc["at"], after=doc.get("after"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +53,41 @@ class Resync:
     reason: str
     fresh: bool  # clear the derived data first (first start, forced resync)
     started_at: dt.datetime
+    step: Step = "scan"
+    # The scan so far (see streamer.resync): its segments, the last _id applied
+    # (``[_id]``, None before the first), documents applied and the source's size.
+    segments: tuple[Segment, ...] = ()
+    last_id: list[Any] | None = None
+    scanned: int = 0
+    total: int | None = None  # an estimate: counted before the scan, under writes
+    removed: int = 0
+    request: str | None = None  # the ResyncRequest this resync carries out
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Resync:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in doc.items() if k in names}
+        values["segments"] = tuple(Segment.from_document(s) for s in doc.get("segments") or ())
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncRequest:
+    """``streamer resync`` asking the stream's owner to resync (``resync_requested``)."""
+
+    id: str
+    reason: str
+    fresh: bool
+    requested_at: dt.datetime
+    by: str
+
+    def document(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> ResyncRequest:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +106,9 @@ class Checkpoint:
     owner: str | None = None
     updated_at: dt.datetime | None = None
     last_resync: dict[str, Any] | None = None
+    # Segments of the last resync read after the first one: streaming starts after the
+    # first segment's time and skips events these segments already covered.
+    scan_segments: tuple[Segment, ...] = ()
 
     def document(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self)
@@ -61,7 +121,10 @@ class Checkpoint:
         values = {k: v for k, v in doc.items() if k in fields}
         values["stream"] = doc["_id"]
         resync = doc.get("resync")
-        values["resync"] = Resync(**resync) if resync else None
+        values["resync"] = Resync.from_document(resync) if resync else None
+        values["scan_segments"] = tuple(
+            Segment.from_document(s) for s in doc.get("scan_segments") or ()
+        )
         return cls(**values)
 
 
@@ -128,6 +191,28 @@ class CheckpointStore:
                 f"{current.stream}: checkpoint moved past version {current.version}"
             )
         return new
+
+    async def request_resync(self, stream: str, request: ResyncRequest) -> bool:
+        """Ask the stream's owner to resync; False if the stream has no checkpoint yet."""
+        result = await self.mongo.update_one(
+            COLLECTION, {"_id": stream}, {"$set": {REQUEST: request.document()}}
+        )
+        return result.matched_count == 1
+
+    async def requested(self, stream: str) -> ResyncRequest | None:
+        """The resync asked of this stream's owner, if any."""
+        doc = await self.mongo.find_one(COLLECTION, {"_id": stream})
+        request = doc.get(REQUEST) if doc is not None else None
+        return ResyncRequest.from_document(request) if request else None
+
+    async def clear_request(self, stream: str, request_id: str, *, session: Session) -> None:
+        """Remove request ``request_id`` (not a newer one), inside the claim's transaction."""
+        await self.mongo.update_one(
+            COLLECTION,
+            {"_id": stream, f"{REQUEST}.id": request_id},
+            {"$unset": {REQUEST: ""}},
+            session=session,
+        )
 
     async def landed(self, expected: Checkpoint) -> bool:
         """Whether ``expected`` is what is stored: a commit whose outcome was unknown did land."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import importlib.util
 import os
 import sys
@@ -22,21 +21,17 @@ import structlog
 from . import __version__
 from .bootstrap import bootstrap_exit_code, run_bootstrap
 from .checkpoints import CheckpointStore
-from .commits import Committer
 from .errors import DatabaseUnavailable, SettingsError, StreamerError
 from .logs import configure_logging, mask_credentials
 from .mongo import Mongo
-from .mongo.retries import retry_transient
-from .resync import Resyncer
+from .resync_command import run_resync
 from .schema import load_schema
 from .settings import Settings, load_settings
 from .shutdown import INTERRUPTED, Signals
 from .supervisor import (
     STREAMS,
     Service,
-    default_instance_id,
     install_signal_handlers,
-    make_handlers,
     unreachable,
 )
 from .verify import verify
@@ -58,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         "in real time, from the change streams of orders and inventory.",
         epilog="Settings come from STREAMER_* environment variables over the packaged "
         "default configuration (or the file in STREAMER_CONFIG). Exit codes: 0 ok, "
-        "1 drift/conflict/failure, 2 usage or settings error.",
+        "1 drift/conflict/failure, 2 usage or settings error, 130 resync interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"streamer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -75,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     command(sub, "status", "each stream's checkpoint, position and lag")
     resync = command(
         sub, "resync", "rebuild derived data from the source collections, then stream on"
+    )
+    resync.epilog = (
+        "With a service running, asks the stream's owner to do it and waits, printing "
+        "progress. Otherwise resyncs here, holding the stream's lease. Ctrl-C stops it "
+        "(exit 130); running it again resumes where it stopped."
     )
     resync.add_argument("--stream", choices=STREAMS, help="one stream (default: both)")
     resync.add_argument(
@@ -144,32 +144,7 @@ async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 async def cmd_resync(settings: Settings, args: argparse.Namespace) -> int:
     streams = (args.stream,) if args.stream else STREAMS
-
-    async def body(mongo: Mongo) -> int:
-        store = CheckpointStore(mongo, f"{default_instance_id()}:cli-resync")
-        committer = Committer(mongo, store, retry_max_s=settings.retry_max_s)
-        handlers = make_handlers(mongo, settings)
-        for name in streams:
-            resyncer = Resyncer(
-                mongo,
-                store,
-                committer,
-                handlers[name],
-                batch_size=settings.batch_size,
-                stopping=asyncio.Event(),  # runs to completion; Ctrl-C interrupts it
-            )
-            current = await retry_transient(
-                functools.partial(store.load, name),
-                what="checkpoint.load",
-                max_delay_s=settings.retry_max_s,
-            )
-            claimed = await resyncer.claim(current, "forced by `streamer resync`", args.fresh)
-            done = await resyncer.run(claimed)
-            if done is not None:
-                print(f"{name}: resynced; streaming resumes at {done.start_at}")
-        return 0
-
-    return await _with_mongo(settings, body)
+    return await run_resync(settings, streams, args.fresh)
 
 
 async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
@@ -206,8 +181,9 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return await run_demo(settings, args.port)
 
 
-# Commands that stop gracefully on the first signal; the others are cancelled.
-GRACEFUL = frozenset({"run", "demo"})
+# Commands that stop gracefully on the first signal (resync: between batches, saying
+# where); the others are cancelled.
+GRACEFUL = frozenset({"run", "demo", "resync"})
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
     "run": cmd_run,
     "bootstrap": cmd_bootstrap,

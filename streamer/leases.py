@@ -106,6 +106,13 @@ class Leases:
             [{"$set": {"expires_at": "$$NOW"}}],
         )
 
+    async def holder(self, stream: str) -> str | None:
+        """Who holds a live lease on ``stream`` (by the server's clock); None if nobody."""
+        doc = await self.mongo.find_one(
+            COLLECTION, {"_id": stream, "$expr": {"$gt": ["$expires_at", "$$NOW"]}}
+        )
+        return str(doc["owner"]) if doc is not None else None
+
     def _lease(self, doc: dict[str, Any] | None) -> Lease | None:
         if doc is None:
             return None

@@ -253,7 +253,7 @@ class Service:
             retry_transient(
                 lambda: run_bootstrap(self.mongo, schema),
                 what="bootstrap",
-                max_delay_s=s.retry_max_s,
+                policy=RetryPolicy.from_settings(s),
             ),
             self.stopping,
         )

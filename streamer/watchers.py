@@ -11,12 +11,18 @@ available, so batches grow with the load and a lone event is applied at once.
 On a resumable error the stream is reopened from the last committed checkpoint (no
 event is lost: anything read but not committed is read again). When that position
 is gone (286, an invalid token, the collection dropped) the watcher resyncs.
+
+``streamer resync`` against a running service asks rather than races: it sets a
+request on the checkpoint (:class:`~streamer.checkpoints.ResyncRequest`), which the
+watcher looks for between batches (at most every ``resync_poll_s``) and carries out
+itself, claiming the resync and removing the request in one transaction. A resync
+found interrupted is resumed where it stopped (see :mod:`streamer.resync`): the lease
+says this instance owns the stream, whoever started it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -26,7 +32,7 @@ from typing import Any
 import structlog
 
 from .changes import Change, StreamEnd, parse_event, stream_pipeline
-from .checkpoints import Checkpoint, CheckpointStore
+from .checkpoints import Checkpoint, CheckpointStore, ResyncRequest
 from .commits import Committer
 from .errors import (
     CheckpointConflict,
@@ -42,6 +48,7 @@ from .mongo import Mongo, Session
 from .mongo.retries import Backoff, RetryPolicy, error_reason, retry_transient
 from .mongo.types import Int64, Timestamp
 from .resync import Resyncer
+from .resync_plan import covered_stage
 from .sessions import WriterSessions
 from .streams import BatchOutcome, StreamHandler
 
@@ -55,8 +62,7 @@ class WatcherOptions:
     idle_checkpoint_interval_s: float
     # Every retry budget and backoff (settings retry_* and outage_backoff_*).
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    # A resync whose owner has not advanced it for this long is taken over.
-    resync_stale_s: float = 30.0
+    # How often a streaming watcher looks for a resync request.
     resync_poll_s: float = 1.0
     reopen_pause_s: float = 0.1
 
@@ -149,14 +155,11 @@ class Watcher:
         if cp is None:
             cp = await self._resync(None, "first start: no checkpoint", "first_start", fresh=True)
         elif cp.phase == "resync":
-            assert cp.resync is not None
-            if cp.owner != self.store.owner and self._recent(cp):
-                # Another instance is resyncing this stream: let it finish.
-                self.log.info("stream.waiting_for_resync", owner=cp.owner)
-                await self._pause(self.options.resync_poll_s)
-                return
-            reason = f"restart of an interrupted resync ({cp.resync.reason})"
-            cp = await self._resync(cp, reason, "interrupted", fresh=cp.resync.fresh)
+            # Interrupted (a crash, a stopped `streamer resync`): this instance holds the
+            # lease now, so it resumes the resync where it stopped.
+            self._count("resyncs", "resumed")
+            self.checkpoint = cp
+            cp = await self.resyncer.run(cp)
         if cp is None:
             return
         self.checkpoint = cp
@@ -166,26 +169,43 @@ class Watcher:
             self.log.error("stream.history_lost", reason=exc.reason)
             assert self.checkpoint is not None
             await self._resync(self.checkpoint, exc.reason, exc.kind, fresh=False)
+        except _ResyncRequested as asked:
+            request = asked.request
+            self.log.warning("resync.requested", by=request.by, fresh=request.fresh)
+            assert self.checkpoint is not None
+            await self._resync(
+                self.checkpoint, request.reason, "requested", fresh=request.fresh, request=request
+            )
         except _Reopen as exc:
             self._count("resumes", str(exc))
             await self._pause(self.options.reopen_pause_s)
 
     async def _resync(
-        self, cp: Checkpoint | None, reason: str, kind: str, *, fresh: bool
+        self,
+        cp: Checkpoint | None,
+        reason: str,
+        kind: str,
+        *,
+        fresh: bool,
+        request: ResyncRequest | None = None,
     ) -> Checkpoint | None:
         self._count("resyncs", kind)
-        claimed = await self.resyncer.claim(cp, reason, fresh)
+        claimed = await self.resyncer.claim(cp, reason, fresh, request)
         self.checkpoint = claimed
         done = await self.resyncer.run(claimed)
         if done is not None:
             self.checkpoint = done
         return done
 
-    def _recent(self, cp: Checkpoint) -> bool:
-        if cp.updated_at is None:
-            return False
-        age = dt.datetime.now(dt.UTC) - cp.updated_at.replace(tzinfo=dt.UTC)
-        return age.total_seconds() < self.options.resync_stale_s
+    async def _check_request(self, last_check: float) -> float:
+        """Raise :class:`_ResyncRequested` if a resync was asked for; the check's time."""
+        now = time.monotonic()
+        if now - last_check < self.options.resync_poll_s:
+            return last_check
+        request = await self._retry(lambda: self.store.requested(self.handler.name), "request")
+        if request is not None:
+            raise _ResyncRequested(request)
+        return now
 
     async def _retry(self, op: Callable[[], Any], what: str) -> Any:
         return await retry_transient(op, what=what, policy=self.options.retry)
@@ -195,9 +215,16 @@ class Watcher:
         spec: dict[str, Any] = (
             {"resumeAfter": cp.token} if cp.token else {"startAtOperationTime": cp.start_at}
         )
+        pipeline: list[dict[str, Any]] = [{"$changeStream": spec}]
+        segments = cp.scan_segments
+        if segments and (cp.position is None or cp.position <= segments[-1].at):
+            # Events the last resync's later scan segments already applied.
+            stage = covered_stage(segments)
+            if stage is not None:
+                pipeline.append(stage)
         return {
             "aggregate": self.handler.source,
-            "pipeline": [{"$changeStream": spec}, *stream_pipeline(self.handler.fields)],
+            "pipeline": [*pipeline, *stream_pipeline(self.handler.fields)],
             "cursor": {"batchSize": self.options.batch_size},
         }
 
@@ -219,6 +246,7 @@ class Watcher:
                 start_at=str(cp.start_at) if cp.token is None else None,
             )
             last_saved = time.monotonic()
+            last_check = float("-inf")
             try:
                 batch = cursor["firstBatch"]
                 while True:
@@ -234,6 +262,7 @@ class Watcher:
                     self.outage = None
                     if self.stopping.is_set() or not cursor_id:
                         return
+                    last_check = await self._check_request(last_check)
                     reply = await self._get_more(cursor_id, session)
                     cursor = reply["cursor"]
                     batch, cursor_id = cursor["nextBatch"], cursor["id"]
@@ -343,6 +372,14 @@ class Watcher:
 
 class _Reopen(Exception):
     """Internal: reopen the change stream from the last committed checkpoint."""
+
+
+class _ResyncRequested(Exception):
+    """Internal: ``streamer resync`` asked this owner to resync the stream."""
+
+    def __init__(self, request: ResyncRequest) -> None:
+        super().__init__(request.id)
+        self.request = request
 
 
 async def _nothing(session: Session) -> None:

@@ -20,10 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def build(kind: str, project: Path, out: Path) -> Path:
     """Build a wheel or sdist of project into out with the virtualenv's setuptools."""
-    code = (
-        "import sys; from setuptools import build_meta as b; "
-        f"print(b.build_{kind}(sys.argv[1]))"
-    )
+    code = f"import sys; from setuptools import build_meta as b; print(b.build_{kind}(sys.argv[1]))"
     result = subprocess.run(
         [sys.executable, "-c", code, str(out)],
         cwd=project,
