@@ -105,6 +105,7 @@ class Health:
             )
             waiter.cancel()
             stopper.cancel()
+            await asyncio.wait({waiter, stopper})  # every task awaited
 
     async def refresh_alerts(self) -> None:
         try:
