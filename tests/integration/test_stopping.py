@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from tests.conftest import FailPoint
 
-from .test_cli import ELSEWHERE, SECRET, cli_env, json_events, plain_lines, spawn, streamer
+from .test_cli import SECRET, cli_env, json_events, plain_lines, spawn, streamer
 
 UNREACHABLE = f"mongodb://user:{SECRET}@127.0.0.1:1/?serverSelectionTimeoutMS=300"
 
@@ -249,19 +248,7 @@ async def test_a_malformed_uri_is_named_as_the_variable_with_the_password_redact
 
 
 async def demo(env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streamer",
-        "demo",
-        "--port",
-        "0",
-        cwd=ELSEWHERE,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    return await spawn(env, "demo", "--port", "0")
 
 
 async def test_the_demo_with_a_taken_port_ends_within_2_s_with_one_line(taken_port: int) -> None:
