@@ -28,10 +28,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from .checkpoints import CheckpointStore
+from .checkpoints import Checkpoint, CheckpointStore
 from .commits import Committer
 from .errors import CheckpointConflict, NotComparable
 from .keys import bson_key
@@ -40,11 +41,19 @@ from .mongo.types import DeleteOne, ReplaceOne
 from .orders import USER_TOTALS
 from .resync_plan import counted
 from .settings import Settings
+from .snapshots import read_at
 from .supervisor import default_instance_id
-from .totals import totals_document
-from .verify import SOURCE_OF, VerifyReport, verify
+from .totals import (
+    ORDER_FIELDS,
+    Contribution,
+    Totals,
+    assess_order,
+    recompute_totals,
+    totals_document,
+)
+from .verify import SOURCE_OF, VerifyReport, source_time, verify
 
-REPAIR_ATTEMPTS = 5
+REPAIR_ATTEMPTS = 50
 POLL_S = 0.2
 
 
@@ -89,53 +98,84 @@ async def comparable_report(mongo: Mongo, settings: Settings, wait_s: float) -> 
             await asyncio.sleep(POLL_S)  # polling the checkpoint, with a deadline
 
 
+async def _totals_at_checkpoint(
+    mongo: Mongo, store: CheckpointStore, keys: list[Any]
+) -> tuple[Checkpoint | None, dict[Hashable, Totals]]:
+    """The orders checkpoint now, and the users' totals from the orders it covers."""
+    async with mongo.session() as session:
+        cp = await store.load("orders")
+        now = (await mongo.command({"ping": 1}, session=session))["operationTime"]
+        at = await source_time(mongo, session, "orders", cp, now)
+        orders, _ = await read_at(
+            mongo,
+            session,
+            "orders",
+            at,
+            filter={"user_id": {"$in": keys}},
+            projection=dict.fromkeys(ORDER_FIELDS, 1),
+        )
+    contributions = [c for c in map(assess_order, orders) if isinstance(c, Contribution)]
+    return cp, recompute_totals(contributions)
+
+
 async def repair_totals(mongo: Mongo, report: VerifyReport) -> list[str]:
-    """Rewrite the drifted user_totals under the orders stream's compare-and-set."""
-    now = dt.datetime.now(dt.UTC)
-    requests: list[Any] = []
-    changed: list[str] = []
-    for drift in report.totals.drifts:
-        want = report.expected_totals.get(bson_key(drift.key))
-        if want is None or want.empty:
-            requests.append(DeleteOne({"_id": drift.key}))
-            changed.append(f"user_totals {drift.key!r}: deleted")
-        else:
-            requests.append(ReplaceOne({"_id": want.user_id}, totals_document(want, now), True))
-            changed.append(
-                f"user_totals {drift.key!r}: rewritten (count {want.count}, total {want.total})"
-            )
+    """Rewrite the drifted user_totals under the orders stream's compare-and-set.
 
-    async def work(session: Session | None) -> None:
-        await mongo.bulk_write(USER_TOTALS, requests, session=session)
-
-    cp = report.checkpoints.get("orders")
-    if cp is None:  # no service has ever run this stream: nobody to race
-        async with mongo.transaction() as session:
-            await work(session)
-        return changed
+    Each attempt reads the checkpoint as it is now and the drifted users' orders at its
+    position (a few documents: the window the owner can move the checkpoint in stays
+    small), then commits the rewrite with the checkpoint's advance; a conflict starts
+    the next attempt.
+    """
+    keys = [d.key for d in report.totals.drifts]
     store = CheckpointStore(mongo, f"{default_instance_id()}:verify:{os.getpid()}")
     committer = Committer(mongo, store, retry_max_s=mongo.settings.retry_max_s)
-    await committer.commit(cp, store.successor(cp), work, what="verify.repair")
-    return changed
+    for _ in range(REPAIR_ATTEMPTS):
+        try:
+            cp, expected = await _totals_at_checkpoint(mongo, store, keys)
+        except NotComparable:
+            await asyncio.sleep(POLL_S)  # polling the checkpoint; bounded by the attempts
+            continue
+        now = dt.datetime.now(dt.UTC)
+        requests: list[Any] = []
+        changed: list[str] = []
+        for key in keys:
+            want = expected.get(bson_key(key))
+            if want is None or want.empty:
+                requests.append(DeleteOne({"_id": key}))
+                changed.append(f"user_totals {key!r}: deleted")
+            else:
+                requests.append(ReplaceOne({"_id": want.user_id}, totals_document(want, now), True))
+                changed.append(
+                    f"user_totals {key!r}: rewritten (count {want.count}, total {want.total})"
+                )
+
+        async def work(session: Session, requests: list[Any] = requests) -> None:
+            await mongo.bulk_write(USER_TOTALS, requests, session=session)
+
+        if cp is None:  # no service has ever run this stream: nobody to race
+            async with mongo.transaction() as session:
+                await work(session)
+            return changed
+        try:
+            await committer.commit(cp, store.successor(cp), work, what="verify.repair")
+        except CheckpointConflict:
+            continue  # the owner moved on: read its new position and try again
+        return changed
+    raise CheckpointConflict(
+        f"orders: the service advanced the checkpoint before each of {REPAIR_ATTEMPTS} "
+        "repair attempts; nothing was changed, run it again"
+    )
 
 
 async def verify_and_repair(
     mongo: Mongo, settings: Settings, options: Options
 ) -> tuple[VerifyReport, list[str], VerifyReport | None]:
     """The first report, what was changed, and the report after repairing (if it ran)."""
-    report = await comparable_report(mongo, settings, options.wait_s)
-    first = report
-    if not (options.repair and report.drift):
+    first = await comparable_report(mongo, settings, options.wait_s)
+    if not (options.repair and first.drift):
         return first, [], None
-    for attempt in range(1, REPAIR_ATTEMPTS + 1):
-        try:
-            changed = await repair_totals(mongo, report) if report.totals.drifts else []
-            break
-        except CheckpointConflict:
-            if attempt == REPAIR_ATTEMPTS:
-                raise
-            report = await comparable_report(mongo, settings, options.wait_s)
-    if report.alerts.drifts:
+    changed = await repair_totals(mongo, first) if first.totals.drifts else []
+    if first.alerts.drifts:
         changed.append(
             "stock_alerts: not repaired by --repair; `streamer resync --stream inventory` "
             "rebuilds the alerts"
