@@ -34,7 +34,8 @@ from .supervisor import (
     install_signal_handlers,
     unreachable,
 )
-from .verify import verify
+from .verify_command import Options as VerifyOptions
+from .verify_command import run_verify
 
 log = structlog.get_logger("streamer.cli")
 
@@ -82,7 +83,31 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="clear the derived data first instead of reconciling it in place",
     )
-    command(sub, "verify", "recompute from the sources; print differences, exit 1 on drift")
+    verify = command(
+        sub, "verify", "recompute from the sources; print differences, exit 1 on drift"
+    )
+    verify.epilog = (
+        "Reads the derived data and each stream's checkpoint at one cluster time, and each "
+        "source at the time its checkpoint covers (snapshot reads: the server's "
+        "minSnapshotHistoryWindowInSeconds bounds how far back), so a running service "
+        "never shows false drift. Exit 0 clean, 1 drift or not comparable within --wait."
+    )
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="rewrite drifted user_totals from the orders, under the stream's checkpoint",
+    )
+    verify.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    verify.add_argument(
+        "--examples", type=int, default=10, metavar="N", help="drifted documents shown (10)"
+    )
+    verify.add_argument(
+        "--wait",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="wait up to S seconds for a comparable checkpoint (default 5)",
+    )
     demo = command(
         sub, "demo", "everything on an embedded mongosim with demo data and traffic (make run)"
     )
@@ -148,15 +173,12 @@ async def cmd_resync(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    options = VerifyOptions(
+        repair=args.repair, as_json=args.json, examples=max(args.examples, 0), wait_s=args.wait
+    )
+
     async def body(mongo: Mongo) -> int:
-        report = await verify(
-            mongo,
-            default_threshold=settings.low_stock_threshold,
-            hysteresis=settings.alert_hysteresis,
-        )
-        for line in report.lines():
-            print(line)
-        return 1 if report.drift else 0
+        return await run_verify(mongo, settings, options)
 
     return await _with_mongo(settings, body)
 

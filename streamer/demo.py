@@ -85,9 +85,7 @@ async def traffic(db: Mongo, rng: random.Random, stopping: asyncio.Event, users:
                 "inventory", {"_id": product}, {"$inc": {"stock": -rng.randrange(1, 4)}}
             )
         elif choice < 0.8:
-            await db.update_one(
-                "orders", {"status": "pending"}, {"$set": {"status": "completed"}}
-            )
+            await db.update_one("orders", {"status": "pending"}, {"$set": {"status": "completed"}})
         else:
             await db.update_one(
                 "inventory", {"_id": product, "stock": {"$lt": 15}}, {"$inc": {"stock": 40}}

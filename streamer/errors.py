@@ -22,6 +22,9 @@
     ├── HistoryLost              the stored resume point is gone from the oplog, the
     │                            token is invalid or the collection was dropped: resync
     ├── CheckpointConflict       another instance moved the checkpoint first; reload it
+    ├── NotComparable            verify cannot line the derived data up with the sources
+    │                            at one cluster time yet (a resync under way, a position
+    │                            older than the snapshot history window); wait or exit 1
     └── BootstrapError           the declarative schema cannot be applied as asked
         └── SchemaConflict       an existing index differs from the declared one
 
@@ -44,6 +47,7 @@ __all__ = [
     "FatalDatabaseError",
     "HistoryLost",
     "NamespaceExists",
+    "NotComparable",
     "SchemaConflict",
     "SettingsError",
     "StreamInterrupted",
@@ -124,6 +128,10 @@ class HistoryLost(StreamerError):
 
 class CheckpointConflict(StreamerError):
     """The checkpoint is no longer the one this batch started from."""
+
+
+class NotComparable(StreamerError):
+    """``streamer verify`` cannot compare at one cluster time now; the message says why."""
 
 
 class BootstrapError(StreamerError):

@@ -1,24 +1,48 @@
-"""``streamer verify``: recompute the derived data from the sources and list every difference.
+"""``streamer verify``: compare the derived data with the sources at one cluster time.
 
-Totals are recomputed from ``orders`` with the same validity rules the service uses;
-the products that should have an open alert from ``inventory``. Compare at rest, or
-expect differences that the service is still catching up on.
+Each batch's effects commit in one transaction with a compare-and-set advance of the
+stream's checkpoint (:mod:`streamer.commits`), so at any cluster time ``S`` the derived
+collections hold exactly the source events up to the checkpoint's ``position`` as of
+``S``. Verify reads the derived collections and the checkpoints at one snapshot ``S``
+(readConcern "snapshot"; :mod:`streamer.snapshots`), then each source at its stream's
+position (``atClusterTime``), and compares exactly: a correct service never shows
+drift under any traffic, and real drift always shows.
+
+Which time each source is read at (:func:`source_time`):
+
+- no checkpoint (the service never ran): ``S``;
+- no change to the source between the checkpoint and ``S``: ``S`` too (the derived
+  data equal the sources at any time in between), so verify works at rest however old
+  the position is;
+- the first change after the checkpoint is *at* its position: the batch ended inside a
+  transaction, whose events share one cluster time; only part of it is applied, so no
+  read of the source matches: not comparable yet (wait for the next batch);
+- otherwise the position. Older than the server's snapshot history
+  (minSnapshotHistoryWindowInSeconds) the read fails with SnapshotTooOld: not
+  comparable (a stalled service, or one far behind).
+
+A resync under way is not comparable either. :class:`~streamer.errors.NotComparable`
+carries the reason; ``streamer verify`` waits a bounded time and reads again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from .alerts import INVENTORY_FIELDS, Product, assess_product
+from .checkpoints import COLLECTION as CHECKPOINTS
+from .checkpoints import Checkpoint
+from .errors import DatabaseError, NotComparable
 from .inventory import STOCK_ALERTS
 from .keys import bson_key
-from .mongo import Mongo
-from .mongo.types import Decimal128
+from .mongo import Mongo, Session
+from .mongo.types import Decimal128, Timestamp
 from .orders import USER_TOTALS
+from .snapshots import first_event_after, read_at, too_old
 from .totals import (
     DECIMAL128,
     ORDER_FIELDS,
@@ -28,23 +52,100 @@ from .totals import (
     recompute_totals,
 )
 
+# The stream each derived collection comes from, and that stream's source.
+STREAM_OF = {USER_TOTALS: "orders", STOCK_ALERTS: "inventory"}
+SOURCE_OF = {"orders": "orders", "inventory": "inventory"}
+ReadProgress = Callable[[str, int], None]
 
-@dataclass
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """One derived document that differs from what the sources say."""
+
+    collection: str
+    key: Any  # the user's _id, or the product_id
+    problems: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        return [f"{self.collection} {self.key!r}: {p}" for p in self.problems]
+
+
+@dataclass(slots=True)
+class Checked:
+    """One derived collection compared with its source."""
+
+    collection: str
+    stream: str
+    checked: int = 0
+    drifts: list[Drift] = field(default_factory=list)
+    source_at: Timestamp | None = None  # the cluster time the source was read at
+
+    def summary(self) -> str:
+        return f"{self.collection}: {self.checked} checked, {len(self.drifts)} drifted"
+
+
+@dataclass(slots=True)
 class VerifyReport:
-    users_checked: int = 0
-    products_checked: int = 0
-    differences: list[str] = field(default_factory=list)
+    at: Timestamp | None = None  # the snapshot the derived data and checkpoints were read at
+    totals: Checked = field(default_factory=lambda: Checked(USER_TOTALS, "orders"))
+    alerts: Checked = field(default_factory=lambda: Checked(STOCK_ALERTS, "inventory"))
+    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
+    expected_totals: dict[Hashable, Totals] = field(default_factory=dict, repr=False)
+
+    @property
+    def collections(self) -> tuple[Checked, Checked]:
+        return (self.totals, self.alerts)
+
+    @property
+    def users_checked(self) -> int:
+        return self.totals.checked
+
+    @property
+    def products_checked(self) -> int:
+        return self.alerts.checked
+
+    @property
+    def differences(self) -> list[str]:
+        return [line for c in self.collections for d in c.drifts for line in d.lines()]
 
     @property
     def drift(self) -> bool:
-        return bool(self.differences)
+        return any(c.drifts for c in self.collections)
 
-    def lines(self) -> list[str]:
-        head = (
-            f"verify: {self.users_checked} users, {self.products_checked} products checked, "
-            f"{len(self.differences)} differences"
-        )
-        return [head, *self.differences]
+    def lines(self, examples: int = 10) -> list[str]:
+        """A summary line per collection, then up to ``examples`` drifted documents each."""
+        out = []
+        for c in self.collections:
+            out.append(c.summary())
+            for d in c.drifts[:examples]:
+                out += ["  " + line for line in d.lines()]
+            if len(c.drifts) > examples:
+                out.append(f"  ... and {len(c.drifts) - examples} more")
+        return out
+
+    def document(self, examples: int = 10) -> dict[str, Any]:
+        """The report as JSON-ready data (``streamer verify --json``)."""
+        return {
+            "drift": self.drift,
+            "at": _time(self.at),
+            "collections": {
+                c.collection: {
+                    "stream": c.stream,
+                    "checked": c.checked,
+                    "drifted": len(c.drifts),
+                    "source_at": _time(c.source_at),
+                    "examples": [
+                        {"key": repr(d.key), "problems": list(d.problems)}
+                        for d in c.drifts[:examples]
+                    ],
+                }
+                for c in self.collections
+            },
+        }
+
+
+def _time(ts: Timestamp | None) -> dict[str, int] | None:
+    return {"t": ts.time, "i": ts.inc} if ts is not None else None
 
 
 def _decimal(value: Any) -> Any:
@@ -83,29 +184,35 @@ def compare_totals(expected: Totals, stored: Mapping[str, Any]) -> list[str]:
     return out
 
 
-async def verify_totals(mongo: Mongo, report: VerifyReport) -> None:
-    orders = await mongo.find("orders", {}, projection=dict.fromkeys(ORDER_FIELDS, 1))
+def totals_drift(
+    orders: list[dict[str, Any]], stored: list[dict[str, Any]], checked: Checked
+) -> dict[Hashable, Totals]:
+    """Compare the stored user_totals with the orders; returns the expected totals."""
     contributions = [c for c in map(assess_order, orders) if isinstance(c, Contribution)]
     expected = recompute_totals(contributions)
-    stored = {bson_key(d["_id"]): d for d in await mongo.find(USER_TOTALS, {})}
-    report.users_checked = len(expected.keys() | stored.keys())
+    by_key = {bson_key(d["_id"]): d for d in stored}
+    checked.checked = len(expected.keys() | by_key.keys())
     for key, totals in expected.items():
-        doc = stored.get(key)
-        if doc is None:
-            report.differences.append(f"user_totals {totals.user_id!r}: missing")
-            continue
-        for problem in compare_totals(totals, doc):
-            report.differences.append(f"user_totals {totals.user_id!r}: {problem}")
-    for key, doc in stored.items():
+        doc = by_key.get(key)
+        problems = ["missing"] if doc is None else compare_totals(totals, doc)
+        if problems:
+            checked.drifts.append(Drift(USER_TOTALS, totals.user_id, tuple(problems)))
+    for key, doc in by_key.items():
         if key not in expected:
-            report.differences.append(f"user_totals {doc['_id']!r}: user has no valid orders")
+            checked.drifts.append(Drift(USER_TOTALS, doc["_id"], ("user has no valid orders",)))
+    return expected
 
 
-async def verify_alerts(
-    mongo: Mongo, report: VerifyReport, *, default_threshold: int, hysteresis: int
+def alerts_drift(
+    products: list[dict[str, Any]],
+    open_alerts: list[dict[str, Any]],
+    checked: Checked,
+    *,
+    default_threshold: int,
+    hysteresis: int,
 ) -> None:
-    products = await mongo.find("inventory", {}, projection=dict.fromkeys(INVENTORY_FIELDS, 1))
-    report.products_checked = len(products)
+    """Compare the open stock alerts with the inventory."""
+    checked.checked = len(products)
     must: dict[Hashable, Any] = {}
     may: set[Hashable] = set()  # inside the hysteresis band: either state is right
     for doc in products:
@@ -116,22 +223,105 @@ async def verify_alerts(
             must[bson_key(doc["_id"])] = doc["_id"]
         elif p.stock <= p.threshold + hysteresis:
             may.add(bson_key(doc["_id"]))
-    open_alerts: dict[Hashable, list[dict[str, Any]]] = {}
-    for alert in await mongo.find(STOCK_ALERTS, {"state": "open"}):
-        open_alerts.setdefault(bson_key(alert["product_id"]), []).append(alert)
+    by_product: dict[Hashable, list[dict[str, Any]]] = {}
+    for alert in open_alerts:
+        by_product.setdefault(bson_key(alert["product_id"]), []).append(alert)
     for key, product_id in must.items():
-        if key not in open_alerts:
-            report.differences.append(f"stock_alerts {product_id!r}: low but no open alert")
-    for key, alerts in open_alerts.items():
-        pid = alerts[0]["product_id"]
+        if key not in by_product:
+            checked.drifts.append(Drift(STOCK_ALERTS, product_id, ("low but no open alert",)))
+    for key, alerts in by_product.items():
+        problems = []
         if len(alerts) > 1:
-            report.differences.append(f"stock_alerts {pid!r}: {len(alerts)} open alerts")
+            problems.append(f"{len(alerts)} open alerts")
         if key not in must and key not in may:
-            report.differences.append(f"stock_alerts {pid!r}: open alert but not low")
+            problems.append("open alert but not low")
+        if problems:
+            checked.drifts.append(Drift(STOCK_ALERTS, alerts[0]["product_id"], tuple(problems)))
 
 
-async def verify(mongo: Mongo, *, default_threshold: int, hysteresis: int = 0) -> VerifyReport:
+async def source_time(
+    mongo: Mongo, session: Session, stream: str, cp: Checkpoint | None, at: Timestamp
+) -> Timestamp:
+    """The cluster time to read ``stream``'s source at (see the module's docstring)."""
+    if cp is None:
+        return at
+    if cp.phase != "stream" or cp.position is None:
+        raise NotComparable(f"{stream}: a resync is under way")
+    if cp.scan_segments and cp.position < cp.scan_segments[-1].at:
+        raise NotComparable(f"{stream}: the stream is finishing a resync")
+    start = {"startAfter": cp.token} if cp.token else {"startAtOperationTime": cp.start_at}
+    try:
+        first = await first_event_after(mongo, session, SOURCE_OF[stream], start, at)
+    except DatabaseError as exc:
+        raise NotComparable(f"{stream}: cannot read the change stream: {exc.reason}") from exc
+    if first is None:
+        return at  # nothing changed since the checkpoint
+    if first == cp.position:
+        raise NotComparable(f"{stream}: the last batch ended inside a transaction")
+    return cp.position
+
+
+async def _read_source(
+    mongo: Mongo,
+    session: Session,
+    stream: str,
+    at: Timestamp,
+    fields: tuple[str, ...] | list[str],
+    progress: ReadProgress | None,
+) -> list[dict[str, Any]]:
+    source = SOURCE_OF[stream]
+
+    def tick(n: int) -> None:
+        if progress is not None:
+            progress(source, n)
+
+    try:
+        docs, _ = await read_at(
+            mongo, session, source, at, projection=dict.fromkeys(fields, 1), progress=tick
+        )
+    except DatabaseError as exc:
+        if too_old(exc):
+            raise NotComparable(
+                f"{stream}: its checkpoint position {at.as_datetime().isoformat()} is older "
+                "than the server's snapshot history (minSnapshotHistoryWindowInSeconds); "
+                "is the service running and caught up?"
+            ) from exc
+        raise
+    return docs
+
+
+async def verify(
+    mongo: Mongo,
+    *,
+    default_threshold: int,
+    hysteresis: int = 0,
+    progress: ReadProgress | None = None,
+) -> VerifyReport:
+    """Compare derived data and sources at one cluster time; NotComparable if not now."""
     report = VerifyReport()
-    await verify_totals(mongo, report)
-    await verify_alerts(mongo, report, default_threshold=default_threshold, hysteresis=hysteresis)
+    async with mongo.session() as session:
+        stored, at = await read_at(mongo, session, USER_TOTALS, None)
+        report.at = at
+        alerts, _ = await read_at(mongo, session, STOCK_ALERTS, at, filter={"state": "open"})
+        docs, _ = await read_at(mongo, session, CHECKPOINTS, at)
+        report.checkpoints = {c.stream: c for c in map(Checkpoint.from_document, docs)}
+        for checked in report.collections:
+            checked.source_at = await source_time(
+                mongo, session, checked.stream, report.checkpoints.get(checked.stream), at
+            )
+        assert report.totals.source_at is not None and report.alerts.source_at is not None
+        orders = await _read_source(
+            mongo, session, "orders", report.totals.source_at, ORDER_FIELDS, progress
+        )
+        report.expected_totals = totals_drift(orders, stored, report.totals)
+        products = await _read_source(
+            mongo, session, "inventory", report.alerts.source_at, INVENTORY_FIELDS, progress
+        )
+    alerts_drift(
+        products,
+        alerts,
+        report.alerts,
+        default_threshold=default_threshold,
+        hysteresis=hysteresis,
+    )
     return report

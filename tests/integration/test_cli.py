@@ -156,7 +156,7 @@ OPTIONS = {
     "bootstrap": ["--check", "--replace-conflicting"],
     "status": [],
     "resync": ["--stream {orders,inventory}", "--fresh"],
-    "verify": [],
+    "verify": ["--repair", "--json", "--examples N", "--wait S"],
 }
 
 
@@ -428,7 +428,10 @@ async def test_run_applies_writes_status_and_verify_agree_and_sigterm_stops_clea
 
         code, out, err = await streamer(env, "verify")
         assert code == 0, out + err
-        assert out.splitlines()[0] == "verify: 2 users, 2 products checked, 0 differences"
+        assert out.splitlines() == [
+            "user_totals: 2 checked, 0 drifted",
+            "stock_alerts: 2 checked, 0 drifted",
+        ]
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -475,9 +478,11 @@ async def test_verify_names_a_tampered_user_and_resync_fresh_repairs_it(
     assert result.modified_count == 1
     code, out, err = await streamer(env, "verify")
     assert code == 1, out + err
-    lines = out.splitlines()
-    assert lines[0].endswith("1 differences")
-    assert lines[1:] == ["user_totals 'tam': total Decimal128('999'), expected 5"]
+    assert out.splitlines() == [
+        "user_totals: 2 checked, 1 drifted",
+        "  user_totals 'tam': total Decimal128('999'), expected 5",
+        "stock_alerts: 0 checked, 0 drifted",
+    ]
 
     code, out, err = await streamer(env, "resync", "--fresh")
     assert code == 0, err
@@ -486,7 +491,7 @@ async def test_verify_names_a_tampered_user_and_resync_fresh_repairs_it(
 
     code, out, err = await streamer(env, "verify")
     assert code == 0, out + err
-    assert "0 differences" in out
+    assert "user_totals: 2 checked, 0 drifted" in out
     doc = await db.user_totals.find_one({"_id": "tam"})
     assert doc is not None and doc["total"] == Decimal128("5")
 

@@ -21,6 +21,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--replset", default="rs0")
     parser.add_argument("--oplog-size", type=int, default=100_000, help="oplog entries kept")
     parser.add_argument("--ttl-monitor-interval", type=float, default=60.0, metavar="S")
+    parser.add_argument(
+        "--snapshot-history-window-secs",
+        type=int,
+        default=300,
+        metavar="S",
+        help="minSnapshotHistoryWindowInSeconds: how far back atClusterTime reads reach",
+    )
     parser.add_argument("--data-dir", default=None, help="persist data and oplog here")
     parser.add_argument(
         "--no-test-commands",
@@ -42,6 +49,7 @@ async def serve(args: argparse.Namespace) -> None:
         oplog_size=args.oplog_size,
         ttl_monitor_interval=args.ttl_monitor_interval,
         data_dir=args.data_dir,
+        snapshot_history_window_s=args.snapshot_history_window_secs,
         enable_test_commands=not args.no_test_commands,
     )
     async with sim:

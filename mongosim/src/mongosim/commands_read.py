@@ -15,6 +15,7 @@ from .bsonutil import MISSING, SortKey, canonical
 from .changestreams import ChangeStream, render_oplog_documents
 from .cursors import DEFAULT_FIRST_BATCH, Cursor, take_batch
 from .errors import MongoError
+from .history import documents_at
 from .matching import compile_filter, equality_constraints
 from .merge import merge_documents, out_documents
 from .projection import compile_projection
@@ -27,12 +28,20 @@ OPLOG_NS = ("local", "oplog.rs")
 
 
 def _source(
-    engine: Engine, db: str, coll_name: str, query: Mapping[str, Any], op: Op, reverse: bool = False
+    engine: Engine,
+    db: str,
+    coll_name: str,
+    query: Mapping[str, Any],
+    op: Op,
+    reverse: bool = False,
+    at: Timestamp | None = None,
 ) -> Iterable[dict[str, Any]]:
 
     if (db, coll_name) == OPLOG_NS:
         return render_oplog_documents(engine.oplog, reverse=reverse)
     coll = engine.get_collection(db, coll_name)
+    if at is not None and at < engine.cluster_time():
+        return documents_at(engine, db, coll_name, coll, at)  # a point in the past
     if coll is None:
         return []
     return engine.candidates(coll, equality_constraints(query), op.txn)
@@ -44,9 +53,8 @@ def _snapshot_read_time(engine: Engine, cmd: Mapping[str, Any], op: Op) -> Times
     A find or aggregate with readConcern "snapshot" reads one point in time and its
     cursor reply names it in ``atClusterTime`` (MongoDB 5.0+; "Read Concern
     'snapshot'" in the manual). mongosim materializes a cursor's documents when it
-    opens, so every batch comes from that point. It keeps no history, so an
-    ``atClusterTime`` older than the latest write fails as mongod fails for a point
-    older than its history window: SnapshotTooOld (239).
+    opens, so every batch comes from that point. An older ``atClusterTime`` is read
+    from the snapshot history (:mod:`mongosim.history`), SnapshotTooOld (239) beyond it.
     """
     read_concern = cmd.get("readConcern") or {}
     if op.txn is not None or read_concern.get("level") != "snapshot":
@@ -54,9 +62,8 @@ def _snapshot_read_time(engine: Engine, cmd: Mapping[str, Any], op: Op) -> Times
     now = engine.cluster_time()
     wanted = read_concern.get("atClusterTime")
     if wanted is not None and wanted < now:
-        raise MongoError(
-            239, f"Read timestamp {wanted} is older than the oldest available timestamp."
-        )
+        engine.history.check(engine, wanted)
+        return wanted  # type: ignore[no-any-return]
     return now
 
 
@@ -92,7 +99,11 @@ async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
     matcher = compile_filter(query)
     natural = sort.get("$natural") if sort else None
     docs: Iterator[dict[str, Any]] = (
-        d for d in _source(engine, db, coll_name, query, op, reverse=natural == -1) if matcher(d)
+        d
+        for d in _source(
+            engine, db, coll_name, query, op, reverse=natural == -1, at=at_cluster_time
+        )
+        if matcher(d)
     )
     skip = int(cmd.get("skip") or 0)
     limit = int(cmd.get("limit") or 0)
@@ -258,7 +269,7 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
         ns = f"{db}.$cmd.aggregate"
     else:
         first_match = pipeline[0].get("$match") if pipeline else None
-        source = _source(engine, db, target, first_match or {}, op)
+        source = _source(engine, db, target, first_match or {}, op, at=at_cluster_time)
         ns = f"{db}.{target}"
     results = run_pipeline(source, pipeline, PipelineContext(engine, db, op))
     return _open_cursor(engine, ns, iter(results), batch_size, at_cluster_time=at_cluster_time)

@@ -22,6 +22,7 @@ from bson.timestamp import Timestamp
 
 from .bsonutil import canonical
 from .errors import MongoError
+from .history import DEFAULT_WINDOW_S, SnapshotHistory
 from .oplog import OpKind, Oplog, OplogEntry
 from .sessions import Session, SessionCatalog, Transaction
 from .storage import Collection
@@ -93,10 +94,12 @@ class Engine:
         data_dir: str | Path | None = None,
         ttl_monitor_interval: float = 60.0,
         noop_interval: float = 10.0,
+        snapshot_history_window_s: int = DEFAULT_WINDOW_S,
     ) -> None:
         from .cursors import CursorManager
 
         self.oplog = Oplog(oplog_size)
+        self.history = SnapshotHistory(snapshot_history_window_s)  # atClusterTime reads
         self.data_dir_path = Path(data_dir) if data_dir else None
         self.ttl_monitor_interval = ttl_monitor_interval
         self.noop_interval = noop_interval

@@ -21,6 +21,7 @@ from . import labels
 from .engine import CommandContext, Engine
 from .errors import MongoError
 from .failpoints import FailPoints
+from .history import DEFAULT_WINDOW_S
 from .topology import Topology
 from .wire import ProtocolError, Request, decode_request, encode_reply, parse_header
 
@@ -200,6 +201,7 @@ class MongoSim:
         data_dir: str | Path | None = None,
         enable_test_commands: bool = True,
         noop_interval: float = 10.0,
+        snapshot_history_window_s: int = DEFAULT_WINDOW_S,
     ) -> None:
         self.host, self.port, self.replset = host, port, replset
         self.engine = Engine(
@@ -207,6 +209,7 @@ class MongoSim:
             data_dir=data_dir,
             ttl_monitor_interval=ttl_monitor_interval,
             noop_interval=noop_interval,
+            snapshot_history_window_s=snapshot_history_window_s,
         )
         self.failpoints = FailPoints(enable_test_commands)
         self.topology: Topology | None = None

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 
+from . import history
 from .errors import MongoError
 
 if TYPE_CHECKING:
@@ -194,6 +195,7 @@ def _get_parameter(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[st
         "transactionLifetimeLimitSeconds": 60,
         "periodicNoopIntervalSecs": 10,
         "ttlMonitorSleepSecs": int(t.engine.ttl_monitor_interval),
+        history.PARAMETER: t.engine.history.window_s,
     }
     if cmd.get("getParameter") == "*":
         return params
@@ -263,6 +265,7 @@ _ADMIN: dict[str, AdminHandler] = {
     "ping": lambda t, c, i: {},
     "buildinfo": _build_info,
     "getparameter": _get_parameter,
+    "setparameter": lambda t, c, i: history.set_parameter(t.engine, c),
     "getcmdlineopts": _cmd_line_opts,
     "serverstatus": _server_status,
     "replsetgetstatus": _repl_status,

@@ -1,0 +1,212 @@
+"""``streamer verify [--repair] [--json] [--examples N] [--wait S]``.
+
+Compares at one cluster time (:mod:`streamer.verify`). When that is not possible now
+(a resync under way, a batch that ended inside a transaction, a checkpoint older than
+the server's snapshot history) it reads again until ``--wait`` seconds have passed,
+then stops with the reason (exit 1).
+
+``--repair`` rewrites each drifted ``user_totals`` document from the orders read at
+the stream's position, in one transaction with a compare-and-set advance of the
+stream's checkpoint from the version verify read (:class:`~streamer.commits.Committer`):
+if the owner advanced it meanwhile, nothing is written, and verify reads again and
+retries, a bounded number of times. The position and token stay as they were, so the
+owner, whose next commit then finds the checkpoint moved, reloads it and re-applies its
+batch on top of the repaired totals. The mirror is left alone: it holds the source
+states the service last applied, which a hand edit of ``user_totals`` does not touch.
+``stock_alerts`` drift is reported but not repaired (an alert's history, its opening
+time and level, is not in the sources): ``streamer resync --stream inventory`` rebuilds it.
+
+Exit codes: 0 clean (after ``--repair``: the re-verification is clean), 1 drift, or
+not comparable within ``--wait``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from .checkpoints import Checkpoint, CheckpointStore
+from .commits import Committer
+from .errors import CheckpointConflict, NotComparable
+from .keys import bson_key
+from .mongo import Mongo, Session
+from .mongo.types import DeleteOne, ReplaceOne
+from .orders import USER_TOTALS
+from .resync_plan import counted
+from .settings import Settings
+from .snapshots import read_at
+from .supervisor import default_instance_id
+from .totals import (
+    ORDER_FIELDS,
+    Contribution,
+    Totals,
+    assess_order,
+    recompute_totals,
+    totals_document,
+)
+from .verify import SOURCE_OF, VerifyReport, source_time, verify
+
+REPAIR_ATTEMPTS = 50
+POLL_S = 0.2
+
+
+class ReadProgress:
+    """``orders: read 21,500 of 45,000`` on stderr at most every ``every_s`` seconds."""
+
+    def __init__(self, totals: dict[str, int], every_s: float = 2.0) -> None:
+        self.totals, self.every_s = totals, every_s
+        self.last = time.monotonic()
+
+    def __call__(self, source: str, done: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            print(f"{source}: read {counted(done, self.totals.get(source))}", file=sys.stderr)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    repair: bool = False
+    as_json: bool = False
+    examples: int = 10
+    wait_s: float = 5.0
+
+
+async def comparable_report(mongo: Mongo, settings: Settings, wait_s: float) -> VerifyReport:
+    """A report at one cluster time, reading again while not comparable, up to ``wait_s``."""
+    totals = {s: await mongo.count(s, {}) for s in SOURCE_OF.values()}
+    progress = ReadProgress(totals)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return await verify(
+                mongo,
+                default_threshold=settings.low_stock_threshold,
+                hysteresis=settings.alert_hysteresis,
+                progress=progress,
+            )
+        except NotComparable as exc:
+            if time.monotonic() >= deadline:
+                raise NotComparable(f"{exc} (waited {wait_s:g}s)") from exc
+            await asyncio.sleep(POLL_S)  # polling the checkpoint, with a deadline
+
+
+async def _totals_at_checkpoint(
+    mongo: Mongo, store: CheckpointStore, keys: list[Any]
+) -> tuple[Checkpoint | None, dict[Hashable, Totals]]:
+    """The orders checkpoint now, and the users' totals from the orders it covers."""
+    async with mongo.session() as session:
+        cp = await store.load("orders")
+        now = (await mongo.command({"ping": 1}, session=session))["operationTime"]
+        at = await source_time(mongo, session, "orders", cp, now)
+        orders, _ = await read_at(
+            mongo,
+            session,
+            "orders",
+            at,
+            filter={"user_id": {"$in": keys}},
+            projection=dict.fromkeys(ORDER_FIELDS, 1),
+        )
+    contributions = [c for c in map(assess_order, orders) if isinstance(c, Contribution)]
+    return cp, recompute_totals(contributions)
+
+
+async def repair_totals(mongo: Mongo, report: VerifyReport) -> list[str]:
+    """Rewrite the drifted user_totals under the orders stream's compare-and-set.
+
+    Each attempt reads the checkpoint as it is now and the drifted users' orders at its
+    position (a few documents: the window the owner can move the checkpoint in stays
+    small), then commits the rewrite with the checkpoint's advance; a conflict starts
+    the next attempt.
+    """
+    keys = [d.key for d in report.totals.drifts]
+    store = CheckpointStore(mongo, f"{default_instance_id()}:verify:{os.getpid()}")
+    committer = Committer(mongo, store, retry_max_s=mongo.settings.retry_max_s)
+    for _ in range(REPAIR_ATTEMPTS):
+        try:
+            cp, expected = await _totals_at_checkpoint(mongo, store, keys)
+        except NotComparable:
+            await asyncio.sleep(POLL_S)  # polling the checkpoint; bounded by the attempts
+            continue
+        now = dt.datetime.now(dt.UTC)
+        requests: list[Any] = []
+        changed: list[str] = []
+        for key in keys:
+            want = expected.get(bson_key(key))
+            if want is None or want.empty:
+                requests.append(DeleteOne({"_id": key}))
+                changed.append(f"user_totals {key!r}: deleted")
+            else:
+                requests.append(ReplaceOne({"_id": want.user_id}, totals_document(want, now), True))
+                changed.append(
+                    f"user_totals {key!r}: rewritten (count {want.count}, total {want.total})"
+                )
+
+        async def work(session: Session, requests: list[Any] = requests) -> None:
+            await mongo.bulk_write(USER_TOTALS, requests, session=session)
+
+        if cp is None:  # no service has ever run this stream: nobody to race
+            async with mongo.transaction() as session:
+                await work(session)
+            return changed
+        try:
+            await committer.commit(cp, store.successor(cp), work, what="verify.repair")
+        except CheckpointConflict:
+            continue  # the owner moved on: read its new position and try again
+        return changed
+    raise CheckpointConflict(
+        f"orders: the service advanced the checkpoint before each of {REPAIR_ATTEMPTS} "
+        "repair attempts; nothing was changed, run it again"
+    )
+
+
+async def verify_and_repair(
+    mongo: Mongo, settings: Settings, options: Options
+) -> tuple[VerifyReport, list[str], VerifyReport | None]:
+    """The first report, what was changed, and the report after repairing (if it ran)."""
+    first = await comparable_report(mongo, settings, options.wait_s)
+    if not (options.repair and first.drift):
+        return first, [], None
+    changed = await repair_totals(mongo, first) if first.totals.drifts else []
+    if first.alerts.drifts:
+        changed.append(
+            "stock_alerts: not repaired by --repair; `streamer resync --stream inventory` "
+            "rebuilds the alerts"
+        )
+    after = await comparable_report(mongo, settings, options.wait_s)
+    return first, changed, after
+
+
+async def run_verify(mongo: Mongo, settings: Settings, options: Options) -> int:
+    try:
+        first, changed, after = await verify_and_repair(mongo, settings, options)
+    except NotComparable as exc:
+        if options.as_json:
+            print(json.dumps({"drift": None, "error": str(exc)}))
+        print(f"streamer verify: cannot compare: {exc}", file=sys.stderr)
+        return 1
+    final = after or first
+    if options.as_json:
+        doc = first.document(options.examples)
+        if after is not None:
+            doc["repaired"] = changed
+            doc["after_repair"] = after.document(options.examples)
+        print(json.dumps(doc))
+    else:
+        for line in first.lines(options.examples):
+            print(line)
+        if after is not None:
+            print("repaired:")
+            for line in changed:
+                print(f"  {line}")
+            print("after repair:")
+            for line in after.lines(options.examples):
+                print(line)
+    return 1 if final.drift else 0

@@ -1,0 +1,140 @@
+"""``streamer verify`` is exact while the service runs: one cluster time for both sides."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from bson import Decimal128
+from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
+
+from streamer.mongo import Mongo
+from streamer.settings import Settings
+from streamer.verify_command import comparable_report
+
+from .conftest import RunService, caught_up, test_settings
+from .model import Traffic
+from .test_cli import cli_env, streamer
+
+VERIFY_RUNS = 20
+
+
+@asynccontextmanager
+async def continuous(traffic: Traffic) -> AsyncIterator[None]:
+    """Traffic runs as a task for the block; its failure fails the test."""
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        while not stop.is_set():
+            await traffic.step()
+
+    task = asyncio.create_task(run())
+    try:
+        yield
+    finally:
+        stop.set()
+        await task  # re-raises what the traffic hit
+
+
+async def test_verify_under_continuous_mixed_traffic_never_reports_false_drift(
+    db: AsyncIOMotorDatabase[Any], settings: Settings, mongo: Mongo, service: RunService
+) -> None:
+    """Inserts, status and amount updates, orders moving between users, replaces, deletes
+    and stock changes run throughout: 20 verifications in a row find no drift."""
+    traffic = Traffic(db, random.Random(12))
+    async with service(settings), continuous(traffic):
+        await caught_up(db)  # the traffic is flowing and the service applying it
+        for run in range(VERIFY_RUNS):
+            report = await comparable_report(mongo, settings, wait_s=10)
+            assert not report.drift, (run, report.lines())
+            assert report.totals.checked > 0 and report.alerts.checked > 0
+    print(f"\n{VERIFY_RUNS} verifications, 0 false drifts, {traffic.events} events of traffic")
+
+
+async def test_a_hand_edited_total_is_reported_and_repair_fixes_it_while_the_service_runs(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str, service: RunService
+) -> None:
+    """verify names the edited user (exit 1); --repair rewrites it under the stream's
+    compare-and-set while traffic flows, and verify is clean afterwards."""
+    settings = test_settings(mongo_uri, db.name)
+    env = cli_env(mongo_uri, db.name)
+    await db.orders.insert_many(
+        [
+            {"user_id": "tam", "amount": 5, "status": "completed"},
+            {"user_id": "tam", "amount": 2, "status": "completed"},
+        ]
+    )
+    traffic = Traffic(db, random.Random(7))
+    async with service(settings):
+        await caught_up(db)
+        await db.user_totals.update_one(
+            {"_id": "tam"}, {"$set": {"total": Decimal128("999"), "count": 3}}
+        )
+        async with continuous(traffic):
+            code, out, err = await streamer(env, "verify", "--json")
+            assert code == 1, out + err
+            report = json.loads(out)
+            totals = report["collections"]["user_totals"]
+            assert report["drift"] is True and totals["drifted"] == 1
+            assert totals["examples"] == [
+                {
+                    "key": "'tam'",
+                    "problems": ["total Decimal128('999'), expected 7", "count 3, expected 2"],
+                }
+            ]
+
+            code, out, err = await streamer(env, "verify", "--repair")
+            assert code == 0, out + err
+            assert "  user_totals 'tam': rewritten (count 2, total 7)" in out.splitlines()
+            after = out.split("after repair:\n", 1)[1].splitlines()
+            assert [line.split(":")[0] for line in after] == ["user_totals", "stock_alerts"]
+            assert all(line.endswith(" 0 drifted") for line in after), out
+
+            code, out, err = await streamer(env, "verify")
+            assert code == 0, out + err
+        await caught_up(db)
+    doc = await db.user_totals.find_one({"_id": "tam"})
+    assert doc is not None and doc["total"] == Decimal128("7") and doc["count"] == 2
+    print(f"\nrepaired under {traffic.events} events of traffic")
+
+
+async def test_a_checkpoint_older_than_the_history_window_gets_a_clear_message(
+    private_mongosim: Any,
+) -> None:
+    """A stopped service whose source changed since: verify says the position is older
+    than the server's snapshot history (exit 1), never a wrong answer."""
+    async with private_mongosim() as sim:
+        client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(sim.uri)
+        try:
+            db = client.verify_window
+            env = cli_env(sim.uri, db.name)
+            await db.orders.insert_one({"user_id": "u", "amount": 1, "status": "completed"})
+            code, out, err = await streamer(env, "resync")
+            assert code == 0, out + err
+            code, out, err = await streamer(env, "verify")
+            assert code == 0, out + err
+
+            await db.orders.insert_one({"user_id": "u", "amount": 2, "status": "completed"})
+            await client.admin.command({"setParameter": 1, "minSnapshotHistoryWindowInSeconds": 0})
+            checkpoint = await db.streamer_checkpoints.find_one({"_id": "orders"})
+            assert checkpoint is not None
+            deadline = asyncio.get_running_loop().time() + 5
+            while (await db.command("ping"))["operationTime"].time <= checkpoint["position"].time:
+                assert asyncio.get_running_loop().time() < deadline
+                await db.other.insert_one({})  # the clock moves on within a second
+
+            code, out, err = await streamer(env, "verify", "--wait", "0.5")
+            assert code == 1, out + err
+            assert out == ""
+            assert "older than the server's snapshot history" in err
+            assert "minSnapshotHistoryWindowInSeconds" in err
+
+            code, out, err = await streamer(env, "verify", "--json", "--wait", "0")
+            assert code == 1
+            assert json.loads(out)["drift"] is None
+        finally:
+            client.close()
