@@ -195,3 +195,18 @@ async def test_a_transaction_may_move_a_unique_key_from_one_document_to_another(
             await db.alerts.insert_one({"_id": 3, "p": 8, "state": "open"}, session=s)
             await db.alerts.insert_one({"_id": 4, "p": 8, "state": "open"}, session=s)
     assert info.value.code == 11000
+
+
+async def test_kill_all_sessions_aborts_a_transaction_left_open(client: Any, db: Any) -> None:
+    """Drivers' spec runners call killAllSessions between tests, so a transaction left
+    open by one test must not hold its documents against the next."""
+    await db.c.insert_one({"_id": 1, "n": 0})
+    async with await client.start_session() as session:
+        session.start_transaction()
+        await db.c.update_one({"_id": 1}, {"$inc": {"n": 10}}, session=session)
+        await client.admin.command({"killAllSessions": []})
+        await asyncio.wait_for(db.c.update_one({"_id": 1}, {"$inc": {"n": 1}}), timeout=5)
+        with pytest.raises(OperationFailure) as info:
+            await session.commit_transaction()
+    assert info.value.code == 251
+    assert (await db.c.find_one({"_id": 1}))["n"] == 1

@@ -107,6 +107,12 @@ class SessionCatalog:
         if session is not None and session.txn is not None:
             self.abort(session)
 
+    def kill_all(self) -> None:
+        """killAllSessions: abort every open transaction; the session records stay."""
+        for session in self.sessions.values():
+            if session.txn is not None:
+                self.abort(session)
+
     # -- transaction lifecycle ------------------------------------------------
     def begin(self, session: Session, txn_number: int, snapshot_ts: Timestamp) -> Transaction:
         if session.txn is not None and session.state is TxnState.IN_PROGRESS:
