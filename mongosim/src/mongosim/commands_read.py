@@ -70,10 +70,12 @@ def _open_cursor(
     remaining: int | None = None,
     single_batch: bool = False,
     at_cluster_time: Timestamp | None = None,
+    max_time_ms: int | None = None,
 ) -> Reply:
     cursor = Cursor(
         id=engine.cursors.new_id(), ns=ns, docs=docs, transform=transform, remaining=remaining
     )
+    cursor.max_time_ms = max_time_ms
     first = DEFAULT_FIRST_BATCH if batch_size is None else batch_size
     batch, exhausted = take_batch(cursor, first) if first or single_batch else ([], False)
     cursor_id = 0 if exhausted or single_batch else engine.cursors.register(cursor)
@@ -119,6 +121,7 @@ async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
         remaining=limit or None,
         single_batch=single_batch,
         at_cluster_time=at_cluster_time,
+        max_time_ms=cmd.get("maxTimeMS"),
     )
 
 
@@ -130,6 +133,8 @@ async def cmd_get_more(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
     failpoints = op.ctx.failpoints
     if failpoints is not None:
         failpoints.after_cursor_checkout("getMore", op.ctx)
+        if cursor.stream is None:
+            failpoints.check_max_time({"maxTimeMS": cursor.max_time_ms})
     if cursor.stream is not None:
         return await _stream_batch(engine, cursor, batch_size, cmd.get("maxTimeMS"), "nextBatch")
     batch, exhausted = take_batch(cursor, batch_size)

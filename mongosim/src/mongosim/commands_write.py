@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bson.objectid import ObjectId
 
 from .bsonutil import canonical
-from .errors import MongoError
+from .errors import CloseConnection, MongoError
 from .matching import compile_filter, equality_constraints
 from .projection import compile_projection
 from .sorting import compile_sort
@@ -60,6 +60,30 @@ def check_document(
     raise validator.error(new.get("_id"), details)
 
 
+def _transactional_write_fired(
+    data: Mapping[str, Any], i: int, op: Op, reply: dict[str, Any]
+) -> None:
+    """onPrimaryTransactionalWrite fired for statement ``i``: fail it before commit (and
+    close the connection unless ``closeConnection: false``) if asked to."""
+    code = data.get("failBeforeCommitExceptionCode")
+    if code is None:
+        return
+    if data.get("closeConnection", True):
+        _cut_short(op, i, reply)
+    raise MongoError(int(code), "Failing write due to failpoint. The write must not be reflected.")
+
+
+def _cut_short(op: Op, executed: int, reply: dict[str, Any]) -> None:
+    """Remember how far a retryable write got, then close its connection."""
+    assert op.session is not None and op.txn_number is not None
+    op.session.partial[op.txn_number] = (executed, _copy_reply(reply))
+    raise CloseConnection
+
+
+def _copy_reply(reply: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, list) else v for k, v in reply.items()}
+
+
 def write_error(index: int, exc: MongoError) -> dict[str, Any]:
     return {"index": index, "code": exc.code, "errmsg": exc.message, **exc.extra}
 
@@ -72,11 +96,28 @@ async def run_statements(
     reply: dict[str, Any],
 ) -> dict[str, Any]:
     """Run a write command's statements; failures go to ``writeErrors`` (ordered stops at
-    the first), except inside a transaction, which the first failure aborts."""
+    the first), except inside a transaction, which the first failure aborts.
+
+    A retryable write resumes after the statements a closed connection cut it short of."""
     errors: list[dict[str, Any]] = []
+    start = 0
+    retryable = op.session is not None and op.txn is None and op.txn_number is not None
+    if retryable:
+        assert op.session is not None and op.txn_number is not None
+        start, before = op.session.partial.pop(op.txn_number, (0, {}))
+        reply.update(before)
     for i, statement in enumerate(statements):
+        if i < start:
+            continue
         try:
+            fired = (
+                op.ctx.failpoints.transactional_write() if retryable and op.ctx.failpoints else None
+            )
+            if fired is not None:
+                _transactional_write_fired(fired, i, op, reply)
             await run(i, statement)
+            if fired is not None and fired.get("closeConnection", True):
+                _cut_short(op, i + 1, reply)
         except MongoError as exc:
             if op.in_txn:
                 raise
@@ -293,7 +334,27 @@ async def cmd_delete(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
 
 
 async def cmd_find_and_modify(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    """findAndModify, one statement: onPrimaryTransactionalWrite fires around all of it."""
+    retryable = op.session is not None and op.txn is None and op.txn_number is not None
+    fired = op.ctx.failpoints.transactional_write() if retryable and op.ctx.failpoints else None
+    if fired is None:
+        return await _find_and_modify(engine, db, cmd, op)
+    if fired.get("failBeforeCommitExceptionCode") is not None:
+        if fired.get("closeConnection", True):
+            raise CloseConnection
+        raise MongoError(
+            int(fired["failBeforeCommitExceptionCode"]),
+            "Failing write due to failpoint. The write must not be reflected.",
+        )
+    reply = await _find_and_modify(engine, db, cmd, op)
+    if fired.get("closeConnection", True):
+        assert op.session is not None and op.txn_number is not None
+        op.session.retry_replies = {op.txn_number: reply}
+        raise CloseConnection
+    return reply
 
+
+async def _find_and_modify(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     name = next(iter(cmd))
     if engine.get_collection(db, cmd[name]) is None and not cmd.get("upsert"):
         return {"lastErrorObject": {"n": 0, "updatedExisting": False}, "value": None}

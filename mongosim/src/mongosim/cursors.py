@@ -27,6 +27,7 @@ class Cursor:
     stream: ChangeStream | None = None
     remaining: int | None = None  # limit left to return, None for no limit
     lsid_key: Any = None
+    max_time_ms: int | None = None  # the find's maxTimeMS, which bounds its getMores too
     pending: list[dict[str, Any]] = field(default_factory=list)
 
 

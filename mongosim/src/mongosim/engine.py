@@ -413,7 +413,9 @@ class Engine:
                 self.notify_locks_released()
             raise
         if op.session is not None and op.txn is None and op.txn_number is not None:
-            op.session.retry_replies = {op.txn_number: reply}
+            # A copy: the server adds fields (an injected writeConcernError, labels) to the
+            # reply it sends, and a retry must get the write's own result, not those.
+            op.session.retry_replies = {op.txn_number: dict(reply)}
         return reply
 
 

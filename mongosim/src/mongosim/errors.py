@@ -115,6 +115,10 @@ class MongoError(Exception):
         return f"MongoError({self.code}, {self.message!r})"
 
 
+class CloseConnection(Exception):
+    """Close the client's connection without a reply (a fail point's closeConnection)."""
+
+
 class WriteError(MongoError):
     """A per-document write failure: reported in ``writeErrors`` rather than as ``ok: 0``."""
 

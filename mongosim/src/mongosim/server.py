@@ -19,7 +19,7 @@ from bson.int64 import Int64
 
 from . import labels
 from .engine import CommandContext, Engine
-from .errors import MongoError
+from .errors import CloseConnection, MongoError
 from .failpoints import FailPoints
 from .topology import Topology
 from .wire import ProtocolError, Request, decode_request, encode_reply, parse_header
@@ -56,11 +56,14 @@ class Server:
                         extra={"_explicit_labels": "errorLabels" in injected},
                     )
                 wc_error = injected.get("writeConcernError")
+            self.failpoints.check_max_time(cmd)
             reply = await self._dispatch(name, request, conn, ctx)
             if wc_error is not None:
                 reply["writeConcernError"] = dict(wc_error)
         except MongoError as exc:
             reply = self._error_reply(name, cmd, exc, ctx)
+        except CloseConnection:
+            return None
         except Exception as exc:
             log.exception("internal error running %s", name)
             reply = MongoError(1, f"{type(exc).__name__}: {exc}").to_reply()
