@@ -217,6 +217,28 @@ async def test_modifying_the_event_id_in_the_pipeline_is_refused(db: Any) -> Non
             await db.c.insert_one({"_id": 1})
             await stream.next()
     assert info.value.code == 280
+    assert info.value.details["codeName"] == "ChangeStreamFatalError"
+    assert info.value.has_error_label("NonResumableChangeStreamError")
+
+
+async def test_an_unknown_stage_after_change_stream_is_unrecognized(db: Any) -> None:
+    """40324 for a stage no pipeline knows; 20 only for a known stage not allowed here."""
+    with pytest.raises(OperationFailure) as unknown:
+        await db.c.watch([{"$unsupported": "foo"}]).next()
+    assert unknown.value.code == 40324
+    assert unknown.value.details["codeName"] == "Location40324"
+    with pytest.raises(OperationFailure) as illegal:
+        await db.c.watch([{"$lookup": {"from": "x", "as": "y"}}]).next()
+    assert illegal.value.code == 20
+
+
+async def test_a_change_stream_refuses_a_read_concern_other_than_majority(db: Any) -> None:
+    with pytest.raises(OperationFailure) as info:
+        await db.command({"aggregate": "c", "pipeline": [{"$changeStream": {}}], "cursor": {},
+                          "readConcern": {"level": "local"}})  # fmt: skip
+    assert info.value.code == 72
+    async with db.c.watch() as stream:  # no readConcern: majority is implied
+        assert stream.alive
 
 
 async def test_expanded_events_describe_catalog_changes(db: Any) -> None:

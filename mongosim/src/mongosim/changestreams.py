@@ -60,8 +60,12 @@ class ChangeStreamHost(Protocol):
 
 
 def _check_stages(stages: list[Mapping[str, Any]]) -> None:
+    from .aggregation import STAGES
+
     for stage in stages:
         name = next(iter(stage), "")
+        if name not in _ALLOWED_STAGES and name not in STAGES:
+            raise MongoError(40324, f"Unrecognized pipeline stage name: '{name}'")
         if name not in _ALLOWED_STAGES:
             # mongod's pipeline.cpp raises IllegalOperation for a stage that is
             # not allowed after $changeStream.

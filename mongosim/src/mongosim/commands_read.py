@@ -255,7 +255,9 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
         )
     batch_size = (cursor_opts or {}).get("batchSize")
     if pipeline and "$changeStream" in pipeline[0]:
-        return await _open_change_stream(engine, db, target, pipeline, batch_size, op)
+        return await _open_change_stream(
+            engine, db, target, pipeline, batch_size, op, cmd.get("readConcern")
+        )
 
     at_cluster_time = _snapshot_read_time(engine, cmd, op)
     if target == 1:
@@ -270,10 +272,20 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
 
 
 async def _open_change_stream(
-    engine: Engine, db: str, target: Any, pipeline: list[Any], batch_size: int | None, op: Op
+    engine: Engine,
+    db: str,
+    target: Any,
+    pipeline: list[Any],
+    batch_size: int | None,
+    op: Op,
+    read_concern: Any = None,
 ) -> Reply:
-
     op.ctx.is_change_stream = True
+    level = (read_concern or {}).get("level")
+    if level is not None and level != "majority":
+        # DocumentSourceChangeStream::LiteParsed::supportsReadConcern: an explicit
+        # readConcern other than "majority" is refused.
+        raise MongoError(72, "Change stream must use majority read concern")
     if op.txn is not None:
         raise MongoError(
             263,

@@ -112,7 +112,7 @@ class Server:
         reply.pop("errorLabels", None)
         if found:
             reply["errorLabels"] = found
-        if exc.code in labels.STATE_CHANGE:
+        if labels.is_state_change(exc.code):
             # mongod attaches its topologyVersion to NotPrimary and Shutdown errors
             # (service_entry_point_common.cpp), so drivers can tell a stale error from news.
             reply["topologyVersion"] = self.topology.topology_version()
