@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import WriteConcern
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, WriteConcernError
 
 
 @asynccontextmanager
@@ -210,3 +210,18 @@ async def test_kill_all_sessions_aborts_a_transaction_left_open(client: Any, db:
             await session.commit_transaction()
     assert info.value.code == 251
     assert (await db.c.find_one({"_id": 1}))["n"] == 1
+
+
+async def test_a_write_concern_beyond_the_one_member_is_unsatisfiable(db: Any) -> None:
+    """As mongod: the write is applied, then reported with writeConcernError 100."""
+    coll = db.get_collection("c", write_concern=WriteConcern(w=2))
+    with pytest.raises(WriteConcernError) as info:
+        await coll.insert_one({"_id": 1})
+    assert info.value.code == 100
+    assert info.value.details is not None
+    assert info.value.details["codeName"] == "UnsatisfiableWriteConcern"
+    assert await db.c.count_documents({}) == 1
+    tagged = db.get_collection("c", write_concern=WriteConcern(w="dc-east"))
+    with pytest.raises(WriteConcernError) as unknown:
+        await tagged.insert_one({"_id": 2})
+    assert unknown.value.code == 79

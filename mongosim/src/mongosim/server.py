@@ -26,6 +26,7 @@ from .wire import ProtocolError, Request, decode_request, encode_reply, parse_he
 
 log = logging.getLogger("mongosim")
 _request_ids = itertools.count(1)
+MEMBERS = 1  # data-bearing members of the replica set
 _connection_ids = itertools.count(1)
 
 
@@ -58,6 +59,8 @@ class Server:
                 wc_error = injected.get("writeConcernError")
             self.failpoints.check_max_time(cmd)
             reply = await self._dispatch(name, request, conn, ctx)
+            if wc_error is None:
+                wc_error = unsatisfiable_write_concern(cmd.get("writeConcern"))
             if wc_error is not None:
                 reply["writeConcernError"] = dict(wc_error)
         except MongoError as exc:
@@ -127,6 +130,30 @@ class Server:
         }
         reply["operationTime"] = ctx.operation_time or now
         return reply
+
+
+def unsatisfiable_write_concern(write_concern: Any) -> dict[str, Any] | None:
+    """The writeConcernError mongod reports, after applying the write, for a write concern a
+    one-member set cannot satisfy (replication_coordinator_impl.cpp,
+    _checkIfWriteConcernCanBeSatisfied_inlock): w above the number of data-bearing members
+    is UnsatisfiableWriteConcern (100); an unknown tag-set mode is UnknownReplWriteConcern (79).
+    """
+    if not isinstance(write_concern, Mapping):
+        return None
+    w = write_concern.get("w")
+    if isinstance(w, (int, float)) and not isinstance(w, bool) and w > MEMBERS:
+        return {
+            "code": 100,
+            "codeName": "UnsatisfiableWriteConcern",
+            "errmsg": "Not enough data-bearing nodes",
+        }
+    if isinstance(w, str) and w != "majority":
+        return {
+            "code": 79,
+            "codeName": "UnknownReplWriteConcern",
+            "errmsg": f"No write concern mode named '{w}' found in replica set configuration",
+        }
+    return None
 
 
 class Connection(asyncio.Protocol):
