@@ -137,6 +137,7 @@ CODES: dict[int, tuple[str, Cat]] = {
     13388: ("StaleConfig", Cat.RETARGET),
     13435: ("NotPrimaryNoSecondaryOk", _P | _R),
     13436: ("NotPrimaryOrSecondary", _P | _R),
+    40415: ("IDLUnknownField", Cat.NONE),
     50915: ("BackupCursorOpenConflictWithCheckpoint", _R),
 }
 

@@ -18,7 +18,13 @@ from .matching import compile_filter, equality_constraints
 from .projection import compile_projection
 from .sorting import compile_sort
 from .storage import Collection, duplicate_key_error
-from .updates import apply_update, is_operator_update, upsert_seed, validate_replacement
+from .updates import (
+    apply_update,
+    is_operator_update,
+    upsert_seed,
+    validate_replacement,
+    validate_update,
+)
 
 if TYPE_CHECKING:
     from .engine import Engine, Op, Reply
@@ -271,6 +277,7 @@ async def _update_statement(
     u = spec.get("u")
     if u is None:
         raise MongoError(9, "BSON field 'update.updates.u' is missing but a required field")
+    validate_update(u)
     multi = bool(spec.get("multi"))
     if multi and not isinstance(u, list) and not is_operator_update(u):
         raise MongoError(9, "multi update is not supported for replacement-style update")
@@ -302,11 +309,20 @@ async def _insert_checked(
 
 async def cmd_update(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     statements = cmd.get("updates") or []
+    for st in statements:
+        if "sort" in st:
+            # mongosim reports 7.0, whose update command has no 'sort' (added in 8.0); its
+            # IDL parser refuses an unknown field with IDLUnknownField (error_codes.yml).
+            raise MongoError(40415, "BSON field 'update.updates.sort' is an unknown field.")
     # mongod creates the collection only when an upsert inserts into it.
     if engine.get_collection(db, cmd["update"]) is None and not any(
         st.get("upsert") for st in statements
     ):
-        return {"n": 0, "nModified": 0}
+
+        async def parse_only(i: int, spec: Any) -> None:
+            validate_update(spec.get("u"))
+
+        return await run_statements(statements, cmd, op, parse_only, {"n": 0, "nModified": 0})
     coll = engine.collection_or_create(db, cmd["update"])
     reply: dict[str, Any] = {"n": 0, "nModified": 0}
 
