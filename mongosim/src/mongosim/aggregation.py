@@ -30,6 +30,8 @@ class PipelineContext(Protocol):
 
     def merge_documents(self, spec: Mapping[str, Any], docs: list[dict[str, Any]]) -> None: ...
 
+    def local_sessions(self) -> list[dict[str, Any]]: ...
+
     def out_documents(
         self, target: str | Mapping[str, Any], docs: list[dict[str, Any]]
     ) -> None: ...
@@ -381,6 +383,12 @@ def _stage_documents(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs
     return iter([dict(d) for d in evaluate(spec, {}, _vars(ctx))])
 
 
+def _stage_list_local_sessions(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
+    """$listLocalSessions: the sessions in this server's memory (all users': mongosim has
+    no authentication), as ``{_id: {id, uid}, lastUse}``."""
+    return iter(ctx.local_sessions() if ctx is not None else [])
+
+
 def _stage_merge(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
     if ctx is None:
         raise MongoError(2, "$merge is not allowed in this context")
@@ -423,6 +431,7 @@ STAGES: dict[str, StageFn] = {
     "$documents": _stage_documents,
     "$merge": _stage_merge,
     "$out": _stage_out,
+    "$listLocalSessions": _stage_list_local_sessions,
 }
 _LAST_ONLY = frozenset({"$merge", "$out"})
 

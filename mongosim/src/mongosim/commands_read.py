@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import heapq
 import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bson import Timestamp
+from bson.binary import Binary
 
 from .aggregation import run_pipeline
 from .bsonutil import MISSING, SortKey, canonical
 from .changestreams import ChangeStream, render_oplog_documents
 from .cursors import DEFAULT_FIRST_BATCH, Cursor, take_batch
 from .errors import MongoError
+from .explain import hinted_index, index_bounds
 from .matching import compile_filter, equality_constraints
 from .merge import merge_documents, out_documents
 from .projection import compile_projection
@@ -91,10 +94,17 @@ async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
     at_cluster_time = _snapshot_read_time(engine, cmd, op)
     query = cmd.get("filter") or {}
     sort = cmd.get("sort") or {}
+    coll = engine.get_collection(db, coll_name)
+    hinted = hinted_index(coll, cmd.get("hint"))
+    if hinted is not None and not sort:
+        sort = hinted.key_pattern  # a hinted scan returns documents in index order
     matcher = compile_filter(query)
+    within = index_bounds(coll, cmd)
     natural = sort.get("$natural") if sort else None
     docs: Iterator[dict[str, Any]] = (
-        d for d in _source(engine, db, coll_name, query, op, reverse=natural == -1) if matcher(d)
+        d
+        for d in _source(engine, db, coll_name, query, op, reverse=natural == -1)
+        if matcher(d) and (within is None or within(d))
     )
     skip = int(cmd.get("skip") or 0)
     limit = int(cmd.get("limit") or 0)
@@ -181,6 +191,7 @@ async def cmd_kill_cursors(engine: Engine, db: str, cmd: dict[str, Any], op: Op)
 
 
 async def cmd_count(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    hinted_index(engine.get_collection(db, cmd["count"]), cmd.get("hint"))
 
     query = cmd.get("query") or {}
     matcher = compile_filter(query)
@@ -222,7 +233,11 @@ async def cmd_distinct(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
         if matcher(doc):
             for v in _distinct_values(doc, parts):
                 seen.setdefault(canonical(v), v)
-    return {"values": sorted(seen.values(), key=SortKey)}
+    reply: Reply = {"values": sorted(seen.values(), key=SortKey)}
+    at_cluster_time = _snapshot_read_time(engine, cmd, op)
+    if at_cluster_time is not None:
+        reply["atClusterTime"] = at_cluster_time  # drivers take the snapshot time from it
+    return reply
 
 
 class PipelineContext:
@@ -235,6 +250,14 @@ class PipelineContext:
     def collection_documents(self, coll: str, db: str | None = None) -> Iterable[Mapping[str, Any]]:
         c = self.engine.get_collection(db or self.db, coll)
         return self.engine.candidates(c, {}, self.op.txn) if c is not None else []
+
+    def local_sessions(self) -> list[dict[str, Any]]:
+        # uid: SHA-256 of the (empty) user name, as mongod computes it without auth.
+        uid = Binary(hashlib.sha256(b"").digest())
+        return [
+            {"_id": {"id": s.lsid.get("id"), "uid": uid}, "lastUse": self.now}
+            for s in self.engine.sessions.sessions.values()
+        ]
 
     def merge_documents(self, spec: Mapping[str, Any], docs: list[dict[str, Any]]) -> None:
 

@@ -108,9 +108,9 @@ class Engine:
         self._data_dir: DataDir | None = None
         self._handlers: dict[str, Handler] = {}
         self._closed = False
-        from . import commands_catalog, commands_read, commands_txn, commands_write
+        from . import commands_catalog, commands_read, commands_txn, commands_write, explain
 
-        for module in (commands_read, commands_write, commands_catalog, commands_txn):
+        for module in (commands_read, commands_write, commands_catalog, commands_txn, explain):
             self._handlers.update(module.HANDLERS)
         self._prepare_op = commands_txn.prepare_op
         self._handlers_lower = {k.lower(): v for k, v in self._handlers.items()}
