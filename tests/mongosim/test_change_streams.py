@@ -341,3 +341,35 @@ async def test_drop_database_ends_a_database_stream_after_every_collection_drop(
         events = [await _next(stream) for _ in range(4)]
     assert [e["operationType"] for e in events] == ["drop", "drop", "dropDatabase", "invalidate"]
     assert {e["ns"].get("coll") for e in events[:2]} == {"a", "b"}
+
+
+async def test_expanded_update_events_disambiguate_numeric_paths(db: Any) -> None:
+    """disambiguatedPaths (showExpandedEvents only): array indexes as ints, names as str."""
+    await db.c.insert_many([{"_id": 1, "a": {"1": 1}}, {"_id": 2, "a": [{"1": 1}]}])
+    async with db.c.watch(show_expanded_events=True) as expanded, db.c.watch() as plain:
+        await db.c.update_one({"_id": 1}, {"$set": {"a.1": 2}})
+        await db.c.update_one({"_id": 2}, {"$set": {"a.0.1": 2}})
+        first, second = await _next(expanded), await _next(expanded)
+        assert "disambiguatedPaths" not in (await _next(plain))["updateDescription"]
+    assert first["updateDescription"]["disambiguatedPaths"] == {"a.1": ["a", "1"]}
+    assert second["updateDescription"]["disambiguatedPaths"] == {"a.0.1": ["a", 0, "1"]}
+
+
+async def test_an_event_over_16_mib_is_split_or_refused(db: Any) -> None:
+    """$changeStreamSplitLargeEvent splits it into fragments; without it, 10334."""
+    await db.create_collection("c", changeStreamPreAndPostImages={"enabled": True})
+    await db.c.insert_one({"_id": 1, "v": "q" * 10 * 1024 * 1024})
+    options = {"full_document_before_change": "required"}
+    async with db.c.watch([{"$changeStreamSplitLargeEvent": {}}], **options) as stream:
+        await db.c.update_one({"_id": 1}, {"$set": {"v": "z" * 10 * 1024 * 1024}})
+        fragments = [await _next(stream), await _next(stream)]
+    assert [f["splitEvent"] for f in fragments] == [
+        {"fragment": 1, "of": 2},
+        {"fragment": 2, "of": 2},
+    ]
+    assert {"updateDescription", "fullDocumentBeforeChange"} <= {*fragments[0], *fragments[1]}
+    with pytest.raises(OperationFailure) as info:
+        async with db.c.watch(**options) as stream:
+            await db.c.update_one({"_id": 1}, {"$set": {"v": "y" * 10 * 1024 * 1024}})
+            await stream.next()
+    assert info.value.code == 10334

@@ -174,3 +174,16 @@ async def test_an_update_that_matches_nothing_does_not_create_the_collection(db:
     assert (result.matched_count, result.modified_count) == (0, 0)
     assert await db.ghost.find_one_and_update({"_id": 1}, {"$set": {"a": 1}}) is None
     assert "ghost" not in await db.list_collection_names()
+
+
+async def test_documents_over_16_mib_are_refused_as_on_mongod(db: Any) -> None:
+    """Inserts: 2 BadValue; an update whose result is too large: 17419."""
+    big = "x" * (16 * 1024 * 1024)
+    with pytest.raises(OperationFailure) as insert:
+        await db.c.insert_one({"big": big})
+    assert insert.value.code == 2
+    await db.c.insert_one({"_id": 1, "half": "x" * (9 * 1024 * 1024)})
+    with pytest.raises(OperationFailure) as update:
+        await db.c.update_one({"_id": 1}, {"$set": {"other": "y" * (9 * 1024 * 1024)}})
+    assert update.value.code == 17419
+    assert await db.c.count_documents({}) == 1

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import bson
 from bson.timestamp import Timestamp
 
 from .bsonutil import canonical
@@ -277,6 +278,8 @@ class Engine:
 
         Callers have already validated the document and checked unique indexes.
         """
+        if doc is not None:
+            check_size(op_kind, doc)
         key = (coll.ns, idk)
         if op.txn is not None:
             from .sessions import PendingWrite
@@ -417,6 +420,22 @@ class Engine:
             # reply it sends, and a retry must get the write's own result, not those.
             op.session.retry_replies = {op.txn_number: dict(reply)}
         return reply
+
+
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # BSONObjMaxUserSize, hello's maxBsonObjectSize
+
+
+def check_size(op_kind: OpKind, doc: dict[str, Any]) -> None:
+    """mongod's 16 MiB document limit: an insert too large is BadValue (2,
+    write_ops_exec.cpp fixDocumentForInsert); an update's result, 17419 (update_stage.cpp)."""
+    size = len(bson.encode(doc))
+    if size <= MAX_DOCUMENT_BYTES:
+        return
+    if op_kind == "i":
+        raise MongoError(
+            2, f"object to insert too large. size in bytes: {size}, max size: {MAX_DOCUMENT_BYTES}"
+        )
+    raise MongoError(17419, f"Resulting document after update is larger than {MAX_DOCUMENT_BYTES}")
 
 
 def txn_overlay(txn: Transaction, ns: str) -> dict[Hashable, dict[str, Any] | None]:
