@@ -23,6 +23,7 @@ Docs = Iterator[dict[str, Any]]
 
 class PipelineContext(Protocol):
     now: _dt.datetime
+    variables: dict[str, Any]  # the command's let
 
     def collection_documents(
         self, coll: str, db: str | None = None
@@ -170,7 +171,7 @@ def _stage_add_fields(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Doc
 
 
 def _vars(ctx: PipelineContext | None) -> dict[str, Any]:
-    return {"NOW": ctx.now} if ctx is not None else {}
+    return {**ctx.variables, "NOW": ctx.now} if ctx is not None else {}
 
 
 def _stage_unset(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:

@@ -18,6 +18,7 @@ from .changestreams import ChangeStream, render_oplog_documents
 from .cursors import DEFAULT_FIRST_BATCH, Cursor, take_batch
 from .errors import MongoError
 from .explain import hinted_index, index_bounds
+from .expressions import COMMAND_VARIABLES
 from .matching import compile_filter, equality_constraints
 from .merge import merge_documents, out_documents
 from .projection import compile_projection
@@ -246,6 +247,7 @@ class PipelineContext:
     def __init__(self, engine: Engine, db: str, op: Op) -> None:
         self.engine, self.db, self.op = engine, db, op
         self.now = _dt.datetime.now(_dt.UTC)
+        self.variables = dict(COMMAND_VARIABLES.get())
 
     def collection_documents(self, coll: str, db: str | None = None) -> Iterable[Mapping[str, Any]]:
         c = self.engine.get_collection(db or self.db, coll)

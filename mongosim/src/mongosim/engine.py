@@ -403,6 +403,9 @@ class Engine:
         op, replay = self._prepare_op(self, name, cmd, ctx)
         if replay is not None:
             return replay
+        from .expressions import COMMAND_VARIABLES, command_variables
+
+        let = COMMAND_VARIABLES.set(command_variables(cmd.get("let")))
         try:
             reply = await handler(self, db, cmd, op)
         except MongoError:
@@ -415,6 +418,8 @@ class Engine:
                 self.sessions.abort(op.session)
                 self.notify_locks_released()
             raise
+        finally:
+            COMMAND_VARIABLES.reset(let)
         if op.session is not None and op.txn is None and op.txn_number is not None:
             # A copy: the server adds fields (an injected writeConcernError, labels) to the
             # reply it sends, and a retry must get the write's own result, not those.

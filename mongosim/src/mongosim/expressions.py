@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from decimal import ROUND_HALF_EVEN, Decimal
+from types import MappingProxyType
 from typing import Any
 
 from bson.decimal128 import Decimal128, create_decimal128_context
@@ -39,6 +41,24 @@ def _path(doc: Any, parts: list[str]) -> Any:
     return doc
 
 
+# A command's ``let`` variables (find, aggregate, update, delete, findAndModify: 5.0+),
+# set by the engine for the command's duration; code that evaluates later (a cursor's
+# filter, a pipeline) captures them when it is compiled.
+COMMAND_VARIABLES: ContextVar[Mapping[str, Any]] = ContextVar(
+    "command_variables", default=MappingProxyType({})
+)
+
+
+def command_variables(let: Any) -> dict[str, Any]:
+    """Evaluate a command's ``let``: constant expressions, which may use $$NOW."""
+    if let is None:
+        return {}
+    if not isinstance(let, Mapping):
+        raise MongoError(14, "BSON field 'let' is the wrong type, expected type 'object'")
+    now = {"NOW": _dt.datetime.now(_dt.UTC)}
+    return {name: evaluate(value, {}, now) for name, value in let.items()}
+
+
 def field_path(expr: str, doc: Mapping[str, Any], variables: Vars) -> Any:
     if expr.startswith("$$"):
         name, _, rest = expr[2:].partition(".")
@@ -50,6 +70,8 @@ def field_path(expr: str, doc: Mapping[str, Any], variables: Vars) -> Any:
             return MISSING
         elif name in variables:
             base = variables[name]
+        elif name in COMMAND_VARIABLES.get():
+            base = COMMAND_VARIABLES.get()[name]
         else:
             raise MongoError(17276, f"Use of undefined variable: {name}")
         return _path(base, rest.split(".")) if rest else base
