@@ -187,3 +187,20 @@ async def test_documents_over_16_mib_are_refused_as_on_mongod(db: Any) -> None:
         await db.c.update_one({"_id": 1}, {"$set": {"other": "y" * (9 * 1024 * 1024)}})
     assert update.value.code == 17419
     assert await db.c.count_documents({}) == 1
+
+
+async def test_dollar_and_dotted_field_names_follow_the_5_0_rules(db: Any) -> None:
+    """5.0+: '$'-prefixed and dotted names are stored (set through $setField), but not
+    inside _id (52 DollarPrefixedFieldName)."""
+    await db.c.insert_one({"_id": 1, "$a": 1, "b": {"c.d": 2}})
+    assert await db.c.find_one({"_id": 1}) == {"_id": 1, "$a": 1, "b": {"c.d": 2}}
+    with pytest.raises(OperationFailure) as info:
+        await db.c.insert_one({"_id": {"$x": 1}})
+    assert info.value.code == 52
+    set_field = {"$setField": {"field": {"$literal": "x.y"}, "value": 3, "input": "$$ROOT"}}
+    await db.c.update_one({"_id": 1}, [{"$replaceWith": set_field}])
+    assert (await db.c.find_one({"_id": 1}))["x.y"] == 3
+    get_field = {"$getField": {"field": {"$literal": "$a"}, "input": "$$ROOT"}}
+    unset = {"$unsetField": {"field": {"$literal": "$a"}, "input": "$$ROOT"}}
+    found = await db.c.aggregate([{"$project": {"a": get_field, "rest": unset}}]).to_list()
+    assert found == [{"_id": 1, "a": 1, "rest": {"_id": 1, "b": {"c.d": 2}, "x.y": 3}}]

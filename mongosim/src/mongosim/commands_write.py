@@ -33,10 +33,10 @@ log = logging.getLogger("mongosim")
 
 
 def prepare_insert(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """mongod puts ``_id`` first and generates an ObjectId when it is missing."""
-    for key in doc:
-        if key.startswith("$"):
-            raise MongoError(2, f"Document can't have $ prefixed field names: {key}")
+    """mongod puts ``_id`` first and generates an ObjectId when it is missing.
+
+    Since 5.0 field names may start with '$' or contain '.', except inside ``_id``
+    (src/mongo/db/storage/storage_validation.cpp: DollarPrefixedFieldName, 52)."""
     if "_id" not in doc:
         return {"_id": ObjectId(), **doc}
     _check_id(doc["_id"])
@@ -48,6 +48,14 @@ def prepare_insert(doc: Mapping[str, Any]) -> dict[str, Any]:
 def _check_id(value: Any) -> None:
     if isinstance(value, list):
         raise MongoError(53, "The '_id' value cannot be of type array")
+    if isinstance(value, Mapping):
+        for key in value:
+            if key.startswith("$"):
+                raise MongoError(
+                    52,
+                    f"_id fields may not contain '$'-prefixed fields: {key} is not valid for "
+                    "storage.",
+                )
 
 
 def check_document(

@@ -476,13 +476,51 @@ def _build_operators() -> dict[str, OpFn]:
                 for e in arr
             }
         ),
-        "$getField": lambda a, d, v: _path(
-            evaluate(a.get("input", "$$CURRENT"), d, v) if isinstance(a, Mapping) else d,
-            [a["field"] if isinstance(a, Mapping) else a],
-        ),
+        "$getField": _get_field,
+        "$setField": _set_field,
+        "$unsetField": lambda a, d, v: _set_field({**a, "value": "$$REMOVE"}, d, v),
     }
     ops.update(DATE_OPERATORS)
     return ops
+
+
+def _field_name(arg: Mapping[str, Any], doc: Mapping[str, Any], variables: Vars, op: str) -> str:
+    """The ``field`` of $getField/$setField: a string constant, or an expression ($literal
+    for a name with '$' or '.') that evaluates to one (expression_field.cpp)."""
+    field = arg.get("field")
+    if not isinstance(field, str):
+        field = evaluate(field, doc, variables)
+    if not isinstance(field, str):
+        raise MongoError(4161107, f"{op} requires 'field' to evaluate to type String")
+    return field
+
+
+def _get_field(arg: Any, doc: Mapping[str, Any], variables: Vars) -> Any:
+    if not isinstance(arg, Mapping):
+        arg = {"field": arg}
+    source = evaluate(arg.get("input", "$$CURRENT"), doc, variables)
+    if not isinstance(source, Mapping):
+        return MISSING
+    return source.get(_field_name(arg, doc, variables, "$getField"), MISSING)
+
+
+def _set_field(arg: Any, doc: Mapping[str, Any], variables: Vars) -> Any:
+    """$setField (5.0): a copy of ``input`` with one field, taken literally (a name may
+    contain '.' or start with '$'), set to ``value``, or removed by $$REMOVE."""
+    if not isinstance(arg, Mapping) or not {"field", "input", "value"} <= set(arg):
+        raise MongoError(4161102, "$setField requires 'field', 'input' and 'value'")
+    name = _field_name(arg, doc, variables, "$setField")
+    source = evaluate(arg["input"], doc, variables)
+    if source is None or source is MISSING:
+        return None
+    if not isinstance(source, Mapping):
+        raise MongoError(4161105, "$setField requires 'input' to evaluate to type Object")
+    value = evaluate(arg["value"], doc, variables)
+    out = {k: x for k, x in source.items() if k != name}
+    if value is not MISSING:
+        out = dict(source)
+        out[name] = value
+    return out
 
 
 OPERATORS: dict[str, OpFn] = {}
