@@ -604,3 +604,19 @@ async def test_command_level_let_variables_reach_filters_pipelines_and_updates(d
     assert (await db.c.find_one({"_id": 4}))["x"] == 1
     deleted = await db.c.delete_many({"$expr": {"$eq": ["$name", "$$name"]}}, let={"name": "n5"})
     assert deleted.deleted_count == 1
+
+
+async def test_collation_strength_2_compares_strings_without_case(db: Any) -> None:
+    """strength 1 and 2 ignore case (1 accents too); 'simple' and 3 compare exactly."""
+    await db.c.insert_many(
+        [{"_id": 1, "x": "ping"}, {"_id": 2, "x": "PING"}, {"_id": 3, "x": "pong"}]
+    )
+    await db.c.create_index("x")
+    ci = {"locale": "en_US", "strength": 2}
+    assert len(await db.c.find({"x": "Ping"}, collation=ci).to_list()) == 2
+    assert await db.c.count_documents({"x": "Ping"}, collation=ci) == 2
+    assert await db.c.count_documents({"x": "Ping"}, collation={"locale": "simple"}) == 0
+    result = await db.c.update_many({"x": "PiNg"}, {"$set": {"hit": True}}, collation=ci)
+    assert result.modified_count == 2
+    deleted = await db.c.delete_one({"x": "PONG"}, collation={"locale": "fr", "strength": 1})
+    assert deleted.deleted_count == 1

@@ -15,6 +15,7 @@ from bson.binary import Binary
 from .aggregation import run_pipeline
 from .bsonutil import MISSING, SortKey, canonical
 from .changestreams import ChangeStream, render_oplog_documents
+from .collation import collated, folder
 from .cursors import DEFAULT_FIRST_BATCH, Cursor, take_batch
 from .errors import MongoError
 from .explain import hinted_index, index_bounds
@@ -64,6 +65,14 @@ def _snapshot_read_time(engine: Engine, cmd: Mapping[str, Any], op: Op) -> Times
     return now
 
 
+def _collated(query: Mapping[str, Any], collation: Any) -> tuple[Any, Mapping[str, Any]]:
+    """The filter's matcher under ``collation``, and the filter to look documents up by
+    (none when strings compare folded: the equality maps hold exact values)."""
+    if folder(collation) is None:
+        return compile_filter(query), query
+    return collated(compile_filter, query, collation), {}
+
+
 def _open_cursor(
     engine: Engine,
     ns: str,
@@ -99,12 +108,12 @@ async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
     hinted = hinted_index(coll, cmd.get("hint"))
     if hinted is not None and not sort:
         sort = hinted.key_pattern  # a hinted scan returns documents in index order
-    matcher = compile_filter(query)
+    matcher, lookup = _collated(query, cmd.get("collation"))
     within = index_bounds(coll, cmd)
     natural = sort.get("$natural") if sort else None
     docs: Iterator[dict[str, Any]] = (
         d
-        for d in _source(engine, db, coll_name, query, op, reverse=natural == -1)
+        for d in _source(engine, db, coll_name, lookup, op, reverse=natural == -1)
         if matcher(d) and (within is None or within(d))
     )
     skip = int(cmd.get("skip") or 0)
@@ -195,14 +204,14 @@ async def cmd_count(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Rep
     hinted_index(engine.get_collection(db, cmd["count"]), cmd.get("hint"))
 
     query = cmd.get("query") or {}
-    matcher = compile_filter(query)
+    matcher, lookup = _collated(query, cmd.get("collation"))
     coll = engine.get_collection(db, cmd["count"])
     if coll is None:
         return {"n": 0}
     if not query and op.txn is None:
         n = len(coll)
     else:
-        n = sum(1 for d in _source(engine, db, cmd["count"], query, op) if matcher(d))
+        n = sum(1 for d in _source(engine, db, cmd["count"], lookup, op) if matcher(d))
     n = max(0, n - int(cmd.get("skip") or 0))
     limit = abs(int(cmd.get("limit") or 0))
     return {"n": min(n, limit) if limit else n}
@@ -227,10 +236,10 @@ def _distinct_values(value: Any, parts: list[str]) -> Iterator[Any]:
 
 async def cmd_distinct(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     query = cmd.get("query") or {}
-    matcher = compile_filter(query)
+    matcher, lookup = _collated(query, cmd.get("collation"))
     parts = str(cmd["key"]).split(".")
     seen: dict[Any, Any] = {}
-    for doc in _source(engine, db, cmd["distinct"], query, op):
+    for doc in _source(engine, db, cmd["distinct"], lookup, op):
         if matcher(doc):
             for v in _distinct_values(doc, parts):
                 seen.setdefault(canonical(v), v)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bson.objectid import ObjectId
 
 from .bsonutil import canonical
+from .collation import collated, folder
 from .errors import CloseConnection, MongoError
 from .matching import compile_filter, equality_constraints
 from .projection import compile_projection
@@ -224,12 +225,16 @@ async def find_targets(
     *,
     multi: bool,
     sort: Mapping[str, Any] | None = None,
+    collation: Any = None,
 ) -> list[dict[str, Any]]:
 
     if coll is None:
         return []
-    matcher = compile_filter(query)
-    docs = [d for d in engine.candidates(coll, equality_constraints(query), op.txn) if matcher(d)]
+    if folder(collation) is None:
+        matcher, constraints = compile_filter(query), equality_constraints(query)
+    else:  # the equality maps hold exact values: scan
+        matcher, constraints = collated(compile_filter, query, collation), {}
+    docs = [d for d in engine.candidates(coll, constraints, op.txn) if matcher(d)]
     if sort:
         docs.sort(key=compile_sort(sort))
     return docs if multi else docs[:1]
@@ -289,7 +294,9 @@ async def _update_statement(
     multi = bool(spec.get("multi"))
     if multi and not isinstance(u, list) and not is_operator_update(u):
         raise MongoError(9, "multi update is not supported for replacement-style update")
-    targets = await find_targets(engine, coll, query, op, multi=multi)
+    targets = await find_targets(
+        engine, coll, query, op, multi=multi, collation=spec.get("collation")
+    )
     for doc in targets:
         outcome = await update_one_doc(engine, coll, doc, u, spec, query, cmd, op)
         if outcome is None:
@@ -346,7 +353,14 @@ async def cmd_delete(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
 
     async def delete(i: int, spec: Any) -> None:
         query = spec.get("q") or {}
-        targets = await find_targets(engine, coll, query, op, multi=spec.get("limit", 0) == 0)
+        targets = await find_targets(
+            engine,
+            coll,
+            query,
+            op,
+            multi=spec.get("limit", 0) == 0,
+            collation=spec.get("collation"),
+        )
         for doc in targets:
             assert coll is not None
             current = await lock_current(engine, coll, doc, query, op)
@@ -387,7 +401,9 @@ async def _find_and_modify(engine: Engine, db: str, cmd: dict[str, Any], op: Op)
     project = compile_projection(cmd.get("fields"), query=query)
     if cmd.get("remove") and cmd.get("update") is not None:
         raise MongoError(9, "Cannot specify both an update and remove=true")
-    targets = await find_targets(engine, coll, query, op, multi=False, sort=cmd.get("sort"))
+    targets = await find_targets(
+        engine, coll, query, op, multi=False, sort=cmd.get("sort"), collation=cmd.get("collation")
+    )
     doc = await lock_current(engine, coll, targets[0], query, op) if targets else None
     if cmd.get("remove"):
         if doc is None:
