@@ -24,6 +24,7 @@ Docs = Iterator[dict[str, Any]]
 class PipelineContext(Protocol):
     now: _dt.datetime
     variables: dict[str, Any]  # the command's let
+    collation: Any  # the command's collation, or None
 
     def collection_documents(
         self, coll: str, db: str | None = None
@@ -198,9 +199,10 @@ def _stage_replace_root(docs: Docs, spec: Any, ctx: PipelineContext | None) -> D
 
 # -- filtering and ordering -------------------------------------------------------------------
 def _stage_match(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
+    from .collation import collated
     from .matching import compile_filter
 
-    matcher = compile_filter(spec)
+    matcher = collated(compile_filter, spec, ctx.collation if ctx is not None else None)
     return (d for d in docs if matcher(d))
 
 

@@ -257,6 +257,7 @@ class PipelineContext:
         self.engine, self.db, self.op = engine, db, op
         self.now = _dt.datetime.now(_dt.UTC)
         self.variables = dict(COMMAND_VARIABLES.get())
+        self.collation: Any = None
 
     def collection_documents(self, coll: str, db: str | None = None) -> Iterable[Mapping[str, Any]]:
         c = self.engine.get_collection(db or self.db, coll)
@@ -299,9 +300,12 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
         ns = f"{db}.$cmd.aggregate"
     else:
         first_match = pipeline[0].get("$match") if pipeline else None
-        source = _source(engine, db, target, first_match or {}, op)
+        _, lookup = _collated(first_match or {}, cmd.get("collation"))
+        source = _source(engine, db, target, lookup, op)
         ns = f"{db}.{target}"
-    results = run_pipeline(source, pipeline, PipelineContext(engine, db, op))
+    ctx = PipelineContext(engine, db, op)
+    ctx.collation = cmd.get("collation")
+    results = run_pipeline(source, pipeline, ctx)
     return _open_cursor(engine, ns, iter(results), batch_size, at_cluster_time=at_cluster_time)
 
 
