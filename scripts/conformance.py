@@ -131,21 +131,29 @@ class MongoSimChild:
                 self.proc.wait()
 
 
-def load_causes() -> list[tuple[re.Pattern[str], str]]:
-    data = tomllib.loads(CAUSES.read_text())
-    return [(re.compile(c["match"], re.S), c["cause"]) for c in data["cause"]]
+Cause = tuple["re.Pattern[str] | None", "re.Pattern[str] | None", str]
 
 
-def classify(test: str, message: str, causes: list[tuple[re.Pattern[str], str]]) -> str:
-    text = f"{test}\n{message}"
-    for pattern, cause in causes:
-        if pattern.search(text):
+def load_causes() -> list[Cause]:
+    causes: list[Cause] = []
+    for entry in tomllib.loads(CAUSES.read_text())["cause"]:
+        test = re.compile(entry["test"]) if "test" in entry else None
+        message = re.compile(entry["message"], re.S) if "message" in entry else None
+        causes.append((test, message, entry["cause"]))
+    return causes
+
+
+def classify(test: str, message: str, causes: list[Cause]) -> str:
+    for test_re, message_re, cause in causes:
+        if (test_re is None or test_re.search(test)) and (
+            message_re is None or message_re.search(message)
+        ):
             return cause
     return "unclassified"
 
 
 def run_suite(
-    tree: Path, suite: str, mode: str, causes: list[tuple[re.Pattern[str], str]], output_stem: str
+    tree: Path, suite: str, mode: str, causes: list[Cause], output_stem: str
 ) -> SuiteResult:
     folder = "test" if mode == "sync" else "test/asynchronous"
     path = f"{folder}/{SUITES[suite]}"
@@ -183,7 +191,7 @@ def run_suite(
     return result
 
 
-def count_junit(xml: Path, result: SuiteResult, causes: list[tuple[re.Pattern[str], str]]) -> None:
+def count_junit(xml: Path, result: SuiteResult, causes: list[Cause]) -> None:
     for case in ET.parse(xml).getroot().iter("testcase"):
         test = f"{case.get('classname', '')}::{case.get('name', '')}"
         outcome = [child for child in case if child.tag in ("failure", "error", "skipped")]
