@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import random
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -405,6 +406,7 @@ def _build_operators() -> dict[str, OpFn]:
 
     ops: dict[str, OpFn] = {
         "$literal": lambda a, d, v: a,
+        "$rand": lambda a, d, v: random.random(),
         "$add": _arith(lambda a, b: a + b),
         "$subtract": _arith(lambda a, b: a - b),
         "$multiply": _arith(lambda a, b: a * b),
