@@ -204,3 +204,17 @@ async def test_dollar_and_dotted_field_names_follow_the_5_0_rules(db: Any) -> No
     unset = {"$unsetField": {"field": {"$literal": "$a"}, "input": "$$ROOT"}}
     found = await db.c.aggregate([{"$project": {"a": get_field, "rest": unset}}]).to_list()
     assert found == [{"_id": 1, "a": 1, "rest": {"_id": 1, "b": {"c.d": 2}, "x.y": 3}}]
+
+
+async def test_a_full_batch_leaves_the_cursor_open_as_mongod_does(db: Any) -> None:
+    """mongod does not look ahead: a batch that fills up keeps the cursor open, and only
+    a batch that runs out (or reaches the limit) reports cursor id 0."""
+    await db.c.insert_many([{"_id": i} for i in range(4)])
+    first = await db.command({"find": "c", "batchSize": 2})
+    assert first["cursor"]["id"] != 0
+    more = await db.command({"getMore": first["cursor"]["id"], "collection": "c", "batchSize": 2})
+    assert len(more["cursor"]["nextBatch"]) == 2 and more["cursor"]["id"] != 0
+    last = await db.command({"getMore": more["cursor"]["id"], "collection": "c", "batchSize": 2})
+    assert last["cursor"] == {"nextBatch": [], "id": 0, "ns": f"{db.name}.c"}
+    limited = await db.command({"find": "c", "batchSize": 2, "limit": 2})
+    assert limited["cursor"]["id"] == 0
