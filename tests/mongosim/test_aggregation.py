@@ -713,3 +713,17 @@ async def test_rand_gives_a_double_in_zero_one(db: Any) -> None:
     await db.c.insert_one({"_id": 1})
     found = await db.c.aggregate([{"$project": {"r": {"$rand": {}}}}]).to_list()
     assert 0 <= found[0]["r"] < 1
+
+
+async def test_out_refuses_a_linearizable_read_concern(db: Any) -> None:
+    await db.c.insert_one({"_id": 1})
+    with pytest.raises(OperationFailure) as info:
+        await db.command(
+            {
+                "aggregate": "c",
+                "pipeline": [{"$out": "d"}],
+                "cursor": {},
+                "readConcern": {"level": "linearizable"},
+            }
+        )
+    assert info.value.code == 72

@@ -294,6 +294,11 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
             engine, db, target, pipeline, batch_size, op, cmd.get("readConcern")
         )
 
+    level = (cmd.get("readConcern") or {}).get("level")
+    writer = next((n for st in pipeline for n in st if n in ("$out", "$merge")), None)
+    if level == "linearizable" and writer is not None:
+        # document_source_out.cpp / document_source_merge.cpp: InvalidOptions.
+        raise MongoError(72, f"{writer} cannot be used with a 'linearizable' read concern level")
     at_cluster_time = _snapshot_read_time(engine, cmd, op)
     if target == 1:
         source: Iterable[dict[str, Any]] = []
