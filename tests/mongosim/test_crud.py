@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from bson import Decimal128, ObjectId
-from pymongo import DeleteOne, InsertOne, ReturnDocument, UpdateOne
+from pymongo import CursorType, DeleteOne, InsertOne, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 
@@ -218,3 +218,11 @@ async def test_a_full_batch_leaves_the_cursor_open_as_mongod_does(db: Any) -> No
     assert last["cursor"] == {"nextBatch": [], "id": 0, "ns": f"{db.name}.c"}
     limited = await db.command({"find": "c", "batchSize": 2, "limit": 2})
     assert limited["cursor"]["id"] == 0
+
+
+async def test_an_exhaust_cursor_streams_every_batch(db: Any) -> None:
+    """getMore with exhaustAllowed: the server streams moreToCome replies to the end."""
+    await db.c.insert_many([{"_id": i} for i in range(150)])
+    cursor = db.c.find(cursor_type=CursorType.EXHAUST, batch_size=7)
+    assert [d["_id"] async for d in cursor] == list(range(150))
+    assert await db.c.count_documents({}) == 150  # the connection is still usable

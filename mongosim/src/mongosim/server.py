@@ -8,6 +8,7 @@ reply carries ``$clusterTime`` and ``operationTime``, as a replica-set member's 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 from collections.abc import Mapping
@@ -132,6 +133,19 @@ class Server:
         return reply
 
 
+def _exhausts(request: Request, reply: Mapping[str, Any]) -> bool:
+    """Whether a reply continues an exhaust stream: an open cursor's getMore batch."""
+    cursor = reply.get("cursor")
+    return (
+        request.exhaust_allowed
+        and not request.legacy
+        and next(iter(request.command), "") == "getMore"
+        and reply.get("ok") == 1.0
+        and isinstance(cursor, Mapping)
+        and cursor.get("id", 0) != 0
+    )
+
+
 def unsatisfiable_write_concern(write_concern: Any) -> dict[str, Any] | None:
     """The writeConcernError mongod reports, after applying the write, for a write concern a
     one-member set cannot satisfy (replication_coordinator_impl.cpp,
@@ -209,8 +223,39 @@ class Connection(asyncio.Protocol):
             if reply is None:
                 self.close()
                 return
-            if not request.more_to_come and self.transport is not None:
-                self.transport.write(encode_reply(request, reply, request_id=next(_request_ids)))
+            if request.more_to_come or self.transport is None:
+                continue
+            if _exhausts(request, reply):
+                if not await self._stream(request, reply):
+                    return
+                continue
+            self.transport.write(encode_reply(request, reply, request_id=next(_request_ids)))
+
+    async def _stream(self, request: Request, reply: dict[str, Any]) -> bool:
+        """An exhaust getMore (OP_MSG exhaustAllowed): mongod answers it with a stream of
+        replies flagged moreToCome, each in response to the one before, running the getMore
+        again itself until the cursor is exhausted (the wire protocol manual: "exhaustAllowed",
+        "moreToCome"). False when the connection had to close."""
+        assert self.transport is not None
+        answering = request
+        while True:
+            request_id = next(_request_ids)
+            more = _exhausts(request, reply)
+            self.transport.write(
+                encode_reply(answering, reply, request_id=request_id, more_to_come=more)
+            )
+            if not more:
+                return True
+            header = dataclasses.replace(request.header, request_id=request_id)
+            answering = dataclasses.replace(request, header=header)
+            again = dataclasses.replace(
+                request, command={**request.command, "getMore": reply["cursor"]["id"]}
+            )
+            next_reply = await self.server.handle(again, self)
+            if next_reply is None:
+                self.close()
+                return False
+            reply = next_reply
 
     def close(self) -> None:
         if self.transport is not None:
