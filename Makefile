@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml mongosim/pyprojec
 PYTEST_ARGS ?=
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: install tools lock k8s-config faults bench-mongosim run mongosim test lint format bench clean
+.PHONY: install tools lock k8s-config faults bench-mongosim conformance run mongosim test lint format bench clean
 
 $(STAMP): $(LOCK) pyproject.toml mongosim/pyproject.toml
 	@echo "==> set-up 1/3: virtual environment in $(VENV)"
@@ -68,6 +68,11 @@ bench: $(STAMP)
 # mongosim's own throughput.
 bench-mongosim: $(STAMP)
 	$(BIN)/python tests/bench/mongosim_bench.py
+
+# PyMongo's own specification suites (sdist's test/, fetched once into conformance-cache/)
+# against mongosim, sync and async: a table, and conformance-results.json. Takes minutes.
+conformance: $(STAMP)
+	$(BIN)/python scripts/conformance.py $(CONFORMANCE_ARGS)
 
 # Copy config/ into the Kubernetes ConfigMap (kustomize cannot reach outside k8s/).
 k8s-config: $(STAMP)

@@ -696,3 +696,34 @@ async def test_reshaping_stages_never_change_the_stored_documents(db: Any) -> No
         ]
     ).to_list(None)
     assert await db.c.find_one({"_id": 1}) == stored
+
+
+async def test_merge_fail_on_a_match_reports_the_duplicate_key(db: Any) -> None:
+    """whenMatched 'fail': E11000 with keyPattern and keyValue, as a unique index reports."""
+    await db.target.insert_one({"_id": 1})
+    await db.source.insert_one({"_id": 1, "x": 1})
+    with pytest.raises(OperationFailure) as info:
+        await db.source.aggregate([{"$merge": {"into": "target", "whenMatched": "fail"}}]).to_list()
+    assert info.value.code == 11000
+    assert info.value.details["keyPattern"] == {"_id": 1}
+    assert info.value.details["keyValue"] == {"_id": 1}
+
+
+async def test_rand_gives_a_double_in_zero_one(db: Any) -> None:
+    await db.c.insert_one({"_id": 1})
+    found = await db.c.aggregate([{"$project": {"r": {"$rand": {}}}}]).to_list()
+    assert 0 <= found[0]["r"] < 1
+
+
+async def test_out_refuses_a_linearizable_read_concern(db: Any) -> None:
+    await db.c.insert_one({"_id": 1})
+    with pytest.raises(OperationFailure) as info:
+        await db.command(
+            {
+                "aggregate": "c",
+                "pipeline": [{"$out": "d"}],
+                "cursor": {},
+                "readConcern": {"level": "linearizable"},
+            }
+        )
+    assert info.value.code == 72

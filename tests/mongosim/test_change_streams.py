@@ -217,6 +217,28 @@ async def test_modifying_the_event_id_in_the_pipeline_is_refused(db: Any) -> Non
             await db.c.insert_one({"_id": 1})
             await stream.next()
     assert info.value.code == 280
+    assert info.value.details["codeName"] == "ChangeStreamFatalError"
+    assert info.value.has_error_label("NonResumableChangeStreamError")
+
+
+async def test_an_unknown_stage_after_change_stream_is_unrecognized(db: Any) -> None:
+    """40324 for a stage no pipeline knows; 20 only for a known stage not allowed here."""
+    with pytest.raises(OperationFailure) as unknown:
+        await db.c.watch([{"$unsupported": "foo"}]).next()
+    assert unknown.value.code == 40324
+    assert unknown.value.details["codeName"] == "Location40324"
+    with pytest.raises(OperationFailure) as illegal:
+        await db.c.watch([{"$lookup": {"from": "x", "as": "y"}}]).next()
+    assert illegal.value.code == 20
+
+
+async def test_a_change_stream_refuses_a_read_concern_other_than_majority(db: Any) -> None:
+    with pytest.raises(OperationFailure) as info:
+        await db.command({"aggregate": "c", "pipeline": [{"$changeStream": {}}], "cursor": {},
+                          "readConcern": {"level": "local"}})  # fmt: skip
+    assert info.value.code == 72
+    async with db.c.watch() as stream:  # no readConcern: majority is implied
+        assert stream.alive
 
 
 async def test_expanded_events_describe_catalog_changes(db: Any) -> None:
@@ -319,3 +341,35 @@ async def test_drop_database_ends_a_database_stream_after_every_collection_drop(
         events = [await _next(stream) for _ in range(4)]
     assert [e["operationType"] for e in events] == ["drop", "drop", "dropDatabase", "invalidate"]
     assert {e["ns"].get("coll") for e in events[:2]} == {"a", "b"}
+
+
+async def test_expanded_update_events_disambiguate_numeric_paths(db: Any) -> None:
+    """disambiguatedPaths (showExpandedEvents only): array indexes as ints, names as str."""
+    await db.c.insert_many([{"_id": 1, "a": {"1": 1}}, {"_id": 2, "a": [{"1": 1}]}])
+    async with db.c.watch(show_expanded_events=True) as expanded, db.c.watch() as plain:
+        await db.c.update_one({"_id": 1}, {"$set": {"a.1": 2}})
+        await db.c.update_one({"_id": 2}, {"$set": {"a.0.1": 2}})
+        first, second = await _next(expanded), await _next(expanded)
+        assert "disambiguatedPaths" not in (await _next(plain))["updateDescription"]
+    assert first["updateDescription"]["disambiguatedPaths"] == {"a.1": ["a", "1"]}
+    assert second["updateDescription"]["disambiguatedPaths"] == {"a.0.1": ["a", 0, "1"]}
+
+
+async def test_an_event_over_16_mib_is_split_or_refused(db: Any) -> None:
+    """$changeStreamSplitLargeEvent splits it into fragments; without it, 10334."""
+    await db.create_collection("c", changeStreamPreAndPostImages={"enabled": True})
+    await db.c.insert_one({"_id": 1, "v": "q" * 10 * 1024 * 1024})
+    options = {"full_document_before_change": "required"}
+    async with db.c.watch([{"$changeStreamSplitLargeEvent": {}}], **options) as stream:
+        await db.c.update_one({"_id": 1}, {"$set": {"v": "z" * 10 * 1024 * 1024}})
+        fragments = [await _next(stream), await _next(stream)]
+    assert [f["splitEvent"] for f in fragments] == [
+        {"fragment": 1, "of": 2},
+        {"fragment": 2, "of": 2},
+    ]
+    assert {"updateDescription", "fullDocumentBeforeChange"} <= {*fragments[0], *fragments[1]}
+    with pytest.raises(OperationFailure) as info:
+        async with db.c.watch(**options) as stream:
+            await db.c.update_one({"_id": 1}, {"$set": {"v": "y" * 10 * 1024 * 1024}})
+            await stream.next()
+    assert info.value.code == 10334

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from bson import Decimal128, ObjectId
-from pymongo import DeleteOne, InsertOne, ReturnDocument, UpdateOne
+from pymongo import CursorType, DeleteOne, InsertOne, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 
@@ -174,3 +174,55 @@ async def test_an_update_that_matches_nothing_does_not_create_the_collection(db:
     assert (result.matched_count, result.modified_count) == (0, 0)
     assert await db.ghost.find_one_and_update({"_id": 1}, {"$set": {"a": 1}}) is None
     assert "ghost" not in await db.list_collection_names()
+
+
+async def test_documents_over_16_mib_are_refused_as_on_mongod(db: Any) -> None:
+    """Inserts: 2 BadValue; an update whose result is too large: 17419."""
+    big = "x" * (16 * 1024 * 1024)
+    with pytest.raises(OperationFailure) as insert:
+        await db.c.insert_one({"big": big})
+    assert insert.value.code == 2
+    await db.c.insert_one({"_id": 1, "half": "x" * (9 * 1024 * 1024)})
+    with pytest.raises(OperationFailure) as update:
+        await db.c.update_one({"_id": 1}, {"$set": {"other": "y" * (9 * 1024 * 1024)}})
+    assert update.value.code == 17419
+    assert await db.c.count_documents({}) == 1
+
+
+async def test_dollar_and_dotted_field_names_follow_the_5_0_rules(db: Any) -> None:
+    """5.0+: '$'-prefixed and dotted names are stored (set through $setField), but not
+    inside _id (52 DollarPrefixedFieldName)."""
+    await db.c.insert_one({"_id": 1, "$a": 1, "b": {"c.d": 2}})
+    assert await db.c.find_one({"_id": 1}) == {"_id": 1, "$a": 1, "b": {"c.d": 2}}
+    with pytest.raises(OperationFailure) as info:
+        await db.c.insert_one({"_id": {"$x": 1}})
+    assert info.value.code == 52
+    set_field = {"$setField": {"field": {"$literal": "x.y"}, "value": 3, "input": "$$ROOT"}}
+    await db.c.update_one({"_id": 1}, [{"$replaceWith": set_field}])
+    assert (await db.c.find_one({"_id": 1}))["x.y"] == 3
+    get_field = {"$getField": {"field": {"$literal": "$a"}, "input": "$$ROOT"}}
+    unset = {"$unsetField": {"field": {"$literal": "$a"}, "input": "$$ROOT"}}
+    found = await db.c.aggregate([{"$project": {"a": get_field, "rest": unset}}]).to_list()
+    assert found == [{"_id": 1, "a": 1, "rest": {"_id": 1, "b": {"c.d": 2}, "x.y": 3}}]
+
+
+async def test_a_full_batch_leaves_the_cursor_open_as_mongod_does(db: Any) -> None:
+    """mongod does not look ahead: a batch that fills up keeps the cursor open, and only
+    a batch that runs out (or reaches the limit) reports cursor id 0."""
+    await db.c.insert_many([{"_id": i} for i in range(4)])
+    first = await db.command({"find": "c", "batchSize": 2})
+    assert first["cursor"]["id"] != 0
+    more = await db.command({"getMore": first["cursor"]["id"], "collection": "c", "batchSize": 2})
+    assert len(more["cursor"]["nextBatch"]) == 2 and more["cursor"]["id"] != 0
+    last = await db.command({"getMore": more["cursor"]["id"], "collection": "c", "batchSize": 2})
+    assert last["cursor"] == {"nextBatch": [], "id": 0, "ns": f"{db.name}.c"}
+    limited = await db.command({"find": "c", "batchSize": 2, "limit": 2})
+    assert limited["cursor"]["id"] == 0
+
+
+async def test_an_exhaust_cursor_streams_every_batch(db: Any) -> None:
+    """getMore with exhaustAllowed: the server streams moreToCome replies to the end."""
+    await db.c.insert_many([{"_id": i} for i in range(150)])
+    cursor = db.c.find(cursor_type=CursorType.EXHAUST, batch_size=7)
+    assert [d["_id"] async for d in cursor] == list(range(150))
+    assert await db.c.count_documents({}) == 150  # the connection is still usable

@@ -583,3 +583,40 @@ async def test_a_snapshot_find_names_its_point_in_time_and_later_batches_ignore_
     await session.end_session()
     assert [d["_id"] for d in seen] == list(range(10))
     assert {d["v"] for d in seen} == {0}
+
+
+async def test_command_level_let_variables_reach_filters_pipelines_and_updates(db: Any) -> None:
+    """let (5.0+) on find, aggregate, update and delete: $$name in $expr and pipelines."""
+    await db.c.insert_many([{"_id": i, "name": f"n{i}"} for i in range(1, 6)])
+    found = await db.c.find({"$expr": {"$eq": ["$_id", "$$id"]}}, let={"id": 2}).to_list()
+    assert [d["_id"] for d in found] == [2]
+    many = db.c.find({"$expr": {"$lt": ["$_id", "$$top"]}}, let={"top": 5}, batch_size=1)
+    assert len(await many.to_list()) == 4  # the getMores keep the find's variables
+    pipeline = [{"$match": {"$expr": {"$eq": ["$_id", "$$id"]}}}, {"$project": {"x": "$$x"}}]
+    assert await db.c.aggregate(pipeline, let={"id": 3, "x": "y"}).to_list() == [
+        {"_id": 3, "x": "y"}
+    ]
+    await db.c.update_one(
+        {"$expr": {"$eq": ["$name", "$$name"]}},
+        [{"$set": {"x": "$$x"}}],
+        let={"name": "n4", "x": 1},
+    )
+    assert (await db.c.find_one({"_id": 4}))["x"] == 1
+    deleted = await db.c.delete_many({"$expr": {"$eq": ["$name", "$$name"]}}, let={"name": "n5"})
+    assert deleted.deleted_count == 1
+
+
+async def test_collation_strength_2_compares_strings_without_case(db: Any) -> None:
+    """strength 1 and 2 ignore case (1 accents too); 'simple' and 3 compare exactly."""
+    await db.c.insert_many(
+        [{"_id": 1, "x": "ping"}, {"_id": 2, "x": "PING"}, {"_id": 3, "x": "pong"}]
+    )
+    await db.c.create_index("x")
+    ci = {"locale": "en_US", "strength": 2}
+    assert len(await db.c.find({"x": "Ping"}, collation=ci).to_list()) == 2
+    assert await db.c.count_documents({"x": "Ping"}, collation=ci) == 2
+    assert await db.c.count_documents({"x": "Ping"}, collation={"locale": "simple"}) == 0
+    result = await db.c.update_many({"x": "PiNg"}, {"$set": {"hit": True}}, collation=ci)
+    assert result.modified_count == 2
+    deleted = await db.c.delete_one({"x": "PONG"}, collation={"locale": "fr", "strength": 1})
+    assert deleted.deleted_count == 1

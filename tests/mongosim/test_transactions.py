@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import WriteConcern
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, WriteConcernError
 
 
 @asynccontextmanager
@@ -195,3 +195,33 @@ async def test_a_transaction_may_move_a_unique_key_from_one_document_to_another(
             await db.alerts.insert_one({"_id": 3, "p": 8, "state": "open"}, session=s)
             await db.alerts.insert_one({"_id": 4, "p": 8, "state": "open"}, session=s)
     assert info.value.code == 11000
+
+
+async def test_kill_all_sessions_aborts_a_transaction_left_open(client: Any, db: Any) -> None:
+    """Drivers' spec runners call killAllSessions between tests, so a transaction left
+    open by one test must not hold its documents against the next."""
+    await db.c.insert_one({"_id": 1, "n": 0})
+    async with await client.start_session() as session:
+        session.start_transaction()
+        await db.c.update_one({"_id": 1}, {"$inc": {"n": 10}}, session=session)
+        await client.admin.command({"killAllSessions": []})
+        await asyncio.wait_for(db.c.update_one({"_id": 1}, {"$inc": {"n": 1}}), timeout=5)
+        with pytest.raises(OperationFailure) as info:
+            await session.commit_transaction()
+    assert info.value.code == 251
+    assert (await db.c.find_one({"_id": 1}))["n"] == 1
+
+
+async def test_a_write_concern_beyond_the_one_member_is_unsatisfiable(db: Any) -> None:
+    """As mongod: the write is applied, then reported with writeConcernError 100."""
+    coll = db.get_collection("c", write_concern=WriteConcern(w=2))
+    with pytest.raises(WriteConcernError) as info:
+        await coll.insert_one({"_id": 1})
+    assert info.value.code == 100
+    assert info.value.details is not None
+    assert info.value.details["codeName"] == "UnsatisfiableWriteConcern"
+    assert await db.c.count_documents({}) == 1
+    tagged = db.get_collection("c", write_concern=WriteConcern(w="dc-east"))
+    with pytest.raises(WriteConcernError) as unknown:
+        await tagged.insert_one({"_id": 2})
+    assert unknown.value.code == 79

@@ -463,3 +463,25 @@ async def test_setting_id_to_its_current_value_is_allowed(db: Any) -> None:
     result = await db.c.update_one({"_id": 1}, {"$set": {"_id": 1, "a": 5}})
     assert result.modified_count == 1
     assert await db.c.find_one({"_id": 1}) == {"_id": 1, "a": 5}
+
+
+async def test_an_unknown_modifier_fails_even_when_nothing_matches(db: Any) -> None:
+    """mongod parses the update before it looks for documents."""
+    for _ in range(2):  # the collection missing, then existing but without a match
+        with pytest.raises(WriteError) as info:
+            await db.c.update_many({}, {"$thismodifierdoesntexist": 1})
+        assert info.value.code == 9
+        await db.c.insert_one({"_id": "x", "n": 1})
+        await db.c.delete_one({"_id": "x"})
+
+
+async def test_update_sort_is_refused_as_on_the_reported_7_0(db: Any) -> None:
+    """'sort' in an update statement came with 8.0; 7.0 refuses the unknown field."""
+    await db.c.insert_many([{"_id": 1}, {"_id": 2}])
+    with pytest.raises(OperationFailure) as info:
+        await db.command(
+            {"update": "c", "updates": [{"q": {}, "u": {"$set": {"x": 1}}, "sort": {"_id": -1}}]}
+        )
+    assert info.value.code == 40415
+    assert info.value.details["codeName"] == "IDLUnknownField"
+    assert (await db.command("buildInfo"))["version"].startswith("7.0")

@@ -23,12 +23,16 @@ Docs = Iterator[dict[str, Any]]
 
 class PipelineContext(Protocol):
     now: _dt.datetime
+    variables: dict[str, Any]  # the command's let
+    collation: Any  # the command's collation, or None
 
     def collection_documents(
         self, coll: str, db: str | None = None
     ) -> Iterable[Mapping[str, Any]]: ...
 
     def merge_documents(self, spec: Mapping[str, Any], docs: list[dict[str, Any]]) -> None: ...
+
+    def local_sessions(self) -> list[dict[str, Any]]: ...
 
     def out_documents(
         self, target: str | Mapping[str, Any], docs: list[dict[str, Any]]
@@ -168,7 +172,7 @@ def _stage_add_fields(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Doc
 
 
 def _vars(ctx: PipelineContext | None) -> dict[str, Any]:
-    return {"NOW": ctx.now} if ctx is not None else {}
+    return {**ctx.variables, "NOW": ctx.now} if ctx is not None else {}
 
 
 def _stage_unset(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
@@ -195,9 +199,10 @@ def _stage_replace_root(docs: Docs, spec: Any, ctx: PipelineContext | None) -> D
 
 # -- filtering and ordering -------------------------------------------------------------------
 def _stage_match(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
+    from .collation import collated
     from .matching import compile_filter
 
-    matcher = compile_filter(spec)
+    matcher = collated(compile_filter, spec, ctx.collation if ctx is not None else None)
     return (d for d in docs if matcher(d))
 
 
@@ -381,6 +386,12 @@ def _stage_documents(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs
     return iter([dict(d) for d in evaluate(spec, {}, _vars(ctx))])
 
 
+def _stage_list_local_sessions(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
+    """$listLocalSessions: the sessions in this server's memory (all users': mongosim has
+    no authentication), as ``{_id: {id, uid}, lastUse}``."""
+    return iter(ctx.local_sessions() if ctx is not None else [])
+
+
 def _stage_merge(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
     if ctx is None:
         raise MongoError(2, "$merge is not allowed in this context")
@@ -423,6 +434,7 @@ STAGES: dict[str, StageFn] = {
     "$documents": _stage_documents,
     "$merge": _stage_merge,
     "$out": _stage_out,
+    "$listLocalSessions": _stage_list_local_sessions,
 }
 _LAST_ONLY = frozenset({"$merge", "$out"})
 

@@ -9,7 +9,7 @@ the manual's "Change Events" pages: ``_id``, ``operationType``, ``clusterTime``,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from bson.binary import Binary, UuidRepresentation
@@ -62,11 +62,15 @@ def crud_event(
     event["ns"] = {"db": entry.db, "coll": entry.coll}
     event["documentKey"] = entry.key
     if entry.op == "u":
-        event["updateDescription"] = entry.update_description or {
-            "updatedFields": {},
-            "removedFields": [],
-            "truncatedArrays": [],
-        }
+        description = dict(
+            entry.update_description
+            or {"updatedFields": {}, "removedFields": [], "truncatedArrays": []}
+        )
+        if expanded:
+            description["disambiguatedPaths"] = disambiguated_paths(
+                description, entry.doc, entry.pre
+            )
+        event["updateDescription"] = description
     if entry.in_txn:
         event["lsid"] = entry.lsid
         event["txnNumber"] = Int64(entry.txn_number or 0)
@@ -176,3 +180,37 @@ def render_oplog_documents(oplog: Oplog, *, reverse: bool = False) -> Iterator[d
     slots = oplog.slots_reversed() if reverse else oplog.slots()
     for slot in slots:
         yield _slot_doc(slot)
+
+
+def disambiguated_paths(
+    description: Mapping[str, Any], post: Any, pre: Any
+) -> dict[str, list[Any]]:
+    """updateDescription.disambiguatedPaths (6.1+, with showExpandedEvents): each path of
+    updatedFields, removedFields and truncatedArrays with a numeric component, spelled out
+    as a list in which an array index is an int and a field name a string
+    (src/mongo/db/pipeline/change_stream_event_transform.cpp)."""
+    paths = [
+        *description.get("updatedFields", {}),
+        *description.get("removedFields", []),
+        *(t["field"] for t in description.get("truncatedArrays", [])),
+    ]
+    out: dict[str, list[Any]] = {}
+    for path in paths:
+        parts = path.split(".")
+        if not any(p.isdigit() for p in parts):
+            continue
+        out[path] = _spell(parts, post if post is not None else pre)
+    return out
+
+
+def _spell(parts: list[str], doc: Any) -> list[Any]:
+    spelled: list[Any] = []
+    node = doc
+    for part in parts:
+        if isinstance(node, list) and part.isdigit():
+            spelled.append(int(part))
+            node = node[int(part)] if int(part) < len(node) else None
+        else:
+            spelled.append(part)
+            node = node.get(part) if isinstance(node, Mapping) else None
+    return spelled

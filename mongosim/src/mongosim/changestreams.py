@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
+import bson
 from bson.timestamp import Timestamp
 
 from . import resume_tokens
@@ -60,8 +61,15 @@ class ChangeStreamHost(Protocol):
 
 
 def _check_stages(stages: list[Mapping[str, Any]]) -> None:
+    from .aggregation import STAGES
+
     for stage in stages:
         name = next(iter(stage), "")
+        if name == SPLIT_STAGE:
+            # document_source_change_stream_split_large_event.cpp
+            raise MongoError(7182802, f"{SPLIT_STAGE} must be the last stage in the pipeline")
+        if name not in _ALLOWED_STAGES and name not in STAGES:
+            raise MongoError(40324, f"Unrecognized pipeline stage name: '{name}'")
         if name not in _ALLOWED_STAGES:
             # mongod's pipeline.cpp raises IllegalOperation for a stage that is
             # not allowed after $changeStream.
@@ -71,6 +79,8 @@ def _check_stages(stages: list[Mapping[str, Any]]) -> None:
 
 
 ILLEGAL_OPERATION = 20
+SPLIT_STAGE = "$changeStreamSplitLargeEvent"
+MAX_EVENT_BYTES = 16 * 1024 * 1024  # BSONObjMaxUserSize
 INVALID_OPTIONS = 72
 
 
@@ -113,6 +123,9 @@ class ChangeStream:
                 "'$changeStream.fullDocumentBeforeChange' is not a valid value.",
             )
         self.expanded = bool(spec.get("showExpandedEvents"))
+        self.split = bool(stages) and SPLIT_STAGE in stages[-1]
+        if self.split:
+            stages = stages[:-1]
         _check_stages(stages)
         self.stages = stages
         self.closed = False
@@ -236,6 +249,40 @@ class ChangeStream:
             raise MongoError(280, _ID_MODIFIED)
         return result
 
+    def _fit(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """An event within the 16 MiB limit as it is; a larger one split into fragments by
+        $changeStreamSplitLargeEvent, or else BSONObjectTooLarge (10334), as mongod
+        (change_stream_split_event_helpers.cpp: top-level fields fill fragments in order,
+        each with ``splitEvent: {fragment, of}``). All fragments carry the event's resume
+        token: resuming from a fragment resumes after the whole event."""
+        size = len(bson.encode(event))
+        if size <= MAX_EVENT_BYTES:
+            return [event]
+        if not self.split:
+            raise MongoError(
+                10334,
+                f"Executor error during getMore :: caused by :: BSONObj size: {size} "
+                f"({size:#x}) is invalid. Size must be between 0 and 16793600(16MB)",
+            )
+        fragments: list[dict[str, Any]] = []
+        current: dict[str, Any] = {}
+        room = MAX_EVENT_BYTES - len(bson.encode({"_id": event["_id"]})) - 64
+        used = 0
+        for key, value in event.items():
+            if key == "_id":
+                continue
+            field_size = len(bson.encode({key: value}))
+            if current and used + field_size > room:
+                fragments.append(current)
+                current, used = {}, 0
+            current[key] = value
+            used += field_size
+        fragments.append(current)
+        return [
+            {"_id": event["_id"], "splitEvent": {"fragment": i, "of": len(fragments)}, **part}
+            for i, part in enumerate(fragments, 1)
+        ]
+
     # -- batches ---------------------------------------------------------------------
     def _entries_after(self) -> Iterator[OplogEntry]:
         time, inc, _ = self.position
@@ -256,7 +303,7 @@ class ChangeStream:
             if event is not None:
                 event = self._user_pipeline(event)
                 if event is not None:
-                    events.append(event)
+                    events.extend(self._fit(event))
             if self._invalidates(entry):
                 self._pending_invalidate = entry
                 if len(events) < limit:

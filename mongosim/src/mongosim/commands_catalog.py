@@ -356,7 +356,32 @@ async def cmd_db_stats(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
     }
 
 
+async def cmd_validate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    """validate: mongosim's storage has no on-disk structures to get wrong, so a collection
+    that exists is valid; the reply has mongod's fields (src/mongo/db/commands/validate.cpp)."""
+    name = cmd["validate"]
+    coll = engine.get_collection(db, name)
+    if coll is None:
+        raise MongoError(26, f"Collection '{db}.{name}' does not exist to validate.")
+    return {
+        "ns": f"{db}.{name}",
+        "nInvalidDocuments": 0,
+        "nNonCompliantDocuments": 0,
+        "nrecords": len(coll),
+        "nIndexes": len(coll.indexes),
+        "keysPerIndex": {index: len(coll) for index in coll.indexes},
+        "valid": True,
+        "repaired": False,
+        "warnings": [],
+        "errors": [],
+        "extraIndexEntries": [],
+        "missingIndexEntries": [],
+        "corruptRecords": [],
+    }
+
+
 HANDLERS = {
+    "validate": cmd_validate,
     "create": cmd_create,
     "collMod": cmd_coll_mod,
     "drop": cmd_drop,

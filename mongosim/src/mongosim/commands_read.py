@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import heapq
 import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bson import Timestamp
+from bson.binary import Binary
 
 from .aggregation import run_pipeline
 from .bsonutil import MISSING, SortKey, canonical
 from .changestreams import ChangeStream, render_oplog_documents
+from .collation import collated, folder
 from .cursors import DEFAULT_FIRST_BATCH, Cursor, take_batch
 from .errors import MongoError
+from .explain import hinted_index, index_bounds
+from .expressions import COMMAND_VARIABLES
 from .history import documents_at
 from .matching import compile_filter, equality_constraints
 from .merge import merge_documents, out_documents
@@ -36,7 +41,6 @@ def _source(
     reverse: bool = False,
     at: Timestamp | None = None,
 ) -> Iterable[dict[str, Any]]:
-
     if (db, coll_name) == OPLOG_NS:
         return render_oplog_documents(engine.oplog, reverse=reverse)
     coll = engine.get_collection(db, coll_name)
@@ -67,6 +71,14 @@ def _snapshot_read_time(engine: Engine, cmd: Mapping[str, Any], op: Op) -> Times
     return now
 
 
+def _collated(query: Mapping[str, Any], collation: Any) -> tuple[Any, Mapping[str, Any]]:
+    """The filter's matcher under ``collation``, and the filter to look documents up by
+    (none when strings compare folded: the equality maps hold exact values)."""
+    if folder(collation) is None:
+        return compile_filter(query), query
+    return collated(compile_filter, query, collation), {}
+
+
 def _open_cursor(
     engine: Engine,
     ns: str,
@@ -77,10 +89,12 @@ def _open_cursor(
     remaining: int | None = None,
     single_batch: bool = False,
     at_cluster_time: Timestamp | None = None,
+    max_time_ms: int | None = None,
 ) -> Reply:
     cursor = Cursor(
         id=engine.cursors.new_id(), ns=ns, docs=docs, transform=transform, remaining=remaining
     )
+    cursor.max_time_ms = max_time_ms
     first = DEFAULT_FIRST_BATCH if batch_size is None else batch_size
     batch, exhausted = take_batch(cursor, first) if first or single_batch else ([], False)
     cursor_id = 0 if exhausted or single_batch else engine.cursors.register(cursor)
@@ -96,14 +110,19 @@ async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
     at_cluster_time = _snapshot_read_time(engine, cmd, op)
     query = cmd.get("filter") or {}
     sort = cmd.get("sort") or {}
-    matcher = compile_filter(query)
+    coll = engine.get_collection(db, coll_name)
+    hinted = hinted_index(coll, cmd.get("hint"))
+    if hinted is not None and not sort:
+        sort = hinted.key_pattern  # a hinted scan returns documents in index order
+    matcher, lookup = _collated(query, cmd.get("collation"))
+    within = index_bounds(coll, cmd)
     natural = sort.get("$natural") if sort else None
     docs: Iterator[dict[str, Any]] = (
         d
         for d in _source(
-            engine, db, coll_name, query, op, reverse=natural == -1, at=at_cluster_time
+            engine, db, coll_name, lookup, op, reverse=natural == -1, at=at_cluster_time
         )
-        if matcher(d)
+        if matcher(d) and (within is None or within(d))
     )
     skip = int(cmd.get("skip") or 0)
     limit = int(cmd.get("limit") or 0)
@@ -130,6 +149,7 @@ async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
         remaining=limit or None,
         single_batch=single_batch,
         at_cluster_time=at_cluster_time,
+        max_time_ms=cmd.get("maxTimeMS"),
     )
 
 
@@ -141,6 +161,8 @@ async def cmd_get_more(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
     failpoints = op.ctx.failpoints
     if failpoints is not None:
         failpoints.after_cursor_checkout("getMore", op.ctx)
+        if cursor.stream is None:
+            failpoints.check_max_time({"maxTimeMS": cursor.max_time_ms})
     if cursor.stream is not None:
         return await _stream_batch(engine, cursor, batch_size, cmd.get("maxTimeMS"), "nextBatch")
     batch, exhausted = take_batch(cursor, batch_size)
@@ -187,16 +209,17 @@ async def cmd_kill_cursors(engine: Engine, db: str, cmd: dict[str, Any], op: Op)
 
 
 async def cmd_count(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    hinted_index(engine.get_collection(db, cmd["count"]), cmd.get("hint"))
 
     query = cmd.get("query") or {}
-    matcher = compile_filter(query)
+    matcher, lookup = _collated(query, cmd.get("collation"))
     coll = engine.get_collection(db, cmd["count"])
     if coll is None:
         return {"n": 0}
     if not query and op.txn is None:
         n = len(coll)
     else:
-        n = sum(1 for d in _source(engine, db, cmd["count"], query, op) if matcher(d))
+        n = sum(1 for d in _source(engine, db, cmd["count"], lookup, op) if matcher(d))
     n = max(0, n - int(cmd.get("skip") or 0))
     limit = abs(int(cmd.get("limit") or 0))
     return {"n": min(n, limit) if limit else n}
@@ -221,14 +244,18 @@ def _distinct_values(value: Any, parts: list[str]) -> Iterator[Any]:
 
 async def cmd_distinct(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     query = cmd.get("query") or {}
-    matcher = compile_filter(query)
+    matcher, lookup = _collated(query, cmd.get("collation"))
     parts = str(cmd["key"]).split(".")
     seen: dict[Any, Any] = {}
-    for doc in _source(engine, db, cmd["distinct"], query, op):
+    at_cluster_time = _snapshot_read_time(engine, cmd, op)
+    for doc in _source(engine, db, cmd["distinct"], lookup, op, at=at_cluster_time):
         if matcher(doc):
             for v in _distinct_values(doc, parts):
                 seen.setdefault(canonical(v), v)
-    return {"values": sorted(seen.values(), key=SortKey)}
+    reply: Reply = {"values": sorted(seen.values(), key=SortKey)}
+    if at_cluster_time is not None:
+        reply["atClusterTime"] = at_cluster_time  # drivers take the snapshot time from it
+    return reply
 
 
 class PipelineContext:
@@ -237,10 +264,20 @@ class PipelineContext:
     def __init__(self, engine: Engine, db: str, op: Op) -> None:
         self.engine, self.db, self.op = engine, db, op
         self.now = _dt.datetime.now(_dt.UTC)
+        self.variables = dict(COMMAND_VARIABLES.get())
+        self.collation: Any = None
 
     def collection_documents(self, coll: str, db: str | None = None) -> Iterable[Mapping[str, Any]]:
         c = self.engine.get_collection(db or self.db, coll)
         return self.engine.candidates(c, {}, self.op.txn) if c is not None else []
+
+    def local_sessions(self) -> list[dict[str, Any]]:
+        # uid: SHA-256 of the (empty) user name, as mongod computes it without auth.
+        uid = Binary(hashlib.sha256(b"").digest())
+        return [
+            {"_id": {"id": s.lsid.get("id"), "uid": uid}, "lastUse": self.now}
+            for s in self.engine.sessions.sessions.values()
+        ]
 
     def merge_documents(self, spec: Mapping[str, Any], docs: list[dict[str, Any]]) -> None:
 
@@ -261,25 +298,45 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
         )
     batch_size = (cursor_opts or {}).get("batchSize")
     if pipeline and "$changeStream" in pipeline[0]:
-        return await _open_change_stream(engine, db, target, pipeline, batch_size, op)
+        return await _open_change_stream(
+            engine, db, target, pipeline, batch_size, op, cmd.get("readConcern")
+        )
 
+    level = (cmd.get("readConcern") or {}).get("level")
+    writer = next((n for st in pipeline for n in st if n in ("$out", "$merge")), None)
+    if level == "linearizable" and writer is not None:
+        # document_source_out.cpp / document_source_merge.cpp: InvalidOptions.
+        raise MongoError(72, f"{writer} cannot be used with a 'linearizable' read concern level")
     at_cluster_time = _snapshot_read_time(engine, cmd, op)
     if target == 1:
         source: Iterable[dict[str, Any]] = []
         ns = f"{db}.$cmd.aggregate"
     else:
         first_match = pipeline[0].get("$match") if pipeline else None
-        source = _source(engine, db, target, first_match or {}, op, at=at_cluster_time)
+        _, lookup = _collated(first_match or {}, cmd.get("collation"))
+        source = _source(engine, db, target, lookup, op, at=at_cluster_time)
         ns = f"{db}.{target}"
-    results = run_pipeline(source, pipeline, PipelineContext(engine, db, op))
+    ctx = PipelineContext(engine, db, op)
+    ctx.collation = cmd.get("collation")
+    results = run_pipeline(source, pipeline, ctx)
     return _open_cursor(engine, ns, iter(results), batch_size, at_cluster_time=at_cluster_time)
 
 
 async def _open_change_stream(
-    engine: Engine, db: str, target: Any, pipeline: list[Any], batch_size: int | None, op: Op
+    engine: Engine,
+    db: str,
+    target: Any,
+    pipeline: list[Any],
+    batch_size: int | None,
+    op: Op,
+    read_concern: Any = None,
 ) -> Reply:
-
     op.ctx.is_change_stream = True
+    level = (read_concern or {}).get("level")
+    if level is not None and level != "majority":
+        # DocumentSourceChangeStream::LiteParsed::supportsReadConcern: an explicit
+        # readConcern other than "majority" is refused.
+        raise MongoError(72, "Change stream must use majority read concern")
     if op.txn is not None:
         raise MongoError(
             263,

@@ -132,6 +132,15 @@ async def cmd_end_sessions(engine: Engine, db: str, cmd: dict[str, Any], op: Op)
     return {}
 
 
+async def cmd_kill_all_sessions(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    """killAllSessions / killAllSessionsByPattern (src/mongo/db/commands/kill_all_sessions_
+    command.cpp): every session's transaction is aborted. mongosim has no users, so an
+    empty or any user pattern matches every session."""
+    engine.sessions.kill_all()
+    engine.notify_locks_released()
+    return {}
+
+
 async def cmd_refresh_sessions(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     return {}
 
@@ -141,5 +150,7 @@ HANDLERS = {
     "abortTransaction": cmd_abort_transaction,
     "endSessions": cmd_end_sessions,
     "killSessions": cmd_end_sessions,
+    "killAllSessions": cmd_kill_all_sessions,
+    "killAllSessionsByPattern": cmd_kill_all_sessions,
     "refreshSessions": cmd_refresh_sessions,
 }

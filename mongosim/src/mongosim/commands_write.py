@@ -13,12 +13,19 @@ from typing import TYPE_CHECKING, Any
 from bson.objectid import ObjectId
 
 from .bsonutil import canonical
-from .errors import MongoError
+from .collation import collated, folder
+from .errors import CloseConnection, MongoError
 from .matching import compile_filter, equality_constraints
 from .projection import compile_projection
 from .sorting import compile_sort
 from .storage import Collection, duplicate_key_error
-from .updates import apply_update, is_operator_update, upsert_seed, validate_replacement
+from .updates import (
+    apply_update,
+    is_operator_update,
+    upsert_seed,
+    validate_replacement,
+    validate_update,
+)
 
 if TYPE_CHECKING:
     from .engine import Engine, Op, Reply
@@ -27,10 +34,10 @@ log = logging.getLogger("mongosim")
 
 
 def prepare_insert(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """mongod puts ``_id`` first and generates an ObjectId when it is missing."""
-    for key in doc:
-        if key.startswith("$"):
-            raise MongoError(2, f"Document can't have $ prefixed field names: {key}")
+    """mongod puts ``_id`` first and generates an ObjectId when it is missing.
+
+    Since 5.0 field names may start with '$' or contain '.', except inside ``_id``
+    (src/mongo/db/storage/storage_validation.cpp: DollarPrefixedFieldName, 52)."""
     if "_id" not in doc:
         return {"_id": ObjectId(), **doc}
     _check_id(doc["_id"])
@@ -42,6 +49,14 @@ def prepare_insert(doc: Mapping[str, Any]) -> dict[str, Any]:
 def _check_id(value: Any) -> None:
     if isinstance(value, list):
         raise MongoError(53, "The '_id' value cannot be of type array")
+    if isinstance(value, Mapping):
+        for key in value:
+            if key.startswith("$"):
+                raise MongoError(
+                    52,
+                    f"_id fields may not contain '$'-prefixed fields: {key} is not valid for "
+                    "storage.",
+                )
 
 
 def check_document(
@@ -60,6 +75,30 @@ def check_document(
     raise validator.error(new.get("_id"), details)
 
 
+def _transactional_write_fired(
+    data: Mapping[str, Any], i: int, op: Op, reply: dict[str, Any]
+) -> None:
+    """onPrimaryTransactionalWrite fired for statement ``i``: fail it before commit (and
+    close the connection unless ``closeConnection: false``) if asked to."""
+    code = data.get("failBeforeCommitExceptionCode")
+    if code is None:
+        return
+    if data.get("closeConnection", True):
+        _cut_short(op, i, reply)
+    raise MongoError(int(code), "Failing write due to failpoint. The write must not be reflected.")
+
+
+def _cut_short(op: Op, executed: int, reply: dict[str, Any]) -> None:
+    """Remember how far a retryable write got, then close its connection."""
+    assert op.session is not None and op.txn_number is not None
+    op.session.partial[op.txn_number] = (executed, _copy_reply(reply))
+    raise CloseConnection
+
+
+def _copy_reply(reply: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, list) else v for k, v in reply.items()}
+
+
 def write_error(index: int, exc: MongoError) -> dict[str, Any]:
     return {"index": index, "code": exc.code, "errmsg": exc.message, **exc.extra}
 
@@ -72,11 +111,28 @@ async def run_statements(
     reply: dict[str, Any],
 ) -> dict[str, Any]:
     """Run a write command's statements; failures go to ``writeErrors`` (ordered stops at
-    the first), except inside a transaction, which the first failure aborts."""
+    the first), except inside a transaction, which the first failure aborts.
+
+    A retryable write resumes after the statements a closed connection cut it short of."""
     errors: list[dict[str, Any]] = []
+    start = 0
+    retryable = op.session is not None and op.txn is None and op.txn_number is not None
+    if retryable:
+        assert op.session is not None and op.txn_number is not None
+        start, before = op.session.partial.pop(op.txn_number, (0, {}))
+        reply.update(before)
     for i, statement in enumerate(statements):
+        if i < start:
+            continue
         try:
+            fired = (
+                op.ctx.failpoints.transactional_write() if retryable and op.ctx.failpoints else None
+            )
+            if fired is not None:
+                _transactional_write_fired(fired, i, op, reply)
             await run(i, statement)
+            if fired is not None and fired.get("closeConnection", True):
+                _cut_short(op, i + 1, reply)
         except MongoError as exc:
             if op.in_txn:
                 raise
@@ -169,12 +225,16 @@ async def find_targets(
     *,
     multi: bool,
     sort: Mapping[str, Any] | None = None,
+    collation: Any = None,
 ) -> list[dict[str, Any]]:
 
     if coll is None:
         return []
-    matcher = compile_filter(query)
-    docs = [d for d in engine.candidates(coll, equality_constraints(query), op.txn) if matcher(d)]
+    if folder(collation) is None:
+        matcher, constraints = compile_filter(query), equality_constraints(query)
+    else:  # the equality maps hold exact values: scan
+        matcher, constraints = collated(compile_filter, query, collation), {}
+    docs = [d for d in engine.candidates(coll, constraints, op.txn) if matcher(d)]
     if sort:
         docs.sort(key=compile_sort(sort))
     return docs if multi else docs[:1]
@@ -230,10 +290,13 @@ async def _update_statement(
     u = spec.get("u")
     if u is None:
         raise MongoError(9, "BSON field 'update.updates.u' is missing but a required field")
+    validate_update(u)
     multi = bool(spec.get("multi"))
     if multi and not isinstance(u, list) and not is_operator_update(u):
         raise MongoError(9, "multi update is not supported for replacement-style update")
-    targets = await find_targets(engine, coll, query, op, multi=multi)
+    targets = await find_targets(
+        engine, coll, query, op, multi=multi, collation=spec.get("collation")
+    )
     for doc in targets:
         outcome = await update_one_doc(engine, coll, doc, u, spec, query, cmd, op)
         if outcome is None:
@@ -261,11 +324,20 @@ async def _insert_checked(
 
 async def cmd_update(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     statements = cmd.get("updates") or []
+    for st in statements:
+        if "sort" in st:
+            # mongosim reports 7.0, whose update command has no 'sort' (added in 8.0); its
+            # IDL parser refuses an unknown field with IDLUnknownField (error_codes.yml).
+            raise MongoError(40415, "BSON field 'update.updates.sort' is an unknown field.")
     # mongod creates the collection only when an upsert inserts into it.
     if engine.get_collection(db, cmd["update"]) is None and not any(
         st.get("upsert") for st in statements
     ):
-        return {"n": 0, "nModified": 0}
+
+        async def parse_only(i: int, spec: Any) -> None:
+            validate_update(spec.get("u"))
+
+        return await run_statements(statements, cmd, op, parse_only, {"n": 0, "nModified": 0})
     coll = engine.collection_or_create(db, cmd["update"])
     reply: dict[str, Any] = {"n": 0, "nModified": 0}
 
@@ -281,7 +353,14 @@ async def cmd_delete(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
 
     async def delete(i: int, spec: Any) -> None:
         query = spec.get("q") or {}
-        targets = await find_targets(engine, coll, query, op, multi=spec.get("limit", 0) == 0)
+        targets = await find_targets(
+            engine,
+            coll,
+            query,
+            op,
+            multi=spec.get("limit", 0) == 0,
+            collation=spec.get("collation"),
+        )
         for doc in targets:
             assert coll is not None
             current = await lock_current(engine, coll, doc, query, op)
@@ -293,7 +372,27 @@ async def cmd_delete(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
 
 
 async def cmd_find_and_modify(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    """findAndModify, one statement: onPrimaryTransactionalWrite fires around all of it."""
+    retryable = op.session is not None and op.txn is None and op.txn_number is not None
+    fired = op.ctx.failpoints.transactional_write() if retryable and op.ctx.failpoints else None
+    if fired is None:
+        return await _find_and_modify(engine, db, cmd, op)
+    if fired.get("failBeforeCommitExceptionCode") is not None:
+        if fired.get("closeConnection", True):
+            raise CloseConnection
+        raise MongoError(
+            int(fired["failBeforeCommitExceptionCode"]),
+            "Failing write due to failpoint. The write must not be reflected.",
+        )
+    reply = await _find_and_modify(engine, db, cmd, op)
+    if fired.get("closeConnection", True):
+        assert op.session is not None and op.txn_number is not None
+        op.session.retry_replies = {op.txn_number: reply}
+        raise CloseConnection
+    return reply
 
+
+async def _find_and_modify(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     name = next(iter(cmd))
     if engine.get_collection(db, cmd[name]) is None and not cmd.get("upsert"):
         return {"lastErrorObject": {"n": 0, "updatedExisting": False}, "value": None}
@@ -302,7 +401,9 @@ async def cmd_find_and_modify(engine: Engine, db: str, cmd: dict[str, Any], op: 
     project = compile_projection(cmd.get("fields"), query=query)
     if cmd.get("remove") and cmd.get("update") is not None:
         raise MongoError(9, "Cannot specify both an update and remove=true")
-    targets = await find_targets(engine, coll, query, op, multi=False, sort=cmd.get("sort"))
+    targets = await find_targets(
+        engine, coll, query, op, multi=False, sort=cmd.get("sort"), collation=cmd.get("collation")
+    )
     doc = await lock_current(engine, coll, targets[0], query, op) if targets else None
     if cmd.get("remove"):
         if doc is None:

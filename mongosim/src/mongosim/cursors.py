@@ -27,14 +27,19 @@ class Cursor:
     stream: ChangeStream | None = None
     remaining: int | None = None  # limit left to return, None for no limit
     lsid_key: Any = None
+    max_time_ms: int | None = None  # the find's maxTimeMS, which bounds its getMores too
     pending: list[dict[str, Any]] = field(default_factory=list)
 
 
 def take_batch(cursor: Cursor, batch_size: int | None) -> tuple[list[dict[str, Any]], bool]:
-    """Up to ``batch_size`` documents (or 16 MB); and whether the cursor is exhausted."""
+    """Up to ``batch_size`` documents (or 16 MB); and whether the cursor is exhausted.
+
+    As mongod, a batch that fills up leaves the cursor open even if nothing follows (it does
+    not look ahead): only running out of documents, or the limit, closes it."""
     assert cursor.docs is not None
     out: list[dict[str, Any]] = []
     size = 0
+    ran_out = False
     limit = batch_size if batch_size else None
     if cursor.remaining is not None:
         limit = cursor.remaining if limit is None else min(limit, cursor.remaining)
@@ -44,24 +49,18 @@ def take_batch(cursor: Cursor, batch_size: int | None) -> tuple[list[dict[str, A
         else:
             nxt = next(cursor.docs, None)
             if nxt is None:
+                ran_out = True
                 break
             doc = cursor.transform(nxt) if cursor.transform else nxt
-            if batch_size is None:
-                size += len(bson.encode(doc))
-                if size > MAX_BATCH_BYTES and out:
-                    cursor.pending.append(doc)
-                    break
+        if batch_size is None:
+            size += len(bson.encode(doc))
+            if size > MAX_BATCH_BYTES and out:
+                cursor.pending.append(doc)
+                break
         out.append(doc)
     if cursor.remaining is not None:
         cursor.remaining -= len(out)
-    exhausted = cursor.remaining == 0
-    if not exhausted and not cursor.pending:
-        nxt = next(cursor.docs, None)
-        if nxt is None:
-            exhausted = True
-        else:
-            cursor.pending.append(cursor.transform(nxt) if cursor.transform else nxt)
-    return out, exhausted
+    return out, ran_out or cursor.remaining == 0
 
 
 class CursorManager:

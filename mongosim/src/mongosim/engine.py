@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import bson
 from bson.timestamp import Timestamp
 
 from .bsonutil import canonical
@@ -111,9 +112,9 @@ class Engine:
         self._data_dir: DataDir | None = None
         self._handlers: dict[str, Handler] = {}
         self._closed = False
-        from . import commands_catalog, commands_read, commands_txn, commands_write
+        from . import commands_catalog, commands_read, commands_txn, commands_write, explain
 
-        for module in (commands_read, commands_write, commands_catalog, commands_txn):
+        for module in (commands_read, commands_write, commands_catalog, commands_txn, explain):
             self._handlers.update(module.HANDLERS)
         self._prepare_op = commands_txn.prepare_op
         self._handlers_lower = {k.lower(): v for k, v in self._handlers.items()}
@@ -280,6 +281,8 @@ class Engine:
 
         Callers have already validated the document and checked unique indexes.
         """
+        if doc is not None:
+            check_size(op_kind, doc)
         key = (coll.ns, idk)
         if op.txn is not None:
             from .sessions import PendingWrite
@@ -403,6 +406,9 @@ class Engine:
         op, replay = self._prepare_op(self, name, cmd, ctx)
         if replay is not None:
             return replay
+        from .expressions import COMMAND_VARIABLES, command_variables
+
+        let = COMMAND_VARIABLES.set(command_variables(cmd.get("let")))
         try:
             reply = await handler(self, db, cmd, op)
         except MongoError:
@@ -415,9 +421,29 @@ class Engine:
                 self.sessions.abort(op.session)
                 self.notify_locks_released()
             raise
+        finally:
+            COMMAND_VARIABLES.reset(let)
         if op.session is not None and op.txn is None and op.txn_number is not None:
-            op.session.retry_replies = {op.txn_number: reply}
+            # A copy: the server adds fields (an injected writeConcernError, labels) to the
+            # reply it sends, and a retry must get the write's own result, not those.
+            op.session.retry_replies = {op.txn_number: dict(reply)}
         return reply
+
+
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # BSONObjMaxUserSize, hello's maxBsonObjectSize
+
+
+def check_size(op_kind: OpKind, doc: dict[str, Any]) -> None:
+    """mongod's 16 MiB document limit: an insert too large is BadValue (2,
+    write_ops_exec.cpp fixDocumentForInsert); an update's result, 17419 (update_stage.cpp)."""
+    size = len(bson.encode(doc))
+    if size <= MAX_DOCUMENT_BYTES:
+        return
+    if op_kind == "i":
+        raise MongoError(
+            2, f"object to insert too large. size in bytes: {size}, max size: {MAX_DOCUMENT_BYTES}"
+        )
+    raise MongoError(17419, f"Resulting document after update is larger than {MAX_DOCUMENT_BYTES}")
 
 
 def txn_overlay(txn: Transaction, ns: str) -> dict[Hashable, dict[str, Any] | None]:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import random
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from decimal import ROUND_HALF_EVEN, Decimal
+from types import MappingProxyType
 from typing import Any
 
 from bson.decimal128 import Decimal128, create_decimal128_context
@@ -39,6 +42,24 @@ def _path(doc: Any, parts: list[str]) -> Any:
     return doc
 
 
+# A command's ``let`` variables (find, aggregate, update, delete, findAndModify: 5.0+),
+# set by the engine for the command's duration; code that evaluates later (a cursor's
+# filter, a pipeline) captures them when it is compiled.
+COMMAND_VARIABLES: ContextVar[Mapping[str, Any]] = ContextVar(
+    "command_variables", default=MappingProxyType({})
+)
+
+
+def command_variables(let: Any) -> dict[str, Any]:
+    """Evaluate a command's ``let``: constant expressions, which may use $$NOW."""
+    if let is None:
+        return {}
+    if not isinstance(let, Mapping):
+        raise MongoError(14, "BSON field 'let' is the wrong type, expected type 'object'")
+    now = {"NOW": _dt.datetime.now(_dt.UTC)}
+    return {name: evaluate(value, {}, now) for name, value in let.items()}
+
+
 def field_path(expr: str, doc: Mapping[str, Any], variables: Vars) -> Any:
     if expr.startswith("$$"):
         name, _, rest = expr[2:].partition(".")
@@ -50,6 +71,8 @@ def field_path(expr: str, doc: Mapping[str, Any], variables: Vars) -> Any:
             return MISSING
         elif name in variables:
             base = variables[name]
+        elif name in COMMAND_VARIABLES.get():
+            base = COMMAND_VARIABLES.get()[name]
         else:
             raise MongoError(17276, f"Use of undefined variable: {name}")
         return _path(base, rest.split(".")) if rest else base
@@ -383,6 +406,7 @@ def _build_operators() -> dict[str, OpFn]:
 
     ops: dict[str, OpFn] = {
         "$literal": lambda a, d, v: a,
+        "$rand": lambda a, d, v: random.random(),
         "$add": _arith(lambda a, b: a + b),
         "$subtract": _arith(lambda a, b: a - b),
         "$multiply": _arith(lambda a, b: a * b),
@@ -454,13 +478,51 @@ def _build_operators() -> dict[str, OpFn]:
                 for e in arr
             }
         ),
-        "$getField": lambda a, d, v: _path(
-            evaluate(a.get("input", "$$CURRENT"), d, v) if isinstance(a, Mapping) else d,
-            [a["field"] if isinstance(a, Mapping) else a],
-        ),
+        "$getField": _get_field,
+        "$setField": _set_field,
+        "$unsetField": lambda a, d, v: _set_field({**a, "value": "$$REMOVE"}, d, v),
     }
     ops.update(DATE_OPERATORS)
     return ops
+
+
+def _field_name(arg: Mapping[str, Any], doc: Mapping[str, Any], variables: Vars, op: str) -> str:
+    """The ``field`` of $getField/$setField: a string constant, or an expression ($literal
+    for a name with '$' or '.') that evaluates to one (expression_field.cpp)."""
+    field = arg.get("field")
+    if not isinstance(field, str):
+        field = evaluate(field, doc, variables)
+    if not isinstance(field, str):
+        raise MongoError(4161107, f"{op} requires 'field' to evaluate to type String")
+    return field
+
+
+def _get_field(arg: Any, doc: Mapping[str, Any], variables: Vars) -> Any:
+    if not isinstance(arg, Mapping):
+        arg = {"field": arg}
+    source = evaluate(arg.get("input", "$$CURRENT"), doc, variables)
+    if not isinstance(source, Mapping):
+        return MISSING
+    return source.get(_field_name(arg, doc, variables, "$getField"), MISSING)
+
+
+def _set_field(arg: Any, doc: Mapping[str, Any], variables: Vars) -> Any:
+    """$setField (5.0): a copy of ``input`` with one field, taken literally (a name may
+    contain '.' or start with '$'), set to ``value``, or removed by $$REMOVE."""
+    if not isinstance(arg, Mapping) or not {"field", "input", "value"} <= set(arg):
+        raise MongoError(4161102, "$setField requires 'field', 'input' and 'value'")
+    name = _field_name(arg, doc, variables, "$setField")
+    source = evaluate(arg["input"], doc, variables)
+    if source is None or source is MISSING:
+        return None
+    if not isinstance(source, Mapping):
+        raise MongoError(4161105, "$setField requires 'input' to evaluate to type Object")
+    value = evaluate(arg["value"], doc, variables)
+    out = {k: x for k, x in source.items() if k != name}
+    if value is not MISSING:
+        out = dict(source)
+        out[name] = value
+    return out
 
 
 OPERATORS: dict[str, OpFn] = {}

@@ -4,6 +4,12 @@
 format): modes alwaysOn/off/{times}/{skip}/{activationProbability}; data: failCommands,
 errorCode, errorLabels, closeConnection, blockConnection/blockTimeMS, writeConcernError,
 appName. ``failGetMoreAfterCursorCheckout`` fails a getMore after its cursor is found.
+``onPrimaryTransactionalWrite`` fires once per statement of a retryable write
+(src/mongo/db/transaction/transaction_participant.cpp, onWriteOpCompletedOnPrimary): it
+closes the connection unless ``closeConnection: false`` (the statement still commits), and
+with ``failBeforeCommitExceptionCode`` the statement fails and is not reflected.
+``maxTimeAlwaysTimeOut`` makes every command with ``maxTimeMS`` fail with 50
+MaxTimeMSExpired (src/mongo/db/operation_context.cpp).
 """
 
 from __future__ import annotations
@@ -18,7 +24,14 @@ from .errors import MongoError
 if TYPE_CHECKING:
     from .engine import CommandContext
 
-KNOWN = frozenset({"failCommand", "failGetMoreAfterCursorCheckout"})
+KNOWN = frozenset(
+    {
+        "failCommand",
+        "failGetMoreAfterCursorCheckout",
+        "onPrimaryTransactionalWrite",
+        "maxTimeAlwaysTimeOut",
+    }
+)
 # mongod never fails these through failCommand (they are needed to talk to the server).
 EXEMPT = frozenset(
     {
@@ -108,3 +121,13 @@ class FailPoints:
         if point.should_fire():
             code = int(point.data.get("errorCode", 1))
             raise MongoError(code, "Failing command via 'failGetMoreAfterCursorCheckout' failpoint")
+
+    def transactional_write(self) -> dict[str, Any] | None:
+        """onPrimaryTransactionalWrite's data if it fires for this statement, else None."""
+        point = self.points["onPrimaryTransactionalWrite"]
+        return dict(point.data) if point.should_fire() else None
+
+    def check_max_time(self, cmd: Mapping[str, Any]) -> None:
+        """maxTimeAlwaysTimeOut: a command with maxTimeMS times out at once."""
+        if cmd.get("maxTimeMS") and self.points["maxTimeAlwaysTimeOut"].should_fire():
+            raise MongoError(50, "operation exceeded time limit")

@@ -1,41 +1,25 @@
-"""errorLabels as the server computes them (src/mongo/db/error_labels.cpp)."""
+"""errorLabels as the server computes them (src/mongo/db/error_labels.cpp).
+
+Categories come from the one code table in ``codes.py`` (error_codes.yml).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-# ErrorCategory RetriableError and ShutdownError in src/mongo/base/error_codes.yml.
-RETRIABLE = frozenset(
-    {
-        6,
-        7,
-        89,
-        91,
-        189,
-        262,
-        9001,
-        10107,
-        11600,
-        11602,
-        13435,
-        13436,
-        63,
-        150,
-        134,
-        317,
-        358,
-        384,
-        402,
-    }
-)
-SHUTDOWN = frozenset({91, 11600})
-NETWORK = frozenset({6, 7, 89, 9001, 350})
-TRANSIENT = frozenset({112, 24, 267, 341})
-# NotPrimaryError and ShutdownError categories.
-STATE_CHANGE = frozenset({10107, 13435, 13436, 189, 11602, 91, 11600})
+from .codes import Cat, has
+
 COMMIT_OR_ABORT = frozenset({"commitTransaction", "abortTransaction"})
+# WriteConflict, LockTimeout, PreparedTransactionInProgress (isTransientTransactionError),
+# StaleDbVersion and ShardInvalidatedForTargeting.
+TRANSIENT = frozenset({112, 24, 267, 249, 343})
 RESUMABLE_EXTRA = frozenset({234, 133})  # RetryChangeStream, FailedToSatisfyReadPreference
+
+
+def is_state_change(code: int) -> bool:
+    """NotPrimaryError or ShutdownError: mongod attaches its topologyVersion."""
+    return has(code, Cat.NOT_PRIMARY | Cat.SHUTDOWN)
 
 
 def compute(
@@ -45,6 +29,8 @@ def compute(
     wc_code: int | None,
     is_change_stream: bool,
 ) -> list[str]:
+    """ErrorLabelBuilder::build: TransientTransactionError or RetryableWriteError, then
+    ResumableChangeStreamError or NonResumableChangeStreamError."""
     labels: list[str] = []
     has_txn = "txnNumber" in cmd
     in_txn = has_txn and "autocommit" in cmd
@@ -53,23 +39,25 @@ def compute(
         labels.append("TransientTransactionError")
     retryable_write = has_txn and "autocommit" not in cmd
     if (retryable_write or (in_txn and commit_or_abort)) and (
-        (code is not None and (code in RETRIABLE or code in SHUTDOWN))
-        or (wc_code is not None and (wc_code in RETRIABLE or wc_code in SHUTDOWN))
+        has(code, Cat.RETRIABLE) or has(wc_code, Cat.RETRIABLE)
     ):
         labels.append("RetryableWriteError")
     if (
-        command_name in ("aggregate", "getMore")
+        not labels
+        and command_name in ("aggregate", "getMore")
         and is_change_stream
         and code is not None
         and wc_code is None
-        and (code in RETRIABLE or code in NETWORK or code in RESUMABLE_EXTRA)
+        and (has(code, Cat.RETRIABLE | Cat.NETWORK | Cat.RETARGET) or code in RESUMABLE_EXTRA)
     ):
         labels.append("ResumableChangeStreamError")
+    elif has(code, Cat.NON_RESUMABLE):
+        labels.append("NonResumableChangeStreamError")
     return labels
 
 
 def _transient(code: int, has_wc_error: bool, commit_or_abort: bool) -> bool:
-    transient = code in TRANSIENT
+    transient = code in TRANSIENT or has(code, Cat.SNAPSHOT | Cat.RETARGET)
     if commit_or_abort:
         return transient or (code == 251 and not has_wc_error)
-    return transient or code in RETRIABLE or code == 251
+    return transient or has(code, Cat.RETRIABLE) or code == 251

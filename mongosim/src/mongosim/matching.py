@@ -214,9 +214,10 @@ def _nor(arg: Any) -> Matcher:
 
 
 def _expr(arg: Any) -> Matcher:
-    from .expressions import evaluate
+    from .expressions import COMMAND_VARIABLES, evaluate
 
-    return lambda doc: truthy(evaluate(arg, doc))
+    variables = dict(COMMAND_VARIABLES.get())  # the command's let, for a lazy cursor
+    return lambda doc: truthy(evaluate(arg, doc, variables))
 
 
 def _json_schema(arg: Any) -> Matcher:

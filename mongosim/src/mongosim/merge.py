@@ -79,7 +79,13 @@ def merge_documents(
             coll.check_unique(idk, new, is_insert=True)
             engine.write(coll, "i", idk, new, None, op)
             continue
-        merged = _merged(existing, doc, when_matched)
+        try:
+            merged = _merged(existing, doc, when_matched)
+        except MongoError as exc:
+            if exc.code == 11000:  # whenMatched 'fail': the 'on' fields, as a unique index
+                exc.extra["keyPattern"] = dict.fromkeys(on, 1)
+                exc.extra["keyValue"] = {f: get_path(doc, f) for f in on}
+            raise
         if merged is None or canonical(merged) == canonical(existing):
             continue
         idk = canonical(existing["_id"])

@@ -8,6 +8,7 @@ reply carries ``$clusterTime`` and ``operationTime``, as a replica-set member's 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from bson.int64 import Int64
 
 from . import labels
 from .engine import CommandContext, Engine
-from .errors import MongoError
+from .errors import CloseConnection, MongoError
 from .failpoints import FailPoints
 from .history import DEFAULT_WINDOW_S
 from .topology import Topology
@@ -27,6 +28,7 @@ from .wire import ProtocolError, Request, decode_request, encode_reply, parse_he
 
 log = logging.getLogger("mongosim")
 _request_ids = itertools.count(1)
+MEMBERS = 1  # data-bearing members of the replica set
 _connection_ids = itertools.count(1)
 
 
@@ -57,11 +59,16 @@ class Server:
                         extra={"_explicit_labels": "errorLabels" in injected},
                     )
                 wc_error = injected.get("writeConcernError")
+            self.failpoints.check_max_time(cmd)
             reply = await self._dispatch(name, request, conn, ctx)
+            if wc_error is None:
+                wc_error = unsatisfiable_write_concern(cmd.get("writeConcern"))
             if wc_error is not None:
                 reply["writeConcernError"] = dict(wc_error)
         except MongoError as exc:
             reply = self._error_reply(name, cmd, exc, ctx)
+        except CloseConnection:
+            return None
         except Exception as exc:
             log.exception("internal error running %s", name)
             reply = MongoError(1, f"{type(exc).__name__}: {exc}").to_reply()
@@ -110,7 +117,7 @@ class Server:
         reply.pop("errorLabels", None)
         if found:
             reply["errorLabels"] = found
-        if exc.code in labels.STATE_CHANGE:
+        if labels.is_state_change(exc.code):
             # mongod attaches its topologyVersion to NotPrimary and Shutdown errors
             # (service_entry_point_common.cpp), so drivers can tell a stale error from news.
             reply["topologyVersion"] = self.topology.topology_version()
@@ -125,6 +132,43 @@ class Server:
         }
         reply["operationTime"] = ctx.operation_time or now
         return reply
+
+
+def _exhausts(request: Request, reply: Mapping[str, Any]) -> bool:
+    """Whether a reply continues an exhaust stream: an open cursor's getMore batch."""
+    cursor = reply.get("cursor")
+    return (
+        request.exhaust_allowed
+        and not request.legacy
+        and next(iter(request.command), "") == "getMore"
+        and reply.get("ok") == 1.0
+        and isinstance(cursor, Mapping)
+        and cursor.get("id", 0) != 0
+    )
+
+
+def unsatisfiable_write_concern(write_concern: Any) -> dict[str, Any] | None:
+    """The writeConcernError mongod reports, after applying the write, for a write concern a
+    one-member set cannot satisfy (replication_coordinator_impl.cpp,
+    _checkIfWriteConcernCanBeSatisfied_inlock): w above the number of data-bearing members
+    is UnsatisfiableWriteConcern (100); an unknown tag-set mode is UnknownReplWriteConcern (79).
+    """
+    if not isinstance(write_concern, Mapping):
+        return None
+    w = write_concern.get("w")
+    if isinstance(w, (int, float)) and not isinstance(w, bool) and w > MEMBERS:
+        return {
+            "code": 100,
+            "codeName": "UnsatisfiableWriteConcern",
+            "errmsg": "Not enough data-bearing nodes",
+        }
+    if isinstance(w, str) and w != "majority":
+        return {
+            "code": 79,
+            "codeName": "UnknownReplWriteConcern",
+            "errmsg": f"No write concern mode named '{w}' found in replica set configuration",
+        }
+    return None
 
 
 class Connection(asyncio.Protocol):
@@ -180,8 +224,39 @@ class Connection(asyncio.Protocol):
             if reply is None:
                 self.close()
                 return
-            if not request.more_to_come and self.transport is not None:
-                self.transport.write(encode_reply(request, reply, request_id=next(_request_ids)))
+            if request.more_to_come or self.transport is None:
+                continue
+            if _exhausts(request, reply):
+                if not await self._stream(request, reply):
+                    return
+                continue
+            self.transport.write(encode_reply(request, reply, request_id=next(_request_ids)))
+
+    async def _stream(self, request: Request, reply: dict[str, Any]) -> bool:
+        """An exhaust getMore (OP_MSG exhaustAllowed): mongod answers it with a stream of
+        replies flagged moreToCome, each in response to the one before, running the getMore
+        again itself until the cursor is exhausted (the wire protocol manual: "exhaustAllowed",
+        "moreToCome"). False when the connection had to close."""
+        assert self.transport is not None
+        answering = request
+        while True:
+            request_id = next(_request_ids)
+            more = _exhausts(request, reply)
+            self.transport.write(
+                encode_reply(answering, reply, request_id=request_id, more_to_come=more)
+            )
+            if not more:
+                return True
+            header = dataclasses.replace(request.header, request_id=request_id)
+            answering = dataclasses.replace(request, header=header)
+            again = dataclasses.replace(
+                request, command={**request.command, "getMore": reply["cursor"]["id"]}
+            )
+            next_reply = await self.server.handle(again, self)
+            if next_reply is None:
+                self.close()
+                return False
+            reply = next_reply
 
     def close(self) -> None:
         if self.transport is not None:

@@ -70,6 +70,10 @@ class Session:
     txn: Transaction | None = None
     # Retryable writes: the reply of the last txnNumber executed, replayed on a retry.
     retry_replies: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # A retryable write cut short (its connection closed by a fail point): txnNumber ->
+    # (statements executed, the reply so far). Its retry runs only the statements left,
+    # as mongod skips the stmtIds it has already executed.
+    partial: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     last_used: float = field(default_factory=time.monotonic)
 
 
@@ -106,6 +110,12 @@ class SessionCatalog:
         session = self.sessions.pop(lsid_key(lsid), None)
         if session is not None and session.txn is not None:
             self.abort(session)
+
+    def kill_all(self) -> None:
+        """killAllSessions: abort every open transaction; the session records stay."""
+        for session in self.sessions.values():
+            if session.txn is not None:
+                self.abort(session)
 
     # -- transaction lifecycle ------------------------------------------------
     def begin(self, session: Session, txn_number: int, snapshot_ts: Timestamp) -> Transaction:

@@ -22,6 +22,7 @@ Matcher = Callable[[Mapping[str, Any]], bool]
 # Options that listIndexes reports back (src/mongo/db/catalog/index_key_validate.cpp).
 _INDEX_OPTIONS = (
     "unique",
+    "background",  # ignored since 4.2, but kept in the spec as mongod does
     "sparse",
     "partialFilterExpression",
     "expireAfterSeconds",

@@ -60,6 +60,13 @@ def is_operator_update(update: Mapping[str, Any]) -> bool:
     return bool(keys) and all(dollar)
 
 
+def validate_update(u: Any) -> None:
+    """Parse an update before looking for documents, as mongod does: an unknown or empty
+    modifier fails with FailedToParse (9) even when nothing matches."""
+    if isinstance(u, Mapping) and is_operator_update(u):
+        _plan(u, True)
+
+
 def validate_replacement(doc: Mapping[str, Any]) -> None:
     for key in doc:
         if key.startswith("$"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import re
 import sys
@@ -323,6 +324,9 @@ def fake_expressions() -> Iterator[list[Any]]:
     saved = sys.modules.get(name)
     module = types.ModuleType(name)
     module.evaluate = evaluate  # type: ignore[attr-defined]
+    module.COMMAND_VARIABLES = contextvars.ContextVar(  # type: ignore[attr-defined]
+        "command_variables", default=types.MappingProxyType({})
+    )
     sys.modules[name] = module
     try:
         yield calls
