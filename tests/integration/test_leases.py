@@ -88,7 +88,9 @@ async def test_a_healthy_standby_polls_the_lease_without_failures_or_warnings(
                 assert set(owner.watchers) == {"orders", "inventory"} and not standby.watchers
                 assert command_failures(standby.metrics.registry) == 0
                 assert standby.mongo.listener.stats.failures == 0
-    assert polls >= 2 * (STANDBY_S / (2.0 / 3)) * 0.8  # both streams, every third of the TTL
+    # Both streams poll every third of the TTL: 36 polls nominally. A loaded machine
+    # polls less often; a dozen is plenty to show the counter stays at 0 while polling.
+    assert polls >= 12
     noisy = [e for e in logs if e["log_level"] in ("warning", "error", "critical")]
     failed = [e for e in logs if e["event"] == "mongo.command_failed"]
     assert not noisy and not failed, noisy + failed
