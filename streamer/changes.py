@@ -63,14 +63,14 @@ def _top_field_in(path_var: str, fields: Sequence[str]) -> dict[str, Any]:
 
 
 def stream_pipeline(fields: Sequence[str]) -> list[dict[str, Any]]:
-    """The stages after ``$changeStream`` for a stream that needs ``fields``."""
-    projection: dict[str, Any] = {
-        "operationType": 1,
-        "documentKey": 1,
-        "clusterTime": 1,
-        "wallTime": 1,
-        **{f"fullDocument.{name}": 1 for name in fields},
-        "updateDescription.updatedFields": {
+    """The stages after ``$changeStream`` for a stream that needs ``fields``.
+
+    ``updateDescription`` is computed for update events only (``$$REMOVE`` elsewhere):
+    an insert, replace or delete then costs the server one comparison instead of three
+    array filters, and its event carries no empty description to encode and decode.
+    """
+    description = {
+        "updatedFields": {
             "$arrayToObject": {
                 "$filter": {
                     "input": {"$objectToArray": "$updateDescription.updatedFields"},
@@ -78,17 +78,27 @@ def stream_pipeline(fields: Sequence[str]) -> list[dict[str, Any]]:
                 }
             }
         },
-        "updateDescription.removedFields": {
+        "removedFields": {
             "$filter": {
                 "input": "$updateDescription.removedFields",
                 "cond": _top_field_in("$$this", fields),
             }
         },
-        "updateDescription.truncatedArrays": {
+        "truncatedArrays": {
             "$filter": {
                 "input": "$updateDescription.truncatedArrays",
                 "cond": _top_field_in("$$this.field", fields),
             }
+        },
+    }
+    projection: dict[str, Any] = {
+        "operationType": 1,
+        "documentKey": 1,
+        "clusterTime": 1,
+        "wallTime": 1,
+        **{f"fullDocument.{name}": 1 for name in fields},
+        "updateDescription": {
+            "$cond": [{"$eq": ["$operationType", "update"]}, description, "$$REMOVE"]
         },
     }
     return [{"$project": projection}]

@@ -84,26 +84,56 @@ def next_state(prior: State | None, change: Change) -> State | None:
     """The document's state after ``change``; None once deleted.
 
     Raises :class:`UnknownPriorState` for an update to a document never seen.
+
+    Copies only what changes (this runs once per event): an insert or replace takes
+    the event's own decoded document, which nothing else holds; an update copies the
+    previous state shallowly, and a top-level value deeply only before a nested path
+    inside it is changed in place. States are never mutated once made.
     """
     if change.op == "delete":
         return None
     if change.op in ("insert", "replace"):
-        return copy.deepcopy(dict(change.full or {}))
+        full = change.full
+        return full if type(full) is dict else dict(full or {})
     if prior is None:
         raise UnknownPriorState(change.key)
-    state = copy.deepcopy(prior)
+    state = dict(prior)
     update = change.update
     if update is not None:
         # Truncations first: updatedFields may then set elements of the shorter array.
         for path, size in update.truncated:
+            _own(state, path, nested=True)
             truncate_path(state, path, size)
         for path in update.removed:
+            _own(state, path)
             unset_path(state, path)
         for path, value in update.updated.items():
-            set_path(state, path, copy.deepcopy(value))
+            _own(state, path)
+            set_path(state, path, value)
     return state
+
+
+def _own(state: State, path: str, *, nested: bool = False) -> None:
+    """Before changing ``path`` in place: a private copy of the top-level value it is in."""
+    top, dot, _ = path.partition(".")
+    if (dot or nested) and isinstance(state.get(top), dict | list):
+        state[top] = copy.deepcopy(state[top])
 
 
 def project(doc: Mapping[str, Any], fields: tuple[str, ...]) -> State:
     """The fields a stream keeps of a source document (what the pipeline projects)."""
     return {name: copy.deepcopy(doc[name]) for name in fields if name in doc}
+
+
+def same_state(a: Any, b: Any) -> bool:
+    """Equal as BSON values: same types, same field order (Python's ``==`` says True == 1
+    == 1.0, and an order's amount changing from 1 to true is a change)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same_state(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return a == b or (a != a and b != b)
+    return bool(a == b)

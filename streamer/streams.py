@@ -16,7 +16,7 @@ import structlog
 
 from .changes import Change
 from .keys import bson_key
-from .mirror import State, project
+from .mirror import State, project, same_state
 from .mongo import Mongo, Session
 from .mongo.types import DeleteOne, InsertOne, ReplaceOne
 from .totals import Rejected
@@ -24,6 +24,9 @@ from .totals import Rejected
 log = structlog.get_logger("streamer.streams")
 
 QUARANTINE = "streamer_quarantine"
+
+# What the mirror holds of a batch's documents: bson_key -> (state, resync generation).
+Stored = dict[Hashable, tuple[State, Any]]
 
 
 @dataclass(slots=True)
@@ -69,20 +72,23 @@ class MirroredStream:
 
     async def load_prior(
         self, session: Session, changes: Sequence[Change]
-    ) -> tuple[dict[Hashable, State | None], set[Hashable]]:
+    ) -> tuple[dict[Hashable, State | None], Stored]:
         """The stored state of every document ``changes`` touch (None when absent), and
-        which of them the mirror holds (those are replaced; the others inserted, which
-        costs the server less than an upsert)."""
+        what the mirror holds of them (those are replaced, or left alone when nothing
+        changed; the others inserted, which costs the server less than an upsert)."""
         keys: dict[Hashable, Any] = {}
         for change in changes:
             keys.setdefault(bson_key(change.key), change.key)
         prior: dict[Hashable, State | None] = dict.fromkeys(keys)
+        stored: Stored = {}
         docs = await self.mongo.find(
             self.mirror, {"_id": {"$in": list(keys.values())}}, session=session
         )
         for doc in docs:
-            prior[bson_key(doc["_id"])] = doc.get("d")
-        stored = {key for key, state in prior.items() if state is not None}
+            key = bson_key(doc["_id"])
+            state = prior[key] = doc.get("d")
+            if state is not None:
+                stored[key] = (state, doc.get("g"))
         await self._fill_unknown(session, changes, prior)
         return prior, stored
 
@@ -120,14 +126,19 @@ class MirroredStream:
         session: Session,
         states: Mapping[Hashable, tuple[Any, State | None]],
         gen: int,
-        stored: set[Hashable],
+        stored: Stored,
     ) -> int:
+        """One write per document the batch changed (its last state), none for a document
+        whose state and generation are what the mirror already holds."""
         requests: list[Any] = []
         for key, (source_id, state) in states.items():
+            held = stored.get(key)
             if state is None:
-                if key in stored:
+                if held is not None:
                     requests.append(DeleteOne({"_id": source_id}))
-            elif key in stored:
+            elif held is not None:
+                if held[1] == gen and same_state(held[0], state):
+                    continue
                 doc = self.mirror_document(source_id, state, gen)
                 requests.append(ReplaceOne({"_id": source_id}, doc))
             else:

@@ -202,13 +202,16 @@ def plan_orders(changes: Iterable[Change], prior: Mapping[Hashable, State | None
     """
     effects = OrderEffects()
     current: dict[Hashable, State | None] = dict(prior)
+    # Each order's assessed current state: an event's "before" is the last one's "after".
+    assessed: dict[Hashable, Contribution | Invalid | None] = {}
     for change in changes:
         key = bson_key(change.key)
         before = current[key]
         after = next_state(before, change)
         current[key] = after
         effects.states[key] = (change.key, after)
-        old, new = assess_order(before), assess_order(after)
+        old = assessed[key] if key in assessed else assess_order(before)
+        new = assessed[key] = assess_order(after)
         if isinstance(new, Invalid):
             assert after is not None
             effects.rejected.append(Rejected(change, new.reason, after))

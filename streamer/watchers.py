@@ -8,6 +8,19 @@ oplog ("Change Streams > Resume a Change Stream" and the driver specification's
 "Change Streams: postBatchResumeToken"). A getMore returns as soon as any event is
 available, so batches grow with the load and a lone event is applied at once.
 
+Reading overlaps committing: while batch k is applied and committed (in the stream's
+long-lived writer session, ``Committer.session``), the getMore for batch k+1 is already
+in flight (in the session that opened the cursor, as a cursor's getMores must be), so
+the service and the server work at the same time instead of taking turns. The prefetch
+is bounded to that one batch: the next getMore is sent only once batch k+1 is taken
+for processing, so a slow commit holds back reading (back-pressure). Exactly once
+stands as before: each batch's effects and its checkpoint compare-and-set are one
+transaction, batches are committed strictly in order (one at a time, in the order
+read), and a prefetched batch is only data in memory until its own commit. On any
+error, and on stopping, the batch in flight or read ahead is discarded (the getMore
+cancelled, the cursor killed) and the stream reopens from the last committed
+checkpoint, so it is read again.
+
 On a resumable error the stream is reopened from the last committed checkpoint (no
 event is lost: anything read but not committed is read again). When that position
 is gone (286, an invalid token, the collection dropped) the watcher resyncs.
@@ -247,9 +260,13 @@ class Watcher:
             )
             last_saved = time.monotonic()
             last_check = float("-inf")
+            # The getMore for the next batch, sent before this one is applied.
+            ahead: asyncio.Task[dict[str, Any]] | None = None
             try:
                 batch = cursor["firstBatch"]
                 while True:
+                    if cursor_id and not self.stopping.is_set():
+                        ahead = asyncio.create_task(self._get_more(cursor_id, session))
                     cp, last_saved = await self._process(
                         cp,
                         batch,
@@ -260,19 +277,37 @@ class Watcher:
                     self.checkpoint = cp
                     self.position = reply.get("operationTime") or cp.position
                     self.outage = None
-                    if self.stopping.is_set() or not cursor_id:
+                    if self.stopping.is_set() or ahead is None:
                         return
                     last_check = await self._check_request(last_check)
-                    reply = await self._get_more(cursor_id, session)
+                    reply, ahead = await ahead, None
                     cursor = reply["cursor"]
                     batch, cursor_id = cursor["nextBatch"], cursor["id"]
             finally:
+                if ahead is not None:
+                    # Read ahead but never committed: discarded, read again on reopening.
+                    await self._discard(ahead)
                 if cursor_id:
                     with suppress(DatabaseError):  # the server reaps it; nothing to do
                         await self.mongo.command(
                             {"killCursors": self.handler.source, "cursors": [Int64(cursor_id)]},
                             session=session,
                         )
+
+    async def _discard(self, ahead: asyncio.Task[dict[str, Any]]) -> None:
+        """Let a read-ahead getMore end (the server bounds it by maxTimeMS) so that the
+        session is idle again for killCursors; cancel it if it takes longer, or at once
+        when this task is being cancelled. Its result or error no longer matters."""
+        current = asyncio.current_task()
+        try:
+            if not ahead.done() and not (current is not None and current.cancelling()):
+                await asyncio.wait({ahead}, timeout=self.options.max_batch_wait_ms / 1000 + 1.0)
+        finally:
+            ahead.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await ahead
+        if current is not None and current.cancelling():
+            raise asyncio.CancelledError
 
     async def _get_more(self, cursor_id: int, session: Session) -> dict[str, Any]:
         cmd = {
@@ -384,3 +419,4 @@ class _ResyncRequested(Exception):
 
 async def _nothing(session: Session) -> None:
     return None
+

@@ -4,7 +4,16 @@ One mongosim process; the service runs as its own process (`python -m streamer r
 as deployed; the load generator and the baselines run in this process. Prints a table
 and writes bench-results.json.
 
-    python tests/bench/service_bench.py [--events 20000] [--soak 200000] [--uri URI]
+    python tests/bench/service_bench.py [--quick] [--events 20000] [--soak 200000] [--uri URI]
+
+The drain is a backlog drain: the service streams, is stopped, the workload is written,
+and the service is started again. The clock and the CPU counters (service and server,
+from /proc) start when the restarted service's HTTP endpoint first answers (imports
+done; connecting, bootstrap and resuming the stream are counted) and stop when both
+checkpoints cover the last write. "overlap" is the two CPU shares summed, in cores:
+1.0 means service and server took turns; more means they worked at the same time.
+Two workloads: ``insert`` (orders by 200 users) and ``mixed`` (inserts, status and
+amount changes, orders moving between users, deletes, inventory changes).
 """
 
 from __future__ import annotations
@@ -55,7 +64,10 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def orders(n: int, start: int = 0, users: int = 1000) -> list[dict[str, Any]]:
+USERS = 200
+
+
+def orders(n: int, start: int = 0, users: int = USERS) -> list[dict[str, Any]]:
     return [
         {"_id": start + i, "user_id": (start + i) % users, "amount": 10, "status": "completed"}
         for i in range(n)
@@ -70,16 +82,24 @@ async def write_orders(db: Any, n: int, start: int = 0, batch: int = 500) -> Tim
     return reply["operationTime"]  # type: ignore[no-any-return]
 
 
-async def caught_up(db: Any, target: Timestamp, within_s: float = 600) -> float:
-    """Wait until the orders checkpoint covers ``target``; the time it was seen."""
+async def caught_up(
+    db: Any, target: Timestamp, within_s: float = 600, streams: tuple[str, ...] = ("orders",)
+) -> float:
+    """Wait until the streams' checkpoints cover ``target``; the time it was seen.
+
+    Polled every 20 ms: the polls are server work too, kept small beside the drain's.
+    """
     deadline = time.monotonic() + within_s
     while True:
-        cp = await db.streamer_checkpoints.find_one({"_id": "orders"})
-        if cp and cp.get("phase") == "stream" and cp.get("position") and cp["position"] >= target:
+        cps = await db.streamer_checkpoints.find({"_id": {"$in": list(streams)}}).to_list(None)
+        if len(cps) == len(streams) and all(
+            cp.get("phase") == "stream" and cp.get("position") and cp["position"] >= target
+            for cp in cps
+        ):
             return time.perf_counter()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"not caught up to {target}: {cp}")
-        await asyncio.sleep(0.005)
+            raise TimeoutError(f"not caught up to {target}: {cps}")
+        await asyncio.sleep(0.02)
 
 
 async def streaming(db: Any, within_s: float = 60) -> None:
@@ -106,57 +126,140 @@ async def round_trips(http_port: int) -> float:
     )
 
 
+# -- workloads ------------------------------------------------------------------------------
+async def write_mixed(db: Any, n: int) -> int:
+    """About ``n`` change events of every kind on orders and inventory; how many exactly."""
+    events = 0
+    block = 500
+    products = max(n // 10, 10)
+    for offset in range(0, products, block):
+        docs = [
+            {
+                "_id": f"p{i}",
+                "sku": f"S{i}",
+                "name": f"product {i}",
+                "stock": 100,
+                "low_stock_threshold": 10,
+            }
+            for i in range(offset, min(products, offset + block))
+        ]
+        await db.inventory.insert_many(docs)
+        events += len(docs)
+    n_orders = max(n * 3 // 10, block)
+    for offset in range(0, n_orders, block):
+        docs = orders(min(block, n_orders - offset), offset)
+        for d in docs:
+            d["status"] = "pending" if d["_id"] % 3 else "completed"
+        await db.orders.insert_many(docs)
+        events += len(docs)
+    ranges = [(lo, min(lo + block, n_orders)) for lo in range(0, n_orders, block)]
+    for lo, hi in ranges:  # status changes, amount changes, moves to another user
+        window = {"_id": {"$gte": lo, "$lt": hi}}
+        r = await db.orders.update_many(window, {"$set": {"status": "completed"}})
+        events += r.modified_count
+        r = await db.orders.update_many(window, {"$inc": {"amount": 5}})
+        events += r.modified_count
+        r = await db.orders.update_many(
+            {"_id": {"$gte": lo, "$lt": lo + block // 2}}, {"$set": {"user_id": lo % USERS + 1}}
+        )
+        events += r.modified_count
+    for offset in range(0, products, block):  # stock falls below the threshold, and back
+        window = {"_id": {"$in": [f"p{i}" for i in range(offset, min(products, offset + block))]}}
+        for change in (-95, 50):
+            r = await db.inventory.update_many(window, {"$inc": {"stock": change}})
+            events += r.modified_count
+    for lo, hi in ranges:  # a fifth of the orders are deleted
+        r = await db.orders.delete_many({"_id": {"$gte": lo, "$lt": lo + (hi - lo) // 5}})
+        events += r.deleted_count
+    return events
+
+
+async def write_workload(db: Any, workload: str, n: int) -> tuple[int, Timestamp]:
+    """Write the workload; the number of change events and the cluster time of the last."""
+    if workload == "insert":
+        return n, await write_orders(db, n)
+    events = await write_mixed(db, n)
+    reply = await db.command("ping")
+    return events, reply["operationTime"]
+
+
 # -- raw change-stream read rate -----------------------------------------------------------
-async def raw_read(uri: str, driver: str, n: int) -> float:
-    """A bare consumer that only iterates events: the practical ceiling."""
+async def raw_read(uri: str, driver: str, workload: str, n: int) -> float:
+    """A bare consumer that only iterates events (backlog, whole database): the ceiling."""
     if driver == "pymongo":
         from pymongo import AsyncMongoClient
 
         client: Any = AsyncMongoClient(uri)
     else:
         client = AsyncIOMotorClient(uri)
-    db = client[f"raw_{driver}"]
+    name = f"raw_{driver}_{workload}"
+    db = client[name]
     start_at = (await db.command("ping"))["operationTime"]
-    await write_orders(db, n)
+    events, _ = await write_workload(db, workload, n)
     started = time.perf_counter()
     seen = 0
-    stream = db.orders.watch(start_at_operation_time=start_at, batch_size=1000)
+    stream = db.watch(start_at_operation_time=start_at, batch_size=2000)
     if driver == "pymongo":
         stream = await stream
     async with stream:
         async for _ in stream:
             seen += 1
-            if seen == n:
+            if seen == events:
                 break
     elapsed = time.perf_counter() - started
-    await client.drop_database(f"raw_{driver}")
+    await client.drop_database(name)
     result = client.close()
     if asyncio.iscoroutine(result):
         await result
-    return n / elapsed
+    return events / elapsed
 
 
-# -- streamer end to end -------------------------------------------------------------------
-async def end_to_end(uri: str, driver: str, n: int) -> dict[str, float]:
+# -- streamer: backlog drain ---------------------------------------------------------------
+async def metrics_up(http_port: int, within_s: float = 60) -> None:
+    """Until the service's HTTP endpoint answers (polled every 10 ms)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        with contextlib.suppress(aiohttp.ClientError):
+            await round_trips(http_port)
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("the service's HTTP endpoint never answered")
+        await asyncio.sleep(0.01)
+
+
+async def drain(
+    uri: str, server_pid: int | None, driver: str, workload: str, n: int
+) -> dict[str, float]:
     client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(uri)
-    name = f"e2e_{driver}"
+    name = f"drain_{driver}_{workload}"
     db = client[name]
     http_port = free_port()
     service = ServiceProcess(uri, name, driver=driver, http_port=http_port, batch_size=2000)
     await service.start()
     try:
         await streaming(db)
+        await service.stop()
+        events, last = await write_workload(db, workload, n)
+        await service.start()
         assert service.proc is not None
         pid = service.proc.pid
-        trips0, cpu0 = await round_trips(http_port), cpu_seconds(pid)
-        started = time.perf_counter()
-        last = await write_orders(db, n)
-        done = await caught_up(db, last)
+        await metrics_up(http_port)
+        server0 = cpu_seconds(server_pid) if server_pid else 0.0
+        trips0, cpu0, started = await round_trips(http_port), cpu_seconds(pid), time.perf_counter()
+        done = await caught_up(db, last, streams=("orders", "inventory"))
+        server1 = cpu_seconds(server_pid) if server_pid else 0.0
         trips1, cpu1 = await round_trips(http_port), cpu_seconds(pid)
+        wall = done - started
+        service_cpu, server_cpu = cpu1 - cpu0, server1 - server0
         return {
-            "e2e_eps": n / (done - started),
-            "cpu_us_per_event": (cpu1 - cpu0) / n * 1e6,
-            "round_trips_per_1000_events": (trips1 - trips0) / n * 1000,
+            "events": events,
+            "e2e_eps": events / wall,
+            "cpu_us_per_event": service_cpu / events * 1e6,
+            "server_cpu_us_per_event": server_cpu / events * 1e6 if server_pid else float("nan"),
+            "service_cores": service_cpu / wall,
+            "server_cores": server_cpu / wall,
+            "overlap_cores": (service_cpu + server_cpu) / wall,
+            "round_trips_per_1000_events": (trips1 - trips0) / events * 1000,
         }
     finally:
         await service.stop()
@@ -165,28 +268,30 @@ async def end_to_end(uri: str, driver: str, n: int) -> dict[str, float]:
 
 
 # -- the naive baseline --------------------------------------------------------------------
-async def naive(uri: str, n: int) -> float:
-    """What a user writes first: one update_one per event, no batching, no transaction."""
+async def naive(uri: str, workload: str, n: int) -> float:
+    """What a user writes first: one update_one per event, no batching, no transaction
+    (on the same backlog as the drain; it keeps only counts, it is not exact)."""
     client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(uri)
-    db = client.naive
+    name = f"naive_{workload}"
+    db = client[name]
     start_at = (await db.command("ping"))["operationTime"]
-    writer = asyncio.create_task(write_orders(db, n))
+    events, _ = await write_workload(db, workload, n)
     started = time.perf_counter()
     seen = 0
-    async with db.orders.watch(start_at_operation_time=start_at) as stream:
+    async with db.watch(start_at_operation_time=start_at) as stream:
         async for event in stream:
-            doc = event["fullDocument"]
-            await db.user_totals.update_one(
-                {"_id": doc["user_id"]}, {"$inc": {"total": doc["amount"], "count": 1}}, upsert=True
+            doc = event.get("fullDocument") or {}
+            key = doc.get("user_id", event["documentKey"]["_id"])
+            await db.derived.update_one(
+                {"_id": key}, {"$inc": {"total": doc.get("amount", 0), "count": 1}}, upsert=True
             )
             seen += 1
-            if seen == n:
+            if seen == events:
                 break
     elapsed = time.perf_counter() - started
-    await writer
-    await client.drop_database("naive")
+    await client.drop_database(name)
     client.close()
-    return n / elapsed
+    return events / elapsed
 
 
 # -- periodic full recomputation -------------------------------------------------------------
@@ -278,28 +383,42 @@ async def soak(uri: str, first: int, total: int) -> tuple[float, float]:
         client.close()
 
 
+WORKLOADS = ("insert", "mixed")
+DRIVERS = ("motor", "pymongo")
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     sim = MongoSimProcess(oplog_size=max(500_000, args.soak + 50_000))
     if args.uri:
         sim.uri = args.uri  # a real replica set: nothing to start
     else:
         await sim.start()
-    results: dict[str, Any] = {"drivers": {}, "server": "external" if args.uri else "mongosim"}
+    server_pid = None if args.uri else sim._proc.pid if sim._proc else None
+    results: dict[str, Any] = {
+        "server": "external" if args.uri else "mongosim",
+        "events": args.events,
+        "workloads": {},
+    }
     try:
-        for driver in ("motor", "pymongo"):
-            per = {"raw_read_eps": await raw_read(sim.uri, driver, args.events)}
-            per.update(await end_to_end(sim.uri, driver, args.events))
-            results["drivers"][driver] = per
-        motor = results["drivers"]["motor"]
-        results.update({k: motor[k] for k in motor})
-        results["naive_eps"] = await naive(sim.uri, args.naive_events)
-        results["merge_refresh_s_10k"] = await merge_refresh(sim.uri, 10_000)
-        results["merge_refresh_s_100k"] = await merge_refresh(sim.uri, args.merge_large)
+        for workload in WORKLOADS:
+            per_workload: dict[str, Any] = {"drivers": {}}
+            per_workload["naive_eps"] = await naive(sim.uri, workload, args.naive_events)
+            for driver in DRIVERS:
+                per = {"raw_read_eps": await raw_read(sim.uri, driver, workload, args.events)}
+                per.update(await drain(sim.uri, server_pid, driver, workload, args.events))
+                per["e2e_over_raw"] = per["e2e_eps"] / per["raw_read_eps"]
+                per["e2e_over_naive"] = per["e2e_eps"] / per_workload["naive_eps"]
+                per_workload["drivers"][driver] = per
+            results["workloads"][workload] = per_workload
+        if not args.quick:
+            results["merge_refresh_s_10k"] = await merge_refresh(sim.uri, 10_000)
+            results["merge_refresh_s_100k"] = await merge_refresh(sim.uri, args.merge_large)
         p50, p99 = await freshness(sim.uri, 500, args.fresh_seconds)
         results["freshness_p50_ms"], results["freshness_p99_ms"] = p50, p99
-        results["rss_mb_50k"], results["rss_mb_200k"] = await soak(
-            sim.uri, args.soak // 4, args.soak
-        )
+        if not args.quick:
+            results["rss_mb_50k"], results["rss_mb_200k"] = await soak(
+                sim.uri, args.soak // 4, args.soak
+            )
     finally:
         if not args.uri:
             await sim.stop()
@@ -310,50 +429,54 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+ROWS: list[tuple[str, str, str]] = [
+    # (label, key, format)
+    ("raw change-stream read (events/s)", "raw_read_eps", "{:,.0f}"),
+    ("streamer backlog drain (events/s)", "e2e_eps", "{:,.0f}"),
+    ("service CPU (µs/event)", "cpu_us_per_event", "{:,.0f}"),
+    ("server CPU (µs/event)", "server_cpu_us_per_event", "{:,.0f}"),
+    ("overlap: service + server CPU (cores)", "overlap_cores", "{:.2f}"),
+    ("e2e / raw read", "e2e_over_raw", "{:.2f}"),
+    ("e2e / naive", "e2e_over_naive", "{:.1f}"),
+    ("round trips per 1,000 events", "round_trips_per_1000_events", "{:,.1f}"),
+]
+
+
 def table(r: dict[str, Any]) -> str:
-    d = r["drivers"]
-    rows = [
-        (
-            "raw change-stream read (events/s)",
-            f"{d['motor']['raw_read_eps']:,.0f}",
-            f"{d['pymongo']['raw_read_eps']:,.0f}",
-        ),
-        (
-            "streamer end to end (events/s)",
-            f"{d['motor']['e2e_eps']:,.0f}",
-            f"{d['pymongo']['e2e_eps']:,.0f}",
-        ),
-        (
-            "service CPU (µs/event)",
-            f"{d['motor']['cpu_us_per_event']:,.0f}",
-            f"{d['pymongo']['cpu_us_per_event']:,.0f}",
-        ),
-        (
-            "round trips per 1,000 events",
-            f"{d['motor']['round_trips_per_1000_events']:,.1f}",
-            f"{d['pymongo']['round_trips_per_1000_events']:,.1f}",
-        ),
-        ("naive baseline (events/s)", f"{r['naive_eps']:,.0f}", ""),
-        ("$merge refresh, 10k orders (s)", f"{r['merge_refresh_s_10k']:.2f}", ""),
-        ("$merge refresh, 100k orders (s)", f"{r['merge_refresh_s_100k']:.2f}", ""),
-        (
-            "freshness at 500 events/s p50 / p99 (ms)",
-            f"{r['freshness_p50_ms']:.0f} / {r['freshness_p99_ms']:.0f}",
-            "",
-        ),
-        (
-            "service RSS after 50k / 200k events (MB)",
-            f"{r['rss_mb_50k']:.0f} / {r['rss_mb_200k']:.0f}",
-            "",
-        ),
+    out = [
+        "| measure | insert, Motor | insert, PyMongo | mixed, Motor | mixed, PyMongo |",
+        "|---|---:|---:|---:|---:|",
     ]
-    out = ["| measure | Motor | PyMongo async |", "|---|---:|---:|"]
-    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    for label, key, fmt in ROWS:
+        cells = [
+            fmt.format(r["workloads"][w]["drivers"][d][key]) for w in WORKLOADS for d in DRIVERS
+        ]
+        out.append(f"| {label} | {' | '.join(cells)} |")
+    naive_cells = [f"{r['workloads'][w]['naive_eps']:,.0f}" for w in WORKLOADS]
+    out.append(f"| naive baseline (events/s) | {naive_cells[0]} | | {naive_cells[1]} | |")
+    if "merge_refresh_s_10k" in r:
+        out.append(f"| $merge refresh, 10k orders (s) | {r['merge_refresh_s_10k']:.2f} | | | |")
+        out.append(f"| $merge refresh, 100k orders (s) | {r['merge_refresh_s_100k']:.2f} | | | |")
+    out.append(
+        "| freshness at 500 events/s p50 / p99 (ms) | "
+        f"{r['freshness_p50_ms']:.0f} / {r['freshness_p99_ms']:.0f} | | | |"
+    )
+    if "rss_mb_50k" in r:
+        growth = (r["rss_mb_200k"] / r["rss_mb_50k"] - 1) * 100
+        out.append(
+            "| service RSS after 50k / 200k events (MB) | "
+            f"{r['rss_mb_50k']:.0f} / {r['rss_mb_200k']:.0f} ({growth:+.1f}%) | | | |"
+        )
     return "\n".join(out)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="drains, baselines and freshness only (no $merge refresh, no memory soak)",
+    )
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--naive-events", type=int, default=5_000)
     parser.add_argument("--merge-large", type=int, default=100_000)

@@ -165,10 +165,20 @@ def test_pipeline_keeps_the_event_metadata_and_the_needed_fields() -> None:
 def test_pipeline_filters_the_update_description_by_top_level_field() -> None:
     """Each updateDescription part is filtered on the first segment of its path."""
     projection = stream_pipeline(["status"])[0]["$project"]
-    updated = projection["updateDescription.updatedFields"]["$arrayToObject"]["$filter"]
-    removed = projection["updateDescription.removedFields"]["$filter"]
-    truncated = projection["updateDescription.truncatedArrays"]["$filter"]
+    description = projection["updateDescription"]["$cond"][1]
+    updated = description["updatedFields"]["$arrayToObject"]["$filter"]
+    removed = description["removedFields"]["$filter"]
+    truncated = description["truncatedArrays"]["$filter"]
     assert removed["input"] == "$updateDescription.removedFields"
     assert truncated["input"] == "$updateDescription.truncatedArrays"
     for spec, var in ((updated, "$$this.k"), (removed, "$$this"), (truncated, "$$this.field")):
         assert spec["cond"] == {"$in": [{"$arrayElemAt": [{"$split": [var, "."]}, 0]}, ["status"]]}
+
+
+def test_pipeline_computes_the_update_description_for_updates_only() -> None:
+    """Other events leave it out ($$REMOVE) rather than carry an empty one."""
+    condition, _, otherwise = stream_pipeline(["status"])[0]["$project"]["updateDescription"][
+        "$cond"
+    ]
+    assert condition == {"$eq": ["$operationType", "update"]}
+    assert otherwise == "$$REMOVE"

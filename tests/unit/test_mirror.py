@@ -10,7 +10,7 @@ import pytest
 from bson import Timestamp
 
 from streamer.changes import Change, UpdateDescription
-from streamer.mirror import UnknownPriorState, next_state
+from streamer.mirror import UnknownPriorState, next_state, same_state
 
 WALL = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
 
@@ -32,11 +32,11 @@ PRIOR: dict[str, Any] = {
 @pytest.mark.parametrize("prior", [None, PRIOR], ids=["unseen", "seen"])
 @pytest.mark.parametrize("op", ["insert", "replace"])
 def test_insert_and_replace_take_the_full_document(op: str, prior: dict[str, Any] | None) -> None:
-    """The new state is a copy of the event's document, whatever came before."""
+    """The new state is the event's document, whatever came before (not copied: states
+    are never changed in place, an update copies what it changes)."""
     full = {"status": "completed", "items": [{"sku": "a"}]}
     state = next_state(copy.deepcopy(prior), change(op, full))
     assert state == full
-    assert state is not full and state["items"] is not full["items"]
 
 
 @pytest.mark.parametrize("prior", [None, PRIOR], ids=["unseen", "seen"])
@@ -162,13 +162,26 @@ def test_update_never_mutates_the_prior_state(
     assert prior == PRIOR
 
 
-def test_updated_values_are_copied_into_the_state() -> None:
-    """Mutating the event's value afterwards does not reach the new state."""
+@pytest.mark.parametrize(
+    "second",
+    [
+        {"updated": {"address.geo.lat": 2.0}},
+        {"removed": ["address.geo.lat"]},
+        {"updated": {"items.0.qty": 9}},
+        {"truncated": [("items", 1)]},
+    ],
+)
+def test_a_later_update_changes_neither_earlier_states_nor_events(second: dict[str, Any]) -> None:
+    """States share unchanged values; a nested change copies the value it changes first."""
     value = {"lat": 1.0}
-    state = next_state(copy.deepcopy(PRIOR), change("update", updated={"address.geo": value}))
-    assert state is not None
-    value["lat"] = 2.0
-    assert state["address"]["geo"] == {"lat": 1.0}
+    items = [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]
+    first = change("update", updated={"address.geo": value, "items": items})
+    state1 = next_state(copy.deepcopy(PRIOR), first)
+    assert state1 is not None
+    kept = copy.deepcopy(state1)
+    next_state(state1, change("update", **second))
+    assert state1 == kept
+    assert value == {"lat": 1.0} and items == [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]
 
 
 def test_empty_update_returns_an_equal_copy() -> None:
@@ -183,3 +196,21 @@ def test_truncating_an_array_nested_in_an_array() -> None:
     prior = {"m": [[1, 2, 3], [4]]}
     state = next_state(prior, change("update", truncated=(("m.0", 1),)))
     assert state == {"m": [[1], [4]]}
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ({"amount": 1, "status": "x"}, {"amount": 1, "status": "x"}, True),
+        ({"amount": 1}, {"amount": True}, False),
+        ({"amount": 1}, {"amount": 1.0}, False),
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}, False),
+        ({"v": float("nan")}, {"v": float("nan")}, True),
+        ({"v": [1, {"x": 2}]}, {"v": [1, {"x": 2}]}, True),
+        ({"v": [1, {"x": 2}]}, {"v": [1, {"x": 2.0}]}, False),
+        ({"v": [1]}, {"v": [1, 2]}, False),
+    ],
+)
+def test_same_state_compares_as_bson_does(a: Any, b: Any, same: bool) -> None:
+    """A mirror write is skipped only for a state that is the same BSON value."""
+    assert same_state(a, b) is same

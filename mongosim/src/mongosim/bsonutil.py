@@ -209,6 +209,13 @@ def canonical(value: Any) -> Hashable:
     Python already hashes equal int, float and Decimal alike, so numbers of every BSON
     type meet in one key (1 == 1.0 == Int64(1) == Decimal128("1.0")), as in MongoDB.
     """
+    # Hot path (every _id written or looked up): a plain int or str, the usual _id
+    # types, is its own key without the general type ranking below.
+    kind = type(value)
+    if kind is int:
+        return (3, value)
+    if kind is str:
+        return (4, value)
     rank = type_rank(value)
     if rank == 3:
         if is_nan(value):

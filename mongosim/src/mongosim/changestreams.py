@@ -126,6 +126,7 @@ class ChangeStream:
         self.split = bool(stages) and SPLIT_STAGE in stages[-1]
         if self.split:
             stages = stages[:-1]
+        self._ns = f"{db}.{coll}" if coll is not None and not self.cluster else None
         _check_stages(stages)
         self.stages = stages
         self.closed = False
@@ -166,6 +167,10 @@ class ChangeStream:
 
     # -- scope -----------------------------------------------------------------------
     def _in_scope(self, entry: OplogEntry) -> bool:
+        if self._ns is not None and entry.op != "c":
+            # Hot path (every oplog entry, once per open stream): a collection stream's
+            # CRUD entries compare their ns as a whole, without splitting it.
+            return entry.ns == self._ns
         db = entry.db
         if self.cluster:
             return db not in _HIDDEN_DBS
@@ -238,16 +243,23 @@ class ChangeStream:
             )
         return image
 
-    def _user_pipeline(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        if not self.stages:
-            return event
-        out = self.host.run_event_pipeline([event], self.stages)
-        if not out:
-            return None
-        result = out[0]
-        if result.get("_id") != event["_id"]:
-            raise MongoError(280, _ID_MODIFIED)
-        return result
+    def _user_pipeline(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The user's stages over rendered events, run once for the lot (hot path: one
+        pipeline set-up per batch, not per event). The stages allowed here map each
+        event to at most one, in order, so each result is matched to its event."""
+        if not self.stages or not events:
+            return events
+        out = self.host.run_event_pipeline(events, self.stages)
+        given = iter(events)
+        for result in out:
+            token = result.get("_id")
+            if not any(token == event["_id"] for event in given):
+                raise MongoError(280, _ID_MODIFIED)
+        return out
+
+    def _piped(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Events through the user's stages, each then fitted to the 16 MiB limit."""
+        return [part for event in self._user_pipeline(events) for part in self._fit(event)]
 
     def _fit(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """An event within the 16 MiB limit as it is; a larger one split into fragments by
@@ -295,23 +307,31 @@ class ChangeStream:
         events: list[dict[str, Any]] = []
         if self._pending_invalidate is not None:
             return self._emit_invalidate(events)
+        # Rendered events wait in ``pending`` until as many as the batch still needs are
+        # there, then go through the user pipeline together; an event the pipeline
+        # drops makes room, so scanning goes on. ``position`` is the last entry scanned,
+        # which is the last entry of a full batch, as when events were piped one by one.
+        pending: list[dict[str, Any]] = []
         for entry in self._entries_after():
             self.position = (entry.ts.time, entry.ts.inc, entry.txn_index)
             if entry.op == "n" or not self._in_scope(entry):
                 continue
             event = self._render(entry)
             if event is not None:
-                event = self._user_pipeline(event)
-                if event is not None:
-                    events.extend(self._fit(event))
+                pending.append(event)
             if self._invalidates(entry):
+                events += self._piped(pending)
                 self._pending_invalidate = entry
                 if len(events) < limit:
                     return self._emit_invalidate(events)
                 break
-            if len(events) >= limit:
-                break
+            if len(events) + len(pending) >= limit:
+                events += self._piped(pending)
+                pending = []
+                if len(events) >= limit:
+                    break
         else:
+            events += self._piped(pending)
             last = self.host.oplog.last_ts
             self.position = max(self.position, (last.time, last.inc, 0xFFFFFFFF))
         self._update_token(events)

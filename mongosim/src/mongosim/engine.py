@@ -327,10 +327,14 @@ class Engine:
         txn = session.txn
         assert txn is not None
         entries: list[OplogEntry] = []
+        # Hot path (a commit holds a batch's writes): each namespace is resolved once.
+        colls: dict[str, Collection] = {}
         try:
             overlays: dict[str, dict[Hashable, dict[str, Any] | None] | None] = {}
             for w in txn.writes:
-                coll = self._collection_by_ns(w.ns)
+                coll = colls.get(w.ns)
+                if coll is None:
+                    coll = colls[w.ns] = self._collection_by_ns(w.ns)
                 if w.doc is not None:
                     if w.ns not in overlays:
                         overlays[w.ns] = self.unique_overlay(coll, txn)
@@ -344,7 +348,9 @@ class Engine:
                 labels=["TransientTransactionError"],
             ) from exc
         for w in txn.writes:
-            coll = self._collection_by_ns(w.ns)
+            coll = colls.get(w.ns)
+            if coll is None:
+                coll = colls[w.ns] = self._collection_by_ns(w.ns)
             key = (w.ns, w.idk)
             self.sessions.before_commit_write(key, coll.get(w.idk), txn)
             if w.op == "d":
