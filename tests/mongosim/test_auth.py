@@ -67,10 +67,12 @@ async def test_the_drivers_authenticate_with_scram(
 
 async def test_a_wrong_password_fails_with_authentication_failed(private_mongosim: Sim) -> None:
     """Code 18, mongod's message, and no command runs."""
-    async with _auth_sim(private_mongosim) as sim:
-        async with _client(_with_user(sim.uri, "root", "wrong")) as bad:
-            with pytest.raises(OperationFailure) as info:
-                await bad.admin.command("ping")
+    async with (
+        _auth_sim(private_mongosim) as sim,
+        _client(_with_user(sim.uri, "root", "wrong")) as bad,
+    ):
+        with pytest.raises(OperationFailure) as info:
+            await bad.admin.command("ping")
     assert info.value.code == 18 and "Authentication failed." in str(info.value)
 
 
@@ -93,20 +95,19 @@ async def test_commands_need_authentication_except_the_handshake_ones(
 async def test_a_role_grants_exactly_its_actions(private_mongosim: Sim) -> None:
     """A custom role allows find on one collection; insert there and find elsewhere fail
     with mongod's "not authorized on <db> to execute command { ... }"."""
-    async with _auth_sim(private_mongosim) as sim:
-        async with _client(_with_user(sim.uri, *ROOT)) as root:
-            await root.admin.command(
-                {
-                    "createRole": "reader",
-                    "privileges": [
-                        {"resource": {"db": "app", "collection": "orders"}, "actions": ["find"]}
-                    ],
-                    "roles": [],
-                }
-            )
-            await root.admin.command(
-                {"createUser": "svc", "pwd": "pw", "roles": [{"role": "reader", "db": "admin"}]}
-            )
+    async with _auth_sim(private_mongosim) as sim, _client(_with_user(sim.uri, *ROOT)) as root:
+        await root.admin.command(
+            {
+                "createRole": "reader",
+                "privileges": [
+                    {"resource": {"db": "app", "collection": "orders"}, "actions": ["find"]}
+                ],
+                "roles": [],
+            }
+        )
+        await root.admin.command(
+            {"createUser": "svc", "pwd": "pw", "roles": [{"role": "reader", "db": "admin"}]}
+        )
         async with _client(_with_user(sim.uri, "svc", "pw")) as svc:
             assert await svc.app.orders.find_one({}) is None
             with pytest.raises(OperationFailure) as insert:
@@ -121,54 +122,52 @@ async def test_a_role_grants_exactly_its_actions(private_mongosim: Sim) -> None:
 
 async def test_built_in_roles_and_user_management(private_mongosim: Sim) -> None:
     """read/readWrite on a database; grant, revoke, usersInfo, rolesInfo, update, drop."""
-    async with _auth_sim(private_mongosim) as sim:
-        async with _client(_with_user(sim.uri, *ROOT)) as root:
-            await root.app.command({"createUser": "u", "pwd": "p1", "roles": ["read"]})
-            info = await root.app.command({"usersInfo": "u"})
-            assert info["users"][0]["roles"] == [{"role": "read", "db": "app"}]
-            assert info["users"][0]["mechanisms"] == ["SCRAM-SHA-1", "SCRAM-SHA-256"]
-            assert "credentials" not in info["users"][0]
-            uri = sim.uri.replace("/?", "/app?")
-            async with _client(_with_user(uri, "u", "p1")) as user:
-                await user.app.c.find_one({})
-                with pytest.raises(OperationFailure):
-                    await user.app.c.insert_one({})
-            await root.app.command({"grantRolesToUser": "u", "roles": ["readWrite"]})
-            async with _client(_with_user(uri, "u", "p1")) as user:
+    async with _auth_sim(private_mongosim) as sim, _client(_with_user(sim.uri, *ROOT)) as root:
+        await root.app.command({"createUser": "u", "pwd": "p1", "roles": ["read"]})
+        info = await root.app.command({"usersInfo": "u"})
+        assert info["users"][0]["roles"] == [{"role": "read", "db": "app"}]
+        assert info["users"][0]["mechanisms"] == ["SCRAM-SHA-1", "SCRAM-SHA-256"]
+        assert "credentials" not in info["users"][0]
+        uri = sim.uri.replace("/?", "/app?")
+        async with _client(_with_user(uri, "u", "p1")) as user:
+            await user.app.c.find_one({})
+            with pytest.raises(OperationFailure):
                 await user.app.c.insert_one({})
-            await root.app.command({"revokeRolesFromUser": "u", "roles": ["readWrite"]})
-            await root.app.command({"updateUser": "u", "pwd": "p2"})
-            async with _client(_with_user(uri, "u", "p2")) as user:
-                with pytest.raises(OperationFailure):
-                    await user.app.c.insert_one({})
-            roles = await root.app.command({"rolesInfo": "readWrite", "showPrivileges": True})
-            assert roles["roles"][0]["isBuiltin"] is True
-            assert "insert" in roles["roles"][0]["privileges"][0]["actions"]
+        await root.app.command({"grantRolesToUser": "u", "roles": ["readWrite"]})
+        async with _client(_with_user(uri, "u", "p1")) as user:
+            await user.app.c.insert_one({})
+        await root.app.command({"revokeRolesFromUser": "u", "roles": ["readWrite"]})
+        await root.app.command({"updateUser": "u", "pwd": "p2"})
+        async with _client(_with_user(uri, "u", "p2")) as user:
+            with pytest.raises(OperationFailure):
+                await user.app.c.insert_one({})
+        roles = await root.app.command({"rolesInfo": "readWrite", "showPrivileges": True})
+        assert roles["roles"][0]["isBuiltin"] is True
+        assert "insert" in roles["roles"][0]["privileges"][0]["actions"]
+        await root.app.command({"dropUser": "u"})
+        with pytest.raises(OperationFailure) as gone:
             await root.app.command({"dropUser": "u"})
-            with pytest.raises(OperationFailure) as gone:
-                await root.app.command({"dropUser": "u"})
-            with pytest.raises(OperationFailure) as no_role:
-                await root.app.command({"createUser": "v", "pwd": "x", "roles": ["nope"]})
+        with pytest.raises(OperationFailure) as no_role:
+            await root.app.command({"createUser": "v", "pwd": "x", "roles": ["nope"]})
     assert gone.value.code == 11 and no_role.value.code == 31
 
 
 async def test_users_may_kill_only_their_own_sessions(private_mongosim: Sim) -> None:
     """killSessions on one's own session works; on another user's it is Unauthorized."""
-    async with _auth_sim(private_mongosim) as sim:
-        async with _client(_with_user(sim.uri, *ROOT)) as root:
-            for name in ("a", "b"):
-                await root.admin.command({"createUser": name, "pwd": "pw", "roles": [
-                    {"role": "readWrite", "db": "app"}]})  # fmt: skip
+    async with _auth_sim(private_mongosim) as sim, _client(_with_user(sim.uri, *ROOT)) as root:
+        for name in ("a", "b"):
+            await root.admin.command({"createUser": name, "pwd": "pw", "roles": [
+                {"role": "readWrite", "db": "app"}]})  # fmt: skip
         async with (
             _client(_with_user(sim.uri, "a", "pw")) as a,
             _client(_with_user(sim.uri, "b", "pw")) as b,
+            await a.start_session() as session,
         ):
-            async with await a.start_session() as session:
-                await a.app.c.find_one({}, session=session)
-                lsid = session.session_id
-                with pytest.raises(OperationFailure) as info:
-                    await b.admin.command({"killSessions": [lsid]})
-                await a.admin.command({"killSessions": [lsid]})
+            await a.app.c.find_one({}, session=session)
+            lsid = session.session_id
+            with pytest.raises(OperationFailure) as info:
+                await b.admin.command({"killSessions": [lsid]})
+            await a.admin.command({"killSessions": [lsid]})
     assert info.value.code == 13
 
 
@@ -176,12 +175,16 @@ async def test_users_and_roles_survive_a_restart_on_the_data_dir(
     private_mongosim: Sim, tmp_path: Path
 ) -> None:
     """With a data dir the catalog is kept: the same password works after a restart."""
-    async with _auth_sim(private_mongosim, data_dir=tmp_path) as sim:
-        async with _client(_with_user(sim.uri, *ROOT)) as root:
-            await root.admin.command({"createRole": "r", "privileges": [], "roles": ["read"]})
-    async with private_mongosim(auth=True, data_dir=tmp_path) as sim:
-        async with _client(_with_user(sim.uri, *ROOT)) as root:
-            roles = await root.admin.command({"rolesInfo": "r"})
+    async with (
+        _auth_sim(private_mongosim, data_dir=tmp_path) as sim,
+        _client(_with_user(sim.uri, *ROOT)) as root,
+    ):
+        await root.admin.command({"createRole": "r", "privileges": [], "roles": ["read"]})
+    async with (
+        private_mongosim(auth=True, data_dir=tmp_path) as sim,
+        _client(_with_user(sim.uri, *ROOT)) as root,
+    ):
+        roles = await root.admin.command({"rolesInfo": "r"})
     assert roles["roles"][0]["inheritedRoles"] == [{"role": "read", "db": "admin"}]
 
 

@@ -32,7 +32,7 @@ UserRef = tuple[str, str]  # (db, name)
 
 
 def auth_failed() -> MongoError:
-    return MongoError(18, "Authentication failed.")
+    return MongoError(18, "Authentication failed.", code_name="AuthenticationFailed")
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from mongosim import scram
 
 # RFC 5802 §5 (SCRAM-SHA-1) and RFC 7677 §3 (SCRAM-SHA-256): user "user", password "pencil".
@@ -65,7 +66,7 @@ def test_the_server_conversation_accepts_the_rfc_exchange(
 
 def test_a_wrong_proof_is_refused() -> None:
     """One flipped proof byte fails the exchange."""
-    mech, nonce, server_first, final, proof, _ = VECTORS[1]
+    mech, nonce, server_first, _final, proof, _ = VECTORS[1]
     salt, iterations = _server_first_fields(server_first)
     _, stored, server_key = scram.keys(mech, scram.salted_password(mech, b"pencil", salt, 4096))
     credential = scram.Credential(mech, salt, iterations, stored, server_key)
