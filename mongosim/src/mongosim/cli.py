@@ -34,6 +34,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="refuse configureFailPoint, as mongod without enableTestCommands",
     )
+    parser.add_argument(
+        "--auth", action="store_true", help="require authentication and check privileges"
+    )
+    parser.add_argument("--tls-cert-key-file", default=None, help="PEM certificate and key")
+    parser.add_argument("--tls-ca-file", default=None, help="CA that signs client certificates")
+    parser.add_argument(
+        "--tls-allow-connections-without-certificates",
+        action="store_true",
+        help="with --tls-ca-file, do not require a client certificate",
+    )
     return parser.parse_args(argv)
 
 
@@ -51,6 +61,10 @@ async def serve(args: argparse.Namespace) -> None:
         data_dir=args.data_dir,
         snapshot_history_window_s=args.snapshot_history_window_secs,
         enable_test_commands=not args.no_test_commands,
+        auth=args.auth,
+        tls_cert_key_file=args.tls_cert_key_file,
+        tls_ca_file=args.tls_ca_file,
+        tls_allow_connections_without_certificates=args.tls_allow_connections_without_certificates,
     )
     async with sim:
         print(f"mongosim ready {sim.uri}", flush=True)

@@ -19,11 +19,14 @@ from bson.binary import Binary
 from bson.int64 import Int64
 
 from . import labels
+from .auth import Auth, make_connection_auth
 from .engine import CommandContext, Engine
 from .errors import CloseConnection, MongoError
 from .failpoints import FailPoints
 from .history import DEFAULT_WINDOW_S
+from .tls import server_context
 from .topology import Topology
+from .users import Catalog
 from .wire import ProtocolError, Request, decode_request, encode_reply, parse_header
 
 log = logging.getLogger("mongosim")
@@ -35,8 +38,11 @@ _connection_ids = itertools.count(1)
 class Server:
     """Everything a connection needs to answer a command."""
 
-    def __init__(self, engine: Engine, topology: Topology, failpoints: FailPoints) -> None:
+    def __init__(
+        self, engine: Engine, topology: Topology, failpoints: FailPoints, auth: Auth
+    ) -> None:
         self.engine, self.topology, self.failpoints = engine, topology, failpoints
+        self.auth = auth
 
     async def handle(self, request: Request, conn: Connection) -> dict[str, Any] | None:
         """The reply for a request, or None when the connection must close without one."""
@@ -90,7 +96,12 @@ class Server:
             app = (client.get("application") or {}).get("name")
             if app:
                 conn.app_name = app
-            return await self.topology.hello(cmd, conn.id, request.legacy or lname == "ismaster")
+            hello = await self.topology.hello(cmd, conn.id, request.legacy or lname == "ismaster")
+            self.auth.decorate_hello(cmd, hello, conn.auth)
+            return hello
+        handled = self.auth.intercept(name, request.db, cmd, conn.auth)  # auth.py
+        if handled is not None:
+            return handled
         if lname == "configurefailpoint":
             return self.failpoints.configure(cmd)
         if lname == "replsetstepdown":
@@ -180,10 +191,12 @@ class Connection(asyncio.Protocol):
         self._queue: asyncio.Queue[tuple[Any, bytes]] = asyncio.Queue()
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task[None] | None = None
+        self.auth = make_connection_auth(None)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.auth = make_connection_auth(transport.get_extra_info("peername"))
         self.live.add(self)
         self.task = asyncio.get_running_loop().create_task(self._serve())
 
@@ -277,8 +290,20 @@ class MongoSim:
         enable_test_commands: bool = True,
         noop_interval: float = 10.0,
         snapshot_history_window_s: int = DEFAULT_WINDOW_S,
+        auth: bool = False,
+        tls_cert_key_file: str | Path | None = None,
+        tls_ca_file: str | Path | None = None,
+        tls_allow_connections_without_certificates: bool = False,
     ) -> None:
         self.host, self.port, self.replset = host, port, replset
+        self.auth = Auth(Catalog(Path(data_dir) if data_dir else None), enabled=auth)
+        self.ssl = (
+            server_context(
+                tls_cert_key_file, tls_ca_file, tls_allow_connections_without_certificates
+            )
+            if tls_cert_key_file is not None
+            else None
+        )
         self.engine = Engine(
             oplog_size=oplog_size,
             data_dir=data_dir,
@@ -293,15 +318,16 @@ class MongoSim:
 
     @property
     def uri(self) -> str:
-        return f"mongodb://{self.host}:{self.port}/?replicaSet={self.replset}"
+        tls = "&tls=true" if self.ssl is not None else ""
+        return f"mongodb://{self.host}:{self.port}/?replicaSet={self.replset}{tls}"
 
     async def start(self) -> None:
         await self.engine.start()
         loop = asyncio.get_running_loop()
         self.topology = Topology(self.host, self.port, self.replset, self.engine)
-        server = Server(self.engine, self.topology, self.failpoints)
+        server = Server(self.engine, self.topology, self.failpoints, self.auth)
         self._server = await loop.create_server(
-            lambda: Connection(server, self._live), self.host, self.port
+            lambda: Connection(server, self._live), self.host, self.port, ssl=self.ssl
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self.topology.port = self.port

@@ -1,0 +1,245 @@
+"""Privileges: resources, actions, the built-in roles and what each command requires.
+
+Sources: the MongoDB manual's "Resource Document on Self-Managed Deployments",
+"Privilege Actions" and "Built-In Roles" pages, and mongod's
+``src/mongo/db/auth/builtin_roles.yml`` / each command's ``checkAuthForOperation``.
+
+A resource is ``{db, collection}``, ``{cluster: true}`` or ``{anyResource: true}``. The
+empty string is a wildcard: ``{db: "app", collection: ""}`` is every non-system collection
+of ``app`` (and the database itself), ``{db: "", collection: ""}`` every non-system
+collection of every database. Simplifications, documented in the README: getMore and
+killCursors need only an authenticated user (mongod checks the cursor was opened by the
+same users), and ``$lookup``/``$unionWith`` in a pipeline are not checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bson.binary import Binary
+from bson.timestamp import Timestamp
+
+Resource = Mapping[str, Any]
+Privilege = Mapping[str, Any]  # {resource: Resource, actions: [str, ...]}
+Need = tuple[dict[str, Any], str]  # (resource, action)
+
+CLUSTER: dict[str, Any] = {"cluster": True}
+
+# Commands anyone may run before authenticating (mongod: requiresAuth() is false).
+NO_AUTH = frozenset(
+    {
+        "hello",
+        "ismaster",
+        "saslstart",
+        "saslcontinue",
+        "authenticate",
+        "logout",
+        "ping",
+        "buildinfo",
+        "getnonce",
+        "connectionstatus",
+        "whatsmyuri",
+        "endsessions",
+        "getlog",
+    }
+)
+# Commands any authenticated user may run (they act on the user's own sessions/cursors).
+ANY_USER = frozenset(
+    {
+        "getmore",
+        "killcursors",
+        "committransaction",
+        "aborttransaction",
+        "refreshsessions",
+        "startsession",
+        "killsessions",  # others' sessions are checked by the auth layer
+        "configurefailpoint",  # a test command; mongod with enableTestCommands
+    }
+)
+
+_READ = ["changeStream", "collStats", "dbHash", "dbStats", "find", "killCursors",
+         "listCollections", "listIndexes", "listSearchIndexes"]  # fmt: skip
+_READ_WRITE = [*_READ, "convertToCapped", "createCollection", "createIndex", "dropCollection",
+               "dropIndex", "insert", "remove", "renameCollectionSameDB", "update"]  # fmt: skip
+_DB_ADMIN = ["bypassDocumentValidation", "collMod", "collStats", "compact", "convertToCapped",
+             "createCollection", "createIndex", "dbStats", "dropCollection", "dropDatabase",
+             "dropIndex", "enableProfiler", "listCollections", "listIndexes",
+             "planCacheIndexFilter", "planCacheRead", "planCacheWrite", "reIndex",
+             "renameCollectionSameDB",
+             "storageDetails", "validate"]  # fmt: skip
+_CLUSTER_MONITOR = ["connPoolStats", "getCmdLineOpts", "getLog", "getParameter",
+                    "hostInfo", "listDatabases", "listSessions", "replSetGetConfig",
+                    "replSetGetStatus", "serverStatus", "top"]  # fmt: skip
+_USER_ADMIN = ["changeCustomData", "changePassword", "createRole", "createUser", "dropRole",
+               "dropUser", "grantRole", "revokeRole", "setAuthenticationRestriction",
+               "viewRole", "viewUser"]  # fmt: skip
+
+BUILTIN_ROLES = ("read", "readWrite", "dbAdmin", "userAdmin", "clusterMonitor",
+                 "readAnyDatabase", "root")  # fmt: skip
+_ADMIN_ONLY = frozenset({"clusterMonitor", "readAnyDatabase", "root"})
+
+
+def builtin_privileges(role: str, db: str) -> list[dict[str, Any]] | None:
+    """A built-in role's privileges on ``db``, or None if ``role`` is not built in there."""
+    if role in _ADMIN_ONLY and db != "admin":
+        return None
+    here = {"db": db, "collection": ""}
+    table: dict[str, list[dict[str, Any]]] = {
+        "read": [{"resource": here, "actions": _READ}],
+        "readWrite": [{"resource": here, "actions": _READ_WRITE}],
+        "dbAdmin": [{"resource": here, "actions": _DB_ADMIN}],
+        "userAdmin": [{"resource": here, "actions": _USER_ADMIN}],
+        "clusterMonitor": [
+            {"resource": CLUSTER, "actions": _CLUSTER_MONITOR},
+            {"resource": {"db": "local", "collection": "oplog.rs"}, "actions": ["find"]},
+        ],
+        "readAnyDatabase": [
+            {"resource": {"db": "", "collection": ""}, "actions": _READ},
+            {"resource": CLUSTER, "actions": ["listDatabases"]},
+        ],
+        "root": [{"resource": {"anyResource": True}, "actions": ["anyAction"]}],
+    }
+    return table.get(role)
+
+
+def matches(pattern: Resource, resource: Resource) -> bool:
+    """Whether a privilege's resource pattern covers the resource a command needs."""
+    if pattern.get("anyResource"):
+        return True
+    if "cluster" in resource or "cluster" in pattern:
+        return bool(pattern.get("cluster")) and bool(resource.get("cluster"))
+    p_db, p_coll = pattern.get("db", ""), pattern.get("collection", "")
+    db, coll = resource.get("db", ""), resource.get("collection", "")
+    if p_db and p_db != db:
+        return False
+    if p_coll:
+        return bool(p_coll == coll)
+    # A database pattern covers the database and its non-system collections.
+    return not coll.startswith("system.")
+
+
+def allowed(privileges: Iterable[Privilege], resource: Resource, action: str) -> bool:
+    return any(
+        matches(p["resource"], resource) and (action in p["actions"] or "anyAction" in p["actions"])
+        for p in privileges
+    )
+
+
+def _ns(db: str, coll: Any) -> dict[str, Any]:
+    return {"db": db, "collection": coll if isinstance(coll, str) else ""}
+
+
+def _aggregate(db: str, cmd: Mapping[str, Any]) -> list[Need]:
+    target = cmd.get("aggregate")
+    stages = [next(iter(s), "") for s in cmd.get("pipeline") or [] if isinstance(s, Mapping)]
+    needs: list[Need] = []
+    if stages and stages[0] == "$changeStream":
+        spec = (cmd.get("pipeline") or [{}])[0].get("$changeStream") or {}
+        every = {"db": "", "collection": ""}
+        where = every if spec.get("allChangesForCluster") else _ns(db, target)
+        needs += [(where, "changeStream"), (where, "find")]
+    elif isinstance(target, str):
+        needs.append((_ns(db, target), "find"))
+    for stage in cmd.get("pipeline") or []:
+        for key in ("$out", "$merge"):
+            if key in stage:
+                spec = stage[key]
+                out = spec if isinstance(spec, str) else spec.get("into") or spec.get("coll")
+                out_db = db
+                if isinstance(out, Mapping):
+                    out_db, out = out.get("db", db), out.get("coll")
+                needs += [(_ns(out_db, out), a) for a in ("insert", "remove", "update")]
+    return needs
+
+
+def _find_and_modify(db: str, cmd: Mapping[str, Any]) -> list[Need]:
+    ns = _ns(db, cmd.get("findAndModify") or cmd.get("findandmodify"))
+    needs: list[Need] = [(ns, "find"), (ns, "remove" if cmd.get("remove") else "update")]
+    if cmd.get("upsert"):
+        needs.append((ns, "insert"))
+    return needs
+
+
+def _update(db: str, cmd: Mapping[str, Any]) -> list[Need]:
+    ns = _ns(db, cmd.get("update"))
+    needs: list[Need] = [(ns, "update")]
+    if any(u.get("upsert") for u in cmd.get("updates") or [] if isinstance(u, Mapping)):
+        needs.append((ns, "insert"))
+    return needs
+
+
+_ON_COLLECTION: dict[str, str] = {
+    "find": "find",
+    "count": "find",
+    "distinct": "find",
+    "insert": "insert",
+    "delete": "remove",
+    "create": "createCollection",
+    "createindexes": "createIndex",
+    "collmod": "collMod",
+    "drop": "dropCollection",
+    "dropindexes": "dropIndex",
+    "deleteindexes": "dropIndex",
+    "listindexes": "listIndexes",
+}
+_ON_DATABASE = {"listcollections": "listCollections", "dropdatabase": "dropDatabase",
+                "dbstats": "dbStats"}  # fmt: skip
+_ON_CLUSTER = {"serverstatus": "serverStatus", "replsetgetstatus": "replSetGetStatus",
+               "getparameter": "getParameter", "getcmdlineopts": "getCmdLineOpts",
+               "hostinfo": "hostInfo", "listdatabases": "listDatabases",
+               "replsetstepdown": "replSetStateChange",
+               "killallsessions": "killAnySession"}  # fmt: skip
+_USER_ADMIN_COMMANDS = {"createuser": "createUser", "updateuser": "changePassword",
+                        "dropuser": "dropUser", "usersinfo": "viewUser",
+                        "createrole": "createRole", "updaterole": "createRole",
+                        "droprole": "dropRole", "rolesinfo": "viewRole",
+                        "grantrolestouser": "grantRole",
+                        "revokerolesfromuser": "revokeRole"}  # fmt: skip
+
+
+def required(name: str, db: str, cmd: Mapping[str, Any]) -> list[Need]:
+    """What ``cmd`` (run on ``db``) needs; every (resource, action) pair must be allowed."""
+    lname = name.lower()
+    if lname in _ON_COLLECTION:
+        return [(_ns(db, cmd.get(name)), _ON_COLLECTION[lname])]
+    if lname in _ON_DATABASE:
+        return [({"db": db, "collection": ""}, _ON_DATABASE[lname])]
+    if lname in _ON_CLUSTER:
+        return [(CLUSTER, _ON_CLUSTER[lname])]
+    if lname in _USER_ADMIN_COMMANDS:
+        return [({"db": db, "collection": ""}, _USER_ADMIN_COMMANDS[lname])]
+    if lname == "aggregate":
+        return _aggregate(db, cmd)
+    if lname == "findandmodify":
+        return _find_and_modify(db, cmd)
+    if lname == "update":
+        return _update(db, cmd)
+    if lname == "renamecollection":
+        src, dst = str(cmd.get(name, "")), str(cmd.get("to", ""))
+        s_db, _, s_coll = src.partition(".")
+        d_db, _, d_coll = dst.partition(".")
+        return [(_ns(s_db, s_coll), "renameCollectionSameDB"), (_ns(d_db, d_coll), "insert")]
+    # Anything else (an unknown command is answered CommandNotFound later) needs root.
+    return [({"anyResource": True}, "anyAction")]
+
+
+def shell_repr(value: Any) -> str:
+    """A value as mongod's ``BSONObj::toString`` prints it in error messages."""
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{k}: {shell_repr(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[ " + ", ".join(shell_repr(v) for v in value) + " ]" if value else "[]"
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, Binary) and value.subtype == 4:
+        return f'UUID("{value.as_uuid()}")'
+    if isinstance(value, Timestamp):
+        return f"Timestamp({value.time}, {value.inc})"
+    return str(value)

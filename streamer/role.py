@@ -1,0 +1,77 @@
+"""The service's least-privilege MongoDB role, defined once.
+
+The README's ``createRole`` snippet is :func:`create_role_js` (a test keeps the two
+equal), and the least-privilege tests create the role from :func:`privileges`, so the
+documented role is the one that is proven. Actions and resources: the manual's
+"Privilege Actions" and "Resource Document" pages.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import checkpoints, inventory, leases, orders, sessions, streams
+
+ROLE = "streamer"
+SOURCES = (orders.OrdersStream.source, inventory.InventoryStream.source)
+SOURCE_ACTIONS = ("find", "changeStream")
+STATE = (
+    orders.USER_TOTALS,
+    inventory.STOCK_ALERTS,
+    checkpoints.COLLECTION,
+    leases.COLLECTION,
+    sessions.COLLECTION,
+    streams.QUARANTINE,
+    orders.MIRROR,
+    inventory.MIRROR,
+)
+STATE_ACTIONS = ("find", "insert", "update", "remove")
+OPLOG_ACTIONS = ("find",)  # the oplog-headroom gauge only
+BOOTSTRAP_ACTIONS = ("listCollections", "listIndexes", "createCollection", "createIndex", "collMod")
+
+
+def privileges(
+    database: str, *, oplog: bool = True, bootstrap: bool = True
+) -> list[dict[str, Any]]:
+    """The role's privileges on ``database``; ``oplog``/``bootstrap`` keep the optional rows."""
+    out: list[dict[str, Any]] = [
+        {"resource": {"db": database, "collection": c}, "actions": list(SOURCE_ACTIONS)}
+        for c in SOURCES
+    ]
+    out += [
+        {"resource": {"db": database, "collection": c}, "actions": list(STATE_ACTIONS)}
+        for c in STATE
+    ]
+    if oplog:
+        out.append({"resource": {"db": "local", "collection": "oplog.rs"}, "actions": ["find"]})
+    if bootstrap:
+        out.append(
+            {"resource": {"db": database, "collection": ""}, "actions": list(BOOTSTRAP_ACTIONS)}
+        )
+    return out
+
+
+def create_role_command(database: str, role: str = ROLE) -> dict[str, Any]:
+    """``createRole`` (run on ``admin``) for the service's role."""
+    return {"createRole": role, "privileges": privileges(database), "roles": []}
+
+
+def create_role_js(database: str = "myapp", role: str = ROLE) -> str:
+    """The mongosh snippet the README shows."""
+
+    def resource(r: dict[str, Any]) -> str:
+        return "{ " + ", ".join(f"{k}: {json.dumps(v)}" for k, v in r.items()) + " }"
+
+    lines = [
+        f"    {{ resource: {resource(p['resource'])}, actions: {json.dumps(p['actions'])} }},"
+        for p in privileges(database)
+    ]
+    return "\n".join(
+        [
+            'db.getSiblingDB("admin").createRole({',
+            f'  role: "{role}", roles: [], privileges: [',
+            *lines,
+            "  ] })",
+        ]
+    )
