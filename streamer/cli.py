@@ -21,8 +21,9 @@ import structlog
 from . import __version__
 from .bootstrap import bootstrap_exit_code, run_bootstrap
 from .checkpoints import CheckpointStore
-from .errors import DatabaseUnavailable, SettingsError, StreamerError
+from .errors import DatabaseUnavailable, FatalDatabaseError, SettingsError, StreamerError
 from .logs import configure_logging, mask_credentials
+from .messages import fatal, unreachable
 from .mongo import Mongo
 from .resync_command import run_resync
 from .schema import load_schema
@@ -32,7 +33,6 @@ from .supervisor import (
     STREAMS,
     Service,
     install_signal_handlers,
-    unreachable,
 )
 from .verify_command import Options as VerifyOptions
 from .verify_command import run_verify
@@ -249,7 +249,9 @@ def failure_line(exc: BaseException, settings: Settings) -> tuple[int, str]:
     if isinstance(exc, SettingsError):
         return 2, str(exc)
     if isinstance(exc, DatabaseUnavailable):
-        return 1, unreachable(settings)
+        return 1, unreachable(settings, exc)
+    if isinstance(exc, FatalDatabaseError):
+        return 1, fatal(settings, exc)
     if isinstance(exc, StreamerError):
         return 1, mask_credentials(str(exc))
     first = (str(exc).strip().splitlines() or [""])[0]

@@ -37,6 +37,7 @@ from .errors import (
 from .health import Health
 from .http import HttpServer
 from .inventory import InventoryStream
+from .messages import fatal, unreachable
 from .metrics import Metrics
 from .mongo import Mongo
 from .mongo.retries import Backoff, RetryPolicy, retry_transient
@@ -172,11 +173,11 @@ class Service:
                     retry_transient(self.mongo.ping, what="connect", policy=policy),
                     self.stopping,
                 )
-            except DatabaseUnavailable:
+            except DatabaseUnavailable as exc:
                 wait_s = backoff.next_s()
                 log.error(
                     "service.database_unreachable",
-                    error=unreachable(self.settings),
+                    error=unreachable(self.settings, exc),
                     retry_in_s=round(wait_s, 2),
                 )
                 await self._pause(wait_s)
@@ -220,7 +221,7 @@ class Service:
             schema = self._schema()
             return await self._start_and_supervise(schema)
         except FatalDatabaseError as exc:
-            log.error("service.fatal", error=str(exc))
+            log.error("service.fatal", error=fatal(self.settings, exc))
             return 1
         finally:
             await self.mongo.close()
@@ -337,13 +338,3 @@ class Service:
 def install_signal_handlers(service: Service) -> Signals:
     """The first SIGTERM/SIGINT stops the service gracefully; a second forces the exit."""
     return Signals(service.stop).install()
-
-
-def unreachable(settings: Settings) -> str:
-    """The one line for a database that cannot be reached: where, how long, what to check."""
-    timeout_s = settings.server_selection_timeout_ms / 1000
-    return (
-        f"cannot reach MongoDB at {settings.redacted_uri} within {timeout_s:g} s "
-        "(STREAMER_SERVER_SELECTION_TIMEOUT_MS); check STREAMER_MONGODB_URI and network "
-        "access to it"
-    )

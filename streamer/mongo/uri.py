@@ -22,3 +22,14 @@ def uri_problem(uri: str) -> str | None:
     except (ConfigurationError, ValueError) as exc:  # InvalidURI is a ConfigurationError
         return str(exc).splitlines()[0]
     return None
+
+
+def login(uri: str) -> tuple[str | None, str]:
+    """The user a URI logs in as and its authentication database.
+
+    The driver's rule ("Authentication" specification, "authSource"): the authSource
+    option, else the database in the URI's path, else ``admin``.
+    """
+    parsed = _validate_uri(uri, validate=False, warn=False)
+    source = parsed["options"].get("authsource") or parsed["database"] or "admin"
+    return parsed["username"], str(source)
