@@ -167,7 +167,7 @@ async def test_a_second_signal_forces_the_stop_with_one_line_and_exit_3(
     }
     async with fail_point(block):
         await db.orders.insert_one({"user_id": "u", "amount": 1, "status": "completed"})
-        await asyncio.sleep(0.5)  # let the batch reach its blocked commit
+        await commit_blocked(db, block)
         proc.send_signal(signal.SIGTERM)
         await read_until(proc, "service.stopping", within_s=10)
         proc.send_signal(signal.SIGTERM)
@@ -175,6 +175,21 @@ async def test_a_second_signal_forces_the_stop_with_one_line_and_exit_3(
     assert code == 3, err
     assert plain_lines(err) == ["streamer: forced stop"]
     assert took < 1.5
+
+
+async def commit_blocked(db: AsyncIOMotorDatabase[Any], block: dict[str, Any]) -> None:
+    """Poll until the fail point has fired: the batch is stuck in its commit.
+
+    configureFailPoint answers with ``count``, how often the fail point fired under its
+    previous setting (mongod does the same); setting it again to the same keeps it on.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        reply = await db.client.admin.command({"configureFailPoint": "failCommand", **block})
+        if reply.get("count", 0) > 0:
+            return
+        assert time.monotonic() < deadline, "the batch never reached commitTransaction"
+        await asyncio.sleep(0.02)
 
 
 # -- failing fast, before serving ---------------------------------------------------------
