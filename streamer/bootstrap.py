@@ -218,11 +218,17 @@ async def _run(mongo: Mongo, what: str, command: Mapping[str, Any]) -> Document:
         if "create" in command:
             # Another instance created it first; the plan still holds.
             return {"ok": 1}
-        raise BootstrapError(f"{what}: the server refused it ({exc.code}): {exc}") from exc
+        raise _refused(what, exc) from exc
     except TransientError:
         raise  # the caller's retry policy decides
     except DatabaseError as exc:
-        raise BootstrapError(f"{what}: the server refused it ({exc.code}): {exc}") from exc
+        raise _refused(what, exc) from exc
+
+
+def _refused(what: str, exc: DatabaseError) -> BootstrapError:
+    """The server's refusal in one line: its message without the driver's reply dump."""
+    message = str(exc).split(", full error:")[0]
+    return BootstrapError(f"{what}: the server refused it ({exc.code}): {message}")
 
 
 async def _read(
@@ -233,4 +239,4 @@ async def _read(
     except TransientError:
         raise  # the caller's retry policy decides
     except DatabaseError as exc:
-        raise BootstrapError(f"{what}: the server refused it ({exc.code}): {exc}") from exc
+        raise _refused(what, exc) from exc

@@ -250,14 +250,23 @@ class Service:
             log.info("bootstrap.skipped", reason="bootstrap_on_start is false")
             self.health.bootstrapped = True
             return await self._supervise()
-        report = await unless_stopped(
-            retry_transient(
-                lambda: run_bootstrap(self.mongo, schema),
-                what="bootstrap",
-                policy=RetryPolicy.from_settings(s),
-            ),
-            self.stopping,
-        )
+        try:
+            report = await unless_stopped(
+                retry_transient(
+                    lambda: run_bootstrap(self.mongo, schema),
+                    what="bootstrap",
+                    policy=RetryPolicy.from_settings(s),
+                ),
+                self.stopping,
+            )
+        except BootstrapError as exc:  # refused: a missing privilege, say
+            log.error(
+                "service.bootstrap_failed",
+                error=str(exc),
+                hint="run `streamer bootstrap` with a privileged user, or grant the "
+                "role's bootstrap actions (README: The MongoDB role)",
+            )
+            return 1
         if report is None:
             return 0
         if bootstrap_exit_code(report) != 0:

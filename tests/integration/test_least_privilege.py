@@ -153,14 +153,8 @@ NOT_YET_PROVEN = frozenset(
         "streamer_quarantine-remove",
         "streamer_mirror_orders-update",
         "streamer_mirror_orders-remove",
-        "streamer_mirror_inventory-insert",
         "streamer_mirror_inventory-update",
         "streamer_mirror_inventory-remove",
-        "myapp-listCollections",
-        "myapp-listIndexes",
-        "myapp-createCollection",
-        "myapp-createIndex",
-        "myapp-collMod",
     ]
 )
 NEEDED = [
