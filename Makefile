@@ -51,11 +51,11 @@ test: $(STAMP) tools
 	$(BIN)/pytest tests --ignore=tests/bench $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check streamer mongosim/src tests k8s
-	$(BIN)/mypy streamer mongosim/src/mongosim
+	$(BIN)/ruff check streamer mongosim/src tests k8s scripts
+	$(BIN)/mypy streamer mongosim/src/mongosim scripts/conformance.py scripts/conformance_plugin.py
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix streamer mongosim/src tests k8s
+	$(BIN)/ruff check --fix streamer mongosim/src tests k8s scripts
 
 # The full fault-injection suite (make test runs a bounded version of it).
 faults: $(STAMP)
