@@ -127,6 +127,9 @@ class Resyncer:
         With ``request``, the same transaction removes that request from the checkpoint.
         """
         gen = current.gen + 1 if current is not None else 1
+        # Counted up front so that whoever watches the checkpoint sees "0 of N" from the
+        # start; the scan counts again (an estimate either way: writes move it).
+        total = await self.mongo.count(self.handler.source, {})
         resync = Resync(
             gen=gen,
             reason=reason,
@@ -134,6 +137,7 @@ class Resyncer:
             started_at=dt.datetime.now(dt.UTC),
             step="clear" if fresh else "scan",
             request=request.id if request is not None else None,
+            total=total,
         )
         if current is None:
             return await self.store.create(self.handler.name, resync)

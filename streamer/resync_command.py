@@ -51,6 +51,8 @@ def progress_line(stream: str, resync: Resync) -> str:
         return f"{stream}: scanned {scanned}; removed {resync.removed:,}"
     if resync.step == "clear":
         return f"{stream}: clearing the derived data"
+    if resync.total is None:
+        return f"{stream}: counting the documents to scan"
     return f"{stream}: scanned {counted(resync.scanned, resync.total)}"
 
 
@@ -68,19 +70,28 @@ def interrupted_line(stream: str, resync: Resync | None) -> str:
 
 
 class Throttle:
-    """Lets a line through when it changed and ``every_s`` has passed since the last."""
+    """Lets a line through when it changed and ``every_s`` has passed since the last,
+    or at once when it starts a new step (``kind``): counting, clearing, scanning,
+    sweeping each show, however quickly the next follows."""
 
     def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.every_s, self.clock = every_s, clock
         self.last_at = float("-inf")
         self.last_line: str | None = None
+        self.last_kind: str | None = None
 
-    def __call__(self, line: str) -> bool:
+    def __call__(self, line: str, kind: str | None = None) -> bool:
         now = self.clock()
-        if line == self.last_line or now - self.last_at < self.every_s:
+        if line == self.last_line:
             return False
-        self.last_at, self.last_line = now, line
+        if kind == self.last_kind and now - self.last_at < self.every_s:
+            return False
+        self.last_at, self.last_line, self.last_kind = now, line, kind
         return True
+
+
+def progress_kind(resync: Resync) -> str:
+    return "counting" if resync.step == "scan" and resync.total is None else resync.step
 
 
 @contextmanager
@@ -168,7 +179,9 @@ class ResyncCommand:
         throttle = Throttle(1.0)
 
         def on_progress(cp: Checkpoint) -> None:
-            if cp.resync is not None and throttle(line := progress_line(stream, cp.resync)):
+            if cp.resync is not None and throttle(
+                line := progress_line(stream, cp.resync), progress_kind(cp.resync)
+            ):
                 self.print(line)
 
         resyncer = Resyncer(
@@ -263,7 +276,7 @@ class ResyncCommand:
             if cp.resync is not None and cp.resync.request == request.id:
                 if cp.resync != seen:
                     seen, deadline = cp.resync, loop.time() + self.stall_s
-                if throttle(line := progress_line(stream, cp.resync)):
+                if throttle(line := progress_line(stream, cp.resync), progress_kind(cp.resync)):
                     self.print(line)
             if await self._pause():
                 return self._gave_up(stream, holder)

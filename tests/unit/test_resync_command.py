@@ -9,6 +9,7 @@ from streamer.checkpoints import Resync
 from streamer.resync_command import (
     Throttle,
     interrupted_line,
+    progress_kind,
     progress_line,
     resuming_line,
 )
@@ -45,3 +46,19 @@ def test_progress_is_printed_when_it_changed_at_most_once_per_interval() -> None
     assert throttle("b")
     now[0] = 3.0
     assert not throttle("b")
+
+
+def test_a_new_step_is_printed_at_once_however_soon_after_the_last_line() -> None:
+    """Counting, then scanning: the first scanned line is not held back by the interval."""
+    now = [0.0]
+    throttle = Throttle(1.0, clock=lambda: now[0])
+    assert throttle("orders: counting the documents to scan", "counting")
+    assert throttle("orders: scanned 0 of 1,500", "scan")
+    assert not throttle("orders: scanned 25 of 1,500", "scan")
+
+
+def test_a_scan_whose_total_is_not_known_yet_says_it_is_counting() -> None:
+    counting = Resync(gen=1, reason="r", fresh=False, started_at=HALFWAY.started_at, step="scan")
+    assert progress_line("orders", counting) == "orders: counting the documents to scan"
+    assert progress_kind(counting) == "counting"
+    assert progress_kind(HALFWAY) == "scan"
