@@ -40,8 +40,25 @@ def certificate_problem(exc: BaseException) -> str | None:
         if at >= 0:
             start = text.rfind("[SSL", 0, at)
             snippet = text[start if start >= 0 else at :]
-            return snippet.split(")")[0].split(" (_ssl")[0].strip(" ,:")
+            return snippet.split(")")[0].split(" (_ssl")[0].strip(" ,:.")
     return None
+
+
+# The host name check's failures: the CA is trusted, the certificate names other hosts.
+HOST_MISMATCH = ("Hostname mismatch", "IP address mismatch", "doesn't match")
+
+
+def _tls_hint(problem: str) -> str:
+    """What to check: the host name for a mismatch, else the CA (and the host name)."""
+    if any(marker in problem for marker in HOST_MISMATCH):
+        return (
+            "the server's certificate does not name the host in STREAMER_MONGODB_URI: "
+            "connect by a name its subjectAltName lists, or reissue it for this host"
+        )
+    return (
+        "check STREAMER_TLS_CA_FILE (the CA that signed the server's certificate) and "
+        "the host name in STREAMER_MONGODB_URI"
+    )
 
 
 def unreachable(settings: Settings, exc: BaseException | None = None) -> str:
@@ -50,11 +67,7 @@ def unreachable(settings: Settings, exc: BaseException | None = None) -> str:
     if exc is not None:
         problem = certificate_problem(exc)
         if problem is not None:
-            return (
-                f"TLS certificate check failed for {where}: {problem}; check "
-                "STREAMER_TLS_CA_FILE (the CA that signed the server's certificate) and "
-                "the host name in STREAMER_MONGODB_URI"
-            )
+            return f"TLS certificate check failed for {where}: {problem}; {_tls_hint(problem)}"
     timeout_s = settings.server_selection_timeout_ms / 1000
     return (
         f"cannot reach MongoDB at {where} within {timeout_s:g} s "

@@ -98,3 +98,14 @@ def make_certs(
     paths.server.write_bytes(_leaf(ca_key, ca, "mongosim", list(server_hosts), server=True))
     paths.client.write_bytes(_leaf(ca_key, ca, "streamer", [], server=False))
     return paths
+
+
+# A host name no test connects to: a server certificate issued for it alone fails the
+# client's host name check against 127.0.0.1 (issue 14, step 5).
+OTHER_HOST = "db.example.net"
+
+
+def make_certs_for_another_host(directory: Path) -> Certs:
+    """Like :func:`make_certs`, but the server's certificate names only ``OTHER_HOST``:
+    the right CA signed it, so only the host name check can refuse it."""
+    return make_certs(directory, server_hosts=(OTHER_HOST,))

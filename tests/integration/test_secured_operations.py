@@ -1,0 +1,259 @@
+"""The operations an operator runs, under the README's role against mongosim with
+``--auth`` and TLS (client certificates required), each as the ``streamer`` command in a
+child process: bootstrap as a privileged user then ``run`` as the role, HA takeover,
+resync (the command's and the service's own), a certificate for another host, and the
+demo (``make run AUTH=1 TLS=1``). The README's "TLS" section names these tests.
+
+The ``secured`` server and the role's user come from ``test_least_privilege``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from motor.motor_asyncio import AsyncIOMotorDatabase
+
+from streamer import role
+
+from ..certs import make_certs_for_another_host
+from .conftest import caught_up, run_service
+from .model import Traffic, expected_totals, totals_differences
+from .service_process import ServiceProcess
+from .test_cli import cli_env, json_events, plain_lines, spawn, streamer
+from .test_command import free_port
+from .test_ha import drive, until_owned_by
+from .test_least_privilege import (  # noqa: F401 - secured and driver are fixtures
+    DATABASE,
+    PASSWORD,
+    Secured,
+    driver,
+    secured,
+)
+
+ROOT_PASSWORD = "rootpw"  # the secured fixture's root user (made by the localhost exception)
+TTL_S = 2.0
+
+
+def tls_env(secured: Secured) -> dict[str, str]:
+    """The README's TLS settings, as the environment of a ``streamer`` process."""
+    return {
+        "STREAMER_TLS": "true",
+        "STREAMER_TLS_CA_FILE": str(secured.certs.ca),
+        "STREAMER_TLS_CERTIFICATE_KEY_FILE": str(secured.certs.client),
+    }
+
+
+def env_as(secured: Secured, user: str, password: str, **extra: str) -> dict[str, str]:
+    """``streamer`` as ``user`` over TLS against the secured server."""
+    return cli_env(secured.user_uri(user, password), DATABASE, **tls_env(secured), **extra)
+
+
+async def exact_totals(db: AsyncIOMotorDatabase[Any]) -> list[str]:
+    """How user_totals differ from a recomputation from orders (empty: exact)."""
+    orders = await db.orders.find().to_list(None)
+    return totals_differences(expected_totals(orders), await db.user_totals.find().to_list(None))
+
+
+async def verified_as_the_role(secured: Secured, driver: str) -> None:
+    code, out, err = await streamer(
+        env_as(secured, "streamer", PASSWORD, STREAMER_DRIVER=driver), "verify"
+    )
+    assert code == 0, out + err
+    assert all(line.endswith(" 0 drifted") for line in out.splitlines()), out
+    assert PASSWORD not in out + err
+
+
+# -- step 3: bootstrap as a privileged user, `run` as the role, HA takeover ---------------
+
+
+async def test_bootstrap_as_root_then_two_services_as_the_role_hand_over_without_loss(
+    secured: Secured, driver: str
+) -> None:
+    """`streamer bootstrap` as root; two `streamer run` processes as the role without its
+    bootstrap row (STREAMER_BOOTSTRAP_ON_START=false, as the README advises); the owner
+    is SIGKILLed mid-traffic and the standby takes both streams within the lease TTL,
+    with totals and alerts exact and `streamer verify` clean, as the role."""
+    await secured.add_service_user(role.privileges(DATABASE, bootstrap=False))
+    db: AsyncIOMotorDatabase[Any] = secured.root[DATABASE]
+
+    code, out, err = await streamer(env_as(secured, "root", ROOT_PASSWORD), "bootstrap")
+    assert code == 0, out + err
+    assert ROOT_PASSWORD not in out + err
+    # The schema's unique index, which the role (without its bootstrap row) cannot make.
+    assert "one_open_alert_per_product" in await db.stock_alerts.index_information()
+
+    def instance(name: str) -> ServiceProcess:
+        return ServiceProcess(
+            secured.user_uri("streamer", PASSWORD),
+            DATABASE,
+            instance_id=name,
+            lease_ttl_s=TTL_S,
+            driver=driver,
+            bootstrap_on_start="false",
+            tls="true",
+            tls_ca_file=secured.certs.ca,
+            tls_certificate_key_file=secured.certs.client,
+        )
+
+    a, b = instance("a"), instance("b")
+    traffic = Traffic(db, random.Random(14))
+    await a.start()
+    try:
+        await until_owned_by(db, "a", within_s=30)
+        await b.start()
+        await drive(traffic, 150)
+        await a.kill()
+        takeover = asyncio.create_task(until_owned_by(db, "b", within_s=3 * TTL_S))
+        await drive(traffic, 150)
+        await takeover
+        await caught_up(db, within_s=60)
+    finally:
+        await a.kill()
+        code, err = await b.stop()
+    assert code == 0, err[-3000:]
+    assert PASSWORD not in err
+    assert not [e for e in json_events(err) if e["level"] in ("error", "critical")], err[-3000:]
+    assert await exact_totals(db) == []
+    assert await traffic.alert_differences() == []
+    await verified_as_the_role(secured, driver)
+
+
+# -- step 3: resync, by the running owner and by the command alone -------------------------
+
+
+RESYNCED_BY = re.compile(r"^orders: resynced by (\S+) ")
+
+
+async def test_resync_as_the_role_is_done_by_the_owner_and_then_by_the_command_alone(
+    secured: Secured, driver: str
+) -> None:
+    """The service's first-start resync and a requested one run as the role; with the
+    service stopped, `streamer resync --fresh` as the role rebuilds alone. Exact after
+    each, with writes in between."""
+    await secured.add_service_user(role.privileges(DATABASE))
+    db: AsyncIOMotorDatabase[Any] = secured.root[DATABASE]
+
+    async def add_orders(n: int, user: str) -> None:
+        await db.orders.insert_many(
+            [{"user_id": f"{user}{i % 7}", "amount": 1 + i % 5, "status": "completed"}
+             for i in range(n)]
+        )  # fmt: skip
+
+    await add_orders(300, "u")
+    env = env_as(secured, "streamer", PASSWORD, STREAMER_DRIVER=driver, STREAMER_BATCH_SIZE="50")
+    async with run_service(secured.settings(driver, batch_size=50)) as service:
+        assert await exact_totals(db) == []  # the service's own (first-start) resync
+        writes = asyncio.create_task(add_orders(40, "w"))
+        code, out, err = await streamer(env, "resync", "--stream", "orders")
+        await writes
+        assert code == 0, out + err
+        last = RESYNCED_BY.match(out.splitlines()[-1])
+        assert last is not None and last[1] == service.instance_id, out
+        await caught_up(db)
+    assert await exact_totals(db) == []
+
+    await add_orders(20, "late")
+    await db.user_totals.update_one({"_id": "u1"}, {"$set": {"total": 0}})  # drift to undo
+    code, out, err = await streamer(env, "resync", "--stream", "orders", "--fresh")
+    assert code == 0, out + err
+    assert out.splitlines()[-1].startswith("orders: resynced; streaming resumes at "), out
+    assert PASSWORD not in out + err
+    assert await exact_totals(db) == []
+    await verified_as_the_role(secured, driver)
+
+
+# -- step 5: a server certificate issued for another host ---------------------------------
+
+
+async def test_a_server_certificate_for_another_host_is_one_error(
+    private_mongosim: Any, tmp_path: Path
+) -> None:
+    """The CA is right but the certificate names another host: one line that says so and
+    what to check, exit 1, the password withheld."""
+    certs = make_certs_for_another_host(tmp_path)
+    async with private_mongosim(tls_cert_key_file=certs.server, tls_ca_file=certs.ca) as sim:
+        uri = sim.uri.replace("mongodb://", f"mongodb://streamer:{PASSWORD}@", 1)
+        env = cli_env(
+            uri,
+            DATABASE,
+            STREAMER_TLS="true",
+            STREAMER_TLS_CA_FILE=str(certs.ca),
+            STREAMER_TLS_CERTIFICATE_KEY_FILE=str(certs.client),
+            STREAMER_SERVER_SELECTION_TIMEOUT_MS="1500",
+        )
+        code, out, err = await streamer(env, "status")
+    assert code == 1, out + err
+    [line] = plain_lines(err)
+    assert line.startswith("streamer status: TLS certificate check failed for mongodb://"), line
+    assert "IP address mismatch, certificate is not valid for '127.0.0.1'; " in line, line
+    assert line.endswith(
+        "the server's certificate does not name the host in STREAMER_MONGODB_URI: connect "
+        "by a name its subjectAltName lists, or reissue it for this host"
+    ), line
+    assert PASSWORD not in out + err
+
+
+# -- step 6: the demo with auth and TLS (make run AUTH=1 TLS=1) -----------------------------
+
+
+DEMO_LINES = (
+    "tls: a throw-away CA",
+    "mongosim at mongodb://127.0.0.1:",
+    "user 'root' (role root) created through the localhost exception",
+    "bootstrap as 'root':",
+    "user 'streamer' (role 'streamer', the README's least-privilege role) created",
+    "the service runs as 'streamer'",
+    "metrics at http://127.0.0.1:",
+)
+
+
+async def test_the_demo_with_auth_and_tls_runs_the_service_as_the_role_and_stops_on_ctrl_c() -> (
+    None
+):
+    """`streamer demo --auth --tls`: one line per set-up step, totals flow, the service
+    connects as the role's user over TLS, SIGINT ends it with 0 and no password is shown."""
+    http_port = free_port()
+    env = {**os.environ, "STREAMER_HTTP_PORT": str(http_port)}
+    env = {k: v for k, v in env.items() if not k.startswith("STREAMER_") or k.endswith("PORT")}
+    proc = await spawn(env, "demo", "--port", str(free_port()), "--auth", "--tls")
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while not seen or "metrics at" not in seen[-1]:
+            remaining = deadline - asyncio.get_running_loop().time()
+            line = await asyncio.wait_for(proc.stdout.readline(), max(remaining, 0.1))
+            assert line, f"the demo exited before serving metrics: {seen}"
+            seen.append(line.decode())
+        metrics = f"http://127.0.0.1:{http_port}/metrics"
+        async with aiohttp.ClientSession() as http:
+            while True:
+                async with http.get(metrics) as response:
+                    body = await response.text()
+                if 'streamer_events_applied_total{op="insert",stream="orders"}' in body:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, body[-2000:]
+                await asyncio.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    text = "".join(seen) + out.decode()
+    for expected in DEMO_LINES:
+        assert expected in text, text
+    assert "stopped" in out.decode()
+    log_file = Path(seen[0].removeprefix("logs: ").strip())
+    logged = await asyncio.to_thread(log_file.read_text)
+    await asyncio.to_thread(log_file.unlink)
+    starting = [e for e in json_events(logged) if e["event"] == "service.starting"]
+    assert starting and "mongodb://streamer:***@" in str(starting[0]), starting
+    passwords = re.findall(r"password \S+", text)  # never printed, so nothing to find
+    assert passwords == [], passwords
+    assert "***@" in text or "mongodb://127.0.0.1:" in text
