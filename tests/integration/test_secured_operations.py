@@ -23,19 +23,19 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from streamer import role
 
 from ..certs import make_certs_for_another_host
+from . import test_least_privilege
 from .conftest import caught_up, run_service
 from .model import Traffic, expected_totals, totals_differences
 from .service_process import ServiceProcess
 from .test_cli import cli_env, json_events, plain_lines, spawn, streamer
 from .test_command import free_port
 from .test_ha import drive, until_owned_by
-from .test_least_privilege import (  # noqa: F401 - secured and driver are fixtures
-    DATABASE,
-    PASSWORD,
-    Secured,
-    driver,
-    secured,
-)
+from .test_least_privilege import DATABASE, PASSWORD, Secured
+
+# The same fixtures as the least-privilege tests (mongosim with --auth and TLS, a root
+# user; both drivers), bound here by assignment so pytest finds them in this module.
+secured = test_least_privilege.secured
+driver = test_least_privilege.driver
 
 ROOT_PASSWORD = "rootpw"  # the secured fixture's root user (made by the localhost exception)
 TTL_S = 2.0
