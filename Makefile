@@ -39,9 +39,12 @@ lock: $(STAMP)
 	$(BIN)/pip-compile $(LOCK_FLAGS) -o requirements.txt pyproject.toml
 
 # The embedded default: mongosim, bootstrap, demo data, the service and a traffic
-# generator, with a live status line (Ctrl-C stops everything).
+# generator, with a live status line (Ctrl-C stops everything). AUTH=1 turns on mongosim's
+# --auth (bootstrap as root, the service as the least-privilege role), TLS=1 its TLS with
+# client certificates from a throw-away CA; either or both.
+DEMO_FLAGS := $(if $(filter 1,$(AUTH)),--auth) $(if $(filter 1,$(TLS)),--tls)
 run: $(STAMP)
-	$(BIN)/streamer demo --port $${MONGOSIM_PORT:-27017}
+	$(BIN)/streamer demo --port $${MONGOSIM_PORT:-27017} $(strip $(DEMO_FLAGS))
 
 # mongosim alone, for `streamer run` against it by hand.
 mongosim: $(STAMP)

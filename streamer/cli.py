@@ -112,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "demo", "everything on an embedded mongosim with demo data and traffic (make run)"
     )
     demo.add_argument("--port", type=int, default=27017, help="mongosim's port (default 27017)")
+    demo.add_argument(
+        "--auth",
+        action="store_true",
+        help="mongosim with --auth: bootstrap as root, the service as the least-privilege role",
+    )
+    demo.add_argument(
+        "--tls",
+        action="store_true",
+        help="TLS with client certificates, from a throw-away CA (needs streamer[demo])",
+    )
     return parser
 
 
@@ -200,7 +210,7 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     from .demo import run_demo
 
-    return await run_demo(settings, args.port)
+    return await run_demo(settings, args.port, auth=args.auth, tls=args.tls)
 
 
 # Commands that stop gracefully on the first signal (resync: between batches, saying

@@ -9,6 +9,10 @@ mongosim.
 The service's logs go to a file named at start, so they never overwrite the status
 line. Any failure before the service is ready (a port in use, a bad schema file) ends
 the demo at once with the service's one-line error.
+
+``--auth`` and ``--tls`` (``make run AUTH=1 TLS=1``) turn on mongosim's authentication
+and TLS and run the service as the README's least-privilege role: see
+:mod:`streamer.demo_secure`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any, TextIO
 from mongosim.threaded import ThreadedMongoSim
 from pydantic import SecretStr
 
+from . import demo_secure
 from .errors import SettingsError
 from .logs import configure_logging
 from .mongo import Mongo
@@ -118,9 +123,9 @@ def open_log_file() -> tuple[Path, TextIO]:
     return Path(name), open(fd, "w", buffering=1)  # closed by run_demo
 
 
-def start_mongosim(port: int) -> ThreadedMongoSim:
+def start_mongosim(port: int, **options: Any) -> ThreadedMongoSim:
     try:
-        return ThreadedMongoSim(port=port).start()
+        return ThreadedMongoSim(port=port, **options).start()
     except OSError as exc:
         raise SettingsError(
             f"cannot start mongosim on port {port} (--port, MONGOSIM_PORT for make run): "
@@ -128,22 +133,39 @@ def start_mongosim(port: int) -> ThreadedMongoSim:
         ) from None
 
 
-async def run_demo(settings: Settings, port: int) -> int:
+async def run_demo(settings: Settings, port: int, *, auth: bool = False, tls: bool = False) -> int:
     rng = random.Random()
     log_path, log_file = open_log_file()
     configure_logging(settings.log_level, "json", stream=log_file)
     print(f"logs: {log_path}")
     try:
-        sim = await asyncio.to_thread(start_mongosim, port)
-        try:
-            return await _demo(settings.model_copy(update={"mongodb_uri": SecretStr(sim.uri)}), rng)
-        finally:
-            await asyncio.to_thread(sim.stop)
+        # Keys and passwords (--auth, --tls) live here, and go when the demo ends.
+        with tempfile.TemporaryDirectory(prefix="streamer-demo-") as name:
+            directory = Path(name)
+            certs = demo_secure.make_certs(directory) if tls else None
+            if certs is not None:
+                print(f"tls: a throw-away CA, a server and a client certificate in {directory}")
+            options = demo_secure.mongosim_options(certs, auth)
+            sim = await asyncio.to_thread(start_mongosim, port, **options)
+            try:
+                on = [f for f, i in (("--auth", auth), ("TLS, client certificates", tls)) if i]
+                print(f"mongosim at {sim.uri}" + (f" with {' and '.join(on)}" if on else ""))
+                anonymous = settings.model_copy(
+                    update={"mongodb_uri": SecretStr(sim.uri), **demo_secure.tls_settings(certs)}
+                )
+                if not auth:
+                    return await _demo(anonymous, anonymous, rng)
+                users = await demo_secure.set_up_users(anonymous, directory)
+                print(f"the service runs as {demo_secure.SERVICE_USER!r}, the demo writes as root")
+                return await _demo(users.service, users.root, rng)
+            finally:
+                await asyncio.to_thread(sim.stop)
     finally:
         log_file.close()
 
 
-async def _demo(settings: Settings, rng: random.Random) -> int:
+async def _demo(settings: Settings, writer: Settings, rng: random.Random) -> int:
+    """The service on ``settings``; the seed and the traffic written with ``writer``."""
     service = Service(settings)
     install_signal_handlers(service)
     runner = asyncio.create_task(service.run(), name="service")
@@ -155,10 +177,10 @@ async def _demo(settings: Settings, rng: random.Random) -> int:
         return await runner
     helpers: list[asyncio.Task[None]] = []
     try:
-        async with Mongo(settings) as db:
+        async with Mongo(writer) as db:
             try:
                 await seed(db, rng)
-                print(f"mongosim at {settings.redacted_uri}; database {settings.database!r}")
+                print(f"database {settings.database!r} seeded: users, products and orders")
                 print(f"metrics at http://127.0.0.1:{service.http.port}/metrics  (Ctrl-C stops)")
                 helpers += [
                     asyncio.create_task(traffic(db, rng, service.stopping), name="traffic"),

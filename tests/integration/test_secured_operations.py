@@ -14,6 +14,7 @@ import os
 import random
 import re
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from . import test_least_privilege
 from .conftest import caught_up, run_service
 from .model import Traffic, expected_totals, totals_differences
 from .service_process import ServiceProcess
-from .test_cli import cli_env, json_events, plain_lines, spawn, streamer
+from .test_cli import ELSEWHERE, cli_env, json_events, plain_lines, spawn, streamer
 from .test_command import free_port
 from .test_ha import drive, until_owned_by
 from .test_least_privilege import DATABASE, PASSWORD, Secured
@@ -204,24 +205,28 @@ async def test_a_server_certificate_for_another_host_is_one_error(
 
 
 DEMO_LINES = (
-    "tls: a throw-away CA",
-    "mongosim at mongodb://127.0.0.1:",
+    "tls: a throw-away CA, a server and a client certificate in ",
+    "mongosim at mongodb://127.0.0.1:",  # ... with --auth TLS
     "user 'root' (role root) created through the localhost exception",
-    "bootstrap as 'root':",
+    "bootstrap as 'root': ",
     "user 'streamer' (role 'streamer', the README's least-privilege role) created",
-    "the service runs as 'streamer'",
+    "settings to run streamer commands as 'streamer' against the demo: ",
+    "the service runs as 'streamer', the demo writes as root",
+    "database 'myapp' seeded: ",
     "metrics at http://127.0.0.1:",
 )
+LOGIN = re.compile(r"mongodb://(\w+):([^@]+)@")
 
 
 async def test_the_demo_with_auth_and_tls_runs_the_service_as_the_role_and_stops_on_ctrl_c() -> (
     None
 ):
     """`streamer demo --auth --tls`: one line per set-up step, totals flow, the service
-    connects as the role's user over TLS, SIGINT ends it with 0 and no password is shown."""
+    connects as the role's user over TLS, SIGINT ends it with 0; neither password is
+    printed or logged, and the keys and passwords are gone afterwards."""
     http_port = free_port()
-    env = {**os.environ, "STREAMER_HTTP_PORT": str(http_port)}
-    env = {k: v for k, v in env.items() if not k.startswith("STREAMER_") or k.endswith("PORT")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
+    env["STREAMER_HTTP_PORT"] = str(http_port)
     proc = await spawn(env, "demo", "--port", str(free_port()), "--auth", "--tls")
     assert proc.stdout is not None
     seen: list[str] = []
@@ -232,6 +237,9 @@ async def test_the_demo_with_auth_and_tls_runs_the_service_as_the_role_and_stops
             line = await asyncio.wait_for(proc.stdout.readline(), max(remaining, 0.1))
             assert line, f"the demo exited before serving metrics: {seen}"
             seen.append(line.decode())
+        [settings_line] = [line for line in seen if line.startswith(DEMO_LINES[5])]
+        settings_file = Path(settings_line.removeprefix(DEMO_LINES[5]).strip())
+        secrets = dict(LOGIN.findall(await asyncio.to_thread(settings_file.read_text)))
         metrics = f"http://127.0.0.1:{http_port}/metrics"
         async with aiohttp.ClientSession() as http:
             while True:
@@ -245,15 +253,45 @@ async def test_the_demo_with_auth_and_tls_runs_the_service_as_the_role_and_stops
         proc.send_signal(signal.SIGINT)
         out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()[-3000:]
-    text = "".join(seen) + out.decode()
-    for expected in DEMO_LINES:
-        assert expected in text, text
-    assert "stopped" in out.decode()
+    printed = "".join(seen) + out.decode() + err.decode()
+    assert len(seen) == 1 + len(DEMO_LINES), printed
+    for line, expected in zip(seen[1:], DEMO_LINES, strict=True):
+        assert line.startswith(expected), printed
+    assert out.decode().rstrip().endswith("stopped"), printed
     log_file = Path(seen[0].removeprefix("logs: ").strip())
     logged = await asyncio.to_thread(log_file.read_text)
     await asyncio.to_thread(log_file.unlink)
-    starting = [e for e in json_events(logged) if e["event"] == "service.starting"]
-    assert starting and "mongodb://streamer:***@" in str(starting[0]), starting
-    passwords = re.findall(r"password \S+", text)  # never printed, so nothing to find
-    assert passwords == [], passwords
-    assert "***@" in text or "mongodb://127.0.0.1:" in text
+    [starting] = [e for e in json_events(logged) if e["event"] == "service.starting"]
+    assert starting["uri"].startswith("mongodb://streamer:***@127.0.0.1:"), starting
+    assert "tls=true" in starting["uri"], starting
+    assert set(secrets) == {"root", "streamer"}, secrets
+    for password in secrets.values():
+        assert password not in printed + logged
+    assert not settings_file.parent.exists()  # keys and passwords removed with the demo
+
+
+async def test_the_demo_with_tls_but_without_cryptography_says_how_to_install_it() -> None:
+    """The certificates need the optional ``streamer[demo]`` extra, never the service's
+    wheel: without it `streamer demo --tls` is one line and exit 2, before mongosim starts."""
+    hide_cryptography = (
+        "import sys; sys.modules['cryptography'] = None; "
+        "from streamer.cli import main; main(['demo', '--port', '0', '--tls'])"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        hide_cryptography,
+        cwd=ELSEWHERE,
+        env=cli_env("mongodb://localhost", "x"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2, err
+    assert err.decode().splitlines() == [
+        "streamer demo: --tls needs the cryptography package for its throw-away "
+        "certificates: pip install 'streamer[demo]' (make run installs it)"
+    ]
+    [logs] = out.decode().splitlines()  # nothing else was started
+    assert logs.startswith("logs: ")
+    await asyncio.to_thread(Path(logs.removeprefix("logs: ")).unlink)
