@@ -107,7 +107,7 @@ async def test_bootstrap_as_root_then_two_services_as_the_role_hand_over_without
     traffic = Traffic(db, random.Random(14))
     await a.start()
     try:
-        await until_owned_by(db, "a", within_s=30)
+        await until_owned_by(db, "a", within_s=30)  # before b starts: a owns both
         await b.start()
         await drive(traffic, 150)
         await a.kill()
@@ -117,7 +117,7 @@ async def test_bootstrap_as_root_then_two_services_as_the_role_hand_over_without
         await caught_up(db, within_s=60)
     finally:
         await a.kill()
-        code, err = await b.stop()
+        code, err = await b.stop() if b.proc is not None else (None, "b never started")
     assert code == 0, err[-3000:]
     assert PASSWORD not in err
     assert not [e for e in json_events(err) if e["level"] in ("error", "critical")], err[-3000:]
@@ -262,8 +262,8 @@ async def test_the_demo_with_auth_and_tls_runs_the_service_as_the_role_and_stops
     assert proc.returncode == 0, err.decode()[-3000:]
     printed = "".join(seen) + out.decode() + err.decode()
     assert len(seen) == 1 + len(DEMO_LINES), printed
-    for line, expected in zip(seen[1:], DEMO_LINES, strict=True):
-        assert line.startswith(expected), printed
+    for said, expected in zip(seen[1:], DEMO_LINES, strict=True):
+        assert said.startswith(expected), printed
     assert out.decode().rstrip().endswith("stopped"), printed
     log_file = Path(seen[0].removeprefix("logs: ").strip())
     logged = await asyncio.to_thread(log_file.read_text)

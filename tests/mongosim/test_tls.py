@@ -49,7 +49,7 @@ async def test_a_ca_file_requires_a_client_certificate_unless_allowed_without(
         tls_allow_connections_without_certificates=allow_without,
     ) as sim:
         assert "tls=true" in sim.uri
-        options = {"tlsCAFile": str(certs.ca)}
+        options: dict[str, Any] = {"tlsCAFile": str(certs.ca)}
         if present:
             options["tlsCertificateKeyFile"] = str(certs.client)
         if accepted:
@@ -78,7 +78,10 @@ async def test_the_command_line_starts_with_auth_and_tls(tmp_path: Path) -> None
     await sim.start()
     try:
         assert sim.uri.endswith("&tls=true"), sim.uri
-        options = {"tlsCAFile": str(certs.ca), "tlsCertificateKeyFile": str(certs.client)}
+        options: dict[str, Any] = {
+            "tlsCAFile": str(certs.ca),
+            "tlsCertificateKeyFile": str(certs.client),
+        }
         anonymous: AsyncIOMotorClient[Any] = AsyncIOMotorClient(sim.uri, **options)
         try:
             await anonymous.admin.command({"createUser": "u", "pwd": "pw", "roles": ["root"]})
