@@ -84,8 +84,8 @@ async def test_bootstrap_as_root_then_two_services_as_the_role_hand_over_without
     await secured.add_service_user(role.privileges(DATABASE, bootstrap=False))
     db: AsyncIOMotorDatabase[Any] = secured.root[DATABASE]
 
-    code, out, err = await streamer(env_as(secured, "root", ROOT_PASSWORD), "bootstrap")
-    assert code == 0, out + err
+    booted, out, err = await streamer(env_as(secured, "root", ROOT_PASSWORD), "bootstrap")
+    assert booted == 0, out + err
     assert ROOT_PASSWORD not in out + err
     # The schema's unique index, which the role (without its bootstrap row) cannot make.
     assert "one_open_alert_per_product" in await db.stock_alerts.index_information()
@@ -117,7 +117,8 @@ async def test_bootstrap_as_root_then_two_services_as_the_role_hand_over_without
         await caught_up(db, within_s=60)
     finally:
         await a.kill()
-        code, err = await b.stop() if b.proc is not None else (None, "b never started")
+        stopped = await b.stop() if b.proc is not None else (None, "b never started")
+    code, err = stopped
     assert code == 0, err[-3000:]
     assert PASSWORD not in err
     assert not [e for e in json_events(err) if e["level"] in ("error", "critical")], err[-3000:]
