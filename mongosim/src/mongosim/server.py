@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -183,22 +184,50 @@ def unsatisfiable_write_concern(write_concern: Any) -> dict[str, Any] | None:
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, server: Server, live: set[Connection]) -> None:
+    def __init__(
+        self, server: Server, live: set[Connection], tls: ssl.SSLContext | None = None
+    ) -> None:
         self.server, self.live = server, live
         self.id = next(_connection_ids)
         self.app_name: str | None = None
         self._buffer = bytearray()
         self._queue: asyncio.Queue[tuple[Any, bytes]] = asyncio.Queue()
-        self.transport: asyncio.Transport | None = None
+        self._tls = tls
+        self._raw: asyncio.Transport | None = None  # the TCP transport, from the first byte
+        self.transport: asyncio.Transport | None = None  # what replies go through
         self.task: asyncio.Task[None] | None = None
         self.auth = make_connection_auth(None)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self._raw = transport
         self.auth = make_connection_auth(transport.get_extra_info("peername"))
         self.live.add(self)
-        self.task = asyncio.get_running_loop().create_task(self._serve())
+        loop = asyncio.get_running_loop()
+        if self._tls is None:
+            self.transport = transport
+            self.task = loop.create_task(self._serve())
+        else:
+            transport.pause_reading()  # the ClientHello is start_tls's, not data_received's
+            self.task = loop.create_task(self._handshake(transport, self._tls))
+
+    async def _handshake(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        """TLS by ``start_tls`` rather than ``create_server(ssl=...)``: the connection is
+        in ``live`` from its first byte, so closing the server also ends a handshake still
+        in progress (asyncio's server leaves those to the garbage collector: an unclosed
+        transport, a ResourceWarning)."""
+        loop = asyncio.get_running_loop()
+        try:
+            tls = await loop.start_tls(raw, self, context, server_side=True)
+        except (OSError, ssl.SSLError) as exc:  # the client's certificate, or it went away
+            log.debug("TLS handshake failed on connection %d: %s", self.id, exc)
+            raw.abort()
+            return
+        if tls is None:  # the loop cannot upgrade this transport (never for TCP)
+            raw.abort()
+            return
+        self.transport = tls
+        await self._serve()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.live.discard(self)
@@ -272,8 +301,9 @@ class Connection(asyncio.Protocol):
             reply = next_reply
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        transport = self.transport or self._raw  # TLS, or a handshake still in progress
+        if transport is not None:
+            transport.abort()
 
 
 class MongoSim:
@@ -327,15 +357,23 @@ class MongoSim:
         self.topology = Topology(self.host, self.port, self.replset, self.engine)
         server = Server(self.engine, self.topology, self.failpoints, self.auth)
         self._server = await loop.create_server(
-            lambda: Connection(server, self._live), self.host, self.port, ssl=self.ssl
+            lambda: Connection(server, self._live, self.ssl), self.host, self.port
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self.topology.port = self.port
 
     async def close(self) -> None:
         if self._server is not None:
-            self._server.close()
-            self._server = None
+            server, self._server = self._server, None
+            # Stop accepting first, and let the accepts already under way finish before
+            # Server.close(): on Python 3.11 an accept whose task runs after close() fails
+            # an assertion in Server._attach and leaks its socket (fixed in 3.12).
+            loop = asyncio.get_running_loop()
+            for sock in server.sockets:
+                loop.remove_reader(sock.fileno())
+            await asyncio.sleep(0)
+            server.close()
+            await self._close_connections(server)
         for conn in list(self._live):
             conn.close()
             if conn.task is not None:
@@ -344,6 +382,19 @@ class MongoSim:
             self.topology.close()
         await asyncio.sleep(0)
         await self.engine.close()
+
+    async def _close_connections(self, server: asyncio.Server, within_s: float = 5.0) -> None:
+        """End every connection, including one accepted just before the close whose
+        connection_made is still to come (asyncio's accept task, then a call_soon), and
+        wait until their sockets are closed: a socket left to the garbage collector is a
+        ResourceWarning in whatever test runs next. Python 3.11's ``Server.wait_closed``
+        does not wait for connections (3.12's does), so this counts them as it does."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while getattr(server, "_active_count", 0) and loop.time() < deadline:
+            for conn in list(self._live):
+                conn.close()
+            await asyncio.sleep(0.001)
 
     async def __aenter__(self) -> MongoSim:
         await self.start()
