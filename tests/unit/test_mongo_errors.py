@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from pymongo.errors import (
@@ -133,10 +134,8 @@ async def _swallowing_call(raise_after: PyMongoError | None) -> None:
     """A driver call that absorbs its task's cancellation (as Python 3.11's wait_for
     can), then returns or fails as if never cancelled."""
     with driver_errors():
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            pass
         if raise_after is not None:
             raise raise_after
 
