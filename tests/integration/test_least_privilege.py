@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -259,6 +260,12 @@ async def test_each_granted_action_is_needed(
     errors = [e for e in logs if e["log_level"] in ("error", "critical")]
     assert code == 1, logs
     assert len(errors) == 1 and "not authorized" in str(errors[0]), errors
+    # Refused on that collection (the database's bootstrap commands, for the last row).
+    if collection:
+        refused = re.compile(r'execute command \{ \w+: "' + re.escape(collection) + '"')
+        assert refused.search(errors[0]["error"]), errors
+    else:
+        assert errors[0]["event"] == "service.bootstrap_failed", errors
     assert not [e for e in logs if e.get("exc_info")]
     assert PASSWORD not in repr(logs)
 
