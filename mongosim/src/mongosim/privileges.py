@@ -7,9 +7,10 @@ Sources: the MongoDB manual's "Resource Document on Self-Managed Deployments",
 A resource is ``{db, collection}``, ``{cluster: true}`` or ``{anyResource: true}``. The
 empty string is a wildcard: ``{db: "app", collection: ""}`` is every non-system collection
 of ``app`` (and the database itself), ``{db: "", collection: ""}`` every non-system
-collection of every database. Simplifications, documented in the README: getMore and
-killCursors need only an authenticated user (mongod checks the cursor was opened by the
-same users), and ``$lookup``/``$unionWith`` in a pipeline are not checked.
+collection of every database. getMore and killCursors are checked against the cursor's
+owners (:mod:`.auth`); commitTransaction/abortTransaction need only a user, as in mongod,
+whose commands inside the transaction were each checked. Simplification, documented in
+the README: ``$lookup``/``$unionWith`` in a pipeline are not checked.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ NO_AUTH = frozenset(
         "getlog",
     }
 )
-# Commands any authenticated user may run (they act on the user's own sessions/cursors).
+# Commands any authenticated user may run (they act on the user's own sessions/cursors;
+# getMore and killCursors are checked against the cursor's owners, in auth.py).
 ANY_USER = frozenset(
     {
         "getmore",
@@ -128,6 +130,12 @@ def allowed(privileges: Iterable[Privilege], resource: Resource, action: str) ->
 
 def _ns(db: str, coll: Any) -> dict[str, Any]:
     return {"db": db, "collection": coll if isinstance(coll, str) else ""}
+
+
+def ns_resource(db: str, coll: str) -> dict[str, Any]:
+    """The resource of namespace ``db.coll``; a listCollections cursor's
+    (``db.$cmd.listCollections``) is the database's, as in mongod."""
+    return _ns(db, "" if coll.startswith("$cmd") else coll)
 
 
 def _aggregate(db: str, cmd: Mapping[str, Any]) -> list[Need]:
