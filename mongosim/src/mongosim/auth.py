@@ -199,9 +199,13 @@ class Auth:
 
     # -- cursors ------------------------------------------------------------------------
     def note_reply(
-        self, name: str, db: str, cmd: Mapping[str, Any], reply: Mapping[str, Any],
+        self,
+        name: str,
+        db: str,
+        cmd: Mapping[str, Any],
+        reply: Mapping[str, Any],
         conn: ConnectionAuth,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Record who opened the cursor a reply hands out; forget one a reply closes."""
         if not self.enabled:
             return
