@@ -321,7 +321,12 @@ async def test_a_wrong_password_is_one_error_naming_the_user_not_the_password(
 async def test_a_server_certificate_from_an_unknown_ca_is_one_error(secured: Secured) -> None:
     """A CA that did not sign the server's certificate: the connection is refused."""
     await secured.add_service_user(role.privileges(DATABASE))
-    settings = secured.settings("pymongo", tls_ca_file=secured.certs.other_ca, retry_max_s=1)
+    settings = secured.settings(
+        "pymongo",
+        tls_ca_file=secured.certs.other_ca,
+        retry_max_s=1,
+        server_selection_timeout_ms=1000,
+    )
     code, logs = await _run_until_logged(settings, "service.database_unreachable", 2, within_s=30)
     text = repr(logs)
     assert PASSWORD not in text
