@@ -166,8 +166,8 @@ async def _run_workload(
 ) -> tuple[int | None, list[Any]]:
     """Run the service and, once it is streaming, each step in turn, the next one only
     after the service has applied the last (so a document's insert, update and delete
-    come in different batches). Its exit code if it exits on the way, None if it ran
-    the whole workload (it is then stopped), and its logs."""
+    come in different batches). Its exit code if it fails on the way, None if it ran
+    until stopped after the last step, and its logs."""
     service = Service(settings, http_port=0)
     deadline = asyncio.get_running_loop().time() + within_s
     with capture_logs() as logs:
