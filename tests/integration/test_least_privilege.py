@@ -270,6 +270,32 @@ async def test_each_granted_action_is_needed(
     assert PASSWORD not in repr(logs)
 
 
+async def test_a_privilege_revoked_while_running_stops_the_service_at_its_next_use(
+    secured: Secured,
+) -> None:
+    """The lease renewal refused (update on streamer_leases taken away): exit 1 with one
+    line at the next renewal, not a lease left to expire after warnings."""
+    await secured.add_service_user(role.privileges(DATABASE))
+    db = secured.root[DATABASE]
+    settings = secured.settings("pymongo", retry_max_s=1, lease_ttl_s=1.5)
+    without_update = _without(role.privileges(DATABASE), "streamer_leases", "update")
+
+    async def revoke_once_both_streams_are_leased() -> None:
+        deadline = asyncio.get_running_loop().time() + 20
+        while await db.streamer_leases.count_documents({"owner": {"$exists": True}}) < 2:
+            assert asyncio.get_running_loop().time() < deadline, "no leases taken"
+            await asyncio.sleep(0.02)
+        await secured.root.admin.command({"updateRole": "streamer", "privileges": without_update})
+
+    revoking = asyncio.create_task(revoke_once_both_streams_are_leased())
+    code, logs = await _run_until_logged(settings, "service.stopped", 1, within_s=30)
+    assert revoking.done()
+    errors = [e for e in logs if e["log_level"] in ("error", "critical")]
+    assert code == 1, logs
+    assert len(errors) == 1 and 'findAndModify: "streamer_leases"' in errors[0]["error"], errors
+    assert not [e for e in logs if e["event"] == "lease.renew_failed"]
+
+
 async def test_without_the_oplog_the_headroom_gauge_is_absent_with_one_warning(
     secured: Secured,
 ) -> None:
