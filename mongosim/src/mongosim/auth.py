@@ -184,7 +184,7 @@ class Auth:
             self._check_get_more(cmd, conn)
             return
         if lname == "killcursors":
-            self._check_kill_cursors(db, cmd, conn)
+            self._check_kill_cursors(cmd, conn)
             return
         if lname in privileges.ANY_USER:
             if lname == "killsessions":
@@ -242,7 +242,7 @@ class Auth:
         if not all(privileges.allowed(granted, r, a) for r, a in owner.needs):
             raise MongoError(13, f"not authorized for getMore with cursor id {cursor_id}")
 
-    def _check_kill_cursors(self, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> None:
+    def _check_kill_cursors(self, cmd: Mapping[str, Any], conn: ConnectionAuth) -> None:
         granted: list[Any] | None = None
         for raw in cmd.get("cursors") or []:
             owner = self._cursor_owner.get(int(raw))
