@@ -21,7 +21,7 @@ from contextlib import suppress
 import structlog
 
 from .checkpoints import CheckpointStore
-from .errors import DatabaseError, DatabaseUnavailable, StreamerError
+from .errors import DatabaseError, DatabaseUnavailable, FatalDatabaseError, StreamerError
 from .leases import Lease, Leases
 from .metrics import Metrics
 from .mongo import Mongo
@@ -158,6 +158,8 @@ class StreamOwner:
             await asyncio.sleep(self.ttl_s / 3)
             try:
                 lease = await self.leases.renew(self.name)
+            except FatalDatabaseError:
+                raise  # refused (a privilege revoked): not an outage to ride out
             except DatabaseError as exc:
                 if time.monotonic() < deadline - self.ttl_s / 6:
                     self.log.warning("lease.renew_failed", error=_describe(exc))

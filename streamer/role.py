@@ -16,17 +16,26 @@ from . import checkpoints, inventory, leases, orders, sessions, streams
 ROLE = "streamer"
 SOURCES = (orders.OrdersStream.source, inventory.InventoryStream.source)
 SOURCE_ACTIONS = ("find", "changeStream")
-STATE = (
-    orders.USER_TOTALS,
-    inventory.STOCK_ALERTS,
-    checkpoints.COLLECTION,
-    leases.COLLECTION,
-    sessions.COLLECTION,
-    streams.QUARANTINE,
-    orders.MIRROR,
-    inventory.MIRROR,
-)
-STATE_ACTIONS = ("find", "insert", "update", "remove")
+# The service's own collections, each with only the actions it uses there (every one is
+# shown needed by tests/integration/test_least_privilege.py). An upsert needs insert and
+# update, findAndModify needs find too (mongod's write_commands auth checks).
+STATE: dict[str, tuple[str, ...]] = {
+    # totals are inserted, replaced and deleted (a user's last order gone, a resync)
+    orders.USER_TOTALS: ("find", "insert", "update", "remove"),
+    # alerts are history: opened (insert), resolved (update), never deleted
+    inventory.STOCK_ALERTS: ("find", "insert", "update"),
+    # one document per stream, created once and moved by compare-and-set, never deleted
+    checkpoints.COLLECTION: ("find", "insert", "update"),
+    # taken by findAndModify with upsert, renewed and released by update, never deleted
+    leases.COLLECTION: ("find", "insert", "update"),
+    # one record per stream and instance, upserted; read to kill a predecessor's session
+    sessions.COLLECTION: ("find", "insert", "update"),
+    # write-only for the service: records are for people (README: the quarantine)
+    streams.QUARANTINE: ("insert",),
+    # each source document's last applied state: inserted, replaced, deleted with it
+    orders.MIRROR: ("find", "insert", "update", "remove"),
+    inventory.MIRROR: ("find", "insert", "update", "remove"),
+}
 OPLOG_ACTIONS = ("find",)  # the oplog-headroom gauge only
 BOOTSTRAP_ACTIONS = ("listCollections", "listIndexes", "createCollection", "createIndex", "collMod")
 
@@ -40,11 +49,13 @@ def privileges(
         for c in SOURCES
     ]
     out += [
-        {"resource": {"db": database, "collection": c}, "actions": list(STATE_ACTIONS)}
-        for c in STATE
+        {"resource": {"db": database, "collection": c}, "actions": list(actions)}
+        for c, actions in STATE.items()
     ]
     if oplog:
-        out.append({"resource": {"db": "local", "collection": "oplog.rs"}, "actions": ["find"]})
+        out.append(
+            {"resource": {"db": "local", "collection": "oplog.rs"}, "actions": list(OPLOG_ACTIONS)}
+        )
     if bootstrap:
         out.append(
             {"resource": {"db": database, "collection": ""}, "actions": list(BOOTSTRAP_ACTIONS)}

@@ -328,12 +328,19 @@ class Service:
         if exc is None:
             return 0
         if isinstance(exc, ExceptionGroup):
-            for failure in exc.exceptions:
-                log.error(
-                    "service.watcher_failed",
-                    error=f"{type(failure).__name__}: {failure}",
-                    exc_info=not isinstance(failure, StreamerError),
-                )
+            # One error line says why the service stops: the first failure. Both streams
+            # refused together (a privilege they share) add warnings, not more errors; a
+            # bug is always an error, with its traceback.
+            for i, failure in enumerate(exc.exceptions):
+                error = f"{type(failure).__name__}: {failure}"
+                if i and isinstance(failure, StreamerError):
+                    log.warning("service.watcher_also_failed", error=error)
+                else:
+                    log.error(
+                        "service.watcher_failed",
+                        error=error,
+                        exc_info=not isinstance(failure, StreamerError),
+                    )
             return 1
         raise exc
 

@@ -3,13 +3,15 @@
 :func:`classify` decides once what a driver exception means, by the server's error
 labels first (the driver specifications' "Transactions", "Retryable Writes" and
 "Change Streams" say a client decides by label, not by code), then by the driver's
-exception type, then by the codes of mongod's ``error_codes.yml``. :func:`translate`
+exception type, then by the codes of mongod's ``error_codes.yml``; a fatal code
+(Unauthorized, AuthenticationFailed) outranks every label. :func:`translate`
 builds the service's exception from that class; :class:`streamer.mongo.Mongo` applies it
 to every driver call, so no ``PyMongoError`` leaves this package.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -100,7 +102,13 @@ def _code(exc: PyMongoError) -> int | None:
 
 
 def classify(exc: PyMongoError) -> type[StreamerError]:
-    """The service's exception class for a driver exception: labels, type, then code."""
+    """The service's exception class for a driver exception: labels, type, then code.
+
+    A fatal code comes first: no label makes retrying grant a privilege or fix a
+    password, and a refusal retried within ``retry_max_s`` is a service that stops late.
+    """
+    if isinstance(exc, OperationFailure) and _code(exc) in FATAL_CODES:
+        return FatalDatabaseError
     for label, cls in LABELS:
         if exc.has_error_label(label):
             return cls
@@ -137,10 +145,32 @@ def translate(exc: PyMongoError) -> StreamerError:
     )
 
 
+def _cancel_requests() -> int:
+    """How many cancellations of the current task are pending (0 outside a task)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return 0
+    return task.cancelling() if task is not None else 0
+
+
 @contextmanager
 def driver_errors() -> Iterator[None]:
-    """Translate any driver exception raised in the block (``raise … from exc``)."""
+    """Translate any driver exception raised in the block (``raise … from exc``).
+
+    A cancellation requested during the call always comes out as ``CancelledError``.
+    Python 3.11's ``asyncio.wait_for`` drops a cancellation that arrives as the awaited
+    future finishes (cpython gh-86296, fixed in 3.12), and PyMongo awaits its TLS socket
+    calls through it: the call then returns, or fails, as if never cancelled. Seen as a
+    service that never stopped after a refusal, its health probe's task cancelled by the
+    TaskGroup and polling on.
+    """
+    before = _cancel_requests()
     try:
         yield
     except PyMongoError as exc:
+        if _cancel_requests() > before:
+            raise asyncio.CancelledError from exc
         raise translate(exc) from exc
+    if _cancel_requests() > before:
+        raise asyncio.CancelledError

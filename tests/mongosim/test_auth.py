@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bson import Int64
 from mongosim.auth import Auth, make_connection_auth
 from mongosim.users import Catalog
 from motor.motor_asyncio import AsyncIOMotorClient
@@ -169,6 +170,84 @@ async def test_users_may_kill_only_their_own_sessions(private_mongosim: Sim) -> 
                 await b.admin.command({"killSessions": [lsid]})
             await a.admin.command({"killSessions": [lsid]})
     assert info.value.code == 13
+
+
+async def _two_readers(root: Any) -> None:
+    await root.app.c.insert_many([{"_id": i} for i in range(3)])
+    for name in ("a", "b"):
+        await root.admin.command(
+            {
+                "createRole": f"{name}-reader",
+                "privileges": [{"resource": {"db": "app", "collection": "c"}, "actions": ["find"]}],
+                "roles": [],
+            }
+        )
+        await root.admin.command({"createUser": name, "pwd": "pw", "roles": [
+            {"role": f"{name}-reader", "db": "admin"}]})  # fmt: skip
+
+
+async def test_a_cursor_is_read_on_only_by_the_users_that_opened_it(
+    private_mongosim: Sim,
+) -> None:
+    """getMore on another user's cursor is Unauthorized, with mongod's wording, even with
+    the same privileges (getmore_cmd.cpp); its owner reads on."""
+    async with _auth_sim(private_mongosim) as sim, _client(_with_user(sim.uri, *ROOT)) as root:
+        await _two_readers(root)
+        async with (
+            _client(_with_user(sim.uri, "a", "pw")) as a,
+            _client(_with_user(sim.uri, "b", "pw")) as b,
+        ):
+            first = await a.app.command({"find": "c", "batchSize": 1})
+            cursor_id = first["cursor"]["id"]
+            with pytest.raises(OperationFailure) as other:
+                await b.app.command({"getMore": Int64(cursor_id), "collection": "c"})
+            more = await a.app.command({"getMore": Int64(cursor_id), "collection": "c"})
+    assert other.value.code == 13
+    assert other.value.details["errmsg"] == (
+        f"cursor id {cursor_id} was not created by the authenticated user"
+    )
+    assert [d["_id"] for d in more["cursor"]["nextBatch"]] == [1, 2]
+
+
+async def test_a_cursor_is_read_on_only_while_its_owner_keeps_the_privilege(
+    private_mongosim: Sim,
+) -> None:
+    """The privileges of the command that opened the cursor are checked again on each
+    getMore: a revoked find ends the read."""
+    async with _auth_sim(private_mongosim) as sim, _client(_with_user(sim.uri, *ROOT)) as root:
+        await _two_readers(root)
+        async with _client(_with_user(sim.uri, "a", "pw")) as a:
+            first = await a.app.command({"find": "c", "batchSize": 1})
+            cursor_id = first["cursor"]["id"]
+            await root.admin.command({"updateRole": "a-reader", "privileges": []})
+            with pytest.raises(OperationFailure) as revoked:
+                await a.app.command({"getMore": Int64(cursor_id), "collection": "c"})
+    assert revoked.value.code == 13
+    assert revoked.value.details["errmsg"] == (
+        f"not authorized for getMore with cursor id {cursor_id}"
+    )
+
+
+async def test_another_users_cursor_is_killed_only_with_kill_any_cursor(
+    private_mongosim: Sim,
+) -> None:
+    """killCursors: one's own cursors, or anyone's with killAnyCursor on the namespace
+    (root has it); else "not authorized to kill cursor on <ns>" (authorization_checks.cpp)."""
+    async with _auth_sim(private_mongosim) as sim, _client(_with_user(sim.uri, *ROOT)) as root:
+        await _two_readers(root)
+        async with (
+            _client(_with_user(sim.uri, "a", "pw")) as a,
+            _client(_with_user(sim.uri, "b", "pw")) as b,
+        ):
+            ids = [(await a.app.command({"find": "c", "batchSize": 1}))["cursor"]["id"]
+                   for _ in range(2)]  # fmt: skip
+            with pytest.raises(OperationFailure) as other:
+                await b.app.command({"killCursors": "c", "cursors": [Int64(ids[0])]})
+            own = await a.app.command({"killCursors": "c", "cursors": [Int64(ids[0])]})
+            anyone = await root.app.command({"killCursors": "c", "cursors": [Int64(ids[1])]})
+    assert other.value.code == 13
+    assert other.value.details["errmsg"] == "not authorized to kill cursor on app.c"
+    assert own["cursorsKilled"] == [ids[0]] and anyone["cursorsKilled"] == [ids[1]]
 
 
 async def test_users_and_roles_survive_a_restart_on_the_data_dir(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 from pymongo.errors import (
     AutoReconnect,
@@ -49,7 +52,14 @@ def failure(code: int | None, *labels: str) -> OperationFailure:
             failure(10107, "ResumableChangeStreamError"), StreamInterrupted, id="resumable-stream"
         ),
         pytest.param(
-            failure(13, "TransientTransactionError"), TransientError, id="label-beats-code"
+            failure(59, "TransientTransactionError"), TransientError, id="label-beats-code"
+        ),
+        # except a refusal: no label makes retrying grant a privilege or a password
+        pytest.param(
+            failure(13, "TransientTransactionError"), FatalDatabaseError, id="unauthorized-in-txn"
+        ),
+        pytest.param(
+            failure(13, "RetryableWriteError"), FatalDatabaseError, id="unauthorized-retryable"
         ),
         pytest.param(failure(11000, "SomeOtherLabel"), DuplicateKey, id="unrelated-label"),
         # then the driver's connection errors
@@ -118,3 +128,47 @@ def test_driver_errors_raises_the_translation_from_the_driver_error() -> None:
     with pytest.raises(TransientError) as info, driver_errors():
         raise original
     assert info.value.__cause__ is original
+
+
+async def _swallowing_call(raise_after: PyMongoError | None) -> None:
+    """A driver call that absorbs its task's cancellation (as Python 3.11's wait_for
+    can), then returns or fails as if never cancelled."""
+    with driver_errors():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(10)
+        if raise_after is not None:
+            raise raise_after
+
+
+@pytest.mark.parametrize(
+    "raise_after", [None, AutoReconnect("closed")], ids=["returns", "fails"]
+)
+async def test_a_cancellation_the_driver_swallowed_still_cancels_the_caller(
+    raise_after: PyMongoError | None,
+) -> None:
+    """Else a cancelled task (a TaskGroup's, failing) carries on as if never cancelled."""
+    task = asyncio.create_task(_swallowing_call(raise_after))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_driver_call_made_while_already_cancelling_is_not_cancelled_again() -> None:
+    """Clean-up after a cancellation (ending a session, say) still reaches the server."""
+    finished = asyncio.Event()
+
+    async def clean_up_after_cancel() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            with driver_errors():
+                await asyncio.sleep(0)
+            finished.set()
+
+    task = asyncio.create_task(clean_up_after_cancel())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished.is_set()

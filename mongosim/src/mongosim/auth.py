@@ -10,12 +10,21 @@ Sources: the driver "Authentication" specification (speculative authentication,
 ``saslSupportedMechs``), the manual's "Localhost Exception", "killSessions" (a user may
 kill its own sessions; others' need ``killAnySession``) and mongod's
 ``src/mongo/db/commands/authentication_commands.cpp``/``sasl_commands.cpp``.
+
+Cursors belong to the users that opened them, as in mongod: ``getMore`` is for those
+users only ("cursor id N was not created by the authenticated user",
+``src/mongo/db/commands/getmore_cmd.cpp``), while they still hold the privileges of the
+command that opened it ("not authorized for getMore with cursor id N"); ``killCursors``
+of another's cursor needs ``killAnyCursor`` on its namespace ("not authorized to kill
+cursor on <ns>", ``checkAuthForKillCursors`` in
+``src/mongo/db/auth/authorization_checks.cpp``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +38,16 @@ from .users import Catalog, credential_of, role_refs
 
 _conversation_ids = itertools.count(1)
 UserRef = tuple[str, str]  # (db, name)
+# Owners of the cursors mongosim has handed out; the oldest are forgotten past this many
+# (mongod times idle cursors out after 10 minutes; a forgotten one is unchecked).
+MAX_TRACKED_CURSORS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class CursorOwner:
+    ns: str  # "db.collection"
+    users: tuple[UserRef, ...]
+    needs: tuple[privileges.Need, ...]  # what the command that opened it required
 
 
 def auth_failed() -> MongoError:
@@ -48,6 +67,7 @@ class Auth:
     def __init__(self, catalog: Catalog, enabled: bool) -> None:
         self.catalog, self.enabled = catalog, enabled
         self._session_owner: dict[Any, UserRef | None] = {}
+        self._cursor_owner: OrderedDict[int, CursorOwner] = OrderedDict()
 
     # -- hello -----------------------------------------------------------------------
     def decorate_hello(
@@ -160,6 +180,12 @@ class Auth:
         if not conn.users:
             raise MongoError(13, f"Command {name} requires authentication")
         self._own_session(cmd, conn)
+        if lname == "getmore":
+            self._check_get_more(cmd, conn)
+            return
+        if lname == "killcursors":
+            self._check_kill_cursors(cmd, conn)
+            return
         if lname in privileges.ANY_USER:
             if lname == "killsessions":
                 self._check_kill_sessions(cmd, conn)
@@ -171,6 +197,67 @@ class Auth:
                     13, f"not authorized on {db} to execute command {privileges.shell_repr(cmd)}"
                 )
 
+    # -- cursors ------------------------------------------------------------------------
+    def note_reply(
+        self,
+        name: str,
+        db: str,
+        cmd: Mapping[str, Any],
+        reply: Mapping[str, Any],
+        conn: ConnectionAuth,
+    ) -> None:
+        """Record who opened the cursor a reply hands out; forget one a reply closes."""
+        if not self.enabled:
+            return
+        cursor = reply.get("cursor")
+        if not isinstance(cursor, Mapping):
+            return
+        cursor_id = int(cursor.get("id") or 0)
+        if name.lower() == "getmore":
+            if not cursor_id:
+                self._cursor_owner.pop(int(cmd.get("getMore") or 0), None)
+            return
+        if not cursor_id:
+            return
+        needs = tuple(privileges.required(name, db, cmd))
+        ns = str(cursor.get("ns") or f"{db}.{cmd.get(name)}")
+        self._cursor_owner[cursor_id] = CursorOwner(ns, tuple(conn.users), needs)
+        while len(self._cursor_owner) > MAX_TRACKED_CURSORS:
+            self._cursor_owner.popitem(last=False)
+
+    @staticmethod
+    def _coauthorized(conn: ConnectionAuth, users: tuple[UserRef, ...]) -> bool:
+        # AuthorizationSession::isCoauthorizedWith: a user in common, or no users on
+        # either side.
+        return bool(set(conn.users) & set(users)) or (not conn.users and not users)
+
+    def _check_get_more(self, cmd: Mapping[str, Any], conn: ConnectionAuth) -> None:
+        cursor_id = int(cmd.get("getMore") or 0)
+        owner = self._cursor_owner.get(cursor_id)
+        if owner is None:  # unknown: the command answers CursorNotFound (43) itself
+            return
+        if not self._coauthorized(conn, owner.users):
+            raise MongoError(13, f"cursor id {cursor_id} was not created by the authenticated user")
+        granted = self.privileges_of(conn)
+        if not all(privileges.allowed(granted, r, a) for r, a in owner.needs):
+            raise MongoError(13, f"not authorized for getMore with cursor id {cursor_id}")
+
+    def _check_kill_cursors(self, cmd: Mapping[str, Any], conn: ConnectionAuth) -> None:
+        granted: list[Any] | None = None
+        for raw in cmd.get("cursors") or []:
+            owner = self._cursor_owner.get(int(raw))
+            if owner is None or self._coauthorized(conn, owner.users):
+                continue
+            o_db, _, o_coll = owner.ns.partition(".")
+            granted = self.privileges_of(conn) if granted is None else granted
+            if not privileges.allowed(
+                granted, privileges.ns_resource(o_db, o_coll), "killAnyCursor"
+            ):
+                raise MongoError(13, f"not authorized to kill cursor on {owner.ns}")
+        for raw in cmd.get("cursors") or []:
+            self._cursor_owner.pop(int(raw), None)
+
+    # -- sessions -------------------------------------------------------------------------
     def _own_session(self, cmd: Mapping[str, Any], conn: ConnectionAuth) -> None:
         """Record the user a session belongs to (mongod keys sessions by user digest)."""
         lsid = cmd.get("lsid")

@@ -7,9 +7,10 @@ Sources: the MongoDB manual's "Resource Document on Self-Managed Deployments",
 A resource is ``{db, collection}``, ``{cluster: true}`` or ``{anyResource: true}``. The
 empty string is a wildcard: ``{db: "app", collection: ""}`` is every non-system collection
 of ``app`` (and the database itself), ``{db: "", collection: ""}`` every non-system
-collection of every database. Simplifications, documented in the README: getMore and
-killCursors need only an authenticated user (mongod checks the cursor was opened by the
-same users), and ``$lookup``/``$unionWith`` in a pipeline are not checked.
+collection of every database. getMore and killCursors are checked against the cursor's
+owners (:mod:`.auth`); commitTransaction/abortTransaction need only a user, as in mongod,
+whose commands inside the transaction were each checked. Simplification, documented in
+the README: ``$lookup``/``$unionWith`` in a pipeline are not checked.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ NO_AUTH = frozenset(
         "getlog",
     }
 )
-# Commands any authenticated user may run (they act on the user's own sessions/cursors).
+# Commands any authenticated user may run (they act on the user's own sessions/cursors;
+# getMore and killCursors are checked against the cursor's owners, in auth.py).
 ANY_USER = frozenset(
     {
         "getmore",
@@ -130,6 +132,12 @@ def _ns(db: str, coll: Any) -> dict[str, Any]:
     return {"db": db, "collection": coll if isinstance(coll, str) else ""}
 
 
+def ns_resource(db: str, coll: str) -> dict[str, Any]:
+    """The resource of namespace ``db.coll``; a listCollections cursor's
+    (``db.$cmd.listCollections``) is the database's, as in mongod."""
+    return _ns(db, "" if coll.startswith("$cmd") else coll)
+
+
 def _aggregate(db: str, cmd: Mapping[str, Any]) -> list[Need]:
     target = cmd.get("aggregate")
     stages = [next(iter(s), "") for s in cmd.get("pipeline") or [] if isinstance(s, Mapping)]
@@ -143,14 +151,34 @@ def _aggregate(db: str, cmd: Mapping[str, Any]) -> list[Need]:
         needs.append((_ns(db, target), "find"))
     for stage in cmd.get("pipeline") or []:
         for key in ("$out", "$merge"):
-            if key in stage:
-                spec = stage[key]
-                out = spec if isinstance(spec, str) else spec.get("into") or spec.get("coll")
-                out_db = db
-                if isinstance(out, Mapping):
-                    out_db, out = out.get("db", db), out.get("coll")
-                needs += [(_ns(out_db, out), a) for a in ("insert", "remove", "update")]
+            if isinstance(stage, Mapping) and key in stage:
+                target, actions = _output(db, key, stage[key])
+                needs += [(target, a) for a in actions]
+                if cmd.get("bypassDocumentValidation"):
+                    needs.append((target, "bypassDocumentValidation"))
     return needs
+
+
+def _output(db: str, key: str, spec: Any) -> tuple[dict[str, Any], list[str]]:
+    """The target of ``$out``/``$merge`` and the actions needed there: ``$out`` replaces
+    the collection, insert and remove (SERVER-10963); ``$merge`` needs insert when
+    unmatched documents are inserted and update unless ``whenMatched`` is fail
+    (``document_source_merge.cpp``'s merge-mode descriptors)."""
+    if key == "$out":
+        if isinstance(spec, Mapping):
+            return _ns(str(spec.get("db", db)), spec.get("coll")), ["insert", "remove"]
+        return _ns(db, spec), ["insert", "remove"]
+    options: Mapping[str, Any] = spec if isinstance(spec, Mapping) else {"into": spec}
+    into = options.get("into")
+    target = (
+        _ns(str(into.get("db", db)), into.get("coll"))
+        if isinstance(into, Mapping)
+        else _ns(db, into)
+    )
+    actions = ["insert"] if options.get("whenNotMatched", "insert") == "insert" else []
+    if options.get("whenMatched", "merge") != "fail":
+        actions.append("update")
+    return target, actions
 
 
 def _find_and_modify(db: str, cmd: Mapping[str, Any]) -> list[Need]:
@@ -158,7 +186,7 @@ def _find_and_modify(db: str, cmd: Mapping[str, Any]) -> list[Need]:
     needs: list[Need] = [(ns, "find"), (ns, "remove" if cmd.get("remove") else "update")]
     if cmd.get("upsert"):
         needs.append((ns, "insert"))
-    return needs
+    return needs + _bypass(ns, cmd)
 
 
 def _update(db: str, cmd: Mapping[str, Any]) -> list[Need]:
@@ -166,7 +194,13 @@ def _update(db: str, cmd: Mapping[str, Any]) -> list[Need]:
     needs: list[Need] = [(ns, "update")]
     if any(u.get("upsert") for u in cmd.get("updates") or [] if isinstance(u, Mapping)):
         needs.append((ns, "insert"))
-    return needs
+    return needs + _bypass(ns, cmd)
+
+
+def _bypass(ns: dict[str, Any], cmd: Mapping[str, Any]) -> list[Need]:
+    """A write that skips the validator needs bypassDocumentValidation there too (the
+    manual's "Privilege Actions"; mongod's write commands' auth checks)."""
+    return [(ns, "bypassDocumentValidation")] if cmd.get("bypassDocumentValidation") else []
 
 
 _ON_COLLECTION: dict[str, str] = {
@@ -201,6 +235,9 @@ _USER_ADMIN_COMMANDS = {"createuser": "createUser", "updateuser": "changePasswor
 def required(name: str, db: str, cmd: Mapping[str, Any]) -> list[Need]:
     """What ``cmd`` (run on ``db``) needs; every (resource, action) pair must be allowed."""
     lname = name.lower()
+    if lname == "insert":
+        ns = _ns(db, cmd.get(name))
+        return [(ns, "insert"), *_bypass(ns, cmd)]
     if lname in _ON_COLLECTION:
         return [(_ns(db, cmd.get(name)), _ON_COLLECTION[lname])]
     if lname in _ON_DATABASE:

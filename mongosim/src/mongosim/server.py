@@ -111,7 +111,9 @@ class Server:
         if admin is not None:
             return admin
         self.topology.check_writable(name, cmd)
-        return await self.engine.run_command(request.db, cmd, ctx)
+        reply = await self.engine.run_command(request.db, cmd, ctx)
+        self.auth.note_reply(name, request.db, cmd, reply, conn.auth)  # cursor owners
+        return reply
 
     def _error_reply(
         self, name: str, cmd: Mapping[str, Any], exc: MongoError, ctx: CommandContext
