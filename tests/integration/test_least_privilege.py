@@ -244,7 +244,7 @@ def _name(collection: str, action: str) -> str:
     ("collection", "action"), [pytest.param(c, a, id=_name(c, a)) for c, a in NEEDED]
 )
 async def test_each_granted_action_is_needed(
-    secured: Secured, collection: str, action: str
+    secured: Secured, driver: str, collection: str, action: str
 ) -> None:
     """Without any one action the service stops with one clear error line (Unauthorized),
     never a crash loop or a traceback, and promptly: Unauthorized is never retried."""
@@ -255,7 +255,7 @@ async def test_each_granted_action_is_needed(
     # retry_max_s=1: an Unauthorized wrongly retried would end as DatabaseUnavailable,
     # which the service rides out, and the case fails instead of passing slowly. The
     # deadline is for a loaded CI machine; an unloaded one takes a few seconds.
-    settings = secured.settings("pymongo", retry_max_s=1)
+    settings = secured.settings(driver, retry_max_s=1)
     code, logs = await _run_workload(settings, db, [_change, _delete], within_s=45)
     errors = [e for e in logs if e["log_level"] in ("error", "critical")]
     assert code == 1, logs

@@ -187,9 +187,16 @@ def unsatisfiable_write_concern(write_concern: Any) -> dict[str, Any] | None:
 
 class Connection(asyncio.Protocol):
     def __init__(
-        self, server: Server, live: set[Connection], tls: ssl.SSLContext | None = None
+        self,
+        server: Server,
+        live: set[Connection],
+        tls: ssl.SSLContext | None = None,
+        tasks: set[asyncio.Task[None]] | None = None,
     ) -> None:
         self.server, self.live = server, live
+        # Every connection's task, until done: closing the server awaits them, so none is
+        # left pending for a loop that closes (its coroutine then dies in the collector).
+        self.tasks = tasks if tasks is not None else set()
         self.id = next(_connection_ids)
         self.app_name: str | None = None
         self._buffer = bytearray()
@@ -212,6 +219,8 @@ class Connection(asyncio.Protocol):
         else:
             transport.pause_reading()  # the ClientHello is start_tls's, not data_received's
             self.task = loop.create_task(self._handshake(transport, self._tls))
+        self.tasks.add(self.task)
+        self.task.add_done_callback(self.tasks.discard)
 
     async def _handshake(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
         """TLS by ``start_tls`` rather than ``create_server(ssl=...)``: the connection is
@@ -347,6 +356,7 @@ class MongoSim:
         self.topology: Topology | None = None
         self._server: asyncio.Server | None = None
         self._live: set[Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def uri(self) -> str:
@@ -359,7 +369,7 @@ class MongoSim:
         self.topology = Topology(self.host, self.port, self.replset, self.engine)
         server = Server(self.engine, self.topology, self.failpoints, self.auth)
         self._server = await loop.create_server(
-            lambda: Connection(server, self._live, self.ssl), self.host, self.port
+            lambda: Connection(server, self._live, self.ssl, self._tasks), self.host, self.port
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self.topology.port = self.port
@@ -378,8 +388,10 @@ class MongoSim:
             await self._close_connections(server)
         for conn in list(self._live):
             conn.close()
-            if conn.task is not None:
-                conn.task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
         if self.topology is not None:
             self.topology.close()
         await asyncio.sleep(0)
