@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from bson.objectid import ObjectId
 
-from .bsonutil import canonical
+from .bsonutil import canonical, values_equal
 from .collation import collated, folder
 from .errors import CloseConnection, MongoError
 from .matching import compile_filter, equality_constraints
@@ -199,7 +199,9 @@ def compute_update(
         res = apply_update(doc, u, array_filters=spec.get("arrayFilters"), matched_query=query)
         return _Updated(res.doc, res.modified, "u", res.description)
     new = _replacement(doc, u)
-    return _Updated(new, canonical(new) != canonical(doc), "r", None)
+    # Compared as values, stopping at the first difference: equal exactly when their
+    # canonical keys are, without building both.
+    return _Updated(new, not values_equal(new, doc), "r", None)
 
 
 def build_upsert(u: Any, spec: Mapping[str, Any], query: Mapping[str, Any]) -> dict[str, Any]:
