@@ -10,9 +10,10 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import bson
 from bson.objectid import ObjectId
 
-from .bsonutil import canonical, values_equal
+from .bsonutil import canonical
 from .collation import collated, folder
 from .errors import CloseConnection, MongoError
 from .matching import compile_filter, equality_constraints
@@ -199,9 +200,10 @@ def compute_update(
         res = apply_update(doc, u, array_filters=spec.get("arrayFilters"), matched_query=query)
         return _Updated(res.doc, res.modified, "u", res.description)
     new = _replacement(doc, u)
-    # Compared as values, stopping at the first difference: equal exactly when their
-    # canonical keys are, without building both.
-    return _Updated(new, not values_equal(new, doc), "r", None)
+    # A replacement is a no-op only when it is binary-equal to the stored document
+    # (src/mongo/db/update/object_replace_executor.cpp, "Check for noop": binaryEqual):
+    # replacing {a: 1} with {a: 1.0} changes the stored type, so it modifies.
+    return _Updated(new, bson.encode(new) != bson.encode(doc), "r", None)
 
 
 def build_upsert(u: Any, spec: Mapping[str, Any], query: Mapping[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,17 @@ def _document(fields: list[tuple[str, Compiled]], d: Mapping[str, Any], v: Vars)
     return out
 
 
+def _get(doc: Any, parts: list[str]) -> Any:
+    """``expressions._path``, with plain documents walked inline (the common case)."""
+    for i, part in enumerate(parts):
+        if type(doc) is not dict:
+            return _path(doc, parts[i:])
+        doc = doc.get(part, MISSING)
+        if doc is MISSING:
+            return MISSING
+    return doc
+
+
 def _compile_string(expr: str) -> Compiled:
     if not expr.startswith("$"):
         return lambda d, v: expr
@@ -64,7 +75,7 @@ def _compile_string(expr: str) -> Compiled:
         name, _, rest = expr[2:].partition(".")
         if name == "ROOT":
             parts = rest.split(".")
-            return (lambda d, v: _path(d, parts)) if rest else (lambda d, v: d)
+            return (lambda d, v: _get(d, parts)) if rest else (lambda d, v: d)
         if name in _ROOT_NAMES:
             return lambda d, v: field_path(expr, d, v)
         parts = rest.split(".") if rest else []
@@ -73,14 +84,11 @@ def _compile_string(expr: str) -> Compiled:
             if name not in v:
                 return field_path(expr, d, v)  # a command's let, or error 17276
             base = v[name]
-            return _path(base, parts) if parts else base
+            return _get(base, parts) if parts else base
 
         return variable
     parts = expr[1:].split(".")
-    if len(parts) == 1:
-        (top,) = parts
-        return lambda d, v: d.get(top, MISSING) if isinstance(d, Mapping) else _path(d, parts)
-    return lambda d, v: _path(d, parts)
+    return lambda d, v: _get(d, parts)
 
 
 def _args(arg: Any) -> list[Compiled]:
