@@ -205,6 +205,8 @@ class ChangeStream:
 
     # -- events ----------------------------------------------------------------------
     def _token(self, entry: OplogEntry, *, invalidate: bool = False) -> dict[str, str]:
+        if not invalidate:
+            return resume_tokens.event_token(entry.ts, entry.txn_index)
         return ResumeToken(entry.ts, entry.txn_index, False, invalidate).encode()
 
     def _render(self, entry: OplogEntry) -> dict[str, Any] | None:
@@ -299,12 +301,15 @@ class ChangeStream:
         ]
 
     # -- batches ---------------------------------------------------------------------
-    def _entries_after(self) -> Iterator[OplogEntry]:
-        time, inc, _ = self.position
-        for slot in self.host.oplog.slots_after(Timestamp(time, inc), inclusive=True):
+    def _entries_after(self) -> Iterator[tuple[Position, OplogEntry]]:
+        """Each entry after ``position``, with its own position."""
+        time, inc, index = self.position
+        for (t, i), slot in self.host.oplog.keyed_slots_after(Timestamp(time, inc), inclusive=True):
+            # Only the slot at ``position`` itself holds entries at or before it.
+            at_start = t == time and i == inc
             for entry in slot.entries:
-                if (slot.ts.time, slot.ts.inc, entry.txn_index) > self.position:
-                    yield entry
+                if not at_start or entry.txn_index > index:
+                    yield (t, i, entry.txn_index), entry
 
     def _scan(self, limit: int) -> list[Mapping[str, Any]]:
         events: list[Mapping[str, Any]] = []
@@ -315,8 +320,8 @@ class ChangeStream:
         # drops makes room, so scanning goes on. ``position`` is the last entry scanned,
         # which is the last entry of a full batch, as when events were piped one by one.
         pending: list[dict[str, Any]] = []
-        for entry in self._entries_after():
-            self.position = (entry.ts.time, entry.ts.inc, entry.txn_index)
+        for position, entry in self._entries_after():
+            self.position = position
             if entry.op == "n" or not self._in_scope(entry):
                 continue
             event = self._render(entry)

@@ -25,7 +25,7 @@ from .bsonutil import canonical
 from .errors import MongoError
 from .history import DEFAULT_WINDOW_S, SnapshotHistory
 from .oplog import OpKind, Oplog, OplogEntry
-from .sessions import Session, SessionCatalog, Transaction
+from .sessions import PendingWrite, Session, SessionCatalog, Transaction
 from .storage import Collection
 
 if TYPE_CHECKING:
@@ -285,8 +285,6 @@ class Engine:
             check_size(op_kind, doc)
         key = (coll.ns, idk)
         if op.txn is not None:
-            from .sessions import PendingWrite
-
             self.sessions.lock_for(op.txn, key)
             op.txn.overlay[key] = doc
             op.txn.overlay_by_ns.setdefault(coll.ns, {})[idk] = doc
