@@ -103,6 +103,9 @@ class InventoryEffects:
     inserts: list[dict[str, Any]] = field(default_factory=list)  # new alert documents
     resolves: dict[Any, dict[str, Any]] = field(default_factory=dict)  # alert _id -> $set
     rejected: list[Rejected] = field(default_factory=list)
+    # The _ids of ``inserts``: an alert opened and resolved in one batch is found by
+    # _id, not by a pass over the batch's inserts (quadratic in a batch of thousands).
+    opened: set[ObjectId] = field(default_factory=set)
 
 
 def _open(effects: InventoryEffects, change: Change, p: Product) -> dict[str, Any]:
@@ -117,6 +120,7 @@ def _open(effects: InventoryEffects, change: Change, p: Product) -> dict[str, An
         "opened_at": change.wall_time,
     }
     effects.inserts.append(alert)
+    effects.opened.add(alert["_id"])
     effects.transitions.append(
         Transition("opened", change.key, p.sku, p.name, p.stock, p.threshold, change.wall_time)
     )
@@ -136,7 +140,7 @@ def _resolve(
         "resolution": resolution,
         "resolved_stock": p.stock if p is not None else None,
     }
-    if any(alert is new for new in effects.inserts):
+    if alert["_id"] in effects.opened:
         alert.update(fields)  # opened and resolved inside this batch
     else:
         effects.resolves[alert["_id"]] = fields

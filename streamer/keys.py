@@ -17,6 +17,10 @@ from .mongo.types import Decimal128, Int64, encode_bson
 
 def bson_key(value: Any) -> Hashable:
     """A hashable key equal for two values exactly when an ``_id`` index equates them."""
+    if type(value) is int:
+        # Hot path (every event's key): a plain int keys as itself, which Python
+        # already hashes and compares equal to the Decimal of the same value.
+        return ("n", value)
     if isinstance(value, bool):
         return ("b", value)
     if isinstance(value, int | Int64):

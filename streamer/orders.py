@@ -8,7 +8,6 @@ from typing import Any
 
 from .changes import Change
 from .keys import bson_key
-from .mirror import State
 from .mongo import Mongo, Session
 from .mongo.types import DeleteOne, InsertOne, ReplaceOne
 from .streams import BatchOutcome, MirroredStream, count_ops
@@ -18,7 +17,6 @@ from .totals import (
     Contribution,
     Totals,
     apply_moves,
-    assess_order,
     plan_orders,
     totals_document,
     totals_from_document,
@@ -37,14 +35,6 @@ class OrdersStream(MirroredStream):
     def __init__(self, mongo: Mongo) -> None:
         super().__init__(mongo)
 
-    def mirror_document(self, source_id: Any, state: State, gen: int) -> dict[str, Any]:
-        doc = super().mirror_document(source_id, state, gen)
-        c = assess_order(state)
-        if isinstance(c, Contribution):
-            # Query fields: the user's completed orders by date, for last_order_at.
-            doc.update(u=c.user_id, s=c.status, t=c.created_at)
-        return doc
-
     async def apply(self, session: Session, changes: Sequence[Change], gen: int) -> BatchOutcome:
         prior, stored = await self.load_prior(session, changes)
         effects = plan_orders(changes, prior)
@@ -61,7 +51,14 @@ class OrdersStream(MirroredStream):
             totals = {bson_key(d["_id"]): totals_from_document(d) for d in docs}
         existing = set(totals)
         recompute = apply_moves(totals, effects.moves)
-        writes = await self.write_mirror(session, effects.states, gen, stored)
+        # Query fields: the user's completed orders by date, for last_order_at (from the
+        # assessment the plan already made, not a second one per document).
+        query_fields = {
+            key: {"u": c.user_id, "s": c.status, "t": c.created_at}
+            for key, c in effects.assessed.items()
+            if isinstance(c, Contribution)
+        }
+        writes = await self.write_mirror(session, effects.states, gen, stored, query_fields)
         if recompute:
             await self._recompute_last_order_at(session, totals, recompute)
         now = dt.datetime.now(dt.UTC)

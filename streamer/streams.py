@@ -127,22 +127,25 @@ class MirroredStream:
         states: Mapping[Hashable, tuple[Any, State | None]],
         gen: int,
         stored: Stored,
+        query_fields: Mapping[Hashable, Mapping[str, Any]] | None = None,
     ) -> int:
         """One write per document the batch changed (its last state), none for a document
-        whose state and generation are what the mirror already holds."""
+        whose state and generation are what the mirror already holds. ``query_fields``
+        are a handler's indexed fields for some documents, added to theirs."""
         requests: list[Any] = []
+        extra = query_fields or {}
         for key, (source_id, state) in states.items():
             held = stored.get(key)
             if state is None:
                 if held is not None:
                     requests.append(DeleteOne({"_id": source_id}))
-            elif held is not None:
-                if held[1] == gen and same_state(held[0], state):
-                    continue
-                doc = self.mirror_document(source_id, state, gen)
-                requests.append(ReplaceOne({"_id": source_id}, doc))
-            else:
-                requests.append(InsertOne(self.mirror_document(source_id, state, gen)))
+                continue
+            if held is not None and held[1] == gen and same_state(held[0], state):
+                continue
+            doc = self.mirror_document(source_id, state, gen)
+            if key in extra:
+                doc.update(extra[key])
+            requests.append(InsertOne(doc) if held is None else ReplaceOne({"_id": source_id}, doc))
         await self.mongo.bulk_write(self.mirror, requests, session=session)
         return len(requests)
 

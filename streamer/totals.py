@@ -184,6 +184,8 @@ class OrderEffects:
     states: dict[Hashable, tuple[Any, State | None]] = field(default_factory=dict)
     moves: list[tuple[Contribution | None, Contribution | None]] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    # Each order's assessed last state (the mirror's query fields come from it).
+    assessed: dict[Hashable, Contribution | Invalid | None] = field(default_factory=dict)
 
 
 def same_contribution(a: Contribution | None, b: Contribution | None) -> bool:
@@ -203,7 +205,7 @@ def plan_orders(changes: Iterable[Change], prior: Mapping[Hashable, State | None
     effects = OrderEffects()
     current: dict[Hashable, State | None] = dict(prior)
     # Each order's assessed current state: an event's "before" is the last one's "after".
-    assessed: dict[Hashable, Contribution | Invalid | None] = {}
+    assessed = effects.assessed
     for change in changes:
         key = bson_key(change.key)
         before = current[key]

@@ -419,4 +419,3 @@ class _ResyncRequested(Exception):
 
 async def _nothing(session: Session) -> None:
     return None
-

@@ -92,6 +92,17 @@ async def test_replace_one_keeps_the_id_and_rejects_changing_it(db: Any) -> None
     assert info.value.code == 66
 
 
+async def test_a_replacement_is_a_no_op_only_when_binary_equal(db: Any) -> None:
+    """mongod's ObjectReplaceExecutor compares BSON bytes: 1.0 replacing 1 is a change
+    (the stored type becomes double), the same document again is not."""
+    await db.r.insert_one({"_id": 1, "a": 1})
+    same = await db.r.replace_one({"_id": 1}, {"a": 1})
+    retyped = await db.r.replace_one({"_id": 1}, {"a": 1.0})
+    assert (same.modified_count, retyped.modified_count) == (0, 1)
+    stored = await db.r.find_one({"_id": 1})
+    assert type(stored["a"]) is float
+
+
 async def test_delete_one_and_many_report_counts(db: Any) -> None:
     await db.c.insert_many([{"k": 1}, {"k": 1}, {"k": 2}])
     assert (await db.c.delete_one({"k": 1})).deleted_count == 1

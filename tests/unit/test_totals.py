@@ -218,6 +218,25 @@ def test_several_changes_to_one_order_in_one_batch_replay_in_order() -> None:
     assert ledger.view("u2") == (D(2), 1, {"completed": 1}, None)  # created_at removed
 
 
+def test_the_plan_keeps_each_orders_assessment_of_its_last_state() -> None:
+    """What the mirror's query fields are made from: the last state's, one per order."""
+    effects = plan_orders(
+        [
+            ins("o1", **order(status="pending")),
+            upd("o1", status="completed"),
+            ins("o2", **order(amount=-1)),
+            ins("o3", **order()),
+            dele("o3"),
+        ],
+        dict.fromkeys(map(bson_key, ("o1", "o2", "o3"))),
+    )
+    assert effects.assessed == {
+        bson_key("o1"): Contribution("u1", D(10), "completed", at(0)),
+        bson_key("o2"): Invalid("amount is negative"),
+        bson_key("o3"): None,
+    }
+
+
 def test_removing_the_latest_completed_order_flags_last_order_at_for_recompute() -> None:
     """Only a removal of the latest completed order asks for a recompute."""
     totals: dict[Hashable, Totals] = {}

@@ -15,6 +15,7 @@ from bson.int64 import Int64
 
 from .accumulators import GROUP_ACCUMULATORS
 from .bsonutil import MISSING, canonical, compare, get_path
+from .compiled import compile_inclusion
 from .errors import MongoError
 from .expressions import evaluate
 
@@ -154,6 +155,12 @@ def _stage_project(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
             for path in paths:
                 _remove_path(out, path)
             yield out
+        return
+    # Hot path (a change stream's $project runs once per event): compiled once per run.
+    project = compile_inclusion(spec)
+    if project is not None:
+        for doc in docs:
+            yield project(doc)
         return
     for doc in docs:
         yield _project_doc(doc, spec, {}, doc)

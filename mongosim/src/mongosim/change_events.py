@@ -43,9 +43,10 @@ def event_header(
         "clusterTime": entry.ts,
         "wallTime": entry.wall,
     }
-    uuid = _uuid(entry)
-    if expanded and uuid is not None:
-        event["collectionUUID"] = uuid
+    if expanded:  # the UUID is built only for the events that show it
+        uuid = _uuid(entry)
+        if uuid is not None:
+            event["collectionUUID"] = uuid
     return event
 
 

@@ -13,10 +13,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 import bson
+from bson.raw_bson import RawBSONDocument
 from bson.timestamp import Timestamp
 
 from . import resume_tokens
-from .bsonutil import MISSING
+from .bsonutil import CODEC_OPTIONS, MISSING
 from .change_events import command_event, crud_event, invalidate_event
 from .change_events import render_oplog_documents as render_oplog_documents
 from .errors import MongoError
@@ -204,6 +205,8 @@ class ChangeStream:
 
     # -- events ----------------------------------------------------------------------
     def _token(self, entry: OplogEntry, *, invalidate: bool = False) -> dict[str, str]:
+        if not invalidate:
+            return resume_tokens.event_token(entry.ts, entry.txn_index)
         return ResumeToken(entry.ts, entry.txn_index, False, invalidate).encode()
 
     def _render(self, entry: OplogEntry) -> dict[str, Any] | None:
@@ -257,19 +260,21 @@ class ChangeStream:
                 raise MongoError(280, _ID_MODIFIED)
         return out
 
-    def _piped(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _piped(self, events: list[dict[str, Any]]) -> list[Mapping[str, Any]]:
         """Events through the user's stages, each then fitted to the 16 MiB limit."""
         return [part for event in self._user_pipeline(events) for part in self._fit(event)]
 
-    def _fit(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def _fit(self, event: dict[str, Any]) -> list[Mapping[str, Any]]:
         """An event within the 16 MiB limit as it is; a larger one split into fragments by
         $changeStreamSplitLargeEvent, or else BSONObjectTooLarge (10334), as mongod
         (change_stream_split_event_helpers.cpp: top-level fields fill fragments in order,
         each with ``splitEvent: {fragment, of}``). All fragments carry the event's resume
         token: resuming from a fragment resumes after the whole event."""
-        size = len(bson.encode(event))
+        encoded = bson.encode(event, codec_options=CODEC_OPTIONS)
+        size = len(encoded)
         if size <= MAX_EVENT_BYTES:
-            return [event]
+            # The reply carries these bytes as they are, so each event is encoded once.
+            return [RawBSONDocument(encoded)]
         if not self.split:
             raise MongoError(
                 10334,
@@ -296,15 +301,18 @@ class ChangeStream:
         ]
 
     # -- batches ---------------------------------------------------------------------
-    def _entries_after(self) -> Iterator[OplogEntry]:
-        time, inc, _ = self.position
-        for slot in self.host.oplog.slots_after(Timestamp(time, inc), inclusive=True):
+    def _entries_after(self) -> Iterator[tuple[Position, OplogEntry]]:
+        """Each entry after ``position``, with its own position."""
+        time, inc, index = self.position
+        for (t, i), slot in self.host.oplog.keyed_slots_after(Timestamp(time, inc), inclusive=True):
+            # Only the slot at ``position`` itself holds entries at or before it.
+            at_start = t == time and i == inc
             for entry in slot.entries:
-                if (slot.ts.time, slot.ts.inc, entry.txn_index) > self.position:
-                    yield entry
+                if not at_start or entry.txn_index > index:
+                    yield (t, i, entry.txn_index), entry
 
-    def _scan(self, limit: int) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
+    def _scan(self, limit: int) -> list[Mapping[str, Any]]:
+        events: list[Mapping[str, Any]] = []
         if self._pending_invalidate is not None:
             return self._emit_invalidate(events)
         # Rendered events wait in ``pending`` until as many as the batch still needs are
@@ -312,8 +320,8 @@ class ChangeStream:
         # drops makes room, so scanning goes on. ``position`` is the last entry scanned,
         # which is the last entry of a full batch, as when events were piped one by one.
         pending: list[dict[str, Any]] = []
-        for entry in self._entries_after():
-            self.position = (entry.ts.time, entry.ts.inc, entry.txn_index)
+        for position, entry in self._entries_after():
+            self.position = position
             if entry.op == "n" or not self._in_scope(entry):
                 continue
             event = self._render(entry)
@@ -337,7 +345,7 @@ class ChangeStream:
         self._update_token(events)
         return events
 
-    def _emit_invalidate(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _emit_invalidate(self, events: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         entry = self._pending_invalidate
         assert entry is not None
         token = self._token(entry, invalidate=True)
@@ -346,18 +354,16 @@ class ChangeStream:
         self.closed = True
         return events
 
-    def _update_token(self, events: list[dict[str, Any]]) -> None:
+    def _update_token(self, events: list[Mapping[str, Any]]) -> None:
         time, inc, index = self.position
         if index == 0xFFFFFFFF or not events:
             self.post_batch_resume_token = resume_tokens.high_water_mark(Timestamp(time, inc))
-            if events and index != 0xFFFFFFFF:
-                self.post_batch_resume_token = events[-1]["_id"]
         else:
-            self.post_batch_resume_token = events[-1]["_id"]
+            self.post_batch_resume_token = dict(events[-1]["_id"])
 
     async def next_batch(
         self, *, batch_size: int | None, max_await_ms: int | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Mapping[str, Any]]:
         if self.closed:
             return []
         limit = batch_size if batch_size is not None else DEFAULT_BATCH

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import bson
 from bson.objectid import ObjectId
 
 from .bsonutil import canonical
@@ -199,7 +200,10 @@ def compute_update(
         res = apply_update(doc, u, array_filters=spec.get("arrayFilters"), matched_query=query)
         return _Updated(res.doc, res.modified, "u", res.description)
     new = _replacement(doc, u)
-    return _Updated(new, canonical(new) != canonical(doc), "r", None)
+    # A replacement is a no-op only when it is binary-equal to the stored document
+    # (src/mongo/db/update/object_replace_executor.cpp, "Check for noop": binaryEqual):
+    # replacing {a: 1} with {a: 1.0} changes the stored type, so it modifies.
+    return _Updated(new, bson.encode(new) != bson.encode(doc), "r", None)
 
 
 def build_upsert(u: Any, spec: Mapping[str, Any], query: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,6 +221,9 @@ def build_upsert(u: Any, spec: Mapping[str, Any], query: Mapping[str, Any]) -> d
     return prepare_insert(doc)
 
 
+_PLAIN_IDS = (int, str, ObjectId)
+
+
 async def find_targets(
     engine: Engine,
     coll: Collection | None,
@@ -230,6 +237,15 @@ async def find_targets(
 
     if coll is None:
         return []
+    plain = query.get("_id") if len(query) == 1 else None
+    if type(plain) in _PLAIN_IDS and folder(collation) is None:
+        # Hot path (a bulk write's statements by _id): the _id lookup is the match, so
+        # no filter is compiled per statement. Only a value that matches by equality
+        # alone qualifies: not an operator document, a regex, an array or null.
+        key = canonical(plain)
+        found = engine.candidates(coll, {"_id": [plain]}, op.txn)
+        docs = [d for d in found if canonical(d["_id"]) == key]
+        return docs if multi else docs[:1]
     if folder(collation) is None:
         matcher, constraints = compile_filter(query), equality_constraints(query)
     else:  # the equality maps hold exact values: scan

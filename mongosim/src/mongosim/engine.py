@@ -25,7 +25,7 @@ from .bsonutil import canonical
 from .errors import MongoError
 from .history import DEFAULT_WINDOW_S, SnapshotHistory
 from .oplog import OpKind, Oplog, OplogEntry
-from .sessions import Session, SessionCatalog, Transaction
+from .sessions import PendingWrite, Session, SessionCatalog, Transaction
 from .storage import Collection
 
 if TYPE_CHECKING:
@@ -235,8 +235,8 @@ class Engine:
                     if doc is not None:
                         out.append(doc)
         else:
-            for versions in own:
-                out += [doc for key, doc in versions.items() if key[0] == ns and doc is not None]
+            out += [doc for key, doc in txn.snapshot.items() if key[0] == ns and doc is not None]
+            out += [d for d in txn.overlay_by_ns.get(ns, {}).values() if d is not None]
         return out
 
     async def wait_unlocked(self, coll: Collection, idk: Hashable, op: Op) -> bool:
@@ -285,10 +285,9 @@ class Engine:
             check_size(op_kind, doc)
         key = (coll.ns, idk)
         if op.txn is not None:
-            from .sessions import PendingWrite
-
             self.sessions.lock_for(op.txn, key)
             op.txn.overlay[key] = doc
+            op.txn.overlay_by_ns.setdefault(coll.ns, {})[idk] = doc
             op.txn.writes.append(PendingWrite(coll.ns, idk, op_kind, doc, pre, update_description))
             return
         self.sessions.before_commit_write(key, coll.get(idk), None)
@@ -313,11 +312,10 @@ class Engine:
 
     def unique_overlay(
         self, coll: Collection, txn: Transaction | None
-    ) -> dict[Hashable, dict[str, Any] | None] | None:
+    ) -> Mapping[Hashable, dict[str, Any] | None] | None:
         """The transaction's own versions of ``coll``'s documents, for unique checks.
 
-        None when there is no transaction or no unique secondary index to check: building
-        the overlay costs a pass over the transaction's writes.
+        None when there is no transaction or no unique secondary index to check.
         """
         if txn is None or not any(ix.unique for ix in coll.indexes.values()):
             return None
@@ -330,7 +328,7 @@ class Engine:
         # Hot path (a commit holds a batch's writes): each namespace is resolved once.
         colls: dict[str, Collection] = {}
         try:
-            overlays: dict[str, dict[Hashable, dict[str, Any] | None] | None] = {}
+            overlays: dict[str, Mapping[Hashable, dict[str, Any] | None] | None] = {}
             for w in txn.writes:
                 coll = colls.get(w.ns)
                 if coll is None:
@@ -452,5 +450,5 @@ def check_size(op_kind: OpKind, doc: dict[str, Any]) -> None:
     raise MongoError(17419, f"Resulting document after update is larger than {MAX_DOCUMENT_BYTES}")
 
 
-def txn_overlay(txn: Transaction, ns: str) -> dict[Hashable, dict[str, Any] | None]:
-    return {key[1]: doc for key, doc in txn.overlay.items() if key[0] == ns}
+def txn_overlay(txn: Transaction, ns: str) -> Mapping[Hashable, dict[str, Any] | None]:
+    return txn.overlay_by_ns.get(ns, {})

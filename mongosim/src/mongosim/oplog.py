@@ -138,6 +138,18 @@ class Oplog:
             yield self._slots[i]
             i += 1
 
+    def keyed_slots_after(
+        self, ts: Timestamp, *, inclusive: bool = False
+    ) -> Iterator[tuple[tuple[int, int], OplogSlot]]:
+        """``slots_after`` with each slot's (time, inc), read from the index rather than
+        from its Timestamp's properties (a change stream's scan compares every one)."""
+        key = (ts.time, ts.inc)
+        finder = bisect.bisect_left if inclusive else bisect.bisect_right
+        i = max(finder(self._keys, key), self._start)
+        while i < len(self._slots):
+            yield self._keys[i], self._slots[i]
+            i += 1
+
     def history_lost_before(self, ts: Timestamp) -> bool:
         """True when entries after ``ts`` may already have been dropped."""
         # mongod refuses to resume unless the resume point is still in the oplog.

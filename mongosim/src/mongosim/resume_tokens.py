@@ -45,6 +45,12 @@ class ResumeToken:
         return {"_data": data}
 
 
+def event_token(ts: Timestamp, txn_index: int) -> dict[str, str]:
+    """``ResumeToken(ts, txn_index).encode()``, without building the token first (one
+    per change event)."""
+    return {"_data": f"{_PREFIX}{ts.time:08X}{ts.inc:08X}01{txn_index:08X}00"}
+
+
 def high_water_mark(ts: Timestamp) -> dict[str, str]:
     return ResumeToken(ts, high_water_mark=True).encode()
 

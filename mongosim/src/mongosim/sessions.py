@@ -54,6 +54,10 @@ class Transaction:
     started: float = field(default_factory=time.monotonic)
     # Latest version of each document this transaction wrote (None = deleted).
     overlay: dict[DocKey, dict[str, Any] | None] = field(default_factory=dict)
+    # The same versions by namespace, kept as writes arrive: a unique index check reads
+    # one collection's versions once per write, so deriving them from ``overlay`` each
+    # time would cost a pass over the whole transaction per write.
+    overlay_by_ns: dict[str, dict[Hashable, dict[str, Any] | None]] = field(default_factory=dict)
     # Versions as of the snapshot of documents others changed since (None = absent then).
     snapshot: dict[DocKey, dict[str, Any] | None] = field(default_factory=dict)
     writes: list[PendingWrite] = field(default_factory=list)
