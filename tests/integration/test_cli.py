@@ -234,23 +234,30 @@ async def test_unknown_command_exits_2() -> None:
     assert "invalid choice" in err
 
 
-async def test_demo_without_mongosim_says_how_to_install_it_and_exits_2() -> None:
-    """mongosim is not a dependency of the service: `streamer demo` says what is missing."""
-    hide_mongosim = (
-        "import sys; sys.modules['mongosim'] = None; "
-        "from streamer.cli import main; main(['demo', '--port', '0'])"
+async def without_module(module: str, *args: str) -> tuple[int | None, bytes, bytes]:
+    """Run ``streamer <args>`` in a child whose ``import <module>`` fails, as where the
+    package is not installed: exit status, stdout, stderr."""
+    hiding = (
+        f"import sys; sys.modules[{module!r}] = None; "
+        f"from streamer.cli import main; main({list(args)!r})"
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        hide_mongosim,
+        hiding,
         cwd=ELSEWHERE,
         env=cli_env("mongodb://localhost", "x"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 2
+    return proc.returncode, out, err
+
+
+async def test_demo_without_mongosim_says_how_to_install_it_and_exits_2() -> None:
+    """mongosim is not a dependency of the service: `streamer demo` says what is missing."""
+    code, out, err = await without_module("mongosim", "demo", "--port", "0")
+    assert code == 2
     assert err.decode().splitlines() == [
         "streamer demo: needs mongosim, which is not installed: "
         "`pip install ./mongosim` from the repository (make run does it)"

@@ -19,6 +19,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def inserts_applied(http_port: int, within_s: float = 30) -> None:
+    """Poll the service's /metrics until it has applied an order insert."""
+    metrics = f"http://127.0.0.1:{http_port}/metrics"
+    deadline = asyncio.get_running_loop().time() + within_s
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(metrics) as response:
+                body = await response.text()
+            if 'streamer_events_applied_total{op="insert",stream="orders"}' in body:
+                return
+            assert asyncio.get_running_loop().time() < deadline, body[-2000:]
+            await asyncio.sleep(0.2)
+
+
 async def test_the_demo_serves_metrics_and_stops_cleanly_on_ctrl_c() -> None:
     """`make run`'s command: mongosim, service and traffic; SIGINT ends it with 0."""
     http_port = free_port()
@@ -31,15 +45,7 @@ async def test_the_demo_serves_metrics_and_stops_cleanly_on_ctrl_c() -> None:
             line = await asyncio.wait_for(proc.stdout.readline(), 60)
             assert line, "the demo exited before serving metrics"
         assert f"http://127.0.0.1:{http_port}/metrics".encode() in line
-        async with aiohttp.ClientSession() as http:
-            deadline = asyncio.get_running_loop().time() + 30
-            while True:
-                async with http.get(f"http://127.0.0.1:{http_port}/metrics") as response:
-                    body = await response.text()
-                if 'streamer_events_applied_total{op="insert",stream="orders"}' in body:
-                    break
-                assert asyncio.get_running_loop().time() < deadline, body[-2000:]
-                await asyncio.sleep(0.2)
+        await inserts_applied(http_port)
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = await asyncio.wait_for(proc.communicate(), 30)

@@ -14,11 +14,9 @@ import os
 import random
 import re
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer import role
@@ -28,8 +26,8 @@ from . import test_least_privilege
 from .conftest import caught_up, run_service
 from .model import Traffic, expected_totals, totals_differences
 from .service_process import ServiceProcess
-from .test_cli import ELSEWHERE, cli_env, json_events, plain_lines, spawn, streamer
-from .test_command import free_port
+from .test_cli import cli_env, json_events, plain_lines, spawn, streamer, without_module
+from .test_command import free_port, inserts_applied
 from .test_ha import drive, until_owned_by
 from .test_least_privilege import DATABASE, PASSWORD, Secured
 
@@ -248,15 +246,7 @@ async def test_the_demo_with_auth_and_tls_runs_the_service_as_the_role_and_stops
         [settings_line] = [line for line in seen if line.startswith(DEMO_LINES[5])]
         settings_file = Path(settings_line.removeprefix(DEMO_LINES[5]).strip())
         secrets = dict(LOGIN.findall(await asyncio.to_thread(settings_file.read_text)))
-        metrics = f"http://127.0.0.1:{http_port}/metrics"
-        async with aiohttp.ClientSession() as http:
-            while True:
-                async with http.get(metrics) as response:
-                    body = await response.text()
-                if 'streamer_events_applied_total{op="insert",stream="orders"}' in body:
-                    break
-                assert asyncio.get_running_loop().time() < deadline, body[-2000:]
-                await asyncio.sleep(0.2)
+        await inserts_applied(http_port, within_s=60)
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = await asyncio.wait_for(proc.communicate(), 30)
@@ -281,21 +271,8 @@ async def test_the_demo_with_auth_and_tls_runs_the_service_as_the_role_and_stops
 async def test_the_demo_with_tls_but_without_cryptography_says_how_to_install_it() -> None:
     """The certificates need the optional ``streamer[demo]`` extra, never the service's
     wheel: without it `streamer demo --tls` is one line and exit 2, before mongosim starts."""
-    hide_cryptography = (
-        "import sys; sys.modules['cryptography'] = None; "
-        "from streamer.cli import main; main(['demo', '--port', '0', '--tls'])"
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        hide_cryptography,
-        cwd=ELSEWHERE,
-        env=cli_env("mongodb://localhost", "x"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 2, err
+    code, out, err = await without_module("cryptography", "demo", "--port", "0", "--tls")
+    assert code == 2, err
     assert err.decode().splitlines() == [
         "streamer demo: --tls needs the cryptography package for its throw-away "
         "certificates: pip install 'streamer[demo]' (make run installs it)"
