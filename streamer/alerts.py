@@ -79,7 +79,9 @@ def assess_product(
     return Product(sku, name, stock, threshold)
 
 
-Resolution = Literal["restocked", "deleted"]
+# "repaired": resolved by ``streamer verify --repair`` (open while the product is not
+# low, or a second open alert for one product).
+Resolution = Literal["restocked", "deleted", "repaired"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,4 +209,73 @@ def products_that_should_alert(
         p = assess_product(state, default_threshold)
         if isinstance(p, Product) and p.low:
             out[bson_key(product_id)] = product_id
+    return out
+
+
+@dataclass(slots=True)
+class AlertRepair:
+    """What ``streamer verify --repair`` writes to ``stock_alerts``, and says it did."""
+
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    resolves: dict[Any, dict[str, Any]] = field(default_factory=dict)  # alert _id -> $set
+    changed: list[str] = field(default_factory=list)
+
+
+def plan_alert_repair(
+    products: Mapping[Hashable, tuple[Any, Mapping[str, Any] | None]],
+    open_alerts: Iterable[Mapping[str, Any]],
+    now: dt.datetime,
+    *,
+    default_threshold: int,
+    hysteresis: int = 0,
+) -> AlertRepair:
+    """Make the open alerts of ``products`` (``bson_key`` -> (_id, state at the stream's
+    position, None if absent)) agree with their stock, changing as little as possible.
+
+    A low product keeps its oldest open alert, or gets one opened now; one in the
+    hysteresis band, or invalid, keeps whichever it has (either is right); any other
+    product's open alerts are resolved. A second open alert is always resolved. The
+    history the sources do not hold (when a missing alert should have opened) is not
+    invented: a repaired alert opens at ``now`` and says it was opened by the repair.
+    """
+    by_product: dict[Hashable, list[Mapping[str, Any]]] = {}
+    for alert in open_alerts:
+        by_product.setdefault(bson_key(alert["product_id"]), []).append(alert)
+    out = AlertRepair()
+    for key, (product_id, state) in products.items():
+        alerts = sorted(by_product.get(key, []), key=lambda a: str(a["_id"]))  # oldest first
+        p = assess_product(state, default_threshold)
+        keep = 1
+        if not isinstance(p, Product) and p is not None:
+            pass  # invalid: its stock is unknown, its alert stays as it was
+        elif p is None or p.stock > p.threshold + hysteresis:
+            keep = 0
+        elif p.low and not alerts:
+            out.inserts.append(
+                {
+                    "_id": ObjectId(),
+                    "product_id": product_id,
+                    "sku": p.sku,
+                    "name": p.name,
+                    "state": "open",
+                    "stock": p.stock,
+                    "threshold": p.threshold,
+                    "opened_at": now,
+                    "opened_by": "streamer verify --repair",
+                }
+            )
+            out.changed.append(
+                f"stock_alerts {product_id!r}: opened (stock {p.stock}, threshold {p.threshold})"
+            )
+        for alert in alerts[keep:]:
+            out.resolves[alert["_id"]] = {
+                "state": "resolved",
+                "resolved_at": now,
+                "resolution": "repaired",
+                "resolved_stock": p.stock if isinstance(p, Product) else None,
+            }
+            why = "a second open alert" if keep else "not low"
+            out.changed.append(
+                f"stock_alerts {product_id!r}: alert {alert['_id']} resolved ({why})"
+            )
     return out

@@ -173,9 +173,7 @@ async def set_up_users(anonymous: Settings, directory: Path) -> Users:
             },
             admin=True,
         )
-    print(
-        f"user {SERVICE_USER!r} (role {role.ROLE!r}, the README's least-privilege role) created"
-    )
+    print(f"user {SERVICE_USER!r} (role {role.ROLE!r}, the README's least-privilege role) created")
     env = directory / "streamer.env"
     root_uri = root.mongodb_uri.get_secret_value()
     private(env, f"# root (bootstrap, the demo's writes): {root_uri}\n{env_file(service)}".encode())

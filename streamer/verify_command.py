@@ -13,8 +13,11 @@ retries, a bounded number of times. The position and token stay as they were, so
 owner, whose next commit then finds the checkpoint moved, reloads it and re-applies its
 batch on top of the repaired totals. The mirror is left alone: it holds the source
 states the service last applied, which a hand edit of ``user_totals`` does not touch.
-``stock_alerts`` drift is reported but not repaired (an alert's history, its opening
-time and level, is not in the sources): ``streamer resync --stream inventory`` rebuilds it.
+Drifted ``stock_alerts`` are repaired the same way under the inventory stream's
+checkpoint, from the products at its position: a low product without an open alert gets
+one, opened now and marked ``opened_by: "streamer verify --repair"`` (when it should have
+opened is not in the sources); an open alert of a product that is not low, and a second
+open alert of one product, are resolved with ``resolution: "repaired"``.
 
 Exit codes: 0 clean (after ``--repair``: the re-verification is clean), 1 drift, or
 not comparable within ``--wait``.
@@ -28,16 +31,18 @@ import json
 import os
 import sys
 import time
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
+from .alerts import INVENTORY_FIELDS, plan_alert_repair
 from .checkpoints import Checkpoint, CheckpointStore
 from .commits import Committer
 from .errors import CheckpointConflict, NotComparable
+from .inventory import STOCK_ALERTS
 from .keys import bson_key
 from .mongo import Mongo, Session
-from .mongo.types import DeleteOne, ReplaceOne
+from .mongo.types import DeleteOne, ReplaceOne, UpdateOne
 from .orders import USER_TOTALS
 from .resync_plan import counted
 from .settings import Settings
@@ -118,23 +123,47 @@ async def _totals_at_checkpoint(
     return cp, recompute_totals(contributions)
 
 
-async def repair_totals(mongo: Mongo, report: VerifyReport) -> list[str]:
-    """Rewrite the drifted user_totals under the orders stream's compare-and-set.
+Prepared = tuple[Checkpoint | None, Callable[[Session], Awaitable[None]], list[str]]
 
-    Each attempt reads the checkpoint as it is now and the drifted users' orders at its
-    position (a few documents: the window the owner can move the checkpoint in stays
-    small), then commits the rewrite with the checkpoint's advance; a conflict starts
-    the next attempt.
+
+async def _repair_under(
+    mongo: Mongo, stream: str, prepare: Callable[[CheckpointStore], Awaitable[Prepared]]
+) -> list[str]:
+    """Commit a repair under ``stream``'s compare-and-set, retrying on a conflict.
+
+    ``prepare`` reads the checkpoint as it is now and the sources at its position (a few
+    documents: the window the owner can move the checkpoint in stays small) and returns
+    the checkpoint, the writes, and the lines saying what they change.
     """
-    keys = [d.key for d in report.totals.drifts]
     store = CheckpointStore(mongo, f"{default_instance_id()}:verify:{os.getpid()}")
     committer = Committer(mongo, store, retry_max_s=mongo.settings.retry_max_s)
     for _ in range(REPAIR_ATTEMPTS):
         try:
-            cp, expected = await _totals_at_checkpoint(mongo, store, keys)
+            cp, work, changed = await prepare(store)
         except NotComparable:
             await asyncio.sleep(POLL_S)  # polling the checkpoint; bounded by the attempts
             continue
+        if cp is None:  # no service has ever run this stream: nobody to race
+            async with mongo.transaction() as session:
+                await work(session)
+            return changed
+        try:
+            await committer.commit(cp, store.successor(cp), work, what="verify.repair")
+        except CheckpointConflict:
+            continue  # the owner moved on: read its new position and try again
+        return changed
+    raise CheckpointConflict(
+        f"{stream}: the service advanced the checkpoint before each of {REPAIR_ATTEMPTS} "
+        "repair attempts; nothing was changed, run it again"
+    )
+
+
+async def repair_totals(mongo: Mongo, report: VerifyReport) -> list[str]:
+    """Rewrite the drifted user_totals from the orders at the orders stream's position."""
+    keys = [d.key for d in report.totals.drifts]
+
+    async def prepare(store: CheckpointStore) -> Prepared:
+        cp, expected = await _totals_at_checkpoint(mongo, store, keys)
         now = dt.datetime.now(dt.UTC)
         requests: list[Any] = []
         changed: list[str] = []
@@ -149,22 +178,61 @@ async def repair_totals(mongo: Mongo, report: VerifyReport) -> list[str]:
                     f"user_totals {key!r}: rewritten (count {want.count}, total {want.total})"
                 )
 
-        async def work(session: Session, requests: list[Any] = requests) -> None:
+        async def work(session: Session) -> None:
             await mongo.bulk_write(USER_TOTALS, requests, session=session)
 
-        if cp is None:  # no service has ever run this stream: nobody to race
-            async with mongo.transaction() as session:
-                await work(session)
-            return changed
-        try:
-            await committer.commit(cp, store.successor(cp), work, what="verify.repair")
-        except CheckpointConflict:
-            continue  # the owner moved on: read its new position and try again
-        return changed
-    raise CheckpointConflict(
-        f"orders: the service advanced the checkpoint before each of {REPAIR_ATTEMPTS} "
-        "repair attempts; nothing was changed, run it again"
-    )
+        return cp, work, changed
+
+    return await _repair_under(mongo, "orders", prepare)
+
+
+async def repair_alerts(mongo: Mongo, settings: Settings, report: VerifyReport) -> list[str]:
+    """Open or resolve the drifted products' alerts so they agree with the inventory at
+    the inventory stream's position (:func:`streamer.alerts.plan_alert_repair`)."""
+    ids = list({bson_key(d.key): d.key for d in report.alerts.drifts}.values())
+
+    async def prepare(store: CheckpointStore) -> Prepared:
+        async with mongo.session() as session:
+            cp = await store.load("inventory")
+            now_at = (await mongo.command({"ping": 1}, session=session))["operationTime"]
+            at = await source_time(mongo, session, "inventory", cp, now_at)
+            docs, _ = await read_at(
+                mongo,
+                session,
+                "inventory",
+                at,
+                filter={"_id": {"$in": ids}},
+                projection=dict.fromkeys(INVENTORY_FIELDS, 1),
+            )
+        states = {bson_key(d["_id"]): d for d in docs}
+        products = {bson_key(i): (i, states.get(bson_key(i))) for i in ids}
+        changed: list[str] = []
+
+        async def work(session: Session) -> None:
+            # The open alerts are read in the repair's own transaction: what it resolves
+            # is what is open when it commits.
+            open_docs = await mongo.find(
+                STOCK_ALERTS, {"product_id": {"$in": ids}, "state": "open"}, session=session
+            )
+            plan = plan_alert_repair(
+                products,
+                open_docs,
+                dt.datetime.now(dt.UTC),
+                default_threshold=settings.low_stock_threshold,
+                hysteresis=settings.alert_hysteresis,
+            )
+            resolves = [
+                UpdateOne({"_id": alert_id, "state": "open"}, {"$set": fields})
+                for alert_id, fields in plan.resolves.items()
+            ]
+            # Resolve first: the unique partial index allows one open alert per product.
+            await mongo.bulk_write(STOCK_ALERTS, resolves, session=session)
+            await mongo.insert_many(STOCK_ALERTS, plan.inserts, session=session)
+            changed[:] = plan.changed
+
+        return cp, work, changed
+
+    return await _repair_under(mongo, "inventory", prepare)
 
 
 async def verify_and_repair(
@@ -176,10 +244,7 @@ async def verify_and_repair(
         return first, [], None
     changed = await repair_totals(mongo, first) if first.totals.drifts else []
     if first.alerts.drifts:
-        changed.append(
-            "stock_alerts: not repaired by --repair; `streamer resync --stream inventory` "
-            "rebuilds the alerts"
-        )
+        changed += await repair_alerts(mongo, settings, first)
     after = await comparable_report(mongo, settings, options.wait_s)
     return first, changed, after
 

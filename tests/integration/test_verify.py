@@ -102,6 +102,63 @@ async def test_a_hand_edited_total_is_reported_and_repair_fixes_it_while_the_ser
     print(f"\nrepaired under {traffic.events} events of traffic")
 
 
+async def test_hand_edited_alerts_are_reported_and_repair_fixes_them_while_the_service_runs(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str, service: RunService
+) -> None:
+    """A low product's alert deleted by hand and an alert opened by hand for a stocked
+    product: verify names both (exit 1); --repair opens the one and resolves the other
+    under the inventory stream's compare-and-set while traffic flows; verify is clean,
+    and the service carries on from the repaired alerts."""
+    settings = test_settings(mongo_uri, db.name)
+    env = cli_env(mongo_uri, db.name)
+    await db.inventory.insert_many(
+        [
+            {"_id": "repair-low", "sku": "L", "name": "Low", "stock": 1},
+            {"_id": "repair-high", "sku": "H", "name": "High", "stock": 500},
+        ]
+    )
+    traffic = Traffic(db, random.Random(8))
+    async with service(settings):
+        await caught_up(db)
+        deleted = await db.stock_alerts.delete_one({"product_id": "repair-low", "state": "open"})
+        assert deleted.deleted_count == 1  # the service had opened it
+        await db.stock_alerts.insert_one(
+            {"product_id": "repair-high", "sku": "H", "name": "High", "state": "open"}
+        )
+        async with continuous(traffic):
+            code, out, err = await streamer(env, "verify", "--json")
+            assert code == 1, out + err
+            alerts = json.loads(out)["collections"]["stock_alerts"]
+            assert sorted(e["key"] for e in alerts["examples"]) == ["'repair-high'", "'repair-low'"]
+
+            code, out, err = await streamer(env, "verify", "--repair")
+            assert code == 0, out + err
+            lines = out.splitlines()
+            threshold = settings.low_stock_threshold
+            opened_line = f"  stock_alerts 'repair-low': opened (stock 1, threshold {threshold})"
+            assert opened_line in lines, out
+            assert any(
+                line.startswith("  stock_alerts 'repair-high': alert ")
+                and line.endswith(" resolved (not low)")
+                for line in lines
+            ), out
+            after = out.split("after repair:\n", 1)[1].splitlines()
+            assert all(line.endswith(" 0 drifted") for line in after), out
+        await caught_up(db)
+        code, out, err = await streamer(env, "verify")
+        assert code == 0, out + err
+        opened = await db.stock_alerts.find_one({"product_id": "repair-low", "state": "open"})
+        assert opened is not None and opened["opened_by"] == "streamer verify --repair"
+        resolved = await db.stock_alerts.find_one({"product_id": "repair-high"})
+        assert resolved is not None and resolved["resolution"] == "repaired"
+        # The service resolves the repaired alert as its own when the product restocks.
+        await db.inventory.update_one({"_id": "repair-low"}, {"$set": {"stock": 400}})
+        await caught_up(db)
+    restocked = await db.stock_alerts.find_one({"_id": opened["_id"]})
+    assert restocked is not None and restocked["state"] == "resolved"
+    assert restocked["resolution"] == "restocked"
+
+
 async def test_a_checkpoint_older_than_the_history_window_gets_a_clear_message(
     private_mongosim: Any,
 ) -> None:

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 from bson import Decimal128, Int64, ObjectId, Timestamp
 
-from streamer.alerts import InventoryEffects, Product, assess_product, plan_inventory
+from streamer.alerts import (
+    InventoryEffects,
+    Product,
+    assess_product,
+    plan_alert_repair,
+    plan_inventory,
+)
 from streamer.changes import Change, UpdateDescription
 from streamer.keys import bson_key
 from streamer.totals import Invalid
@@ -255,3 +261,65 @@ def test_after_an_invalid_document_a_restock_still_resolves_the_alert() -> None:
     effects = plan([stock(1), stock(None), stock(99)], prior=PRIOR_HIGH)
     assert kinds(effects) == ["opened", "resolved"]
     assert len(effects.rejected) == 1
+
+
+# -- streamer verify --repair ------------------------------------------------------------
+
+
+def repair(stock: Any, *alerts: dict[str, Any], hysteresis: int = 0) -> Any:
+    """Plan the repair of PID, whose state is ``stock`` (None: deleted), with ``alerts`` open."""
+    state = None if stock is None else {"sku": "SKU-1", "name": "Widget", "stock": stock}
+    return plan_alert_repair(
+        {KEY: (PID, state)},
+        alerts,
+        at(9),
+        default_threshold=THRESHOLD,
+        hysteresis=hysteresis,
+    )
+
+
+def open_alert(minute: int) -> dict[str, Any]:
+    oid = ObjectId.from_datetime(at(minute))
+    return {"_id": oid, "product_id": PID, "state": "open", "opened_at": at(minute)}
+
+
+def test_repair_opens_the_missing_alert_of_a_low_product_now_and_says_so() -> None:
+    plan = repair(3)
+    [alert] = plan.inserts
+    assert alert["state"] == "open" and alert["opened_at"] == at(9)
+    assert alert["opened_by"] == "streamer verify --repair"
+    assert (alert["stock"], alert["threshold"]) == (3, THRESHOLD)
+    assert plan.changed == ["stock_alerts 'p1': opened (stock 3, threshold 10)"]
+    assert not plan.resolves
+
+
+@pytest.mark.parametrize("stock", [50, None], ids=["restocked", "deleted"])
+def test_repair_resolves_the_open_alert_of_a_product_that_is_not_low(stock: Any) -> None:
+    alert = open_alert(1)
+    plan = repair(stock, alert)
+    assert plan.resolves == {
+        alert["_id"]: {
+            "state": "resolved",
+            "resolved_at": at(9),
+            "resolution": "repaired",
+            "resolved_stock": stock,
+        }
+    }
+    assert not plan.inserts
+
+
+def test_repair_keeps_the_oldest_of_two_open_alerts_and_resolves_the_other() -> None:
+    older, newer = open_alert(1), open_alert(2)
+    plan = repair(3, newer, older)
+    assert list(plan.resolves) == [newer["_id"]] and not plan.inserts
+    assert plan.changed == [
+        f"stock_alerts 'p1': alert {newer['_id']} resolved (a second open alert)"
+    ]
+
+
+@pytest.mark.parametrize("alerts", [0, 1])
+def test_repair_leaves_a_product_in_the_hysteresis_band_or_invalid_as_it_is(alerts: int) -> None:
+    """Inside the band either state is right; an invalid product's stock is unknown."""
+    existing = [open_alert(1)][:alerts]
+    for plan in (repair(12, *existing, hysteresis=5), repair("many", *existing)):
+        assert not plan.inserts and not plan.resolves and not plan.changed
