@@ -103,22 +103,36 @@ async def comparable_report(mongo: Mongo, settings: Settings, wait_s: float) -> 
             await asyncio.sleep(POLL_S)  # polling the checkpoint, with a deadline
 
 
+async def _source_at_checkpoint(
+    mongo: Mongo,
+    store: CheckpointStore,
+    stream: str,
+    query: dict[str, Any],
+    fields: tuple[str, ...],
+) -> tuple[Checkpoint | None, list[dict[str, Any]]]:
+    """``stream``'s checkpoint now, and the source documents it covers that match."""
+    async with mongo.session() as session:
+        cp = await store.load(stream)
+        now = (await mongo.command({"ping": 1}, session=session))["operationTime"]
+        at = await source_time(mongo, session, stream, cp, now)
+        docs, _ = await read_at(
+            mongo,
+            session,
+            SOURCE_OF[stream],
+            at,
+            filter=query,
+            projection=dict.fromkeys(fields, 1),
+        )
+    return cp, docs
+
+
 async def _totals_at_checkpoint(
     mongo: Mongo, store: CheckpointStore, keys: list[Any]
 ) -> tuple[Checkpoint | None, dict[Hashable, Totals]]:
     """The orders checkpoint now, and the users' totals from the orders it covers."""
-    async with mongo.session() as session:
-        cp = await store.load("orders")
-        now = (await mongo.command({"ping": 1}, session=session))["operationTime"]
-        at = await source_time(mongo, session, "orders", cp, now)
-        orders, _ = await read_at(
-            mongo,
-            session,
-            "orders",
-            at,
-            filter={"user_id": {"$in": keys}},
-            projection=dict.fromkeys(ORDER_FIELDS, 1),
-        )
+    cp, orders = await _source_at_checkpoint(
+        mongo, store, "orders", {"user_id": {"$in": keys}}, ORDER_FIELDS
+    )
     contributions = [c for c in map(assess_order, orders) if isinstance(c, Contribution)]
     return cp, recompute_totals(contributions)
 
@@ -192,18 +206,9 @@ async def repair_alerts(mongo: Mongo, settings: Settings, report: VerifyReport) 
     ids = list({bson_key(d.key): d.key for d in report.alerts.drifts}.values())
 
     async def prepare(store: CheckpointStore) -> Prepared:
-        async with mongo.session() as session:
-            cp = await store.load("inventory")
-            now_at = (await mongo.command({"ping": 1}, session=session))["operationTime"]
-            at = await source_time(mongo, session, "inventory", cp, now_at)
-            docs, _ = await read_at(
-                mongo,
-                session,
-                "inventory",
-                at,
-                filter={"_id": {"$in": ids}},
-                projection=dict.fromkeys(INVENTORY_FIELDS, 1),
-            )
+        cp, docs = await _source_at_checkpoint(
+            mongo, store, "inventory", {"_id": {"$in": ids}}, INVENTORY_FIELDS
+        )
         states = {bson_key(d["_id"]): d for d in docs}
         products = {bson_key(i): (i, states.get(bson_key(i))) for i in ids}
         changed: list[str] = []
