@@ -72,13 +72,14 @@ async def verified_as_the_role(secured: Secured, driver: str) -> None:
 # -- step 3: bootstrap as a privileged user, `run` as the role, HA takeover ---------------
 
 
-async def test_bootstrap_as_root_then_two_services_as_the_role_hand_over_without_loss(
+async def test_bootstrap_as_root_then_services_as_the_role_hand_over_without_loss(
     secured: Secured, driver: str
 ) -> None:
     """`streamer bootstrap` as root; two `streamer run` processes as the role without its
     bootstrap row (STREAMER_BOOTSTRAP_ON_START=false, as the README advises); the owner
-    is SIGKILLed mid-traffic and the standby takes both streams within the lease TTL,
-    with totals and alerts exact and `streamer verify` clean, as the role."""
+    is SIGKILLed mid-traffic and the standby takes both streams within the lease TTL;
+    then a third starts and the owner is stopped (SIGTERM), handing over before its leases
+    could expire; totals and alerts exact and `streamer verify` clean, as the role."""
     await secured.add_service_user(role.privileges(DATABASE, bootstrap=False))
     db: AsyncIOMotorDatabase[Any] = secured.root[DATABASE]
 
@@ -88,7 +89,7 @@ async def test_bootstrap_as_root_then_two_services_as_the_role_hand_over_without
     # The schema's unique index, which the role (without its bootstrap row) cannot make.
     assert "one_open_alert_per_product" in await db.stock_alerts.index_information()
 
-    def instance(name: str) -> ServiceProcess:
+    def instance(name: str, **settings: str) -> ServiceProcess:
         return ServiceProcess(
             secured.user_uri("streamer", PASSWORD),
             DATABASE,
@@ -99,11 +100,14 @@ async def test_bootstrap_as_root_then_two_services_as_the_role_hand_over_without
             tls="true",
             tls_ca_file=secured.certs.ca,
             tls_certificate_key_file=secured.certs.client,
+            **settings,
         )
 
-    a, b = instance("a"), instance("b")
+    # b's info lines say it released its leases (a few dozen lines: the pipe holds them).
+    a, b, c = instance("a"), instance("b", log_level="INFO"), instance("c")
     traffic = Traffic(db, random.Random(14))
     await a.start()
+    stopped: list[tuple[int, str]] = []
     try:
         await until_owned_by(db, "a", within_s=30)  # before b starts: a owns both
         await b.start()
@@ -112,14 +116,28 @@ async def test_bootstrap_as_root_then_two_services_as_the_role_hand_over_without
         takeover = asyncio.create_task(until_owned_by(db, "b", within_s=3 * TTL_S))
         await drive(traffic, 150)
         await takeover
+        # A rolling update: c starts as standby, b is told to stop (SIGTERM) and hands
+        # its leases over on the way out, so c owns both sooner than b's leases expire.
+        await c.start()
+        await drive(traffic, 100)
+        handover = asyncio.create_task(until_owned_by(db, "c", within_s=TTL_S))
+        stopped.append(await b.stop())
+        await handover
+        released = [e for e in json_events(stopped[0][1]) if e["event"] == "lease.released"]
+        assert sorted(e["stream"] for e in released) == ["inventory", "orders"], released
+        await drive(traffic, 100)
         await caught_up(db, within_s=60)
     finally:
         await a.kill()
-        stopped = await b.stop() if b.proc is not None else (None, "b never started")
-    code, err = stopped
-    assert code == 0, err[-3000:]
-    assert PASSWORD not in err
-    assert not [e for e in json_events(err) if e["level"] in ("error", "critical")], err[-3000:]
+        for standby in (b, c):
+            if standby.proc is not None and standby.proc.returncode is None:
+                stopped.append(await standby.stop())
+    assert len(stopped) == 2, stopped
+    for code, err in stopped:
+        assert code == 0, err[-3000:]
+        assert PASSWORD not in err
+        errors = [e for e in json_events(err) if e["level"] in ("error", "critical")]
+        assert not errors, err[-3000:]
     assert await exact_totals(db) == []
     assert await traffic.alert_differences() == []
     await verified_as_the_role(secured, driver)
