@@ -262,10 +262,13 @@ class Resyncer:
 
     async def _scan(self, cp: Checkpoint) -> Checkpoint | None:
         """Apply the rest of the source, snapshot by snapshot; None if stopped."""
-        # An estimate: writes during the scan move it, and a resumed scan counts anew.
-        total = await self.mongo.count(self.handler.source, {})
-        progress = Progress(self.handler.name, "scanned")
+        # An estimate: writes during the scan move it. The claim counted it; a resumed
+        # scan (or one claimed before claims counted) counts anew.
         assert cp.resync is not None
+        total = cp.resync.total
+        if total is None or cp.resync.scanned:
+            total = await self.mongo.count(self.handler.source, {})
+        progress = Progress(self.handler.name, "scanned")
         progress.first = cp.resync.scanned
         while True:
             outcome = await self._scan_snapshot(cp, total, progress)
