@@ -80,8 +80,9 @@ def _grant(auth: Auth, db: str, cmd: Mapping[str, Any], key: str, grant: bool) -
     return {}
 
 
-def _user_targets(value: Any, db: str) -> list[tuple[str, str]] | None:
-    """usersInfo's argument as (db, name) pairs; None for "every user of this db"."""
+def _targets(value: Any, db: str, kind: str) -> list[tuple[str, str]] | None:
+    """usersInfo's (``kind`` "user") or rolesInfo's ("role") argument as (db, name) pairs;
+    None for "every one of this db"."""
     if value == 1 or value is True:
         return None
     items = value if isinstance(value, list) else [value]
@@ -89,8 +90,8 @@ def _user_targets(value: Any, db: str) -> list[tuple[str, str]] | None:
     for item in items:
         if isinstance(item, str):
             out.append((db, item))
-        elif isinstance(item, Mapping) and "user" in item:
-            out.append((str(item.get("db", db)), str(item["user"])))
+        elif isinstance(item, Mapping) and kind in item:
+            out.append((str(item.get("db", db)), str(item[kind])))
         else:
             raise MongoError(2, "User and role names must be either strings or objects")
     return out
@@ -101,7 +102,7 @@ def users_info(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth
     if isinstance(value, Mapping) and value.get("forAllDBs"):
         found = list(auth.catalog.users.values())
     else:
-        targets = _user_targets(value, db)
+        targets = _targets(value, db, "user")
         if targets is None:
             found = [u for (d, _), u in auth.catalog.users.items() if d == db]
         else:
@@ -181,20 +182,11 @@ def drop_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth)
 def roles_info(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     value = cmd.get("rolesInfo")
     show = bool(cmd.get("showPrivileges"))
-    if value == 1 or value is True:
+    names = _targets(value, db, "role")
+    if names is None:
         names = [(d, r) for d, r in auth.catalog.roles if d == db]
         if cmd.get("showBuiltinRoles"):
             names += [(db, r) for r in privileges.BUILTIN_ROLES if auth.catalog.role_exists(db, r)]
-    else:
-        items = value if isinstance(value, list) else [value]
-        names = []
-        for item in items:
-            if isinstance(item, str):
-                names.append((db, item))
-            elif isinstance(item, Mapping) and "role" in item:
-                names.append((str(item.get("db", db)), str(item["role"])))
-            else:
-                raise MongoError(2, "User and role names must be either strings or objects")
     return {
         "roles": [
             auth.catalog.role_info(d, r, show) for d, r in names if auth.catalog.role_exists(d, r)
