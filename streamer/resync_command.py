@@ -44,14 +44,20 @@ T = TypeVar("T")
 REASON = "forced by `streamer resync`"
 
 
+def progress_kind(resync: Resync) -> str:
+    """The step a progress line belongs to: a scan is "counting" until its total is known."""
+    return "counting" if resync.step == "scan" and resync.total is None else resync.step
+
+
 def progress_line(stream: str, resync: Resync) -> str:
     """``orders: scanned 21,500 of 45,000`` (or the sweep's count once scanned)."""
-    if resync.step == "sweep":
+    kind = progress_kind(resync)
+    if kind == "sweep":
         scanned = counted(resync.scanned, resync.total)
         return f"{stream}: scanned {scanned}; removed {resync.removed:,}"
-    if resync.step == "clear":
+    if kind == "clear":
         return f"{stream}: clearing the derived data"
-    if resync.total is None:
+    if kind == "counting":
         return f"{stream}: counting the documents to scan"
     return f"{stream}: scanned {counted(resync.scanned, resync.total)}"
 
@@ -88,10 +94,6 @@ class Throttle:
             return False
         self.last_at, self.last_line, self.last_kind = now, line, kind
         return True
-
-
-def progress_kind(resync: Resync) -> str:
-    return "counting" if resync.step == "scan" and resync.total is None else resync.step
 
 
 @contextmanager
