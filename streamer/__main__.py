@@ -1,5 +1,5 @@
 """``python -m streamer``."""
 
-from .cli import main
+from .entry import main
 
 main()

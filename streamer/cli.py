@@ -299,7 +299,12 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(command_then_exit(settings, args))
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were installed
         print(f"streamer {args.command}: {ONE_SHOT_INTERRUPTED}", file=sys.stderr)
-        sys.exit(INTERRUPTED)
+        # As command_then_exit leaves: not through the interpreter's wait for threads
+        # (a driver's, or the demo's mongosim starting), where a second Ctrl-C would
+        # end in a traceback and none at all would wait for them to give up.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)
 
 
 if __name__ == "__main__":

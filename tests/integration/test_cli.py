@@ -530,3 +530,31 @@ async def test_resync_rejects_an_unknown_stream_with_exit_2() -> None:
     code, _, err = await streamer(cli_env("mongodb://localhost", "x"), "resync", "--stream", "x")
     assert code == 2
     assert "invalid choice" in err
+
+
+async def test_a_ctrl_c_while_the_command_is_still_loading_is_one_line_and_130() -> None:
+    """A Ctrl-C in the second it takes to import the drivers: no KeyboardInterrupt
+    traceback. The child raises it where the signal would, on importing streamer.cli."""
+    interrupt_on_import = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'streamer.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "sys.argv = ['streamer', 'status']\n"
+        "from streamer.entry import main\n"
+        "main()\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        interrupt_on_import,
+        cwd=ELSEWHERE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 130
+    assert err.decode().splitlines() == ["streamer status: interrupted"]
+    assert out == b""
