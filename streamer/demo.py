@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, TextIO
@@ -153,21 +155,28 @@ async def run_demo(settings: Settings, port: int, *, auth: bool = False, tls: bo
                 anonymous = settings.model_copy(
                     update={"mongodb_uri": SecretStr(sim.uri), **demo_secure.tls_settings(certs)}
                 )
+
+                # Even a forced stop (a second Ctrl-C) takes the keys and passwords along.
+                def remove_secrets() -> None:
+                    shutil.rmtree(directory, ignore_errors=True)
+
                 if not auth:
-                    return await _demo(anonymous, anonymous, rng)
+                    return await _demo(anonymous, anonymous, rng, remove_secrets)
                 users = await demo_secure.set_up_users(anonymous, directory)
                 print(f"the service runs as {demo_secure.SERVICE_USER!r}, the demo writes as root")
-                return await _demo(users.service, users.root, rng)
+                return await _demo(users.service, users.root, rng, remove_secrets)
             finally:
                 await asyncio.to_thread(sim.stop)
     finally:
         log_file.close()
 
 
-async def _demo(settings: Settings, writer: Settings, rng: random.Random) -> int:
+async def _demo(
+    settings: Settings, writer: Settings, rng: random.Random, on_force: Callable[[], None]
+) -> int:
     """The service on ``settings``; the seed and the traffic written with ``writer``."""
     service = Service(settings)
-    install_signal_handlers(service)
+    install_signal_handlers(service, on_force)
     runner = asyncio.create_task(service.run(), name="service")
     ready = asyncio.create_task(service.ready.wait(), name="ready")
     await asyncio.wait({runner, ready}, return_when=asyncio.FIRST_COMPLETED)

@@ -17,6 +17,7 @@ checkpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -33,9 +34,18 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class Signals:
     """Route SIGTERM/SIGINT: the first to ``on_stop``, the second to a forced exit."""
 
-    def __init__(self, on_stop: Callable[[], None], *, name: str = "streamer") -> None:
+    def __init__(
+        self,
+        on_stop: Callable[[], None],
+        *,
+        name: str = "streamer",
+        on_force: Callable[[], None] | None = None,
+    ) -> None:
         self.on_stop = on_stop
         self.name = name
+        # What must not outlive even a forced stop (the demo's keys and passwords): quick,
+        # synchronous, and never in the way of the exit.
+        self.on_force = on_force
         self.received = 0
 
     def install(self) -> Signals:
@@ -54,6 +64,9 @@ class Signals:
         if self.received == 1:
             self.on_stop()
             return
+        if self.on_force is not None:
+            with contextlib.suppress(Exception):
+                self.on_force()
         force_exit(self.name)
 
 

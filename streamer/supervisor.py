@@ -351,6 +351,9 @@ class Service:
                 group.create_task(owner.run(), name=f"own-{name}")
 
 
-def install_signal_handlers(service: Service) -> Signals:
-    """The first SIGTERM/SIGINT stops the service gracefully; a second forces the exit."""
-    return Signals(service.stop).install()
+def install_signal_handlers(
+    service: Service, on_force: Callable[[], None] | None = None
+) -> Signals:
+    """The first SIGTERM/SIGINT stops the service gracefully; a second forces the exit
+    (after ``on_force``)."""
+    return Signals(service.stop, on_force=on_force).install()
