@@ -31,7 +31,8 @@ tools:
 	@scripts/fetch-test-tools
 
 # Refresh the lock files (pip-tools, with hashes): requirements-dev.txt for development
-# and tests (streamer[dev] and mongosim), requirements.txt for the image (streamer alone).
+# and tests (mongo-streamer[dev] and mongosim), requirements.txt for the image (mongo-streamer
+# alone).
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras
 lock: $(STAMP)
 	@$(PIP) install pip-tools
@@ -42,13 +43,21 @@ lock: $(STAMP)
 # generator, with a live status line (Ctrl-C stops everything). AUTH=1 turns on mongosim's
 # --auth (bootstrap as root, the service as the least-privilege role), TLS=1 its TLS with
 # client certificates from a throw-away CA; either or both.
-DEMO_FLAGS := $(if $(filter 1,$(AUTH)),--auth) $(if $(filter 1,$(TLS)),--tls)
+# KEEP_LOGS=1 keeps the demo's log (by default its temporary directory goes when it stops).
+#
+# `exec` makes the demo make's own child, not a shell's: dash, killed by the Ctrl-C that
+# the demo catches, would have make report `*** [run] Interrupt`. The demo also takes the
+# terminal's Ctrl-C for itself (streamer/terminal.py), so make is not interrupted at all
+# and `make run` exits with the demo's status, 0 after a Ctrl-C.
+MONGOSIM_PORT ?= 27017
+DEMO_FLAGS := $(if $(filter 1,$(AUTH)),--auth) $(if $(filter 1,$(TLS)),--tls) \
+	$(if $(filter 1,$(KEEP_LOGS)),--keep-logs)
 run: $(STAMP)
-	$(BIN)/streamer demo --port $${MONGOSIM_PORT:-27017} $(strip $(DEMO_FLAGS))
+	@exec $(BIN)/streamer demo --port $(MONGOSIM_PORT) $(strip $(DEMO_FLAGS))
 
 # mongosim alone, for `streamer run` against it by hand.
 mongosim: $(STAMP)
-	$(BIN)/mongosim --port $${MONGOSIM_PORT:-27017}
+	@exec $(BIN)/mongosim --port $(MONGOSIM_PORT)
 
 test: $(STAMP) tools
 	$(BIN)/pytest tests --ignore=tests/bench $(PYTEST_ARGS)

@@ -1,8 +1,9 @@
 """The ``streamer`` command: run, bootstrap, status, resync, verify.
 
-Exit codes: 0 success; 1 drift, a conflict or a failure the message explains; 2 bad
-usage, invalid settings or configuration, or the HTTP port in use; 3 a forced stop (a
-second SIGTERM/SIGINT); 130 a one-shot command interrupted by SIGTERM/SIGINT. Errors
+Exit codes (:data:`EXIT_CODES`, shown by ``--help``): 0 success; 1 drift, a conflict or
+a failure the message explains; 2 bad usage, invalid settings or configuration, or the
+HTTP port in use; 3 a forced stop (a second SIGTERM/SIGINT); 130 any one-shot command
+interrupted by SIGTERM/SIGINT. Errors
 are one plain line on stderr, never a traceback (the URI's password is never printed).
 """
 
@@ -28,7 +29,7 @@ from .mongo import Mongo
 from .resync_command import run_resync
 from .schema import load_schema
 from .settings import Settings, load_settings
-from .shutdown import INTERRUPTED, Signals
+from .shutdown import FORCED_STOP, INTERRUPTED, Signals
 from .supervisor import (
     STREAMS,
     Service,
@@ -38,6 +39,17 @@ from .verify_command import Options as VerifyOptions
 from .verify_command import run_verify
 
 log = structlog.get_logger("streamer.cli")
+
+# Every exit code, as --help lists them; the README's "Exit codes" table has one row each
+# (tests/unit/test_exit_codes.py holds the two to each other and to the constants).
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (0, "ok (run, demo: stopped by the first SIGTERM/SIGINT)"),
+    (1, "drift/conflict/failure"),
+    (2, "usage or settings error"),
+    (FORCED_STOP, "forced stop (a second SIGTERM/SIGINT)"),
+    (INTERRUPTED, "interrupted (a one-shot command by SIGTERM/SIGINT; any command while it starts)"),
+)
+EXIT_CODES_HELP = ", ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES) + "."
 
 
 def command(
@@ -53,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keeps per-user order totals and low-stock alerts in MongoDB correct "
         "in real time, from the change streams of orders and inventory.",
         epilog="Settings come from STREAMER_* environment variables over the packaged "
-        "default configuration (or the file in STREAMER_CONFIG). Exit codes: 0 ok, "
-        "1 drift/conflict/failure, 2 usage or settings error, 130 resync interrupted.",
+        "default configuration (or the file in STREAMER_CONFIG). Exit codes: "
+        + EXIT_CODES_HELP,
     )
     parser.add_argument("--version", action="version", version=f"streamer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -120,7 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--tls",
         action="store_true",
-        help="TLS with client certificates, from a throw-away CA (needs streamer[demo])",
+        help="TLS with client certificates, from a throw-away CA (needs mongo-streamer[demo])",
+    )
+    demo.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep the log when the demo ends (its path is printed); by default the demo's "
+        "temporary directory (log, keys, streamer.env) is removed however it ends",
     )
     return parser
 
@@ -210,7 +228,9 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     from .demo import run_demo
 
-    return await run_demo(settings, args.port, auth=args.auth, tls=args.tls)
+    return await run_demo(
+        settings, args.port, auth=args.auth, tls=args.tls, keep_logs=args.keep_logs
+    )
 
 
 # Commands that stop gracefully on the first signal (resync: between batches, saying

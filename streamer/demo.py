@@ -7,7 +7,9 @@ live status until Ctrl-C; then stops the generator, the service (gracefully) and
 mongosim.
 
 The service's logs go to a file named at start, so they never overwrite the status
-line. Any failure before the service is ready (a port in use, a bad schema file) ends
+line. That file, and the keys and passwords of ``--auth``/``--tls``, live in one
+temporary directory that goes when the demo ends, however it ends; ``--keep-logs``
+keeps the log (and only the log). Any failure before the service is ready (a port in use, a bad schema file) ends
 the demo at once with the service's one-line error.
 
 ``--auth`` and ``--tls`` (``make run AUTH=1 TLS=1``) turn on mongosim's authentication
@@ -27,12 +29,12 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from mongosim.threaded import ThreadedMongoSim
 from pydantic import SecretStr
 
-from . import demo_secure
+from . import demo_secure, terminal
 from .errors import SettingsError
 from .logs import configure_logging
 from .mongo import Mongo
@@ -119,10 +121,36 @@ async def status_line(service: Service, stopping: asyncio.Event) -> None:
         sys.stdout.flush()
 
 
-def open_log_file() -> tuple[Path, TextIO]:
-    """A fresh log file in the temporary directory: the repository stays untouched."""
-    fd, name = tempfile.mkstemp(prefix="streamer-demo-", suffix=".log")
-    return Path(name), open(fd, "w", buffering=1)  # closed by run_demo
+class Workdir:
+    """The demo's one temporary directory: its log, and with ``--auth``/``--tls`` the keys
+    and ``streamer.env``. Removed when the demo ends, however it ends (a stop, a failed
+    start, Ctrl-C, a forced stop); with ``--keep-logs`` only the log stays."""
+
+    LOG = "streamer.log"
+
+    def __init__(self, keep_logs: bool) -> None:
+        # mkdtemp: private to the user (0700), under TMPDIR, never in the repository.
+        self.path = Path(tempfile.mkdtemp(prefix="streamer-demo-"))
+        self.log = self.path / self.LOG
+        self.keep_logs = keep_logs
+        self.closed = False
+
+    def close(self) -> None:
+        """Remove it (all but the log with ``--keep-logs``). Quick, synchronous and
+        idempotent: the forced stop calls it too, just before ``os._exit``."""
+        if self.closed:
+            return
+        self.closed = True
+        if not self.keep_logs:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for entry in self.path.iterdir():  # keys and passwords never outlive the demo
+            if entry == self.log:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def start_mongosim(port: int, **options: Any) -> ThreadedMongoSim:
@@ -135,40 +163,64 @@ def start_mongosim(port: int, **options: Any) -> ThreadedMongoSim:
         ) from None
 
 
-async def run_demo(settings: Settings, port: int, *, auth: bool = False, tls: bool = False) -> int:
+async def run_demo(
+    settings: Settings,
+    port: int,
+    *,
+    auth: bool = False,
+    tls: bool = False,
+    keep_logs: bool = False,
+) -> int:
+    if tls:  # before anything is made or printed: then the error is the only line
+        demo_secure.require_cryptography()
     rng = random.Random()
-    log_path, log_file = open_log_file()
-    configure_logging(settings.log_level, "json", stream=log_file)
-    print(f"logs: {log_path}")
+    workdir = Workdir(keep_logs)
+    give_back_terminal = terminal.foreground()
+
+    def on_force() -> None:  # a second Ctrl-C: what must not outlive even that
+        workdir.close()
+        give_back_terminal()
+
     try:
-        # Keys and passwords (--auth, --tls) live here, and go when the demo ends.
-        with tempfile.TemporaryDirectory(prefix="streamer-demo-") as name:
-            directory = Path(name)
-            certs = demo_secure.make_certs(directory) if tls else None
-            if certs is not None:
-                print(f"tls: a throw-away CA, a server and a client certificate in {directory}")
-            options = demo_secure.mongosim_options(certs, auth)
-            sim = await asyncio.to_thread(start_mongosim, port, **options)
-            try:
-                on = [f for f, i in (("--auth", auth), ("TLS, client certificates", tls)) if i]
-                print(f"mongosim at {sim.uri}" + (f" with {' and '.join(on)}" if on else ""))
-                anonymous = settings.model_copy(
-                    update={"mongodb_uri": SecretStr(sim.uri), **demo_secure.tls_settings(certs)}
-                )
-
-                # Even a forced stop (a second Ctrl-C) takes the keys and passwords along.
-                def remove_secrets() -> None:
-                    shutil.rmtree(directory, ignore_errors=True)
-
-                if not auth:
-                    return await _demo(anonymous, anonymous, rng, remove_secrets)
-                users = await demo_secure.set_up_users(anonymous, directory)
-                print(f"the service runs as {demo_secure.SERVICE_USER!r}, the demo writes as root")
-                return await _demo(users.service, users.root, rng, remove_secrets)
-            finally:
-                await asyncio.to_thread(sim.stop)
+        with open(workdir.log, "w", buffering=1) as log_file:
+            configure_logging(settings.log_level, "json", stream=log_file)
+            print(f"logs: {workdir.log}")
+            return await _secured_demo(settings, port, auth, tls, workdir.path, rng, on_force)
     finally:
-        log_file.close()
+        workdir.close()
+        if keep_logs:
+            print(f"logs kept: {workdir.log}")
+        give_back_terminal()
+
+
+async def _secured_demo(
+    settings: Settings,
+    port: int,
+    auth: bool,
+    tls: bool,
+    directory: Path,
+    rng: random.Random,
+    on_force: Callable[[], None],
+) -> int:
+    """mongosim (with ``--auth``/TLS as asked), its users, then the demo itself."""
+    certs = demo_secure.make_certs(directory) if tls else None
+    if certs is not None:
+        print(f"tls: a throw-away CA, a server and a client certificate in {directory}")
+    options = demo_secure.mongosim_options(certs, auth)
+    sim = await asyncio.to_thread(start_mongosim, port, **options)
+    try:
+        on = [f for f, i in (("--auth", auth), ("TLS, client certificates", tls)) if i]
+        print(f"mongosim at {sim.uri}" + (f" with {' and '.join(on)}" if on else ""))
+        anonymous = settings.model_copy(
+            update={"mongodb_uri": SecretStr(sim.uri), **demo_secure.tls_settings(certs)}
+        )
+        if not auth:
+            return await _demo(anonymous, anonymous, rng, on_force)
+        users = await demo_secure.set_up_users(anonymous, directory)
+        print(f"the service runs as {demo_secure.SERVICE_USER!r}, the demo writes as root")
+        return await _demo(users.service, users.root, rng, on_force)
+    finally:
+        await asyncio.to_thread(sim.stop)
 
 
 async def _demo(

@@ -13,16 +13,18 @@ Everything lives in one temporary directory, removed when the demo ends: the key
 commands against the demo. Passwords are random and never printed or logged.
 
 The certificates need the ``cryptography`` package, an optional extra
-(``pip install 'streamer[demo]'``; ``make`` installs it) so the service's wheel and image
+(``pip install 'mongo-streamer[demo]'``; ``make`` installs it) so the service's wheel and image
 stay without it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import ipaddress
 import os
 import secrets
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,18 @@ class DemoCerts:
     client: Path  # certificate + key, STREAMER_TLS_CERTIFICATE_KEY_FILE
 
 
+NO_CRYPTOGRAPHY = (
+    "--tls needs the cryptography package for its throw-away certificates: "
+    "pip install 'mongo-streamer[demo]' (make run installs it)"
+)
+
+
+def require_cryptography() -> None:
+    """Fail with one line, before the demo makes or prints anything, without the extra."""
+    if importlib.util.find_spec("cryptography") is None:
+        raise SettingsError(NO_CRYPTOGRAPHY)
+
+
 def make_certs(directory: Path) -> DemoCerts:
     """A CA valid for a day, and a server and a client certificate it signed."""
     try:
@@ -56,10 +70,7 @@ def make_certs(directory: Path) -> DemoCerts:
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     except ImportError:
-        raise SettingsError(
-            "--tls needs the cryptography package for its throw-away certificates: "
-            "pip install 'streamer[demo]' (make run installs it)"
-        ) from None
+        raise SettingsError(NO_CRYPTOGRAPHY) from None
 
     now = dt.datetime.now(dt.UTC)
 
@@ -176,6 +187,7 @@ async def set_up_users(anonymous: Settings, directory: Path) -> Users:
     print(f"user {SERVICE_USER!r} (role {role.ROLE!r}, the README's least-privilege role) created")
     env = directory / "streamer.env"
     root_uri = root.mongodb_uri.get_secret_value()
+    # Root's URI is a comment: sourced, the file sets the role's settings only.
     private(env, f"# root (bootstrap, the demo's writes): {root_uri}\n{env_file(service)}".encode())
     print(f"settings to run streamer commands as {SERVICE_USER!r} against the demo: {env}")
     # The role's user cannot change the schema: bootstrap was root's job.
@@ -187,7 +199,9 @@ def password(settings: Settings) -> str:
 
 
 def env_file(settings: Settings) -> str:
-    """``STREAMER_*`` lines: ``env $(grep -v '^#' streamer.env) streamer status``."""
+    """``STREAMER_*=value`` lines, each value quoted for the shell, so that
+    ``set -a; . ./streamer.env; set +a`` exports them exactly (a password's ``&``, ``$``
+    or quote included) and no secret ever goes on a command line."""
     values = {
         "STREAMER_MONGODB_URI": settings.mongodb_uri.get_secret_value(),
         "STREAMER_DATABASE": settings.database,
@@ -196,4 +210,4 @@ def env_file(settings: Settings) -> str:
         values["STREAMER_TLS"] = "true"
         values["STREAMER_TLS_CA_FILE"] = str(settings.tls_ca_file)
         values["STREAMER_TLS_CERTIFICATE_KEY_FILE"] = str(settings.tls_certificate_key_file)
-    return "".join(f"{k}={v}\n" for k, v in values.items())
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
