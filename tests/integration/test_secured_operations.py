@@ -13,6 +13,7 @@ import asyncio
 import os
 import random
 import re
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -251,7 +252,7 @@ async def test_the_demo_with_auth_and_tls_runs_the_service_as_the_role_and_stops
     http_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
     env["STREAMER_HTTP_PORT"] = str(http_port)
-    proc = await spawn(env, "demo", "--port", str(free_port()), "--auth", "--tls")
+    proc = await spawn(env, "demo", "--port", str(free_port()), "--auth", "--tls", "--keep-logs")
     assert proc.stdout is not None
     seen: list[str] = []
     try:
@@ -273,28 +274,29 @@ async def test_the_demo_with_auth_and_tls_runs_the_service_as_the_role_and_stops
     assert len(seen) == 1 + len(DEMO_LINES), printed
     for said, expected in zip(seen[1:], DEMO_LINES, strict=True):
         assert said.startswith(expected), printed
-    assert out.decode().rstrip().endswith("stopped"), printed
     log_file = Path(seen[0].removeprefix("logs: ").strip())
+    assert out.decode().rstrip().endswith(f"stopped\nlogs kept: {log_file}"), printed
     logged = await asyncio.to_thread(log_file.read_text)
-    await asyncio.to_thread(log_file.unlink)
+    # One directory held it all; --keep-logs kept the log alone.
+    assert settings_file.parent == log_file.parent
+    assert [p.name for p in log_file.parent.iterdir()] == [log_file.name]
+    await asyncio.to_thread(shutil.rmtree, log_file.parent)
     [starting] = [e for e in json_events(logged) if e["event"] == "service.starting"]
     assert starting["uri"].startswith("mongodb://streamer:***@127.0.0.1:"), starting
     assert "tls=true" in starting["uri"], starting
     assert set(secrets) == {"root", "streamer"}, secrets
     for password in secrets.values():
         assert password not in printed + logged
-    assert not settings_file.parent.exists()  # keys and passwords removed with the demo
 
 
 async def test_the_demo_with_tls_but_without_cryptography_says_how_to_install_it() -> None:
-    """The certificates need the optional ``streamer[demo]`` extra, never the service's
-    wheel: without it `streamer demo --tls` is one line and exit 2, before mongosim starts."""
+    """The certificates need the optional ``mongo-streamer[demo]`` extra, never the
+    service's wheel: without it `streamer demo --tls` is its one error line and exit 2,
+    before anything is made, started or printed."""
     code, out, err = await without_module("cryptography", "demo", "--port", "0", "--tls")
     assert code == 2, err
     assert err.decode().splitlines() == [
         "streamer demo: --tls needs the cryptography package for its throw-away "
-        "certificates: pip install 'streamer[demo]' (make run installs it)"
+        "certificates: pip install 'mongo-streamer[demo]' (make run installs it)"
     ]
-    [logs] = out.decode().splitlines()  # nothing else was started
-    assert logs.startswith("logs: ")
-    await asyncio.to_thread(Path(logs.removeprefix("logs: ")).unlink)
+    assert out == b""  # no "logs:" line: no log, no directory

@@ -9,6 +9,7 @@ exit 2. Each test waits on the process with a deadline, never a fixed sleep.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import socket
 import time
@@ -286,7 +287,7 @@ async def test_the_demo_with_a_bad_schema_path_ends_with_one_line(tmp_path: Path
 
 
 async def test_one_ctrl_c_stops_the_whole_demo_and_logs_never_touch_the_status_line() -> None:
-    proc = await demo(cli_env("mongodb://unused", "demo"))
+    proc = await spawn(cli_env("mongodb://unused", "demo"), "demo", "--port", "0", "--keep-logs")
     assert proc.stdout is not None
     first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
     assert first.startswith("logs: ")
@@ -303,4 +304,4 @@ async def test_one_ctrl_c_stops_the_whole_demo_and_logs_never_touch_the_status_l
     logged = await asyncio.to_thread(log_file.read_text)
     events = [e["event"] for e in json_events(logged)]
     assert "service.starting" in events and events[-1] == "service.stopped"
-    await asyncio.to_thread(log_file.unlink)
+    await asyncio.to_thread(shutil.rmtree, log_file.parent)  # kept by --keep-logs
