@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# Build stage: a virtualenv with streamer and its pinned dependencies (wheels only need pip).
+# Build stage: a virtualenv with mongo-streamer (the distribution; its package and command
+# are `streamer`) and its pinned dependencies (wheels only need pip).
 FROM python:3.11.10-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -7,7 +8,7 @@ RUN python -m venv /opt/venv
 # The runtime dependencies, pinned and hash-checked (requirements.txt; `make lock`).
 COPY requirements.txt ./
 RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements.txt
-# streamer alone; its wheel carries the default configuration and schema (config/) as
+# mongo-streamer alone; its wheel carries the default configuration and schema (config/) as
 # package data. mongosim, the test server, is a separate distribution and stays out.
 COPY pyproject.toml README.md ./
 COPY streamer/ streamer/

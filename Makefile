@@ -16,7 +16,11 @@ $(STAMP): $(LOCK) pyproject.toml mongosim/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "==> set-up 2/3: dependencies pinned in $(LOCK), hash-checked (about a minute the first time)"
 	@$(PIP) install --require-hashes --no-deps -r $(LOCK)
-	@echo "==> set-up 3/3: streamer and mongosim, editable"
+	@echo "==> set-up 3/3: mongo-streamer (command: streamer) and mongosim, editable"
+	@# The distribution used to be called streamer: an old .venv's editable install of
+	@# that name goes first, so that one distribution provides the package and the command.
+	@if $(BIN)/python -m pip show --quiet streamer >/dev/null 2>&1; then \
+		$(PIP) uninstall --yes streamer; fi
 	@# setuptools prints a boxed notice (a UserWarning) on every editable install of a
 	@# package with a mapped folder (streamer.defaults is config/); it asks nothing of us.
 	@PYTHONWARNINGS=ignore::UserWarning $(PIP) install --no-deps -e . -e ./mongosim

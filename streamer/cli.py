@@ -47,7 +47,10 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (1, "drift/conflict/failure"),
     (2, "usage or settings error"),
     (FORCED_STOP, "forced stop (a second SIGTERM/SIGINT)"),
-    (INTERRUPTED, "interrupted (a one-shot command by SIGTERM/SIGINT; any command while it starts)"),
+    (
+        INTERRUPTED,
+        "interrupted (a one-shot command by SIGTERM/SIGINT; any command while it starts)",
+    ),
 )
 EXIT_CODES_HELP = ", ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES) + "."
 

@@ -9,8 +9,8 @@ mongosim.
 The service's logs go to a file named at start, so they never overwrite the status
 line. That file, and the keys and passwords of ``--auth``/``--tls``, live in one
 temporary directory that goes when the demo ends, however it ends; ``--keep-logs``
-keeps the log (and only the log). Any failure before the service is ready (a port in use, a bad schema file) ends
-the demo at once with the service's one-line error.
+keeps the log (and only the log). Any failure before the service is ready (a port in
+use, a bad schema file) ends the demo at once with the service's one-line error.
 
 ``--auth`` and ``--tls`` (``make run AUTH=1 TLS=1``) turn on mongosim's authentication
 and TLS and run the service as the README's least-privilege role: see
@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mongosim.threaded import ThreadedMongoSim
 from pydantic import SecretStr
@@ -135,6 +135,9 @@ class Workdir:
         self.keep_logs = keep_logs
         self.closed = False
 
+    def open_log(self) -> TextIO:
+        return open(self.log, "w", buffering=1)  # line-buffered: a forced stop loses none
+
     def close(self) -> None:
         """Remove it (all but the log with ``--keep-logs``). Quick, synchronous and
         idempotent: the forced stop calls it too, just before ``os._exit``."""
@@ -182,7 +185,7 @@ async def run_demo(
         give_back_terminal()
 
     try:
-        with open(workdir.log, "w", buffering=1) as log_file:
+        with workdir.open_log() as log_file:
             configure_logging(settings.log_level, "json", stream=log_file)
             print(f"logs: {workdir.log}")
             return await _secured_demo(settings, port, auth, tls, workdir.path, rng, on_force)

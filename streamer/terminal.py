@@ -15,6 +15,7 @@ would leave make waiting and the terminal with nobody to read it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -67,10 +68,8 @@ def foreground() -> Callable[[], None]:
         # Left ignored: a line written after this (an error, from the background group
         # now) must not stop the process on a terminal with ``stty tostop``.
         signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-        try:
+        with contextlib.suppress(OSError):  # make has gone: its shell takes it back itself
             os.tcsetpgrp(fd, before)
-        except OSError:  # make has gone; its shell takes the terminal back itself
-            pass
         signal.signal(signal.SIGTSTP, stop_key)
 
     return give_back

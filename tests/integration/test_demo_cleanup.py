@@ -164,7 +164,8 @@ if not closed:
     os.write(fd, b"\x03")
     out, _ = read_until(fd, out, b"\0", 30)  # to the end
 _, status = os.waitpid(pid, 0)
-print(json.dumps({"out": out.decode(errors="replace"), "status": os.waitstatus_to_exitcode(status)}))
+code = os.waitstatus_to_exitcode(status)
+print(json.dumps({"out": out.decode(errors="replace"), "status": code}))
 """
 
 

@@ -1,4 +1,4 @@
-"""What the streamer distribution ships: the daemon alone, with its defaults as package data.
+"""What the mongo-streamer distribution ships: the daemon alone, with its defaults as package data.
 
 mongosim is a separate distribution beside it (mongosim/); neither the wheel, the sdist
 nor the image may carry it or its dependencies. Built offline with the locked setuptools.
@@ -10,12 +10,18 @@ import re
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The distribution is mongo-streamer (the index's "streamer" is someone else's); the import
+# package and the command stay streamer.
+DISTRIBUTION = "mongo-streamer"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+DIST_INFO = f"mongo_streamer-{VERSION}.dist-info"
 
 
 def build(kind: str, project: Path, out: Path) -> Path:
@@ -48,7 +54,7 @@ def test_the_wheel_carries_the_daemon_and_no_mongosim(wheel: zipfile.ZipFile) ->
     names = wheel.namelist()
     assert "streamer/cli.py" in names and "streamer/mongo/client.py" in names
     assert not [n for n in names if "mongosim" in n]
-    assert {n.split("/")[0] for n in names} == {"streamer", "streamer-0.1.0.dist-info"}
+    assert {n.split("/")[0] for n in names} == {"streamer", f"{DIST_INFO}"}
 
 
 def test_the_wheel_requires_no_crc32c_and_names_one_console_script(
@@ -57,8 +63,19 @@ def test_the_wheel_requires_no_crc32c_and_names_one_console_script(
     requires = re.findall(r"^Requires-Dist: ([A-Za-z0-9_.-]+)", metadata(wheel), flags=re.M)
     assert "crc32c" not in requires and "mongosim" not in requires
     assert "motor" in requires
-    entry_points = wheel.read("streamer-0.1.0.dist-info/entry_points.txt").decode()
+    entry_points = wheel.read(f"{DIST_INFO}/entry_points.txt").decode()
     assert re.findall(r"^(\w+) = ", entry_points, flags=re.M) == ["streamer"]
+
+
+def test_the_distribution_is_mongo_streamer_with_the_package_s_version(
+    wheel: zipfile.ZipFile,
+) -> None:
+    """Free on the package index, and one version: pyproject's is streamer.__version__."""
+    from streamer import __version__
+
+    assert re.search(rf"^Name: {DISTRIBUTION}$", metadata(wheel), flags=re.M)
+    assert re.search(rf"^Version: {re.escape(__version__)}$", metadata(wheel), flags=re.M)
+    assert __version__ == VERSION
 
 
 def test_the_wheel_has_an_spdx_licence_and_is_typed(wheel: zipfile.ZipFile) -> None:
