@@ -44,7 +44,12 @@ class StreamView:
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None, driver: str = "motor") -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        driver: str = "motor",
+        oplog_headroom_alert_s: float = 3600.0,
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.events_applied = Counter(
@@ -129,6 +134,14 @@ class Metrics:
             registry=r,
         )
         self.build_info.labels(__version__, platform.python_version(), driver).set(1)
+        # A setting, exported so the alert rule compares the headroom with it (one place
+        # to tune it: STREAMER_OPLOG_HEADROOM_ALERT_S).
+        self.oplog_headroom_threshold = Gauge(
+            "streamer_oplog_headroom_threshold_seconds",
+            "StreamerOplogHeadroomLow fires below this headroom (oplog_headroom_alert_s).",
+            registry=r,
+        )
+        self.oplog_headroom_threshold.set(oplog_headroom_alert_s)
         self.alert_products = AlertProducts()
         self.streams = StreamCollector()
         r.register(self.alert_products)

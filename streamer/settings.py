@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(15.0, ge=1)
     # /readyz fails when an owned stream is further behind than this.
     ready_max_lag_s: float = Field(60.0, gt=0)
+    # StreamerOplogHeadroomLow fires when a checkpoint is closer than this to falling off
+    # the oplog; exported as streamer_oplog_headroom_threshold_seconds, which the rule
+    # reads, so it is tuned here (small oplogs, the demo) rather than in the rule.
+    oplog_headroom_alert_s: float = Field(3600.0, gt=0)
     # At most this many streamer_low_stock_alert_info series.
     max_alert_series: int = Field(1000, ge=0)
     # The name this instance uses in leases and checkpoints (default: the hostname).

@@ -113,7 +113,11 @@ class Service:
         self.stopping = asyncio.Event()
         self.totals = RunCounts()
         self._extra_on_batch = on_batch
-        self.metrics = Metrics(registry, driver=settings.driver)
+        self.metrics = Metrics(
+            registry,
+            driver=settings.driver,
+            oplog_headroom_alert_s=settings.oplog_headroom_alert_s,
+        )
         self.mongo = Mongo(
             settings,
             observers=[self.metrics.on_command],

@@ -58,6 +58,8 @@ async def test_metrics_describe_the_work_in_base_units_and_pass_promtool(
         'streamer_lag_seconds{stream="orders"}',
         'streamer_checkpoint_age_seconds{stream="inventory"}',
         "streamer_oplog_headroom_seconds",
+        # The setting StreamerOplogHeadroomLow compares the headroom with (3600 s default).
+        "streamer_oplog_headroom_threshold_seconds 3600.0",
         'streamer_quarantined_events_total{reason="user_id is missing",stream="orders"} 1.0',
         "streamer_resyncs_total",
         "streamer_open_alerts 1.0",

