@@ -113,8 +113,8 @@ def lines(report: StatusReport) -> list[str]:
     for s in report.streams:
         for p in s.partitions:
             if p.phase is None:
-                out.append(f"{s.stream}: no checkpoint (the service has not started this stream)")
-                out[-1] += f" {owner_text(p)}"
+                never = "no checkpoint (the service has not started this stream)"
+                out.append(f"{s.stream}: {never} {owner_text(p)}")
                 continue
             lag = f"{p.lag_s:.1f}" if p.lag_s is not None else "unknown"
             line = (
@@ -173,6 +173,7 @@ async def read_status(
             cp,
             leases.get(name),
             position,
+            # No lease read, no server clock: then there is no lease to judge either.
             server_now=server_now or dt.datetime.now(dt.UTC),
             now=clock(),
         )
