@@ -60,7 +60,7 @@ class Position:
         return max(at, wall.timestamp())
 
     def as_datetime(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.seconds, dt.UTC)
+        return dt.datetime.fromtimestamp(round(self.seconds, 3), dt.UTC)  # BSON's precision
 
 
 def lag_seconds(position: Position | None, now: float) -> float | None:
