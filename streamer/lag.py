@@ -27,7 +27,10 @@ So both take the position by the same two rules, and differ only by when they lo
 the owner's view is at most one getMore (``max_batch_wait_ms``) old. Cluster times count
 whole seconds; the last applied event's wall time (milliseconds) refines a position
 within its second, so a lag is at most 1 s above the truth, never below it. During a
-resync a stream has no lag (None): the resync's progress is reported instead.
+resync a stream has no lag (None): the resync's progress is reported instead. ``now``
+is the caller's wall clock (the service's, or the host running ``streamer status``),
+while positions are the server's clock: a host's skew adds to the figure, as it did
+before, so keep the hosts on NTP.
 """
 
 from __future__ import annotations
