@@ -21,7 +21,6 @@ import structlog
 
 from . import __version__
 from .bootstrap import bootstrap_exit_code, run_bootstrap
-from .checkpoints import CheckpointStore
 from .errors import DatabaseUnavailable, FatalDatabaseError, SettingsError, StreamerError
 from .logs import configure_logging, mask_credentials
 from .messages import fatal, unreachable
@@ -30,11 +29,13 @@ from .resync_command import run_resync
 from .schema import load_schema
 from .settings import Settings, load_settings
 from .shutdown import FORCED_STOP, INTERRUPTED, Signals
+from .status import read_status, render
 from .supervisor import (
     STREAMS,
     Service,
     install_signal_handlers,
 )
+from .verify import SOURCE_OF
 from .verify_command import Options as VerifyOptions
 from .verify_command import run_verify
 
@@ -83,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="drop and recreate indexes whose definition conflicts with the schema",
     )
-    command(sub, "status", "each stream's checkpoint, position and lag")
+    status = command(sub, "status", "each stream's owner, lease, position, lag and phase")
+    status.add_argument("--json", action="store_true", help="one JSON document on stdout")
     resync = command(
         sub, "resync", "rebuild derived data from the source collections, then stream on"
     )
@@ -166,32 +168,10 @@ async def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
     return await _with_mongo(settings, body)
 
 
-def _seconds_between(later: Any, earlier: Any) -> float | None:
-    if later is None or earlier is None:
-        return None
-    return float(later.time - earlier.time)
-
-
 async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     async def body(mongo: Mongo) -> int:
-        reply = await mongo.command({"ping": 1})
-        now = reply.get("operationTime")
-        checkpoints = {cp.stream: cp for cp in await CheckpointStore(mongo, "status").load_all()}
-        for name in STREAMS:
-            cp = checkpoints.get(name)
-            if cp is None:
-                print(f"{name}: no checkpoint (the service has not started this stream)")
-                continue
-            lag = _seconds_between(now, cp.position)
-            position = cp.position.as_datetime().isoformat() if cp.position else "none"
-            line = (
-                f"{name}: phase={cp.phase} position={position} "
-                f"lag_s={lag if lag is not None else 'unknown'} owner={cp.owner} gen={cp.gen}"
-            )
-            if cp.applied_at is not None:
-                line += f" last_event_at={cp.applied_at.isoformat()}"
-            if cp.resync is not None:
-                line += f" resync_reason={cp.resync.reason!r}"
+        report = await read_status(mongo, {name: SOURCE_OF[name] for name in STREAMS})
+        for line in render(report, as_json=args.json):
             print(line)
         return 0
 

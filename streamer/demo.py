@@ -36,6 +36,7 @@ from pydantic import SecretStr
 
 from . import demo_secure, terminal
 from .errors import SettingsError
+from .lag import lag_seconds
 from .logs import configure_logging
 from .mongo import Mongo
 from .settings import Settings
@@ -103,6 +104,15 @@ async def traffic(db: Mongo, rng: random.Random, stopping: asyncio.Event, users:
             await asyncio.wait_for(stopping.wait(), 0.03)
 
 
+def demo_lag(service: Service) -> str:
+    """The largest lag of the streams this instance owns, as /metrics computes it: the
+    same views (Health.stream_views), the same function, the same clock."""
+    now = service.metrics.streams.clock()
+    views = service.health.stream_views()
+    lags = [lag for v in views if v.owned if (lag := lag_seconds(v.position, now)) is not None]
+    return f"{max(lags):.1f}s" if lags else "-"
+
+
 async def status_line(service: Service, stopping: asyncio.Event) -> None:
     last_events, last_time = 0, time.monotonic()
     while not stopping.is_set():
@@ -111,8 +121,7 @@ async def status_line(service: Service, stopping: asyncio.Event) -> None:
         now = time.monotonic()
         rate = (service.totals.events - last_events) / (now - last_time)
         last_events, last_time = service.totals.events, now
-        lags = [time.time() - w.position.time for w in service.watchers.values() if w.position]
-        lag = f"{max(lags):.1f}s" if lags else "-"
+        lag = demo_lag(service)
         open_alerts = len(service.metrics.alert_products.products)
         sys.stdout.write(
             f"\r{rate:7.1f} events/s  lag {lag:>6}  open alerts {open_alerts:3d}  "

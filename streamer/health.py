@@ -18,6 +18,7 @@ import structlog
 
 from .errors import DatabaseError
 from .inventory import STOCK_ALERTS
+from .lag import lag_seconds
 from .metrics import Metrics, StreamView
 from .mongo import Mongo
 from .ownership import StreamOwner
@@ -133,7 +134,6 @@ class Health:
         for name, owner in self.owners.items():
             w = owner.watcher if owner.owned else None
             cp = w.checkpoint if w is not None else None
-            position = w.position if w is not None else None
             saved = cp.updated_at.timestamp() if cp is not None and cp.updated_at else None
             headroom = None
             if cp is not None and cp.position is not None and self.oldest_oplog_s is not None:
@@ -143,7 +143,7 @@ class Health:
                     stream=name,
                     owner=owner.store.owner,
                     owned=owner.owned,
-                    position_time=float(position.time) if position is not None else None,
+                    position=w.position if w is not None else None,
                     checkpoint_saved_at=saved,
                     oplog_headroom_s=headroom,
                 )
@@ -177,9 +177,9 @@ class Health:
             return w.outage
         if w.checkpoint is not None and w.checkpoint.phase == "resync":
             return "ok"  # resyncing is progress; the lag applies once streaming
-        if view.position_time is None:
+        lag = lag_seconds(view.position, wall)
+        if lag is None:
             return "starting"
-        lag = wall - view.position_time
         if lag > self.ready_max_lag_s:
             return f"lagging {lag:.0f}s"
         return "ok"

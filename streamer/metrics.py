@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from .alerts import Transition
+from .lag import Position, lag_seconds
 from .mongo.monitoring import PoolListener
 from .streams import BatchOutcome
 
@@ -38,7 +39,7 @@ class StreamView:
     stream: str
     owner: str
     owned: bool
-    position_time: float | None  # unix seconds the stream has processed up to
+    position: Position | None  # how far the stream has processed (streamer.lag)
     checkpoint_saved_at: float | None  # unix seconds of the last stored checkpoint
     oplog_headroom_s: float | None
 
@@ -228,7 +229,7 @@ class StreamCollector(Collector):
         now = self.clock()
         lag = GaugeMetricFamily(
             "streamer_lag_seconds",
-            "Seconds from the newest cluster time the stream has processed to now.",
+            "Seconds from the newest point the stream has fully processed to now.",
             labels=["stream"],
         )
         age = GaugeMetricFamily(
@@ -250,8 +251,9 @@ class StreamCollector(Collector):
             owned.add_metric([v.stream, v.owner], 1 if v.owned else 0)
             if not v.owned:
                 continue
-            if v.position_time is not None:
-                lag.add_metric([v.stream], max(0.0, now - v.position_time))
+            stream_lag = lag_seconds(v.position, now)
+            if stream_lag is not None:
+                lag.add_metric([v.stream], stream_lag)
             if v.checkpoint_saved_at is not None:
                 age.add_metric([v.stream], max(0.0, now - v.checkpoint_saved_at))
             if v.oplog_headroom_s is not None:

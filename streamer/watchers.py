@@ -56,6 +56,7 @@ from .errors import (
     TransientError,
 )
 from .inventory import log_transition
+from .lag import Position, position_after_batch
 from .metrics import Metrics
 from .mongo import Mongo, Session
 from .mongo.retries import Backoff, RetryPolicy, error_reason, retry_transient
@@ -115,7 +116,8 @@ class Watcher:
         self.checkpoint: Checkpoint | None = None
         self.running = False
         # Health, read by /readyz and the metrics collector.
-        self.position: Timestamp | None = None  # newest cluster time fully processed
+        # The newest point fully processed (streamer.lag); None while resyncing.
+        self.position: Position | None = None
         self.outage: str | None = None  # why the stream is not progressing, if it is not
 
     # -- supervision loop -----------------------------------------------------------
@@ -172,6 +174,7 @@ class Watcher:
             # lease now, so it resumes the resync where it stopped.
             self._count("resyncs", "resumed")
             self.checkpoint = cp
+            self.position = None
             cp = await self.resyncer.run(cp)
         if cp is None:
             return
@@ -203,6 +206,7 @@ class Watcher:
         request: ResyncRequest | None = None,
     ) -> Checkpoint | None:
         self._count("resyncs", kind)
+        self.position = None  # no lag while resyncing (streamer.lag)
         claimed = await self.resyncer.claim(cp, reason, fresh, request)
         self.checkpoint = claimed
         done = await self.resyncer.run(claimed)
@@ -275,7 +279,7 @@ class Watcher:
                         last_saved,
                     )
                     self.checkpoint = cp
-                    self.position = reply.get("operationTime") or cp.position
+                    self.position = position_after_batch(cp, len(batch), reply.get("operationTime"))
                     self.outage = None
                     if self.stopping.is_set() or ahead is None:
                         return

@@ -147,7 +147,7 @@ async def test_top_level_help_exits_0_and_lists_every_command() -> None:
 DESCRIPTIONS = {
     "run": "run the service until SIGTERM/SIGINT",
     "bootstrap": "apply the declared indexes, TTLs and validators",
-    "status": "each stream's checkpoint, position and lag",
+    "status": "each stream's owner, lease, position, lag and phase",
     "resync": "rebuild derived data from the source collections, then stream on",
     "verify": "recompute from the sources; print differences, exit 1 on drift",
 }

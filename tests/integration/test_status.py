@@ -1,0 +1,166 @@
+"""``streamer status`` against a running and a stopped service: the lag /metrics shows,
+the lease's live owner, and the JSON document."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from motor.motor_asyncio import AsyncIOMotorDatabase
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamer.mongo import Mongo
+from streamer.settings import Settings
+from streamer.status import StatusReport, read_status
+from streamer.supervisor import Service
+from streamer.verify import SOURCE_OF
+
+from .conftest import RunService, caught_up, test_settings
+from .test_cli import cli_env, streamer
+from .test_http import get
+
+IDLE_S = 5  # how far the database moves on past the idle orders stream's checkpoint
+WINDOW_S = 0.5  # the longest read of metric, status, metric that counts as one window
+# Cluster times count whole seconds, so two readings of one lag may differ by up to
+# 1 s, plus the time between them (the window) and the owner's getMore wait (50 ms
+# here). Measured on the project machine: 0.01-0.02 s apart in 6 runs, every window
+# the first one tried (0.02-0.03 s long); the old status, which read the stale
+# checkpoint, 4.4 s apart.
+TOLERANCE_S = 1.0 + WINDOW_S + 0.05
+
+
+async def metric_lag(service: Service, stream: str) -> float | None:
+    """``streamer_lag_seconds{stream=…}`` as /metrics serves it."""
+    code, _, body = await get(service, "/metrics")
+    assert code == 200
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == "streamer_lag_seconds" and sample.labels == {"stream": stream}:
+                return float(sample.value)
+    return None
+
+
+async def status_lag(mongo: Mongo, stream: str) -> float | None:
+    report = await read_status(mongo, SOURCE_OF)
+    [s] = [s for s in report.streams if s.stream == stream]
+    return s.partitions[0].lag_s
+
+
+@asynccontextmanager
+async def moving(db: AsyncIOMotorDatabase[Any]) -> AsyncIterator[None]:
+    """Writes to a collection no stream reads, about every 20 ms: the cluster time
+    keeps up with the clock while the streams stay idle."""
+    stop = asyncio.Event()
+
+    async def write() -> None:
+        while not stop.is_set():
+            await db.elsewhere.insert_one({})
+            await asyncio.sleep(0.02)
+
+    task = asyncio.create_task(write())
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def test_status_shows_the_lag_metrics_shows_on_an_idle_stream_while_the_database_moves(
+    db: AsyncIOMotorDatabase[Any], settings: Settings, service: RunService
+) -> None:
+    """The orders checkpoint stays as stored (idle saves every 60 s) while the cluster
+    time moves IDLE_S past it: status must not show that as lag. Read in one window
+    (metric, status, metric), the two agree within TOLERANCE_S."""
+    quiet = settings.model_copy(update={"idle_checkpoint_interval_s": 60.0})
+    async with service(quiet) as svc, Mongo(quiet) as mongo:
+        await db.orders.insert_one({"user_id": "u", "amount": 1, "status": "completed"})
+        await caught_up(db, ("orders",))
+        stored = await db.streamer_checkpoints.find_one({"_id": "orders"})
+        assert stored is not None
+        async with moving(db):
+
+            async def moved_on() -> bool:
+                reply = await db.command("ping")
+                return bool(reply["operationTime"].time >= stored["position"].time + IDLE_S)
+
+            deadline = asyncio.get_running_loop().time() + 60
+            while not await moved_on():
+                assert asyncio.get_running_loop().time() < deadline, "cluster time stood"
+                await asyncio.sleep(0.1)
+            still = await db.streamer_checkpoints.find_one({"_id": "orders"})
+            assert still is not None and still["version"] == stored["version"]  # as stored
+
+            readings = []
+            for _ in range(50):
+                started = asyncio.get_running_loop().time()
+                before = await metric_lag(svc, "orders")
+                status = await status_lag(mongo, "orders")
+                after = await metric_lag(svc, "orders")
+                took = asyncio.get_running_loop().time() - started
+                readings.append((before, status, after, round(took, 3)))
+                if took <= WINDOW_S:
+                    break
+            else:
+                raise AssertionError(f"never read in one {WINDOW_S}s window: {readings}")
+    assert before is not None and status is not None and after is not None, readings
+    assert abs(status - before) <= TOLERANCE_S, readings
+    assert abs(status - after) <= TOLERANCE_S, readings
+
+
+def parse(report_json: str) -> StatusReport:
+    """The document, checked key by key and type by type, as a script would read it."""
+    doc = json.loads(report_json)
+    assert list(doc) == ["streams"]
+    assert [s["stream"] for s in doc["streams"]] == ["orders", "inventory"]
+    for s in doc["streams"]:
+        assert set(s) == {"stream", "partitions"}
+        [p] = s["partitions"]
+        assert p["partition"] == 0
+        assert {"owner", "lease_expires_at", "position", "lag_s", "phase"} <= set(p)
+        assert p["owner"] is None or isinstance(p["owner"], str)
+        assert isinstance(p["lag_s"], float)
+        assert p["phase"] == "stream"
+        for key in ("lease_expires_at", "position"):
+            assert dt.datetime.fromisoformat(p[key]).tzinfo is not None, p[key]
+    return StatusReport.model_validate(doc)
+
+
+async def test_status_names_the_live_owner_and_after_a_graceful_stop_says_no_live_owner(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str, service: RunService
+) -> None:
+    """While running: the owner with its lease's expiry, in lines and in --json. After
+    the service stopped (and released its leases): "no live owner", never the owner."""
+    env = cli_env(mongo_uri, db.name)
+    async with service(test_settings(mongo_uri, db.name), instance_id="status-a"):
+        await db.orders.insert_one({"user_id": "u", "amount": 1, "status": "completed"})
+        await caught_up(db)
+        code, out, err = await streamer(env, "status", "--json")
+        assert code == 0, err
+        running = parse(out)
+        code, text, err = await streamer(env, "status")
+        assert code == 0, err
+    for s in running.streams:
+        p = s.partitions[0]
+        assert p.owner == "status-a", p
+        assert p.lease_expires_at is not None
+        assert p.lag_s is not None and p.lag_s >= 0
+    lines = text.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["orders", "inventory"]
+    for line in lines:
+        assert " owner=status-a lease_expires_at=" in line, line
+
+    code, out, err = await streamer(env, "status", "--json")
+    assert code == 0, err
+    stopped = parse(out)
+    code, text, err = await streamer(env, "status")
+    assert code == 0, err
+    for s in stopped.streams:
+        p = s.partitions[0]
+        assert p.owner is None and p.last_owner == "status-a", p
+    for line in text.splitlines():
+        assert "no live owner (status-a's lease ended " in line, line
+        assert "owner=status-a" not in line, line

@@ -1,0 +1,204 @@
+"""A stream's lag (streamer.lag) and status's lease and line logic (streamer.status)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from bson import Timestamp
+
+from streamer.checkpoints import Checkpoint, Resync
+from streamer.lag import (
+    Position,
+    caught_up_position,
+    lag_seconds,
+    position_after_batch,
+    recorded_position,
+)
+from streamer.status import (
+    PartitionStatus,
+    StatusReport,
+    StreamStatus,
+    lease_is_live,
+    lines,
+    partition_status,
+    render,
+)
+
+T = 1_700_000_000  # a whole second, unix time
+NOW = dt.datetime.fromtimestamp(T, dt.UTC)
+
+
+def wall(offset_s: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(T + offset_s, dt.UTC)
+
+
+def streaming(position: Timestamp | None, applied_at: dt.datetime | None = None) -> Checkpoint:
+    return Checkpoint(
+        stream="orders", version=3, phase="stream", gen=1, position=position, applied_at=applied_at
+    )
+
+
+RESYNCING = Checkpoint(
+    stream="orders",
+    version=2,
+    phase="resync",
+    gen=2,
+    position=Timestamp(T - 50, 1),
+    resync=Resync(gen=2, reason="asked", fresh=False, started_at=NOW),
+)
+
+
+@pytest.mark.parametrize(
+    ("position", "now", "lag"),
+    [
+        (None, T + 5.0, None),  # unknown: no figure rather than a made-up one
+        (Position(Timestamp(T, 1)), T + 2.5, 2.5),
+        (Position(Timestamp(T, 7)), T + 0.0, 0.0),
+        # A host clock a little behind the server's: never a negative lag.
+        (Position(Timestamp(T, 1)), T - 0.4, 0.0),
+        # The last event's wall time refines its cluster time's second.
+        (Position(Timestamp(T, 1), wall(0.75)), T + 1.0, 0.25),
+        # An older event's wall time does not pull a later (idle) position back.
+        (Position(Timestamp(T, 1), wall(-9.5)), T + 1.0, 1.0),
+        # A naive BSON date is UTC.
+        (Position(Timestamp(T, 1), wall(0.5).replace(tzinfo=None)), T + 1.0, 0.5),
+    ],
+)
+def test_lag_is_now_minus_the_position_never_negative(
+    position: Position | None, now: float, lag: float | None
+) -> None:
+    """One definition for /metrics, /readyz, status and the demo."""
+    got = lag_seconds(position, now)
+    assert got == (pytest.approx(lag) if lag is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("cp", "events", "observed", "expected"),
+    [
+        # A batch with events: what its checkpoint records (their last event), even if
+        # the reply's operationTime is later (a full batch may have more behind it).
+        (
+            streaming(Timestamp(T, 3), wall(0.2)),
+            5,
+            Timestamp(T + 4, 1),
+            Position(Timestamp(T, 3), wall(0.2)),
+        ),
+        # An empty batch: caught up to the reply's operationTime.
+        (
+            streaming(Timestamp(T, 3), wall(0.2)),
+            0,
+            Timestamp(T + 4, 1),
+            Position(Timestamp(T + 4, 1), wall(0.2)),
+        ),
+        # An empty reply without an operationTime: what the checkpoint records.
+        (streaming(Timestamp(T, 3)), 0, None, Position(Timestamp(T, 3))),
+        # Resyncing: no position, so no lag.
+        (RESYNCING, 0, Timestamp(T + 4, 1), None),
+        (streaming(None), 0, Timestamp(T + 4, 1), None),
+    ],
+)
+def test_the_owner_takes_its_position_by_the_checkpoint_rules(
+    cp: Checkpoint, events: int, observed: Timestamp | None, expected: Position | None
+) -> None:
+    assert position_after_batch(cp, events, observed) == expected
+
+
+def test_status_on_an_idle_stream_agrees_with_the_owner_not_with_a_stale_checkpoint() -> None:
+    """The regression of issue 17: the checkpoint stored 9 s ago (idle saves are rare),
+    nothing changed since. Status's caught-up position equals the owner's after its empty
+    batch, so the lags agree; the recorded one alone would say 9 s."""
+    stale = streaming(Timestamp(T - 9, 1), wall(-9.0))
+    newest = Timestamp(T, 4)
+    owner = position_after_batch(stale, 0, newest)
+    status = caught_up_position(stale, newest)
+    assert owner == status
+    assert lag_seconds(status, T + 0.7) == pytest.approx(0.7)
+    assert lag_seconds(recorded_position(stale), T + 0.7) == pytest.approx(9.7)
+
+
+def test_a_caught_up_position_never_goes_back_before_the_checkpoint() -> None:
+    cp = streaming(Timestamp(T, 5))
+    assert caught_up_position(cp, Timestamp(T - 3, 1)) == Position(Timestamp(T, 5))
+
+
+def lease(owner: str = "vm", expires_at: dt.datetime | None = None) -> dict[str, Any]:
+    return {"_id": "orders", "owner": owner, "expires_at": expires_at}
+
+
+@pytest.mark.parametrize(
+    ("doc", "live"),
+    [
+        (None, False),
+        (lease(expires_at=NOW + dt.timedelta(seconds=10)), True),
+        (lease(expires_at=NOW + dt.timedelta(milliseconds=1)), True),
+        # Released: expires_at is the release's $$NOW; not live in that same millisecond.
+        (lease(expires_at=NOW), False),
+        (lease(expires_at=NOW - dt.timedelta(seconds=1)), False),
+        (lease(expires_at=None), False),
+    ],
+)
+def test_a_lease_is_live_only_while_it_expires_after_the_servers_now(
+    doc: dict[str, Any] | None, live: bool
+) -> None:
+    assert lease_is_live(doc, NOW) is live
+
+
+def test_a_stream_whose_lease_ended_says_no_live_owner() -> None:
+    cp = streaming(Timestamp(T, 1))
+    ended = partition_status(
+        cp, lease(expires_at=NOW), Position(Timestamp(T, 1)), server_now=NOW, now=T + 1.0
+    )
+    assert ended.owner is None and ended.last_owner == "vm"
+    [line] = lines(StatusReport(streams=[StreamStatus(stream="orders", partitions=[ended])]))
+    assert "no live owner (vm's lease ended 2023-11-14T22:13:20.000+00:00)" in line
+    assert "owner=vm" not in line
+    live = partition_status(
+        cp,
+        lease(expires_at=NOW + dt.timedelta(seconds=15)),
+        Position(Timestamp(T, 1)),
+        server_now=NOW,
+        now=T + 1.0,
+    )
+    [line] = lines(StatusReport(streams=[StreamStatus(stream="orders", partitions=[live])]))
+    assert line == (
+        "orders: phase=stream position=2023-11-14T22:13:20.000+00:00 lag_s=1.0 owner=vm "
+        "lease_expires_at=2023-11-14T22:13:35.000+00:00 gen=1"
+    )
+
+
+def test_status_json_is_one_document_of_streams_and_partitions_with_iso_times() -> None:
+    p = partition_status(
+        RESYNCING,
+        lease(expires_at=NOW + dt.timedelta(seconds=15)),
+        None,
+        server_now=NOW,
+        now=T + 1.0,
+    )
+    none = PartitionStatus(
+        partition=0,
+        owner=None,
+        lease_expires_at=None,
+        position=None,
+        lag_s=None,
+        phase=None,
+    )
+    report = StatusReport(
+        streams=[
+            StreamStatus(stream="orders", partitions=[p]),
+            StreamStatus(stream="inventory", partitions=[none]),
+        ]
+    )
+    [text] = render(report, as_json=True)
+    doc = json.loads(text)
+    orders = doc["streams"][0]["partitions"][0]
+    assert orders["owner"] == "vm"
+    assert dt.datetime.fromisoformat(orders["lease_expires_at"]) == NOW + dt.timedelta(seconds=15)
+    assert orders["phase"] == "resync" and orders["lag_s"] is None
+    assert orders["resync_reason"] == "asked"
+    assert doc["streams"][1]["partitions"][0]["phase"] is None
+    assert lines(report)[1] == (
+        "inventory: no checkpoint (the service has not started this stream) no live owner"
+    )
