@@ -13,6 +13,12 @@ on the document (see :class:`ResyncRequest`). :meth:`CheckpointStore.advance` se
 the fields of :class:`Checkpoint`, so a request never moves the version, never breaks
 an owner's compare-and-set and is never overwritten by one; the owner removes it in the
 same transaction that claims the resync it asked for.
+
+``streamer verify --repair`` asks a running owner to hold still the same way: it sets
+``hold_requested`` (see :class:`Hold`); the owner, between batches, grants it by
+writing ``hold_granted`` with the hold's id and commits nothing until the hold is
+removed or its ``max_s`` has passed on the owner's own clock. The repair's
+compare-and-set then cannot lose a race against a stream that keeps moving.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from .mongo.types import Timestamp
 
 COLLECTION = "streamer_checkpoints"
 REQUEST = "resync_requested"
+HOLD = "hold_requested"
+HOLD_GRANTED = "hold_granted"
 Phase = Literal["stream", "resync"]
 Step = Literal["clear", "scan", "sweep"]
 
@@ -88,6 +96,42 @@ class ResyncRequest:
     def from_document(cls, doc: dict[str, Any]) -> ResyncRequest:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in names})
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """``streamer verify --repair`` asking the stream's owner to commit nothing for at
+    most ``max_s`` seconds (``hold_requested``), so that its repair can commit."""
+
+    id: str
+    by: str
+    max_s: float
+
+    def document(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Hold:
+        return cls(id=str(doc["id"]), by=str(doc.get("by", "")), max_s=float(doc["max_s"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Requests:
+    """What has been asked of a stream's owner, read in one go between batches."""
+
+    resync: ResyncRequest | None = None
+    hold: Hold | None = None  # only one not granted yet
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any] | None) -> Requests:
+        if doc is None:
+            return cls()
+        resync, hold = doc.get(REQUEST), doc.get(HOLD)
+        pending = hold is not None and doc.get(HOLD_GRANTED) != hold.get("id")
+        return cls(
+            resync=ResyncRequest.from_document(resync) if resync else None,
+            hold=Hold.from_document(hold) if hold is not None and pending else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,9 +245,43 @@ class CheckpointStore:
 
     async def requested(self, stream: str) -> ResyncRequest | None:
         """The resync asked of this stream's owner, if any."""
+        return (await self.requests(stream)).resync
+
+    async def requests(self, stream: str) -> Requests:
+        """The resync and the hold asked of this stream's owner, if any."""
+        return Requests.from_document(await self.mongo.find_one(COLLECTION, {"_id": stream}))
+
+    async def request_hold(self, stream: str, hold: Hold) -> bool:
+        """Ask the stream's owner to hold still; False if the stream has no checkpoint."""
+        result = await self.mongo.update_one(
+            COLLECTION,
+            {"_id": stream},
+            {"$set": {HOLD: hold.document()}, "$unset": {HOLD_GRANTED: ""}},
+        )
+        return result.matched_count == 1
+
+    async def grant_hold(self, stream: str, hold_id: str) -> bool:
+        """The owner's answer: it commits nothing until the hold ends; False if the hold
+        was withdrawn meanwhile."""
+        result = await self.mongo.update_one(
+            COLLECTION, {"_id": stream, f"{HOLD}.id": hold_id}, {"$set": {HOLD_GRANTED: hold_id}}
+        )
+        return result.matched_count == 1
+
+    async def hold_state(self, stream: str, hold_id: str) -> Literal["asked", "granted", "gone"]:
+        """Where hold ``hold_id`` stands: still asked, granted by the owner, or ended."""
         doc = await self.mongo.find_one(COLLECTION, {"_id": stream})
-        request = doc.get(REQUEST) if doc is not None else None
-        return ResyncRequest.from_document(request) if request else None
+        if doc is None or (doc.get(HOLD) or {}).get("id") != hold_id:
+            return "gone"
+        return "granted" if doc.get(HOLD_GRANTED) == hold_id else "asked"
+
+    async def end_hold(self, stream: str, hold_id: str) -> None:
+        """Withdraw hold ``hold_id`` (not a newer one): the owner goes on at once."""
+        await self.mongo.update_one(
+            COLLECTION,
+            {"_id": stream, f"{HOLD}.id": hold_id},
+            {"$unset": {HOLD: "", HOLD_GRANTED: ""}},
+        )
 
     async def clear_request(self, stream: str, request_id: str, *, session: Session) -> None:
         """Remove request ``request_id`` (not a newer one), inside the claim's transaction."""

@@ -9,7 +9,13 @@ then stops with the reason (exit 1).
 the stream's position, in one transaction with a compare-and-set advance of the
 stream's checkpoint from the version verify read (:class:`~streamer.commits.Committer`):
 if the owner advanced it meanwhile, nothing is written, and verify reads again and
-retries, a bounded number of times. The position and token stay as they were, so the
+retries, a bounded number of times. Against a running service that race could be lost
+every time under steady traffic (the owner commits a batch within each attempt's few
+round trips), so the repair first asks the stream's live owner to hold still
+(:class:`~streamer.checkpoints.Hold`); once it has granted the hold, nothing else moves
+the checkpoint and the first attempt commits. An owner that does not answer within
+``GRANT_WAIT_S`` (busy in a resync, or an older version) leaves the repair to its
+attempts as before. The position and token stay as they were, so the
 owner, whose next commit then finds the checkpoint moved, reloads it and re-applies its
 batch on top of the repaired totals. The mirror is left alone: it holds the source
 states the service last applied, which a hand edit of ``user_totals`` does not touch.
@@ -31,16 +37,19 @@ import json
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Hashable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from .alerts import INVENTORY_FIELDS, plan_alert_repair
-from .checkpoints import Checkpoint, CheckpointStore
+from .checkpoints import Checkpoint, CheckpointStore, Hold
 from .commits import Committer
 from .errors import CheckpointConflict, NotComparable
 from .inventory import STOCK_ALERTS
 from .keys import bson_key
+from .leases import Leases
 from .mongo import Mongo, Session
 from .mongo.types import DeleteOne, ReplaceOne, UpdateOne
 from .orders import USER_TOTALS
@@ -60,6 +69,12 @@ from .verify import SOURCE_OF, VerifyReport, source_time, verify
 
 REPAIR_ATTEMPTS = 50
 POLL_S = 0.2
+# The owner looks for a hold between batches, at most every second (the watcher's
+# resync_poll_s); a batch under load can take a few seconds more.
+GRANT_WAIT_S = 10.0
+GRANT_POLL_S = 0.05
+# How long the owner holds still for one repair, at most: a repair is a few documents.
+HOLD_MAX_S = 10.0
 
 
 class ReadProgress:
@@ -149,27 +164,61 @@ async def _repair_under(
     documents: the window the owner can move the checkpoint in stays small) and returns
     the checkpoint, the writes, and the lines saying what they change.
     """
-    store = CheckpointStore(mongo, f"{default_instance_id()}:verify:{os.getpid()}")
+    instance = f"{default_instance_id()}:verify:{os.getpid()}"
+    store = CheckpointStore(mongo, instance)
     committer = Committer(mongo, store, retry_max_s=mongo.settings.retry_max_s)
-    for _ in range(REPAIR_ATTEMPTS):
-        try:
-            cp, work, changed = await prepare(store)
-        except NotComparable:
-            await asyncio.sleep(POLL_S)  # polling the checkpoint; bounded by the attempts
-            continue
-        if cp is None:  # no service has ever run this stream: nobody to race
-            async with mongo.transaction() as session:
-                await work(session)
+    async with owner_held(mongo, store, stream, instance):
+        for _ in range(REPAIR_ATTEMPTS):
+            try:
+                cp, work, changed = await prepare(store)
+            except NotComparable:
+                await asyncio.sleep(POLL_S)  # polling the checkpoint; bounded by the attempts
+                continue
+            if cp is None:  # no service has ever run this stream: nobody to race
+                async with mongo.transaction() as session:
+                    await work(session)
+                return changed
+            try:
+                await committer.commit(cp, store.successor(cp), work, what="verify.repair")
+            except CheckpointConflict:
+                continue  # the owner moved on: read its new position and try again
             return changed
-        try:
-            await committer.commit(cp, store.successor(cp), work, what="verify.repair")
-        except CheckpointConflict:
-            continue  # the owner moved on: read its new position and try again
-        return changed
     raise CheckpointConflict(
         f"{stream}: the service advanced the checkpoint before each of {REPAIR_ATTEMPTS} "
         "repair attempts; nothing was changed, run it again"
     )
+
+
+@asynccontextmanager
+async def owner_held(
+    mongo: Mongo, store: CheckpointStore, stream: str, by: str
+) -> AsyncIterator[bool]:
+    """Hold ``stream``'s live owner still for the body; yields whether it granted.
+
+    The hold is withdrawn on the way out, whatever happens; an owner that never sees
+    the withdrawal (this process killed) goes on after ``HOLD_MAX_S`` by itself.
+    """
+    if await Leases(mongo, by, HOLD_MAX_S).holder(stream) is None:
+        yield False  # no live owner: nothing moves the checkpoint but a starting one
+        return
+    hold = Hold(id=uuid.uuid4().hex, by=by, max_s=HOLD_MAX_S)
+    if not await store.request_hold(stream, hold):
+        yield False
+        return
+    try:
+        yield await _granted(store, stream, hold.id)
+    finally:
+        await store.end_hold(stream, hold.id)
+
+
+async def _granted(store: CheckpointStore, stream: str, hold_id: str) -> bool:
+    """Whether the owner grants ``hold_id`` within ``GRANT_WAIT_S``."""
+    deadline = time.monotonic() + GRANT_WAIT_S
+    while True:
+        state = await store.hold_state(stream, hold_id)
+        if state != "asked" or time.monotonic() >= deadline:
+            return state == "granted"
+        await asyncio.sleep(GRANT_POLL_S)  # polling the owner's answer, with a deadline
 
 
 async def repair_totals(mongo: Mongo, report: VerifyReport) -> list[str]:

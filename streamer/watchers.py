@@ -31,6 +31,12 @@ watcher looks for between batches (at most every ``resync_poll_s``) and carries 
 itself, claiming the resync and removing the request in one transaction. A resync
 found interrupted is resumed where it stopped (see :mod:`streamer.resync`): the lease
 says this instance owns the stream, whoever started it.
+
+``streamer verify --repair`` against a running service asks the owner to hold still
+(:class:`~streamer.checkpoints.Hold`), found by the same look between batches: the
+watcher grants it and commits nothing until the repair withdraws it, at most the hold's
+``max_s`` (capped at ``MAX_HOLD_S``). A hold only pauses; the checkpoint compare-and-set
+keeps both sides exact whatever the timing.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from typing import Any
 import structlog
 
 from .changes import Change, StreamEnd, parse_event, stream_pipeline
-from .checkpoints import Checkpoint, CheckpointStore, ResyncRequest
+from .checkpoints import Checkpoint, CheckpointStore, Hold, ResyncRequest
 from .commits import Committer
 from .errors import (
     CheckpointConflict,
@@ -67,6 +73,12 @@ from .sessions import WriterSessions
 from .streams import BatchOutcome, StreamHandler
 
 log = structlog.get_logger("streamer.watcher")
+
+# The longest a repair may hold a stream still, whatever it asks: past this the owner
+# goes on, and the repair's compare-and-set decides.
+MAX_HOLD_S = 30.0
+# How often a holding watcher looks whether the hold has ended.
+HOLD_POLL_S = 0.05
 
 
 @dataclass
@@ -215,14 +227,38 @@ class Watcher:
         return done
 
     async def _check_request(self, last_check: float) -> float:
-        """Raise :class:`_ResyncRequested` if a resync was asked for; the check's time."""
+        """Raise :class:`_ResyncRequested` if a resync was asked for, hold still if a
+        hold was; the check's time."""
         now = time.monotonic()
         if now - last_check < self.options.resync_poll_s:
             return last_check
-        request = await self._retry(lambda: self.store.requested(self.handler.name), "request")
-        if request is not None:
-            raise _ResyncRequested(request)
+        asked = await self._retry(lambda: self.store.requests(self.handler.name), "request")
+        if asked.resync is not None:
+            raise _ResyncRequested(asked.resync)
+        if asked.hold is not None:
+            await self._hold(asked.hold)
         return now
+
+    async def _hold(self, hold: Hold) -> None:
+        """Grant ``hold`` and commit nothing until it is withdrawn or has run its time."""
+        stream = self.handler.name
+        if not await self._retry(lambda: self.store.grant_hold(stream, hold.id), "hold"):
+            return  # withdrawn before we answered
+        self.log.info("stream.held", by=hold.by, max_s=hold.max_s)
+        started = time.monotonic()
+        deadline = started + min(max(hold.max_s, 0.0), MAX_HOLD_S)
+        state = "granted"
+        while state == "granted" and time.monotonic() < deadline:
+            await self._pause(HOLD_POLL_S)
+            if self.stopping.is_set():
+                break
+            state = await self._retry(lambda: self.store.hold_state(stream, hold.id), "hold")
+        self.log.info(
+            "stream.hold_ended",
+            by=hold.by,
+            held_s=round(time.monotonic() - started, 3),
+            how="withdrawn" if state != "granted" else "timed out",
+        )
 
     async def _retry(self, op: Callable[[], Any], what: str) -> Any:
         return await retry_transient(op, what=what, policy=self.options.retry)

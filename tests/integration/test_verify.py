@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from bson import Decimal128
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 
 from streamer.mongo import Mongo
 from streamer.settings import Settings
-from streamer.verify_command import comparable_report
+from streamer.verify_command import Options, comparable_report, verify_and_repair
 
 from .conftest import RunService, caught_up, test_settings
 from .model import Traffic
@@ -195,3 +196,36 @@ async def test_a_checkpoint_older_than_the_history_window_gets_a_clear_message(
             assert json.loads(out)["drift"] is None
         finally:
             client.close()
+
+
+async def test_a_repair_under_steady_traffic_holds_the_owner_still_and_then_lets_it_go_on(
+    db: AsyncIOMotorDatabase[Any], mongo: Mongo, service: RunService
+) -> None:
+    """Under steady traffic the owner commits a batch within any few round trips, so a
+    repair that only raced it could lose every attempt. Asked to hold still, the owner
+    grants the hold between batches, commits nothing until the repair withdraws it, and
+    then goes on: the totals are exact, the hold is gone from the checkpoint, and the
+    service keeps up with the traffic."""
+    settings = test_settings(mongo.settings.mongodb_uri.get_secret_value(), db.name)
+    await db.orders.insert_one({"user_id": "hal", "amount": 4, "status": "completed"})
+    traffic = Traffic(db, random.Random(9))
+    with structlog.testing.capture_logs() as logs:
+        async with service(settings):
+            await caught_up(db)
+            await db.user_totals.update_one({"_id": "hal"}, {"$set": {"count": 9}})
+            async with continuous(traffic):
+                first, changed, after = await verify_and_repair(
+                    mongo, settings, Options(repair=True, wait_s=10)
+                )
+                assert first.drift
+                assert changed == ["user_totals 'hal': rewritten (count 1, total 4)"]
+                assert after is not None and not after.drift, after.lines()
+            await caught_up(db)
+    held = [e for e in logs if e["event"] == "stream.held" and e.get("stream") == "orders"]
+    ended = [e for e in logs if e["event"] == "stream.hold_ended" and e.get("stream") == "orders"]
+    assert len(held) == 1 and [e["how"] for e in ended] == ["withdrawn"], (held, ended)
+    checkpoint = await db.streamer_checkpoints.find_one({"_id": "orders"})
+    assert checkpoint is not None
+    assert "hold_requested" not in checkpoint and "hold_granted" not in checkpoint
+    doc = await db.user_totals.find_one({"_id": "hal"})
+    assert doc is not None and doc["count"] == 1
