@@ -9,6 +9,7 @@ exit 2. Each test waits on the process with a deadline, never a fixed sleep.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import socket
 import time
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
@@ -70,34 +72,75 @@ def taken_port() -> Iterator[int]:
 # -- the first signal, in every phase -----------------------------------------------------
 
 
+# SIGTERM to exit, measured on the 2-core project machine (20 runs per driver and phase:
+# in the first ping, and in the backoff after the first failed one): 0.005-0.09 s. The
+# bound is the README's promise, 1 s: over 10 times the worst measured figure, room
+# for a loaded machine.
+STOP_BOUND_S = 1.0
+HINT = (
+    "cannot reach MongoDB at mongodb://user:***@127.0.0.1:1/?serverSelectionTimeoutMS=300 "
+    "within 0.3 s (STREAMER_SERVER_SELECTION_TIMEOUT_MS); check STREAMER_MONGODB_URI and "
+    "network access to it"
+)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-async def test_a_signal_while_connecting_stops_run_within_a_second_with_exit_0(
-    signum: int,
+@pytest.mark.parametrize("phase", ["service.http", "service.database_unreachable"])
+async def test_a_signal_while_the_database_is_unreachable_stops_run_within_a_second(
+    signum: int, phase: str
 ) -> None:
-    """Start-up connect retries race the stop: no 27 s wait for a retry budget."""
+    """In the first ping (after ``service.http``) or in the backoff after a failed one
+    (after ``service.database_unreachable``): exit 0 within a second, no retry budget."""
     proc = await spawn(unreachable_env(STREAMER_RETRY_MAX_S="30"), "run")
-    await read_until(proc, "service.http", within_s=30)
+    await read_until(proc, phase, within_s=30)
     proc.send_signal(signum)
     code, err, took = await finish(proc, within_s=10)
     assert code == 0, err
-    assert took < 1.5, f"stopped after {took:.2f}s"
+    assert took < STOP_BOUND_S, f"stopped after {took:.2f}s"
     assert "Traceback" not in err
 
 
-async def test_an_unreachable_database_is_one_line_with_the_redacted_uri_and_a_hint() -> None:
-    """``run`` retries with readiness false, logging one line that says what to check."""
-    proc = await spawn(unreachable_env(), "run")
-    seen = await read_until(proc, "service.database_unreachable", within_s=30)
+async def test_the_first_failed_connect_is_the_one_clear_line_at_once() -> None:
+    """The line after ``service.http`` is ``service.database_unreachable`` for attempt 1:
+    the redacted URI, the timeout and what to check; no retry lines come before it."""
+    proc = await spawn(unreachable_env(STREAMER_RETRY_MAX_S="30"), "run")
+    await read_until(proc, "service.http", within_s=30)
+    started = time.monotonic()
+    # The first attempt ends after one 0.3 s server selection timeout: measured 0.4-0.5 s
+    # from service.http to this line. 20 s only detects a hang (a retry budget before
+    # the line, as there was, took ~50 s); what is asserted is the line's place.
+    seen = await read_until(proc, "service.database_unreachable", within_s=20)
+    took = time.monotonic() - started
     proc.send_signal(signal.SIGTERM)
     code, err, _ = await finish(proc, within_s=10)
-    assert code == 0
-    [event] = [e for e in json_events(seen) if e["event"] == "service.database_unreachable"]
-    assert event["error"] == (
-        "cannot reach MongoDB at mongodb://user:***@127.0.0.1:1/?serverSelectionTimeoutMS=300 "
-        "within 0.3 s (STREAMER_SERVER_SELECTION_TIMEOUT_MS); check STREAMER_MONGODB_URI and "
-        "network access to it"
-    )
+    assert code == 0, err
+    [event] = json_events(seen)  # the very next line after service.http
+    assert event["event"] == "service.database_unreachable", event
+    assert event["error"] == HINT
+    assert event["attempt"] == 1 and event["reason"] == "ServerSelectionTimeoutError"
+    assert 0 < event["unreachable_for_s"] <= took + 1
     assert SECRET not in seen + err
+
+
+async def test_readyz_says_for_how_long_and_why_the_database_is_unreachable() -> None:
+    proc = await spawn(unreachable_env(), "run")
+    try:
+        *_, http = json_events(await read_until(proc, "service.http", within_s=30))
+        await read_until(proc, "service.database_unreachable", within_s=20)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{http['port']}/readyz") as reply,
+        ):
+            status, body = reply.status, await reply.json()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code, err, _ = await finish(proc, within_s=10)
+    assert code == 0, err
+    assert status == 503 and body["ready"] is False
+    assert body["checks"]["bootstrap"] == "pending"
+    database = body["checks"]["database"]
+    assert re.fullmatch(r"unreachable for \d+s: .*", database), database
+    assert database.endswith(f": {HINT}"), database
 
 
 @pytest.mark.parametrize("command", ["status", "verify", "bootstrap"])
