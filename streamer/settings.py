@@ -152,6 +152,15 @@ def env_name(field: str) -> str:
     return f"STREAMER_{field.upper()}"
 
 
+def yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """``file:line:column: invalid YAML: problem``, one line (PyYAML's own message is
+    several, ending ``in "<unicode string>", line 3, column 30``)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    return f"{where}: invalid YAML: {problem}"
+
+
 def check_config_file(path: Path) -> None:
     """SettingsError unless ``path`` holds YAML whose top level is a mapping (or nothing).
 
@@ -163,10 +172,7 @@ def check_config_file(path: Path) -> None:
     except OSError as exc:
         raise SettingsError(f"cannot read {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        raise SettingsError(f"{where}: invalid YAML: {problem}") from None
+        raise SettingsError(yaml_problem(path, exc)) from None
     if data is not None and not isinstance(data, dict):
         raise SettingsError(
             f"{path}: the top level must be a mapping of settings (key: value), "

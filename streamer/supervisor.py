@@ -225,6 +225,7 @@ class Service:
         once (SettingsError, exit 2) instead of after a connect and a bootstrap.
         """
         s = self.settings
+        schema = self._schema()  # configuration: checked before anything is logged or served
         log.info(
             "service.starting",
             version=__version__,
@@ -244,7 +245,6 @@ class Service:
             ) from None
         log.info("service.http", port=self.http.port)
         try:
-            schema = self._schema()
             return await self._start_and_supervise(schema)
         except FatalDatabaseError as exc:
             log.error("service.fatal", error=fatal(self.settings, exc))
@@ -260,13 +260,11 @@ class Service:
             )
 
     def _schema(self) -> Schema | None:
-        """The schema to bootstrap, read before connecting: a bad file fails at once."""
+        """The schema to bootstrap, read before anything starts: a bad file is a
+        SchemaError (exit 2) at once, not after a connect."""
         if not self.settings.bootstrap_on_start:
             return None
-        try:
-            return load_schema(self.settings.schema_path)
-        except BootstrapError as exc:
-            raise SettingsError(f"{exc} (STREAMER_SCHEMA_PATH)") from None
+        return load_schema(self.settings.schema_path)
 
     async def _start_and_supervise(self, schema: Schema | None) -> int:
         s = self.settings

@@ -252,15 +252,54 @@ async def test_a_taken_http_port_fails_before_connecting_naming_port_and_setting
     assert "service.database_unreachable" not in err  # no connection was tried
 
 
-async def test_a_bad_schema_file_fails_before_connecting_with_exit_2(tmp_path: Path) -> None:
+SCHEMA_YAML_ERROR = "collections:\n  orders:\n    indexes: [{name: a, keys: [[x, 1]]]\n"
+SCHEMA_CONTENT_ERROR = (
+    "collections:\n  orders:\n    indexes:\n"
+    "      - {name: ttl, keys: [[at, 1]], expireAfterSeconds: -5}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "text", "problem"),
+    [
+        *[
+            (command, SCHEMA_YAML_ERROR, ":3:39: invalid YAML: expected ',' or '}', but got ']'")
+            for command in ("run", "bootstrap", "status", "verify", "resync", "demo")
+        ],
+        *[
+            (
+                command,
+                SCHEMA_CONTENT_ERROR,
+                ": collections.orders.indexes[0].expireAfterSeconds: "
+                "must be a non-negative integer",
+            )
+            for command in ("run", "bootstrap")
+        ],
+    ],
+)
+async def test_a_bad_schema_is_one_line_and_exit_2_before_anything_even_unreachable(
+    tmp_path: Path, command: str, text: str, problem: str
+) -> None:
+    """Like a bad config file: checked before any command logs, serves or connects, so an
+    unreachable database does not hide it and nothing is logged as started."""
+    schema = tmp_path / "schema.yaml"
+    schema.write_text(text)
+    args = ("demo", "--port", "0") if command == "demo" else (command,)
+    code, out, err = await streamer(unreachable_env(STREAMER_SCHEMA_PATH=str(schema)), *args)
+    assert code == 2, err
+    assert err.splitlines() == [f"streamer: {schema}{problem}"]
+    assert out == ""  # not even the demo's "logs:" line
+
+
+async def test_a_missing_schema_file_names_the_setting_before_connecting(tmp_path: Path) -> None:
     code, _, err = await streamer(
         unreachable_env(STREAMER_SCHEMA_PATH=str(tmp_path / "missing.yaml")), "run"
     )
     assert code == 2, err
-    [line] = plain_lines(err)
-    assert line.startswith("streamer run: cannot read schema file ")
-    assert line.endswith("(STREAMER_SCHEMA_PATH)")
-    assert "service.database_unreachable" not in err
+    assert err.splitlines() == [
+        f"streamer: cannot read schema file {tmp_path / 'missing.yaml'}: No such file or "
+        "directory (STREAMER_SCHEMA_PATH)"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -318,14 +357,6 @@ async def test_the_demo_with_a_taken_port_ends_within_2_s_with_one_line(taken_po
         "Address already in use"
     ]
     assert took < 2.0 + 3.0  # process start-up included; the failure itself is immediate
-
-
-async def test_the_demo_with_a_bad_schema_path_ends_with_one_line(tmp_path: Path) -> None:
-    env = cli_env("mongodb://unused", "demo", STREAMER_SCHEMA_PATH=str(tmp_path / "nope.yaml"))
-    code, err, _ = await finish(await demo(env), within_s=30)
-    assert code == 2, err
-    [line] = plain_lines(err)
-    assert "cannot read schema file" in line and line.startswith("streamer demo: ")
 
 
 async def test_one_ctrl_c_stops_the_whole_demo_and_logs_never_touch_the_status_line() -> None:
