@@ -336,9 +336,39 @@ async def test_a_malformed_uri_is_named_as_the_variable_with_the_password_redact
     code, _, err = await streamer(cli_env(uri, "x"), "run")
     assert code == 2
     [line] = plain_lines(err)
-    assert line.startswith("streamer: invalid settings: STREAMER_MONGODB_URI"), line
+    assert line.startswith("streamer: STREAMER_MONGODB_URI: "), line
     assert problem in line and SECRET not in err
     assert "service.starting" not in err  # before the HTTP port or anything else
+
+
+@pytest.mark.parametrize("source", ["file", "environment"])
+async def test_a_bad_setting_is_named_by_where_its_value_came_from(
+    tmp_path: Path, source: str
+) -> None:
+    """``<file>: http_port: ...`` for the config file, ``STREAMER_HTTP_PORT: ...`` for the
+    environment (which wins over the file): the line says what to edit."""
+    config = tmp_path / "streamer.yaml"
+    config.write_text("http_port: 70000\n" if source == "file" else "http_port: 8081\n")
+    env = unreachable_env(STREAMER_CONFIG=str(config))
+    if source == "file":
+        del env["STREAMER_HTTP_PORT"]
+    else:
+        env["STREAMER_HTTP_PORT"] = "70000"
+    code, out, err = await streamer(env, "run")
+    assert code == 2, err
+    where = f"{config}: http_port" if source == "file" else "STREAMER_HTTP_PORT"
+    assert err.splitlines() == [f"streamer: {where}: Input should be less than or equal to 65535"]
+    assert out == ""
+
+
+async def test_an_unknown_uri_option_is_named_with_a_suggestion() -> None:
+    uri = f"mongodb://user:{SECRET}@127.0.0.1:1/?maxPoolSze=5"
+    code, _, err = await streamer(cli_env(uri, "x"), "status")
+    assert code == 2, err
+    assert err.splitlines() == [
+        "streamer: STREAMER_MONGODB_URI: unknown option 'maxPoolSze' (did you mean "
+        "maxPoolSize?) in mongodb://user:***@127.0.0.1:1/?maxPoolSze=5"
+    ]
 
 
 # -- the demo (make run) ------------------------------------------------------------------
