@@ -23,18 +23,51 @@ from pymongo.uri_parser_shared import _validate_uri
 # only in lower case, which is how it would suggest them ("maxpoolsize").
 DOCUMENTED_OPTIONS = {
     name.lower(): name
-    for name in (
-        "appName authMechanism authMechanismProperties authSource compressors "
-        "connectTimeoutMS directConnection heartbeatFrequencyMS journal loadBalanced "
-        "localThresholdMS maxConnecting maxIdleTimeMS maxPoolSize maxStalenessSeconds "
-        "minPoolSize readConcernLevel readPreference readPreferenceTags replicaSet "
-        "retryReads retryWrites serverMonitoringMode serverSelectionTimeoutMS "
-        "socketTimeoutMS srvMaxHosts srvServiceName ssl timeoutMS tls "
-        "tlsAllowInvalidCertificates tlsAllowInvalidHostnames tlsCAFile "
-        "tlsCertificateKeyFile tlsCertificateKeyFilePassword tlsCRLFile "
-        "tlsDisableOCSPEndpointCheck tlsInsecure uuidRepresentation w waitQueueTimeoutMS "
-        "wTimeoutMS zlibCompressionLevel"
-    ).split()
+    for name in [
+        "appName",
+        "authMechanism",
+        "authMechanismProperties",
+        "authSource",
+        "compressors",
+        "connectTimeoutMS",
+        "directConnection",
+        "heartbeatFrequencyMS",
+        "journal",
+        "loadBalanced",
+        "localThresholdMS",
+        "maxConnecting",
+        "maxIdleTimeMS",
+        "maxPoolSize",
+        "maxStalenessSeconds",
+        "minPoolSize",
+        "readConcernLevel",
+        "readPreference",
+        "readPreferenceTags",
+        "replicaSet",
+        "retryReads",
+        "retryWrites",
+        "serverMonitoringMode",
+        "serverSelectionTimeoutMS",
+        "socketTimeoutMS",
+        "srvMaxHosts",
+        "srvServiceName",
+        "ssl",
+        "timeoutMS",
+        "tls",
+        "tlsAllowInvalidCertificates",
+        "tlsAllowInvalidHostnames",
+        "tlsCAFile",
+        "tlsCertificateKeyFile",
+        "tlsCertificateKeyFilePassword",
+        "tlsCRLFile",
+        "tlsDisableOCSPEndpointCheck",
+        "tlsInsecure",
+        "uuidRepresentation",
+        "w",
+        "waitQueueTimeoutMS",
+        "wTimeoutMS",
+        "zlibCompressionLevel",
+    ]
 }
 
 
