@@ -184,9 +184,12 @@ class Health:
     def _database_check(self, now: float) -> str:
         if self.last_ping_ok is not None and now - self.last_ping_ok <= 3 * self.ping_interval_s:
             return "ok"
-        if self.database_problem is None:
-            return "unreachable"
-        since, why = self.database_problem
+        if self.database_problem is not None:
+            since, why = self.database_problem
+        elif self.last_ping_ok is None:
+            return "connecting"  # the first attempt has not ended yet
+        else:
+            since, why = self.last_ping_ok, "a ping is waiting for an answer"
         return f"unreachable for {now - since:.0f}s: {why}"
 
     def _stream_check(self, owner: StreamOwner, view: StreamView, wall: float) -> str:
