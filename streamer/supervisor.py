@@ -29,7 +29,6 @@ from .bootstrap import bootstrap_exit_code, run_bootstrap
 from .checkpoints import CheckpointStore
 from .errors import (
     BootstrapError,
-    DatabaseUnavailable,
     FatalDatabaseError,
     SettingsError,
     StreamerError,
@@ -180,7 +179,7 @@ class Service:
             started = time.monotonic()
             try:
                 await unless_stopped(self.mongo.ping(), self.stopping)
-            except (TransientError, DatabaseUnavailable) as exc:
+            except TransientError as exc:  # no answer: not a refusal, which is fatal
                 now = time.monotonic()
                 outage = outage or Outage(started_at=started)
                 wait_s = backoff.next_s()
