@@ -154,10 +154,12 @@ async def _with_mongo(settings: Settings, body: Callable[[Mongo], Awaitable[int]
 
 
 async def cmd_bootstrap(settings: Settings, args: argparse.Namespace) -> int:
+    schema = load_schema(settings.schema_path)  # before connecting: a bad file is exit 2
+
     async def body(mongo: Mongo) -> int:
         report = await run_bootstrap(
             mongo,
-            load_schema(settings.schema_path),
+            schema,
             check=args.check,
             replace_conflicting=args.replace_conflicting,
         )
@@ -290,11 +292,23 @@ async def command_then_exit(settings: Settings, args: argparse.Namespace) -> NoR
     os._exit(code)
 
 
+def load_configuration() -> Settings:
+    """The settings, with the schema file they name read and checked.
+
+    The schema is configuration too: every command checks it here, before it logs,
+    serves or connects anything, so a bad file is the same one line and exit 2 whatever
+    the command and whether or not the database answers.
+    """
+    settings = load_settings()
+    load_schema(settings.schema_path)
+    return settings
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
-    except SettingsError as exc:
+        settings = load_configuration()
+    except SettingsError as exc:  # SchemaError included
         print(f"streamer: {exc}", file=sys.stderr)
         sys.exit(2)
     configure_logging(settings.log_level, settings.log_format)

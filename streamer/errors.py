@@ -4,6 +4,7 @@
 
     StreamerError
     ├── SettingsError            invalid configuration (settings.py); exit 2
+    │   └── SchemaError          the schema file is unreadable or malformed (schema.py)
     ├── DatabaseUnavailable      transient failures outlasted the retry budget; the
     │                            watcher backs off and reconnects, the process lives on
     ├── DatabaseError            a driver or server error, translated; carries the
@@ -49,6 +50,7 @@ __all__ = [
     "NamespaceExists",
     "NotComparable",
     "SchemaConflict",
+    "SchemaError",
     "SettingsError",
     "StreamInterrupted",
     "StreamerError",
@@ -63,6 +65,11 @@ class StreamerError(Exception):
 
 class SettingsError(StreamerError):
     """The configuration is invalid; the message names every bad key."""
+
+
+class SchemaError(SettingsError):
+    """The schema file cannot be read or is malformed: configuration, checked before
+    connecting, so every command exits 2 with it."""
 
 
 class DatabaseUnavailable(StreamerError):

@@ -21,6 +21,7 @@ from .inventory import STOCK_ALERTS
 from .lag import lag_seconds
 from .metrics import Metrics, StreamView
 from .mongo import Mongo
+from .mongo.retries import error_reason
 from .ownership import StreamOwner
 
 log = structlog.get_logger("streamer.health")
@@ -46,6 +47,7 @@ class Health:
         ping_interval_s: float = 5.0,
         oplog_interval_s: float = 30.0,
         alerts_interval_s: float = 5.0,
+        describe: Callable[[BaseException], str] = error_reason,
     ) -> None:
         self.mongo = mongo
         self.owners = owners
@@ -57,6 +59,9 @@ class Health:
         self.alerts_interval_s = alerts_interval_s
         self.bootstrapped = False
         self.last_ping_ok: float | None = None
+        # While the database does not answer: since when (monotonic) and why, for /readyz.
+        self.database_problem: tuple[float, str] | None = None
+        self.describe = describe
         self.oldest_oplog_s: float | None = None
         self.alerts_changed = asyncio.Event()
         self._oplog_refused = False
@@ -78,12 +83,26 @@ class Health:
             with suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), seconds)
 
+    def database_answered(self) -> None:
+        self.last_ping_ok = time.monotonic()
+        self.database_problem = None
+
+    def database_failed(self, since: float, why: str) -> None:
+        """The database did not answer; unreachable since ``since`` (kept from the first
+        failure of this outage) because ``why``."""
+        if self.database_problem is not None:
+            since = self.database_problem[0]
+        self.database_problem = (since, why)
+
     async def _ping(self) -> None:
+        started = time.monotonic()
         try:
             await self.mongo.ping()
-            self.last_ping_ok = time.monotonic()
         except DatabaseError as exc:
             log.warning("health.ping_failed", error=type(exc).__name__)
+            self.database_failed(started, self.describe(exc))
+            return
+        self.database_answered()
 
     async def _oplog(self) -> None:
         try:
@@ -153,10 +172,7 @@ class Health:
     def readiness(self) -> Readiness:
         checks: dict[str, str] = {}
         now = time.monotonic()
-        if self.last_ping_ok is None or now - self.last_ping_ok > 3 * self.ping_interval_s:
-            checks["database"] = "unreachable"
-        else:
-            checks["database"] = "ok"
+        checks["database"] = self._database_check(now)
         checks["bootstrap"] = "ok" if self.bootstrapped else "pending"
         wall = time.time()
         for view in self.stream_views():
@@ -164,6 +180,17 @@ class Health:
             checks[view.stream] = self._stream_check(owner, view, wall)
         ready = all(v in ("ok", "standby") for v in checks.values())
         return Readiness(ready, checks)
+
+    def _database_check(self, now: float) -> str:
+        if self.last_ping_ok is not None and now - self.last_ping_ok <= 3 * self.ping_interval_s:
+            return "ok"
+        if self.database_problem is not None:
+            since, why = self.database_problem
+        elif self.last_ping_ok is None:
+            return "connecting"  # the first attempt has not ended yet
+        else:
+            since, why = self.last_ping_ok, "a ping is waiting for an answer"
+        return f"unreachable for {now - since:.0f}s: {why}"
 
     def _stream_check(self, owner: StreamOwner, view: StreamView, wall: float) -> str:
         if not owner.alive:

@@ -6,8 +6,9 @@ on start-up fails on the first index someone changed. So the schema is data, and
 it is two steps kept apart on purpose:
 
 * :func:`load_schema` / :func:`parse_schema` turn YAML into frozen dataclasses, rejecting
-  malformed input with a :class:`~streamer.errors.BootstrapError` that names the
-  collection and index at fault;
+  malformed input with a :class:`~streamer.errors.SchemaError` (a configuration error,
+  exit 2) that says where: ``file:line:column`` for a YAML syntax error,
+  ``file: key.path: problem`` for its content;
 * :func:`plan` compares that declaration with what ``listCollections`` and ``listIndexes``
   returned and says what to do. It does no I/O, so every rule below is unit-tested
   without a server; :mod:`streamer.bootstrap` does the reading and the applying.
@@ -42,8 +43,9 @@ from typing import Any
 
 import yaml
 
-from .errors import BootstrapError
+from .errors import SchemaError
 from .mongo.types import Decimal128
+from .settings import yaml_problem
 
 __all__ = [
     "Action",
@@ -139,63 +141,99 @@ class Schema:
 
 
 def load_schema(path: str | Path) -> Schema:
-    """Read and validate the schema file; BootstrapError if it is missing or malformed."""
+    """Read and validate the schema file; :class:`SchemaError` (a configuration error,
+    exit 2) if it is unreadable or malformed: ``file:line:column: invalid YAML: ...`` for
+    a syntax error, ``file: key.path: problem`` for its content."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise BootstrapError(f"cannot read schema file {path}: {exc.strerror or exc}") from exc
+        raise SchemaError(
+            f"cannot read schema file {path}: {exc.strerror or exc} (STREAMER_SCHEMA_PATH)"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise BootstrapError(f"schema file {path} is not valid YAML: {exc}") from exc
+        raise SchemaError(yaml_problem(path, exc)) from None
     return parse_schema(data, source=str(path))
 
 
 def parse_schema(data: Any, *, source: str = "schema") -> Schema:
-    """Validate already-parsed YAML (a mapping with ``collections``) into a :class:`Schema`."""
-    if not isinstance(data, Mapping) or not isinstance(data.get("collections"), Mapping):
-        raise BootstrapError(f"{source}: expected a mapping with a 'collections' mapping")
+    """Validate already-parsed YAML (a mapping with ``collections``) into a :class:`Schema`.
+
+    A mistake is a :class:`SchemaError` ``source: key.path: problem``; list items are
+    numbered from 0, as jq and yq number them (``collections.orders.indexes[0].keys``).
+    """
+    if not isinstance(data, Mapping):
+        raise SchemaError(
+            f"{source}: the top level must be a mapping with a 'collections' mapping, "
+            f"not {_kind(data)}"
+        )
     unknown = sorted(str(k) for k in data if k != "collections")
     if unknown:
-        raise BootstrapError(f"{source}: unknown top-level key(s): {', '.join(unknown)}")
+        raise SchemaError(f"{source}: {unknown[0]}: unknown key (expected: collections)")
+    if not isinstance(data.get("collections"), Mapping):
+        raise SchemaError(
+            f"{source}: collections: must be a mapping of collection names to their "
+            f"declarations, not {_kind(data.get('collections'))}"
+        )
     colls = tuple(
         _parse_collection(name, body, source) for name, body in data["collections"].items()
     )
     return Schema(colls)
 
 
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else f"a {type(value).__name__}"
+
+
+def _problem(source: str, path: str, problem: str) -> SchemaError:
+    return SchemaError(f"{source}: {path}: {problem}")
+
+
 def _parse_collection(name: Any, body: Any, source: str) -> CollectionSpec:
+    where = f"collections.{name}"
     if not isinstance(name, str) or not name or "$" in name or name.startswith("system."):
-        raise BootstrapError(f"{source}: invalid collection name {name!r}")
-    where = f"{source}: collection {name!r}"
+        raise _problem(source, where, f"invalid collection name {name!r}")
     body = {} if body is None else body
     if not isinstance(body, Mapping):
-        raise BootstrapError(f"{where}: expected a mapping, got {type(body).__name__}")
+        raise _problem(source, where, f"must be a mapping, not {_kind(body)}")
     unknown = sorted(str(k) for k in body if k not in COLLECTION_KEYS)
     if unknown:
-        raise BootstrapError(f"{where}: unknown key(s): {', '.join(unknown)}")
+        raise _problem(
+            source,
+            f"{where}.{unknown[0]}",
+            f"unknown key (expected one of {', '.join(sorted(COLLECTION_KEYS))})",
+        )
     validator = body.get("validator")
     if validator is not None and (not isinstance(validator, Mapping) or not validator):
-        raise BootstrapError(f"{where}: validator must be a non-empty mapping")
+        raise _problem(source, f"{where}.validator", "must be a non-empty mapping")
     level = body.get("validationLevel", DEFAULT_LEVEL)
     action = body.get("validationAction", DEFAULT_ACTION)
     if level not in VALIDATION_LEVELS:
-        raise BootstrapError(
-            f"{where}: validationLevel {level!r} is not one of {sorted(VALIDATION_LEVELS)}"
+        raise _problem(
+            source,
+            f"{where}.validationLevel",
+            f"{level!r} is not one of {', '.join(sorted(VALIDATION_LEVELS))}",
         )
     if action not in VALIDATION_ACTIONS:
-        raise BootstrapError(
-            f"{where}: validationAction {action!r} is not one of {sorted(VALIDATION_ACTIONS)}"
+        raise _problem(
+            source,
+            f"{where}.validationAction",
+            f"{action!r} is not one of {', '.join(sorted(VALIDATION_ACTIONS))}",
         )
-    if validator is None and ("validationLevel" in body or "validationAction" in body):
-        raise BootstrapError(f"{where}: validationLevel/validationAction need a validator")
+    if validator is None:
+        for key in ("validationLevel", "validationAction"):
+            if key in body:
+                raise _problem(source, f"{where}.{key}", "needs a validator")
     raw_indexes = body.get("indexes")
     raw_indexes = [] if raw_indexes is None else raw_indexes
     if not isinstance(raw_indexes, list):
-        raise BootstrapError(f"{where}: indexes must be a list")
-    indexes = tuple(_parse_index(i, raw, where) for i, raw in enumerate(raw_indexes))
-    _check_unique_indexes(indexes, where)
+        raise _problem(source, f"{where}.indexes", f"must be a list, not {_kind(raw_indexes)}")
+    indexes = tuple(
+        _parse_index(raw, f"{where}.indexes[{i}]", source) for i, raw in enumerate(raw_indexes)
+    )
+    _check_unique_indexes(indexes, f"{where}.indexes", source)
     return CollectionSpec(
         name=name,
         validator=dict(validator) if validator is not None else None,
@@ -205,69 +243,84 @@ def _parse_collection(name: Any, body: Any, source: str) -> CollectionSpec:
     )
 
 
-def _check_unique_indexes(indexes: Sequence[IndexSpec], where: str) -> None:
-    names: set[str] = set()
+def _check_unique_indexes(indexes: Sequence[IndexSpec], where: str, source: str) -> None:
+    names: dict[str, int] = {}
     patterns: dict[KeyPattern, str] = {}
-    for ix in indexes:
+    for i, ix in enumerate(indexes):
         if ix.name in names:
-            raise BootstrapError(f"{where}: index {ix.name!r} is declared twice")
-        names.add(ix.name)
+            raise _problem(
+                source,
+                f"{where}[{i}].name",
+                f"index {ix.name!r} is declared twice (also {where}[{names[ix.name]}])",
+            )
+        names[ix.name] = i
         pattern = normalize_index(ix.command_spec())[1]
         if pattern in patterns:
-            raise BootstrapError(
-                f"{where}: indexes {patterns[pattern]!r} and {ix.name!r} have the same keys"
+            raise _problem(
+                source,
+                f"{where}[{i}].keys",
+                f"index {ix.name!r} has the same keys as index {patterns[pattern]!r}",
             )
         patterns[pattern] = ix.name
 
 
-def _parse_index(position: int, raw: Any, where: str) -> IndexSpec:
+def _parse_index(raw: Any, where: str, source: str) -> IndexSpec:
     if not isinstance(raw, Mapping):
-        raise BootstrapError(f"{where}: index #{position + 1} must be a mapping")
+        raise _problem(source, where, f"an index must be a mapping, not {_kind(raw)}")
     name = raw.get("name")
     if not isinstance(name, str) or not name:
-        raise BootstrapError(f"{where}: index #{position + 1} needs a non-empty string 'name'")
-    here = f"{where} index {name!r}"
+        raise _problem(source, f"{where}.name", "every index needs a non-empty string name")
     if name == "_id_":
-        raise BootstrapError(f"{here}: the _id index is implicit and cannot be declared")
-    keys = _parse_keys(raw.get("keys"), here)
+        raise _problem(source, f"{where}.name", "the _id index is implicit and cannot be declared")
+    keys = _parse_keys(raw.get("keys"), f"{where}.keys", source)
     options = {k: v for k, v in raw.items() if k not in ("name", "keys")}
     unknown = sorted(str(k) for k in options if k not in INDEX_OPTIONS)
     if unknown:
-        raise BootstrapError(f"{here}: unknown option(s): {', '.join(unknown)}")
-    for opt in BOOL_OPTIONS & options.keys():
+        raise _problem(
+            source,
+            f"{where}.{unknown[0]}",
+            f"unknown index option (expected name, keys or one of "
+            f"{', '.join(sorted(INDEX_OPTIONS))})",
+        )
+    for opt in sorted(BOOL_OPTIONS & options.keys()):
         if not isinstance(options[opt], bool):
-            raise BootstrapError(f"{here}: {opt} must be true or false")
+            raise _problem(source, f"{where}.{opt}", "must be true or false")
     if "expireAfterSeconds" in options:
         ttl = options["expireAfterSeconds"]
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
-            raise BootstrapError(f"{here}: expireAfterSeconds must be a non-negative integer")
+            raise _problem(source, f"{where}.expireAfterSeconds", "must be a non-negative integer")
         if len(keys) != 1:
-            raise BootstrapError(f"{here}: a TTL index must have exactly one key")
+            raise _problem(source, f"{where}.keys", "a TTL index must have exactly one key")
     for opt in ("partialFilterExpression", "collation", "weights"):
         if opt in options and not isinstance(options[opt], Mapping):
-            raise BootstrapError(f"{here}: {opt} must be a mapping")
+            raise _problem(source, f"{where}.{opt}", "must be a mapping")
     return IndexSpec(name=name, keys=keys, options=options)
 
 
-def _parse_keys(raw: Any, here: str) -> KeyPattern:
+def _parse_keys(raw: Any, where: str, source: str) -> KeyPattern:
     if not isinstance(raw, list) or not raw:
-        raise BootstrapError(f"{here}: keys must be a non-empty list of [field, direction] pairs")
+        raise _problem(source, where, "must be a non-empty list of [field, direction] pairs")
     pairs: list[tuple[str, Any]] = []
-    for entry in raw:
+    for i, entry in enumerate(raw):
+        here = f"{where}[{i}]"
         if not isinstance(entry, list | tuple) or len(entry) != 2:
-            raise BootstrapError(f"{here}: key {entry!r} is not a [field, direction] pair")
+            raise _problem(source, here, f"{entry!r} is not a [field, direction] pair")
         fld, direction = entry
         if not isinstance(fld, str) or not fld or fld.startswith("$"):
-            raise BootstrapError(f"{here}: invalid key field {fld!r}")
-        if direction not in (1, -1) and direction not in INDEX_TYPES:
-            raise BootstrapError(
-                f"{here}: key {fld!r} has direction {direction!r}; "
-                f"expected 1, -1 or one of {sorted(INDEX_TYPES)}"
-            )
+            raise _problem(source, here, f"invalid key field {fld!r}")
         if isinstance(direction, bool):
-            raise BootstrapError(f"{here}: key {fld!r} direction must be 1 or -1, not a boolean")
+            raise _problem(
+                source, here, f"key {fld!r}: the direction must be 1 or -1, not a boolean"
+            )
+        if direction not in (1, -1) and direction not in INDEX_TYPES:
+            raise _problem(
+                source,
+                here,
+                f"key {fld!r} has direction {direction!r}; "
+                f"expected 1, -1 or one of {', '.join(sorted(INDEX_TYPES))}",
+            )
         if any(fld == seen for seen, _ in pairs):
-            raise BootstrapError(f"{here}: key {fld!r} appears twice")
+            raise _problem(source, here, f"key {fld!r} appears twice")
         pairs.append((fld, direction))
     return tuple(pairs)
 

@@ -2,20 +2,23 @@
 
 Sources, strongest first: ``STREAMER_*`` environment variables, then the YAML file (the
 path in ``STREAMER_CONFIG``, else the packaged default), then the defaults. Invalid
-settings raise :class:`SettingsError` naming each key and its problem, never echoing the
-value (the MongoDB URI may hold a password).
+settings raise :class:`SettingsError` naming each key by where its value came from
+(``STREAMER_HTTP_PORT: ...``, ``config/streamer.yaml: http_port: ...``) and its problem,
+never echoing the value (the MongoDB URI may hold a password).
 """
 
 from __future__ import annotations
 
 import os
+from difflib import get_close_matches
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -104,9 +107,10 @@ class Settings(BaseSettings):
         from .mongo.uri import uri_problem
 
         uri = value.get_secret_value()
-        problem = uri_problem(uri)
+        shown = redact_uri(uri)
+        problem = uri_problem(uri, shown)
         if problem is not None:
-            raise ValueError(f"{problem} (in {redact_uri(uri)})")
+            raise ValueError(f"{problem} in {shown}")
         return value
 
     @field_validator("log_level", mode="before")
@@ -114,11 +118,15 @@ class Settings(BaseSettings):
     def _log_level_in_any_case(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _pool_bounds(self) -> Settings:
-        if self.min_pool_size > self.max_pool_size:
-            raise ValueError("min_pool_size must not exceed max_pool_size")
-        return self
+    @field_validator("min_pool_size")
+    @classmethod
+    def _pool_bounds(cls, value: int, info: ValidationInfo) -> int:
+        # A field validator (max_pool_size is validated first), so the error names the
+        # key and where its value came from.
+        most = info.data.get("max_pool_size")
+        if most is not None and value > most:
+            raise ValueError(f"must not exceed max_pool_size ({most})")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -156,8 +164,17 @@ def env_name(field: str) -> str:
     return f"STREAMER_{field.upper()}"
 
 
-def check_config_file(path: Path) -> None:
-    """SettingsError unless ``path`` holds YAML whose top level is a mapping (or nothing).
+def yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """``file:line:column: invalid YAML: problem``, one line (PyYAML's own message is
+    several, ending ``in "<unicode string>", line 3, column 30``)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    return f"{where}: invalid YAML: {problem}"
+
+
+def check_config_file(path: Path) -> dict[str, Any]:
+    """The settings in ``path``: a YAML mapping (or nothing); else SettingsError.
 
     pydantic-settings would report a syntax error as a long traceback and a list as a
     ``dictionary update sequence`` error; this says where and what, in one line.
@@ -167,29 +184,57 @@ def check_config_file(path: Path) -> None:
     except OSError as exc:
         raise SettingsError(f"cannot read {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        raise SettingsError(f"{where}: invalid YAML: {problem}") from None
+        raise SettingsError(yaml_problem(path, exc)) from None
     if data is not None and not isinstance(data, dict):
         raise SettingsError(
             f"{path}: the top level must be a mapping of settings (key: value), "
             f"not a {type(data).__name__}"
         )
+    return data or {}
+
+
+def in_environment(field: str) -> bool:
+    """Whether a ``STREAMER_*`` variable sets ``field`` (pydantic-settings ignores case)."""
+    name = env_name(field)
+    return any(key.upper() == name for key in os.environ)
+
+
+def source_of(field: str, config: Path, in_file: dict[str, Any]) -> str:
+    """Where ``field``'s value came from, as an error names it: the variable, the file
+    and key, or the key alone (a default or an argument)."""
+    if in_environment(field):
+        return env_name(field)
+    if field in in_file:
+        return f"{config}: {field}"
+    return field
+
+
+def problem_line(error: ErrorDetails, config: Path, in_file: dict[str, Any]) -> str:
+    """One validation error: ``STREAMER_HTTP_PORT: ...`` or ``file: http_port: ...``."""
+    loc = [str(p) for p in error["loc"]]
+    if not loc:
+        return error["msg"]
+    where = source_of(loc[0], config, in_file) + "".join(f".{p}" for p in loc[1:])
+    if error["type"] == "extra_forbidden":
+        close = get_close_matches(loc[0], Settings.model_fields, n=1)
+        return f"{where}: unknown setting" + (f" (did you mean {close[0]}?)" if close else "")
+    return f"{where}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings, or raise SettingsError naming each bad key (values withheld)."""
+    """Build the settings, or raise SettingsError naming each bad key by its source:
+    ``STREAMER_HTTP_PORT: ...`` for the environment, ``<file>: http_port: ...`` for the
+    config file (values withheld)."""
     config = os.environ.get("STREAMER_CONFIG")
     if config is not None and not Path(config).is_file():
         raise SettingsError(f"STREAMER_CONFIG: no such file: {config}")
-    check_config_file(Path(config) if config is not None else default_file("streamer.yaml"))
+    path = Path(config) if config is not None else default_file("streamer.yaml")
+    in_file = check_config_file(path)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_input=False, include_url=False):
-            key = ".".join(str(p) for p in error["loc"]) or "settings"
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{env_name(key)} ({key}): {message}")
-        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+        problems = [
+            problem_line(error, path, in_file)
+            for error in exc.errors(include_input=False, include_url=False)
+        ]
+        raise SettingsError("; ".join(problems)) from None

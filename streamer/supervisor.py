@@ -29,10 +29,10 @@ from .bootstrap import bootstrap_exit_code, run_bootstrap
 from .checkpoints import CheckpointStore
 from .errors import (
     BootstrapError,
-    DatabaseUnavailable,
     FatalDatabaseError,
     SettingsError,
     StreamerError,
+    TransientError,
 )
 from .health import Health
 from .http import HttpServer
@@ -40,7 +40,7 @@ from .inventory import InventoryStream
 from .messages import fatal, unreachable
 from .metrics import Metrics
 from .mongo import Mongo
-from .mongo.retries import Backoff, RetryPolicy, retry_transient
+from .mongo.retries import Backoff, Outage, RetryPolicy, error_reason, retry_transient
 from .orders import OrdersStream
 from .ownership import StreamOwner
 from .schema import Schema, load_schema
@@ -132,6 +132,7 @@ class Service:
             max_alert_series=settings.max_alert_series,
             ping_interval_s=probe_interval_s,
             alerts_interval_s=probe_interval_s,
+            describe=lambda exc: unreachable(settings, exc),
         )
         self.http = HttpServer(
             self.metrics.registry,
@@ -167,30 +168,54 @@ class Service:
         self.stopping.set()
 
     async def _connect(self) -> bool:
-        """Connect, retrying with backoff until reachable or stopping; False if stopped."""
+        """Ping until the database answers or ``stopping``; False if stopped.
+
+        Each attempt is one ping, bounded by the driver's server selection timeout, with
+        :class:`Backoff` between attempts. No retry budget wraps the ping: the first
+        failed attempt is logged at once (``service.database_unreachable``, with the
+        redacted URI, the timeout and what to check), then at most one line a minute
+        (:class:`Outage`); every attempt is at debug level. ``/readyz`` says the same.
+        """
         self.mongo.open()
-        policy = RetryPolicy.from_settings(self.settings)
-        backoff = Backoff(policy)
+        backoff = Backoff(RetryPolicy.from_settings(self.settings))
+        outage: Outage | None = None
         while not self.stopping.is_set():
+            started = time.monotonic()
             try:
-                await unless_stopped(
-                    retry_transient(self.mongo.ping, what="connect", policy=policy),
-                    self.stopping,
-                )
-            except DatabaseUnavailable as exc:
+                await unless_stopped(self.mongo.ping(), self.stopping)
+            except TransientError as exc:  # no answer: not a refusal, which is fatal
+                now = time.monotonic()
+                outage = outage or Outage(started_at=started)
                 wait_s = backoff.next_s()
-                log.error(
-                    "service.database_unreachable",
-                    error=unreachable(self.settings, exc),
-                    retry_in_s=round(wait_s, 2),
-                )
+                self._unreachable(outage, exc, now, wait_s)
                 await self._pause(wait_s)
                 continue
             if self.stopping.is_set():
                 break
-            self.health.last_ping_ok = time.monotonic()
+            self.health.database_answered()
+            if outage is not None:
+                log.info(
+                    "service.database_reachable",
+                    after_s=round(outage.lasted_s(time.monotonic()), 1),
+                    attempts=outage.attempts + 1,
+                )
             return True
         return False
+
+    def _unreachable(self, outage: Outage, exc: BaseException, now: float, wait_s: float) -> None:
+        """Count a failed connect attempt; log it if it is the first or a minute on."""
+        why = unreachable(self.settings, exc)
+        self.health.database_failed(outage.started_at, why)
+        fields = {
+            "attempt": outage.attempts + 1,
+            "unreachable_for_s": round(outage.lasted_s(now), 1),
+            "reason": error_reason(exc),
+            "retry_in_s": round(wait_s, 2),
+        }
+        if outage.failed(now):
+            log.error("service.database_unreachable", error=why, **fields)
+        else:
+            log.debug("service.connect_failed", **fields)
 
     async def _pause(self, seconds: float) -> None:
         with suppress(TimeoutError):
@@ -203,6 +228,7 @@ class Service:
         once (SettingsError, exit 2) instead of after a connect and a bootstrap.
         """
         s = self.settings
+        schema = self._schema()  # configuration: checked before anything is logged or served
         log.info(
             "service.starting",
             version=__version__,
@@ -222,7 +248,6 @@ class Service:
             ) from None
         log.info("service.http", port=self.http.port)
         try:
-            schema = self._schema()
             return await self._start_and_supervise(schema)
         except FatalDatabaseError as exc:
             log.error("service.fatal", error=fatal(self.settings, exc))
@@ -238,13 +263,11 @@ class Service:
             )
 
     def _schema(self) -> Schema | None:
-        """The schema to bootstrap, read before connecting: a bad file fails at once."""
+        """The schema to bootstrap, read before anything starts: a bad file is a
+        SchemaError (exit 2) at once, not after a connect."""
         if not self.settings.bootstrap_on_start:
             return None
-        try:
-            return load_schema(self.settings.schema_path)
-        except BootstrapError as exc:
-            raise SettingsError(f"{exc} (STREAMER_SCHEMA_PATH)") from None
+        return load_schema(self.settings.schema_path)
 
     async def _start_and_supervise(self, schema: Schema | None) -> int:
         s = self.settings

@@ -9,7 +9,10 @@ Three shapes, all on the budgets of :class:`RetryPolicy` (named settings, jitter
   unknown (:class:`~streamer.errors.UnknownCommitResult`);
 * :class:`Backoff` spaces out the reconnect attempts of a loop that outlives outages
   (the watcher's, the supervisor's start-up connect): doubling up to
-  ``outage_backoff_max_s``.
+  ``outage_backoff_max_s``;
+* :class:`Outage` counts the failed attempts of one outage and says which of them to
+  log: the first at once, then at most one every :data:`OUTAGE_LOG_EVERY_S`, so an
+  operator sees the problem after one timeout and a long outage does not flood the log.
 
 **No budget nests inside another.** An operation run by :func:`retry_transient` (a
 Committer's transaction) may itself retry its commit; the inner retry is bounded by
@@ -47,8 +50,10 @@ from ..errors import (
 from ..settings import Settings
 
 __all__ = [
+    "OUTAGE_LOG_EVERY_S",
     "Backoff",
     "OnRetry",
+    "Outage",
     "RetryPolicy",
     "error_reason",
     "remaining_s",
@@ -249,3 +254,34 @@ class Backoff:
         base = self._next
         self._next = min(base * 2, self.policy.outage_backoff_max_s)
         return base * (1 + 0.1 * self._random())
+
+
+# One line when an outage starts, then one a minute: often enough that a tail of the log
+# shows it is still going on, rare enough that a night-long outage is a page, not a flood.
+OUTAGE_LOG_EVERY_S = 60.0
+
+
+@dataclass(slots=True)
+class Outage:
+    """The failed attempts to reach the database since ``started_at`` (monotonic s).
+
+    Pure bookkeeping, no I/O and no clock of its own: the caller passes ``now``.
+    """
+
+    started_at: float
+    log_every_s: float = OUTAGE_LOG_EVERY_S
+    attempts: int = 0
+    logged_at: float | None = None
+
+    def failed(self, now: float) -> bool:
+        """Count one failed attempt; True if it is one to log (the first, then one a
+        ``log_every_s``)."""
+        self.attempts += 1
+        if self.logged_at is None or now - self.logged_at >= self.log_every_s:
+            self.logged_at = now
+            return True
+        return False
+
+    def lasted_s(self, now: float) -> float:
+        """How long the database has been unreachable, as of ``now``."""
+        return max(0.0, now - self.started_at)

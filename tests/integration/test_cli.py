@@ -214,7 +214,7 @@ async def test_invalid_setting_exits_2_with_one_line_naming_the_key(
     assert out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert key in lines[0] and key.removeprefix("STREAMER_").lower() in lines[0]
+    assert lines[0].startswith(f"streamer: {key}: "), lines[0]
     assert "Traceback" not in err
     assert withheld not in lines[0]
 

@@ -9,6 +9,7 @@ exit 2. Each test waits on the process with a deadline, never a fixed sleep.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
@@ -71,34 +73,75 @@ def taken_port() -> Iterator[int]:
 # -- the first signal, in every phase -----------------------------------------------------
 
 
+# SIGTERM to exit, measured on the shared 2-core project machine (30 runs per driver
+# and phase, in the first ping and in the backoff after the first failed one, with a
+# 0.3 s server selection timeout): 0.005-0.12 s. The bound is the README's promise, 1 s:
+# over 8 times the worst measured figure, room for a loaded machine.
+STOP_BOUND_S = 1.0
+HINT = (
+    "cannot reach MongoDB at mongodb://user:***@127.0.0.1:1/?serverSelectionTimeoutMS=300 "
+    "within 0.3 s (STREAMER_SERVER_SELECTION_TIMEOUT_MS); check STREAMER_MONGODB_URI and "
+    "network access to it"
+)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-async def test_a_signal_while_connecting_stops_run_within_a_second_with_exit_0(
-    signum: int,
+@pytest.mark.parametrize("phase", ["service.http", "service.database_unreachable"])
+async def test_a_signal_while_the_database_is_unreachable_stops_run_within_a_second(
+    signum: int, phase: str
 ) -> None:
-    """Start-up connect retries race the stop: no 27 s wait for a retry budget."""
+    """In the first ping (after ``service.http``) or in the backoff after a failed one
+    (after ``service.database_unreachable``): exit 0 within a second, no retry budget."""
     proc = await spawn(unreachable_env(STREAMER_RETRY_MAX_S="30"), "run")
-    await read_until(proc, "service.http", within_s=30)
+    await read_until(proc, phase, within_s=30)
     proc.send_signal(signum)
     code, err, took = await finish(proc, within_s=10)
     assert code == 0, err
-    assert took < 1.5, f"stopped after {took:.2f}s"
+    assert took < STOP_BOUND_S, f"stopped after {took:.2f}s"
     assert "Traceback" not in err
 
 
-async def test_an_unreachable_database_is_one_line_with_the_redacted_uri_and_a_hint() -> None:
-    """``run`` retries with readiness false, logging one line that says what to check."""
-    proc = await spawn(unreachable_env(), "run")
-    seen = await read_until(proc, "service.database_unreachable", within_s=30)
+async def test_the_first_failed_connect_is_the_one_clear_line_at_once() -> None:
+    """The line after ``service.http`` is ``service.database_unreachable`` for attempt 1:
+    the redacted URI, the timeout and what to check; no retry lines come before it."""
+    proc = await spawn(unreachable_env(STREAMER_RETRY_MAX_S="30"), "run")
+    await read_until(proc, "service.http", within_s=30)
+    started = time.monotonic()
+    # The first attempt ends after one 0.3 s server selection timeout: measured 0.4-0.5 s
+    # from service.http to this line. 20 s only detects a hang (a retry budget before
+    # the line, as there was, took ~50 s); what is asserted is the line's place.
+    seen = await read_until(proc, "service.database_unreachable", within_s=20)
+    took = time.monotonic() - started
     proc.send_signal(signal.SIGTERM)
     code, err, _ = await finish(proc, within_s=10)
-    assert code == 0
-    [event] = [e for e in json_events(seen) if e["event"] == "service.database_unreachable"]
-    assert event["error"] == (
-        "cannot reach MongoDB at mongodb://user:***@127.0.0.1:1/?serverSelectionTimeoutMS=300 "
-        "within 0.3 s (STREAMER_SERVER_SELECTION_TIMEOUT_MS); check STREAMER_MONGODB_URI and "
-        "network access to it"
-    )
+    assert code == 0, err
+    [event] = json_events(seen)  # the very next line after service.http
+    assert event["event"] == "service.database_unreachable", event
+    assert event["error"] == HINT
+    assert event["attempt"] == 1 and event["reason"] == "ServerSelectionTimeoutError"
+    assert 0 < event["unreachable_for_s"] <= took + 1
     assert SECRET not in seen + err
+
+
+async def test_readyz_says_for_how_long_and_why_the_database_is_unreachable() -> None:
+    proc = await spawn(unreachable_env(), "run")
+    try:
+        *_, http = json_events(await read_until(proc, "service.http", within_s=30))
+        await read_until(proc, "service.database_unreachable", within_s=20)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{http['port']}/readyz") as reply,
+        ):
+            status, body = reply.status, await reply.json()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code, err, _ = await finish(proc, within_s=10)
+    assert code == 0, err
+    assert status == 503 and body["ready"] is False
+    assert body["checks"]["bootstrap"] == "pending"
+    database = body["checks"]["database"]
+    assert re.fullmatch(r"unreachable for \d+s: .*", database), database
+    assert database.endswith(f": {HINT}"), database
 
 
 @pytest.mark.parametrize("command", ["status", "verify", "bootstrap"])
@@ -210,15 +253,54 @@ async def test_a_taken_http_port_fails_before_connecting_naming_port_and_setting
     assert "service.database_unreachable" not in err  # no connection was tried
 
 
-async def test_a_bad_schema_file_fails_before_connecting_with_exit_2(tmp_path: Path) -> None:
+SCHEMA_YAML_ERROR = "collections:\n  orders:\n    indexes: [{name: a, keys: [[x, 1]]]\n"
+SCHEMA_CONTENT_ERROR = (
+    "collections:\n  orders:\n    indexes:\n"
+    "      - {name: ttl, keys: [[at, 1]], expireAfterSeconds: -5}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "text", "problem"),
+    [
+        *[
+            (command, SCHEMA_YAML_ERROR, ":3:39: invalid YAML: expected ',' or '}', but got ']'")
+            for command in ("run", "bootstrap", "status", "verify", "resync", "demo")
+        ],
+        *[
+            (
+                command,
+                SCHEMA_CONTENT_ERROR,
+                ": collections.orders.indexes[0].expireAfterSeconds: "
+                "must be a non-negative integer",
+            )
+            for command in ("run", "bootstrap")
+        ],
+    ],
+)
+async def test_a_bad_schema_is_one_line_and_exit_2_before_anything_even_unreachable(
+    tmp_path: Path, command: str, text: str, problem: str
+) -> None:
+    """Like a bad config file: checked before any command logs, serves or connects, so an
+    unreachable database does not hide it and nothing is logged as started."""
+    schema = tmp_path / "schema.yaml"
+    schema.write_text(text)
+    args = ("demo", "--port", "0") if command == "demo" else (command,)
+    code, out, err = await streamer(unreachable_env(STREAMER_SCHEMA_PATH=str(schema)), *args)
+    assert code == 2, err
+    assert err.splitlines() == [f"streamer: {schema}{problem}"]
+    assert out == ""  # not even the demo's "logs:" line
+
+
+async def test_a_missing_schema_file_names_the_setting_before_connecting(tmp_path: Path) -> None:
     code, _, err = await streamer(
         unreachable_env(STREAMER_SCHEMA_PATH=str(tmp_path / "missing.yaml")), "run"
     )
     assert code == 2, err
-    [line] = plain_lines(err)
-    assert line.startswith("streamer run: cannot read schema file ")
-    assert line.endswith("(STREAMER_SCHEMA_PATH)")
-    assert "service.database_unreachable" not in err
+    assert err.splitlines() == [
+        f"streamer: cannot read schema file {tmp_path / 'missing.yaml'}: No such file or "
+        "directory (STREAMER_SCHEMA_PATH)"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -255,9 +337,39 @@ async def test_a_malformed_uri_is_named_as_the_variable_with_the_password_redact
     code, _, err = await streamer(cli_env(uri, "x"), "run")
     assert code == 2
     [line] = plain_lines(err)
-    assert line.startswith("streamer: invalid settings: STREAMER_MONGODB_URI"), line
+    assert line.startswith("streamer: STREAMER_MONGODB_URI: "), line
     assert problem in line and SECRET not in err
     assert "service.starting" not in err  # before the HTTP port or anything else
+
+
+@pytest.mark.parametrize("source", ["file", "environment"])
+async def test_a_bad_setting_is_named_by_where_its_value_came_from(
+    tmp_path: Path, source: str
+) -> None:
+    """``<file>: http_port: ...`` for the config file, ``STREAMER_HTTP_PORT: ...`` for the
+    environment (which wins over the file): the line says what to edit."""
+    config = tmp_path / "streamer.yaml"
+    config.write_text("http_port: 70000\n" if source == "file" else "http_port: 8081\n")
+    env = unreachable_env(STREAMER_CONFIG=str(config))
+    if source == "file":
+        del env["STREAMER_HTTP_PORT"]
+    else:
+        env["STREAMER_HTTP_PORT"] = "70000"
+    code, out, err = await streamer(env, "run")
+    assert code == 2, err
+    where = f"{config}: http_port" if source == "file" else "STREAMER_HTTP_PORT"
+    assert err.splitlines() == [f"streamer: {where}: Input should be less than or equal to 65535"]
+    assert out == ""
+
+
+async def test_an_unknown_uri_option_is_named_with_a_suggestion() -> None:
+    uri = f"mongodb://user:{SECRET}@127.0.0.1:1/?maxPoolSze=5"
+    code, _, err = await streamer(cli_env(uri, "x"), "status")
+    assert code == 2, err
+    assert err.splitlines() == [
+        "streamer: STREAMER_MONGODB_URI: unknown option 'maxPoolSze' (did you mean "
+        "maxPoolSize?) in mongodb://user:***@127.0.0.1:1/?maxPoolSze=5"
+    ]
 
 
 # -- the demo (make run) ------------------------------------------------------------------
@@ -276,14 +388,6 @@ async def test_the_demo_with_a_taken_port_ends_within_2_s_with_one_line(taken_po
         "Address already in use"
     ]
     assert took < 2.0 + 3.0  # process start-up included; the failure itself is immediate
-
-
-async def test_the_demo_with_a_bad_schema_path_ends_with_one_line(tmp_path: Path) -> None:
-    env = cli_env("mongodb://unused", "demo", STREAMER_SCHEMA_PATH=str(tmp_path / "nope.yaml"))
-    code, err, _ = await finish(await demo(env), within_s=30)
-    assert code == 2, err
-    [line] = plain_lines(err)
-    assert "cannot read schema file" in line and line.startswith("streamer demo: ")
 
 
 async def test_one_ctrl_c_stops_the_whole_demo_and_logs_never_touch_the_status_line() -> None:

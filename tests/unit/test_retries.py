@@ -19,7 +19,14 @@ from streamer.errors import (
     UnknownCommitResult,
 )
 from streamer.mongo.errors import translate
-from streamer.mongo.retries import Backoff, RetryPolicy, remaining_s, retry_commit, retry_transient
+from streamer.mongo.retries import (
+    Backoff,
+    Outage,
+    RetryPolicy,
+    remaining_s,
+    retry_commit,
+    retry_transient,
+)
 from streamer.settings import Settings
 
 
@@ -251,6 +258,28 @@ def test_outage_backoff_doubles_with_jitter_up_to_its_cap() -> None:
     assert [backoff.next_s() for _ in range(5)] == pytest.approx([1.1, 2.2, 4.4, 5.5, 5.5])
     backoff.reset()
     assert Backoff(policy, rng=lambda: 0.0).next_s() == backoff.next_s() / 1.1
+
+
+@pytest.mark.parametrize(
+    ("failures_at", "logged"),
+    [
+        pytest.param([5.0], [True], id="the-first-failure-at-once"),
+        pytest.param(
+            [5.0, 11.0, 18.0, 27.0, 40.0, 61.0, 64.9, 65.0, 98.0, 133.0],
+            [True, False, False, False, False, False, False, True, False, True],
+            id="then-one-a-minute",
+        ),
+        pytest.param([1.0, 1.5, 2.0, 61.0, 61.1], [True, False, False, True, False], id="fast"),
+    ],
+)
+def test_an_outage_logs_its_first_failure_then_one_a_minute(
+    failures_at: list[float], logged: list[bool]
+) -> None:
+    """The first failed attempt is logged at once; later ones at most every 60 s."""
+    outage = Outage(started_at=0.0)
+    assert [outage.failed(now) for now in failures_at] == logged
+    assert outage.attempts == len(failures_at)
+    assert outage.lasted_s(failures_at[-1]) == failures_at[-1]
 
 
 def test_the_policy_defaults_are_the_settings_defaults() -> None:

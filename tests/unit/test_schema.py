@@ -9,7 +9,7 @@ import pytest
 from bson.int64 import Int64
 from mongosim.jsonschema_keywords import KNOWN_KEYWORDS
 
-from streamer.errors import BootstrapError
+from streamer.errors import BootstrapError, SchemaError, SettingsError
 from streamer.schema import (
     ActionKind,
     Schema,
@@ -77,96 +77,161 @@ def test_the_shipped_validators_only_use_jsonschema_keywords_mongosim_knows() ->
             assert _keywords(coll.validator["$jsonSchema"]) <= KNOWN_KEYWORDS, coll.name
 
 
-def test_a_missing_schema_file_is_a_bootstrap_error(tmp_path: Path) -> None:
-    """An unreadable file names the path instead of raising OSError."""
-    with pytest.raises(BootstrapError, match="cannot read schema file"):
+def test_a_missing_schema_file_is_a_schema_error_naming_path_and_setting(tmp_path: Path) -> None:
+    """An unreadable file names the path and STREAMER_SCHEMA_PATH instead of raising OSError."""
+    with pytest.raises(SchemaError) as info:
         load_schema(tmp_path / "absent.yaml")
+    assert str(info.value) == (
+        f"cannot read schema file {tmp_path / 'absent.yaml'}: No such file or directory "
+        "(STREAMER_SCHEMA_PATH)"
+    )
 
 
-def test_invalid_yaml_is_a_bootstrap_error(tmp_path: Path) -> None:
-    """A YAML syntax error is reported as a BootstrapError naming the file."""
+def test_a_schema_error_is_a_configuration_error() -> None:
+    """Exit 2 like every settings error (streamer.cli), not 1 like a refused bootstrap."""
+    assert issubclass(SchemaError, SettingsError)
+    assert not issubclass(SchemaError, BootstrapError)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("collections: {users: [\n", ":2:1: invalid YAML: expected the node content"),
+        (
+            "collections:\n  orders:\n    indexes: [{name: a, keys: [[x, 1]]]\n",
+            ":3:39: invalid YAML: expected ',' or '}', but got ']'",
+        ),
+        ("collections:\n  users: {\n  bad\n", ":4:1: invalid YAML: expected ',' or '}'"),
+    ],
+)
+def test_invalid_yaml_is_one_line_with_file_line_and_column(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """Like the config file: ``file:line:column: invalid YAML: problem``, never PyYAML's
+    seven lines ending ``in "<unicode string>"``."""
     path = tmp_path / "schema.yaml"
-    path.write_text("collections: {users: [\n")
-    with pytest.raises(BootstrapError, match="not valid YAML"):
+    path.write_text(text)
+    with pytest.raises(SchemaError) as info:
         load_schema(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}{expected}"), message
+    assert "\n" not in message and "<unicode string>" not in message
+
+
+def test_a_content_error_in_a_file_is_file_key_path_problem(tmp_path: Path) -> None:
+    path = tmp_path / "schema.yaml"
+    path.write_text(
+        "collections:\n  orders:\n    indexes:\n"
+        "      - {name: by_user, keys: [[user_id, 1]]}\n"
+        "      - {name: ttl, keys: [[at, 1]], expireAfterSeconds: -5}\n"
+    )
+    with pytest.raises(SchemaError) as info:
+        load_schema(path)
+    assert str(info.value) == (
+        f"{path}: collections.orders.indexes[1].expireAfterSeconds: must be a non-negative integer"
+    )
+
+
+U = "schema: collections.users"
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ([], "expected a mapping with a 'collections' mapping"),
-        ({"collections": [], "x": 1}, "expected a mapping"),
-        ({"collections": {}, "extra": 1}, "unknown top-level key"),
-        ({"collections": {"a$b": {}}}, "invalid collection name 'a\\$b'"),
-        ({"collections": {"users": []}}, "collection 'users': expected a mapping"),
-        ({"collections": {"users": {"indexs": []}}}, "collection 'users': unknown key"),
-        ({"collections": {"users": {"validator": []}}}, "'users': validator must be"),
+        ([], "schema: the top level must be a mapping with a 'collections' mapping, not a list"),
+        (
+            {"collections": []},
+            "schema: collections: must be a mapping of collection names to their declarations, "
+            "not a list",
+        ),
+        ({"collections": {}, "extra": 1}, "schema: extra: unknown key (expected: collections)"),
+        ({"collections": {"a$b": {}}}, "schema: collections.a$b: invalid collection name 'a$b'"),
+        ({"collections": {"users": []}}, f"{U}: must be a mapping, not a list"),
+        (
+            {"collections": {"users": {"indexs": []}}},
+            f"{U}.indexs: unknown key (expected one of indexes, validationAction, "
+            "validationLevel, validator)",
+        ),
+        ({"collections": {"users": {"validator": []}}}, f"{U}.validator: must be a non-empty"),
         (
             {"collections": {"users": {"validator": VALIDATOR, "validationLevel": "lax"}}},
-            "'users': validationLevel 'lax'",
+            f"{U}.validationLevel: 'lax' is not one of moderate, off, strict",
         ),
         (
             {"collections": {"users": {"validator": VALIDATOR, "validationAction": "log"}}},
-            "'users': validationAction 'log'",
+            f"{U}.validationAction: 'log' is not one of error, warn",
         ),
         (
             {"collections": {"users": {"validationLevel": "moderate"}}},
-            "'users': validationLevel/validationAction need a validator",
+            f"{U}.validationLevel: needs a validator",
         ),
-        ({"collections": {"users": {"indexes": {}}}}, "'users': indexes must be a list"),
-        ({"collections": {"users": {"indexes": [{"keys": [["a", 1]]}]}}}, "index #1 needs"),
+        ({"collections": {"users": {"indexes": {}}}}, f"{U}.indexes: must be a list, not a dict"),
+        (
+            {"collections": {"users": {"indexes": [{"keys": [["a", 1]]}]}}},
+            f"{U}.indexes[0].name: every index needs a non-empty string name",
+        ),
         (
             {"collections": {"users": {"indexes": [{"name": "e", "keys": {"email": 1}}]}}},
-            "'users' index 'e': keys must be a non-empty list",
+            f"{U}.indexes[0].keys: must be a non-empty list of [field, direction] pairs",
         ),
         (
             {"collections": {"users": {"indexes": [{"name": "e", "keys": [["email"]]}]}}},
-            "'users' index 'e': key \\['email'\\] is not a \\[field, direction\\] pair",
+            f"{U}.indexes[0].keys[0]: ['email'] is not a [field, direction] pair",
         ),
         (
             {"collections": {"users": {"indexes": [{"name": "e", "keys": [["email", 2]]}]}}},
-            "'users' index 'e': key 'email' has direction 2",
+            f"{U}.indexes[0].keys[0]: key 'email' has direction 2; expected 1, -1 or one of",
         ),
         (
             {"collections": {"users": {"indexes": [{"name": "e", "keys": [["a", 1], ["a", -1]]}]}}},
-            "'users' index 'e': key 'a' appears twice",
+            f"{U}.indexes[0].keys[1]: key 'a' appears twice",
         ),
         (
-            {"collections": {"u": {"indexes": [{"name": "e", "keys": [["a", 1]], "uniq": True}]}}},
-            "'u' index 'e': unknown option",
+            {"collections": {"users": {"indexes": [{"name": "e", "keys": [["a", True]]}]}}},
+            f"{U}.indexes[0].keys[0]: key 'a': the direction must be 1 or -1, not a boolean",
         ),
         (
-            {"collections": {"u": {"indexes": [{"name": "e", "keys": [["a", 1]], "unique": 1}]}}},
-            "'u' index 'e': unique must be true or false",
+            {"collections": {"users": {"indexes": [{"name": "e", "keys": [["a", 1]], "uniq": 1}]}}},
+            f"{U}.indexes[0].uniq: unknown index option",
         ),
         (
             {
                 "collections": {
-                    "s": {"indexes": [{"name": "t", "keys": [["x", 1]], "expireAfterSeconds": -1}]}
+                    "users": {"indexes": [{"name": "e", "keys": [["a", 1]], "unique": 1}]}
                 }
             },
-            "'s' index 't': expireAfterSeconds must be a non-negative integer",
+            f"{U}.indexes[0].unique: must be true or false",
         ),
         (
             {
                 "collections": {
-                    "s": {
+                    "users": {
+                        "indexes": [{"name": "t", "keys": [["x", 1]], "expireAfterSeconds": -1}]
+                    }
+                }
+            },
+            f"{U}.indexes[0].expireAfterSeconds: must be a non-negative integer",
+        ),
+        (
+            {
+                "collections": {
+                    "users": {
                         "indexes": [
                             {"name": "t", "keys": [["x", 1], ["y", 1]], "expireAfterSeconds": 5}
                         ]
                     }
                 }
             },
-            "'s' index 't': a TTL index must have exactly one key",
+            f"{U}.indexes[0].keys: a TTL index must have exactly one key",
         ),
         (
-            {"collections": {"u": {"indexes": [{"name": "_id_", "keys": [["_id", 1]]}]}}},
-            "'u' index '_id_': the _id index is implicit",
+            {"collections": {"users": {"indexes": [{"name": "_id_", "keys": [["_id", 1]]}]}}},
+            f"{U}.indexes[0].name: the _id index is implicit",
         ),
         (
             {
                 "collections": {
-                    "u": {
+                    "users": {
                         "indexes": [
                             {"name": "a", "keys": [["x", 1]]},
                             {"name": "a", "keys": [["y", 1]]},
@@ -174,12 +239,12 @@ def test_invalid_yaml_is_a_bootstrap_error(tmp_path: Path) -> None:
                     }
                 }
             },
-            "'u': index 'a' is declared twice",
+            f"{U}.indexes[1].name: index 'a' is declared twice (also collections.users.indexes[0])",
         ),
         (
             {
                 "collections": {
-                    "u": {
+                    "users": {
                         "indexes": [
                             {"name": "a", "keys": [["x", 1]]},
                             {"name": "b", "keys": [["x", 1]], "unique": True},
@@ -187,16 +252,15 @@ def test_invalid_yaml_is_a_bootstrap_error(tmp_path: Path) -> None:
                     }
                 }
             },
-            "'u': indexes 'a' and 'b' have the same keys",
+            f"{U}.indexes[1].keys: index 'b' has the same keys as index 'a'",
         ),
     ],
 )
-def test_malformed_schemas_are_rejected_naming_the_collection_and_index(
-    data: Any, message: str
-) -> None:
-    """Each malformed input raises BootstrapError whose message locates the mistake."""
-    with pytest.raises(BootstrapError, match=message):
+def test_malformed_schemas_are_rejected_naming_the_key_path(data: Any, message: str) -> None:
+    """Each malformed input raises SchemaError ``source: key.path: problem``."""
+    with pytest.raises(SchemaError) as info:
         parse_schema(data)
+    assert str(info.value).startswith(message), str(info.value)
 
 
 def test_a_collection_without_a_body_is_declared_with_nothing_to_manage() -> None:

@@ -68,22 +68,22 @@ def test_streamer_schema_path_overrides_the_packaged_schema(
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "named"),
+    ("key", "value"),
     [
-        ("STREAMER_HTTP_PORT", "70000", "http_port"),
-        ("STREAMER_BATCH_SIZE", "many", "batch_size"),
-        ("STREAMER_LOG_LEVEL", "LOUD", "log_level"),
-        ("STREAMER_MONGODB_URI", "postgres://u:hunter2@h/db", "mongodb_uri"),
+        ("STREAMER_HTTP_PORT", "70000"),
+        ("STREAMER_BATCH_SIZE", "many"),
+        ("STREAMER_LOG_LEVEL", "LOUD"),
+        ("STREAMER_MONGODB_URI", "postgres://u:hunter2@h/db"),
     ],
 )
-def test_invalid_values_name_the_key_and_never_echo_the_value(
-    monkeypatch: pytest.MonkeyPatch, key: str, value: str, named: str
+def test_invalid_values_name_the_variable_and_never_echo_the_value(
+    monkeypatch: pytest.MonkeyPatch, key: str, value: str
 ) -> None:
     monkeypatch.setenv(key, value)
     with pytest.raises(SettingsError) as info:
         load_settings()
-    assert named in str(info.value)
-    assert "hunter2" not in str(info.value)
+    assert str(info.value).startswith(f"{key}: ")
+    assert value not in str(info.value) and "hunter2" not in str(info.value)
 
 
 def test_unknown_keys_in_the_yaml_file_are_rejected(
@@ -106,8 +106,83 @@ def test_a_missing_config_file_named_by_streamer_config_is_an_error(
 def test_pool_bounds_are_checked_together(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMER_MIN_POOL_SIZE", "10")
     monkeypatch.setenv("STREAMER_MAX_POOL_SIZE", "5")
-    with pytest.raises(SettingsError, match="min_pool_size"):
+    with pytest.raises(SettingsError) as info:
         load_settings()
+    assert str(info.value) == "STREAMER_MIN_POOL_SIZE: must not exceed max_pool_size (5)"
+
+
+def test_a_bad_value_in_the_config_file_is_named_by_file_and_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Not ``STREAMER_HTTP_PORT``: the variable is not set, the file is what to fix."""
+    config = tmp_path / "streamer.yaml"
+    config.write_text("database: x\nhttp_port: 70000\nbatch_size: many\n")
+    monkeypatch.setenv("STREAMER_CONFIG", str(config))
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == (
+        f"{config}: batch_size: Input should be a valid integer, unable to parse string as an "
+        f"integer; {config}: http_port: Input should be less than or equal to 65535"
+    )
+
+
+def test_a_bad_value_in_the_environment_is_named_by_its_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The environment wins over the file, so its variable is what to fix."""
+    config = tmp_path / "streamer.yaml"
+    config.write_text("http_port: 8081\n")
+    monkeypatch.setenv("STREAMER_CONFIG", str(config))
+    monkeypatch.setenv("STREAMER_HTTP_PORT", "70000")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == "STREAMER_HTTP_PORT: Input should be less than or equal to 65535"
+
+
+def test_an_unknown_key_in_the_config_file_is_named_with_a_suggestion(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "streamer.yaml"
+    config.write_text("databse: typo\n")
+    monkeypatch.setenv("STREAMER_CONFIG", str(config))
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == f"{config}: databse: unknown setting (did you mean database?)"
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        (
+            "mongodb://u:hunter2@h/?maxPoolSze=5",
+            "unknown option 'maxPoolSze' (did you mean maxPoolSize?) "
+            "in mongodb://u:***@h/?maxPoolSze=5",
+        ),
+        (
+            "mongodb://h/?replicaSet=rs0;tlsCAFil=/ca.pem",
+            "unknown option 'tlsCAFil' (did you mean tlsCAFile?) "
+            "in mongodb://h/?replicaSet=rs0;tlsCAFil=/ca.pem",
+        ),
+        ("mongodb://h/?frobnicate=1", "unknown option 'frobnicate' in mongodb://h/?frobnicate=1"),
+    ],
+)
+def test_an_unknown_uri_option_is_named_with_the_documented_spelling(
+    monkeypatch: pytest.MonkeyPatch, uri: str, expected: str
+) -> None:
+    """The driver says only ``Unknown option. Did you mean one of (...)``."""
+    monkeypatch.setenv("STREAMER_MONGODB_URI", uri)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == f"STREAMER_MONGODB_URI: {expected}"
+
+
+def test_every_documented_uri_option_is_one_the_driver_knows() -> None:
+    """The suggestions' spellings (streamer.mongo.uri) stay true across driver upgrades."""
+    from pymongo.common import URI_OPTIONS_VALIDATOR_MAP
+
+    from streamer.mongo.uri import DOCUMENTED_OPTIONS
+
+    assert set(DOCUMENTED_OPTIONS) <= set(URI_OPTIONS_VALIDATOR_MAP)
 
 
 def test_srv_uris_are_accepted_and_passwords_are_redacted(
@@ -145,7 +220,7 @@ def test_the_uri_is_checked_by_the_driver_parser_and_named_as_the_variable(
     with pytest.raises(SettingsError) as info:
         load_settings()
     message = str(info.value)
-    assert message.startswith("invalid settings: STREAMER_MONGODB_URI (mongodb_uri): ")
+    assert message.startswith("STREAMER_MONGODB_URI: ")
     assert problem in message and "hunter2" not in message
 
 
