@@ -28,7 +28,7 @@ import structlog
 from .checkpoints import Checkpoint, CheckpointStore, Resync, ResyncRequest
 from .commits import Committer
 from .errors import CheckpointConflict, StreamerError
-from .leases import Leases
+from .leases import Lease, Leases
 from .mongo import Mongo
 from .mongo.retries import RetryPolicy, retry_transient
 from .resync import Resyncer
@@ -140,7 +140,7 @@ class ResyncCommand:
         holder = await self._retry(lambda: self.leases.holder(stream), "lease.holder")
         if holder is None:
             lease = await self._retry(lambda: self.leases.acquire(stream), "lease.acquire")
-            if lease is not None:
+            if isinstance(lease, Lease):
                 return await self._here(stream, fresh, None)
             holder = "another instance"
         return await self._ask(stream, fresh, holder)
@@ -285,7 +285,7 @@ class ResyncCommand:
             if await self._retry(lambda: self.leases.holder(stream), "lease.holder") is None:
                 # The owner went away: carry the request out here.
                 lease = await self._retry(lambda: self.leases.acquire(stream), "lease.acquire")
-                if lease is not None:
+                if isinstance(lease, Lease):
                     pending = await self._retry(lambda: self.store.requested(stream), "request")
                     return await self._here(stream, request.fresh, pending)
             if loop.time() > deadline:

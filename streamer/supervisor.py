@@ -37,6 +37,7 @@ from .errors import (
 from .health import Health
 from .http import HttpServer
 from .inventory import InventoryStream
+from .leases import PROCESS_NONCE
 from .messages import fatal, unreachable
 from .metrics import Metrics
 from .mongo import Mongo
@@ -55,7 +56,11 @@ STREAMS = ("orders", "inventory")
 
 
 def default_instance_id() -> str:
-    """Stable across restarts of one pod (its hostname), distinct between pods."""
+    """Stable across restarts of one pod (its hostname), distinct between pods.
+
+    Two processes on one host share it; the lease's per-process nonce keeps them from
+    both owning a stream (see streamer.leases), and the second says so as it stands by.
+    """
     return socket.gethostname()
 
 
@@ -106,9 +111,11 @@ class Service:
         registry: CollectorRegistry | None = None,
         http_port: int | None = None,
         probe_interval_s: float = 5.0,
+        nonce: str = PROCESS_NONCE,
     ) -> None:
         self.settings = settings
         self.instance_id = instance_id or settings.instance_id or default_instance_id()
+        self.nonce = nonce  # this process, in its leases (tests run several in one)
         self.streams = streams
         self.stopping = asyncio.Event()
         self.totals = RunCounts()
@@ -206,6 +213,7 @@ class Service:
             database=s.database,
             driver=s.driver,
             instance=self.instance_id,
+            process=self.nonce,
             streams=list(self.streams),
         )
         try:
@@ -295,6 +303,7 @@ class Service:
                 lease_ttl_s=self.settings.lease_ttl_s,
                 metrics=self.metrics,
                 on_batch=self._on_batch,
+                nonce=self.nonce,
             )
         self.ready.set()
         self._supervising = True

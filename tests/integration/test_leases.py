@@ -8,7 +8,7 @@ import contextlib
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from streamer.leases import Leases
+from streamer.leases import PROCESS_NONCE, Held, Lease, Leases
 from streamer.mongo import Mongo
 from streamer.settings import Settings
 
@@ -19,21 +19,23 @@ async def test_a_live_lease_keeps_others_out_until_it_expires_or_is_released(mon
     """acquire/renew for the owner; None for others until expiry; release hands it over."""
     a, b = Leases(mongo, "a", ttl_s=0.3), Leases(mongo, "b", ttl_s=0.3)
     first = await a.acquire("orders")
-    assert first is not None and first.owner == "a" and first.previous_owner is None
-    assert await b.acquire("orders") is None
+    assert isinstance(first, Lease) and first.owner == "a" and first.previous_owner is None
+    assert first.handover == "new"
+    assert await b.acquire("orders") == Held("orders", "a", PROCESS_NONCE, same_id=False)
     assert await a.renew("orders") is not None
     assert await b.renew("orders") is None
     deadline = asyncio.get_running_loop().time() + 5
     taken = None
-    while taken is None:
+    while not isinstance(taken, Lease):
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
         taken = await b.acquire("orders")
-    assert taken.owner == "b" and taken.previous_owner == "a"
+    assert taken.owner == "b" and taken.previous_owner == "a" and taken.handover == "expired"
     assert await a.renew("orders") is None
     await b.release("orders")
     back = await a.acquire("orders")
-    assert back is not None and back.previous_owner == "b"
+    assert isinstance(back, Lease) and back.previous_owner == "b"
+    assert back.handover == "released"
 
 
 async def test_a_standby_takes_over_when_the_owner_stops(
