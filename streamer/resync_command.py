@@ -32,7 +32,7 @@ from .leases import Lease, Leases
 from .mongo import Mongo
 from .mongo.retries import RetryPolicy, retry_transient
 from .resync import Resyncer
-from .resync_plan import counted
+from .resync_plan import FORCED, counted
 from .settings import Settings
 from .shutdown import INTERRUPTED, Signals
 from .supervisor import default_instance_id, make_handlers
@@ -41,7 +41,7 @@ log = structlog.get_logger("streamer.resync_command")
 
 T = TypeVar("T")
 
-REASON = "forced by `streamer resync`"
+REASON = FORCED
 
 
 def progress_kind(resync: Resync) -> str:

@@ -44,7 +44,10 @@ class LoggedProcess(ServiceProcess):
 
     def __init__(self, uri: str, database: str, log: Path, **settings: Any) -> None:
         self.port = free_port()
-        super().__init__(uri, database, http_port=self.port, log_level="INFO", **settings)
+        # A slow command on a loaded test machine is a real warning, but not these
+        # tests' subject: the log's warnings are asserted on.
+        quiet = {"slow_command_ms": 60_000, **settings}
+        super().__init__(uri, database, http_port=self.port, log_level="INFO", **quiet)
         if "instance_id" not in settings:
             self.env.pop("STREAMER_INSTANCE_ID", None)  # the default: the host name
         self.log = log
@@ -174,7 +177,11 @@ async def test_two_live_processes_with_one_instance_id_never_both_own_a_stream(
     for line in standby:
         assert line["level"] == "warning" and line["reason"].startswith(f"{SAME_ID}{a.nonce})")
     assert not b.events("lease.acquired") and not b.events("lease.taken_over")
-    assert not a.events("lease.lost")
+    # A clean first start with a twin standing by: nothing for the owner to warn about,
+    # its first start's resync included.
+    noisy = [e for e in a.events() if e["level"] in ("warning", "error", "critical")]
+    assert not noisy, noisy
+    assert [e["level"] for e in a.events("resync.started")] == ["info", "info"]
     problems = await exact(db, traffic, mongo_uri)
     print(f"same id ({expected_id}): {samples} samples, {traffic.events} events, {problems}")
     assert not problems, problems[:20]
