@@ -19,32 +19,33 @@ operator can give two the same ``STREAMER_INSTANCE_ID``. A lease is free when
 - it was released (``released: true``; a clean stop hands it over at once, in the same
   millisecond too: no clock comparison is involved);
 - it expired (``expires_at`` before ``$$NOW``): its holder died or lost the database;
+- it is held under this id by another process that is gone: it ran on this machine,
+  in this PID namespace, and its pid and start time no longer match a live process
+  (``process``, see :mod:`streamer.processes`): a process restarted beside its
+  predecessor takes its streams back at once;
 - it is held under this id by another process and has gone unrenewed for half the TTL,
   a renewal interval and a half (``renewed_at``): the id's previous process died, which
   is what a restarted pod finds. It takes its streams back in about half the TTL instead
   of the whole TTL; a live process of the same id renews every third of the TTL, so it
   is never deposed by a merely late renewal.
 
-``handover`` records how the current term began (new, kept, released, expired,
+``handover`` records how the current term began (new, kept, released, expired, gone,
 unrenewed), so the new owner can say so in its log.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import DuplicateKey
 from .mongo import Mongo
+from .processes import THIS_PROCESS, ProcessId
 
 COLLECTION = "streamer_leases"
 
-# Drawn once per process: tells apart two processes that share an instance id.
-PROCESS_NONCE = secrets.token_hex(6)
-
-Handover = Literal["new", "kept", "released", "expired", "unrenewed"]
+Handover = Literal["new", "kept", "released", "expired", "gone", "unrenewed"]
 
 
 def renew_every_s(ttl_s: float) -> float:
@@ -78,6 +79,7 @@ class Held:
     owner: str
     nonce: str | None
     same_id: bool
+    process: dict[str, Any] | None = None  # where it runs (streamer.processes)
 
 
 def is_live(doc: dict[str, Any] | None, now: dt.datetime) -> bool:
@@ -107,11 +109,12 @@ LIVE_EXPR: dict[str, Any] = {
 
 class Leases:
     def __init__(
-        self, mongo: Mongo, owner: str, ttl_s: float, *, nonce: str = PROCESS_NONCE
+        self, mongo: Mongo, owner: str, ttl_s: float, *, process: ProcessId = THIS_PROCESS
     ) -> None:
         self.mongo = mongo
         self.owner = owner
-        self.nonce = nonce
+        self.process = process
+        self.nonce = process.nonce
         self.ttl_ms = int(ttl_s * 1000)
         self.unrenewed_ms = int(unrenewed_after_s(ttl_s) * 1000)
 
@@ -126,12 +129,13 @@ class Leases:
             "previous_nonce": {"$cond": [ours, "$previous_nonce", "$nonce"]},
             "owner": self.owner,
             "nonce": self.nonce,
+            "process": {"$literal": self.process.document()},
             "released": False,
             "expires_at": {"$add": ["$$NOW", self.ttl_ms]},
             "renewed_at": "$$NOW",
         }
 
-    def _handover(self) -> dict[str, Any]:
+    def _handover(self, gone: str | None) -> dict[str, Any]:
         """How a free lease comes to us; evaluated only when it is free."""
         return {
             "$switch": {
@@ -143,12 +147,19 @@ class Leases:
                         "case": {"$lt": [{"$ifNull": ["$expires_at", None]}, "$$NOW"]},
                         "then": "expired",
                     },
+                    {"case": self._held_by(gone), "then": "gone"},
                 ],
                 "default": "unrenewed",
             }
         }
 
-    def _take_if_free(self) -> list[dict[str, Any]]:
+    def _held_by(self, nonce: str | None) -> dict[str, Any]:
+        """Held under our id by process ``nonce`` (never true for None)."""
+        if nonce is None:
+            return {"$literal": False}
+        return {"$and": [{"$eq": ["$owner", self.owner]}, {"$eq": ["$nonce", nonce]}]}
+
+    def _take_if_free(self, gone: str | None = None) -> list[dict[str, Any]]:
         """Each field becomes its taken value if the lease is free, else stays as it is.
 
         Only one holder, ever: the server applies an update to one document atomically,
@@ -176,9 +187,10 @@ class Leases:
                 {"$eq": ["$released", True]},
                 {"$lt": [{"$ifNull": ["$expires_at", None]}, "$$NOW"]},
                 unrenewed,
+                self._held_by(gone),
             ]
         }
-        taken = {**self._taken(), "handover": self._handover()}
+        taken = {**self._taken(), "handover": self._handover(gone)}
         return [
             {
                 "$set": {
@@ -187,14 +199,16 @@ class Leases:
             }
         ]
 
-    async def acquire(self, stream: str) -> Lease | Held | None:
+    async def acquire(self, stream: str, *, gone: str | None = None) -> Lease | Held | None:
         """Take or keep the lease if it is free (see the module); else who holds it.
 
-        None only when two processes upsert the very first lease document at once.
+        ``gone``: the nonce of a process of our id known to be gone (see
+        :func:`streamer.processes.gone`), whose lease is taken at once. None only when
+        two processes upsert the very first lease document at once.
         """
         try:
             doc = await self.mongo.find_one_and_update(
-                COLLECTION, {"_id": stream}, self._take_if_free(), upsert=True
+                COLLECTION, {"_id": stream}, self._take_if_free(gone), upsert=True
             )
         except DuplicateKey:
             # The other one inserted it (a server retries such an upsert itself; this is
@@ -205,7 +219,14 @@ class Leases:
         if doc.get("owner") != self.owner or doc.get("nonce") != self.nonce:
             holder = str(doc.get("owner"))
             nonce = doc.get("nonce")
-            return Held(stream, holder, str(nonce) if nonce else None, holder == self.owner)
+            process = doc.get("process")
+            return Held(
+                stream,
+                holder,
+                str(nonce) if nonce else None,
+                holder == self.owner,
+                dict(process) if isinstance(process, dict) else None,
+            )
         return self._lease(doc)
 
     async def renew(self, stream: str) -> Lease | None:
@@ -246,4 +267,4 @@ class Leases:
         )
 
 
-_HANDOVERS = frozenset({"new", "kept", "released", "expired", "unrenewed"})
+_HANDOVERS = frozenset({"new", "kept", "released", "expired", "gone", "unrenewed"})

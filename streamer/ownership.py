@@ -11,11 +11,13 @@ session (an orphaned transaction would otherwise block it for 60 s) and resumes 
 checkpoint.
 
 A lease belongs to an instance id and a process (see :mod:`streamer.leases`). A process
-that finds its own id holding the lease under another process stands by too, and says so
-once at warning level: either two live processes share the id (a mistake to fix), or the
-id's previous process died (a restarted pod), whose lease it takes over once it has gone
-unrenewed for half the TTL, polling every sixth of the TTL meanwhile. Its watcher then
-kills the writer session the previous process left under this id.
+that finds its own id holding the lease under another process takes it at once if that
+process ran on this machine and no longer runs (:mod:`streamer.processes`). Otherwise it
+stands by too, and says so once at warning level: either two live processes share the id
+(a mistake to fix), or the id's previous process died (a restarted pod), whose lease it
+takes over once it has gone unrenewed for half the TTL, polling every sixth of the TTL
+meanwhile. Its watcher then kills the writer session the previous process left under
+this id.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ import structlog
 
 from .checkpoints import CheckpointStore
 from .errors import DatabaseError, DatabaseUnavailable, FatalDatabaseError, StreamerError
-from .leases import PROCESS_NONCE, Held, Lease, Leases, renew_every_s, unrenewed_after_s
+from .leases import Held, Lease, Leases, renew_every_s, unrenewed_after_s
 from .metrics import Metrics
 from .mongo import Mongo
 from .mongo.retries import retry_transient
+from .processes import THIS_PROCESS, ProcessId, gone
 from .sessions import WriterSessions
 from .streams import BatchOutcome, StreamHandler
 from .watchers import Watcher, WatcherOptions
@@ -54,7 +57,7 @@ class StreamOwner:
         lease_ttl_s: float,
         metrics: Metrics | None = None,
         on_batch: Callable[[str, BatchOutcome, float], None] | None = None,
-        nonce: str = PROCESS_NONCE,
+        process: ProcessId = THIS_PROCESS,
     ) -> None:
         self.mongo = mongo
         self.store = store
@@ -65,7 +68,7 @@ class StreamOwner:
         self.metrics = metrics
         self.on_batch = on_batch
         self.policy = options.retry
-        self.leases = Leases(mongo, store.owner, lease_ttl_s, nonce=nonce)
+        self.leases = Leases(mongo, store.owner, lease_ttl_s, process=process)
         self.sessions = WriterSessions(mongo, store.owner)
         self.watcher: Watcher | None = None
         self.owned = False
@@ -110,15 +113,26 @@ class StreamOwner:
         falls more than one poll behind.
         """
         try:
-            return await retry_transient(
-                lambda: self.leases.acquire(self.name),
-                what=f"lease.{self.name}",
-                max_delay_s=self.ttl_s / 3,
-                policy=self.policy,
-            )
+            claim = await self._try_acquire(None)
+            if (
+                isinstance(claim, Held)
+                and claim.same_id
+                and gone(claim.process, self.leases.process)
+            ):
+                # Our id, under a process of this machine that no longer runs: ours now.
+                claim = await self._try_acquire(claim.nonce)
+            return claim
         except DatabaseUnavailable as exc:
             self.log.warning("lease.unreachable", error=str(exc))
             return None
+
+    async def _try_acquire(self, gone_nonce: str | None) -> Lease | Held | None:
+        return await retry_transient(
+            lambda: self.leases.acquire(self.name, gone=gone_nonce),
+            what=f"lease.{self.name}",
+            max_delay_s=self.ttl_s / 3,
+            policy=self.policy,
+        )
 
     async def _wait(self, seconds: float) -> None:
         with suppress(TimeoutError):
@@ -231,6 +245,16 @@ def acquired_line(lease: Lease, ttl_s: float) -> tuple[int, str, dict[str, Any]]
             {
                 "previous_owner": lease.previous_owner,
                 "reason": "its lease expired: that instance died or lost the database",
+            },
+        )
+    if lease.handover == "gone":
+        return (
+            logging.WARNING,
+            "lease.taken_over",
+            {
+                "previous_nonce": lease.previous_nonce,
+                "reason": "held by this instance id under another process of this machine, "
+                "which no longer runs: it died",
             },
         )
     if lease.handover == "unrenewed":

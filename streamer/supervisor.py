@@ -37,13 +37,13 @@ from .errors import (
 from .health import Health
 from .http import HttpServer
 from .inventory import InventoryStream
-from .leases import PROCESS_NONCE
 from .messages import fatal, unreachable
 from .metrics import Metrics
 from .mongo import Mongo
 from .mongo.retries import Backoff, RetryPolicy, retry_transient
 from .orders import OrdersStream
 from .ownership import StreamOwner
+from .processes import THIS_PROCESS, ProcessId
 from .schema import Schema, load_schema
 from .settings import Settings
 from .shutdown import Signals, unless_stopped
@@ -111,11 +111,11 @@ class Service:
         registry: CollectorRegistry | None = None,
         http_port: int | None = None,
         probe_interval_s: float = 5.0,
-        nonce: str = PROCESS_NONCE,
+        process: ProcessId = THIS_PROCESS,
     ) -> None:
         self.settings = settings
         self.instance_id = instance_id or settings.instance_id or default_instance_id()
-        self.nonce = nonce  # this process, in its leases (tests run several in one)
+        self.process = process  # this process, in its leases (tests run several in one)
         self.streams = streams
         self.stopping = asyncio.Event()
         self.totals = RunCounts()
@@ -213,7 +213,7 @@ class Service:
             database=s.database,
             driver=s.driver,
             instance=self.instance_id,
-            process=self.nonce,
+            process=self.process.nonce,
             streams=list(self.streams),
         )
         try:
@@ -303,7 +303,7 @@ class Service:
                 lease_ttl_s=self.settings.lease_ttl_s,
                 metrics=self.metrics,
                 on_batch=self._on_batch,
-                nonce=self.nonce,
+                process=self.process,
             )
         self.ready.set()
         self._supervising = True

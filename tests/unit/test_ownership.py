@@ -26,6 +26,7 @@ def lease(handover: Handover, previous_owner: str | None = None) -> Lease:
         ("kept", None, logging.INFO, "lease.acquired"),
         ("released", "pod-0", logging.INFO, "lease.acquired"),  # a clean handover
         ("expired", "pod-0", logging.WARNING, "lease.taken_over"),
+        ("gone", None, logging.WARNING, "lease.taken_over"),
         ("unrenewed", None, logging.WARNING, "lease.taken_over"),
     ],
 )
