@@ -234,8 +234,8 @@ async def test_a_restarted_process_takes_its_streams_back_at_once(
     problems = await exact(db, traffic, mongo_uri)
     print(f"restart: streams regained {took:.2f}s after the SIGKILL (TTL {ttl_s:g}s), {problems}")
     # The handover proves there was no wait; this bounds the restart itself loosely.
-    # Measured 1.5-2.5 s (the new process's start, connect and bootstrap); a lease left
-    # to go unrenewed would have taken at least 7.5 s, 3x that.
+    # Measured 0.8-1.5 s (the new process's start, connect and bootstrap); a lease left
+    # to go unrenewed would have taken at least 7.5 s, 5x that.
     assert took < ttl_s / 2
     assert not problems, problems[:20]
 
