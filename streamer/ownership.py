@@ -9,23 +9,35 @@ compare-and-set still holds) or aborts. A standby retries the lease every third 
 TTL, so it takes over within one TTL of the owner's death, kills the dead owner's writer
 session (an orphaned transaction would otherwise block it for 60 s) and resumes from the
 checkpoint.
+
+A lease belongs to an instance id and a process (see :mod:`streamer.leases`). A process
+that finds its own id holding the lease under another process takes it at once if that
+process ran on this machine and no longer runs (:mod:`streamer.processes`). Otherwise it
+stands by too, and says so once at warning level: either two live processes share the id
+(a mistake to fix), or the id's previous process died (a restarted pod), whose lease it
+takes over once it has gone unrenewed for half the TTL, polling every sixth of the TTL
+meanwhile. Its watcher then kills the writer session the previous process left under
+this id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from typing import Any
 
 import structlog
 
 from .checkpoints import CheckpointStore
 from .errors import DatabaseError, DatabaseUnavailable, FatalDatabaseError, StreamerError
-from .leases import Lease, Leases
+from .leases import Held, Lease, Leases, renew_every_s, unrenewed_after_s
 from .metrics import Metrics
 from .mongo import Mongo
 from .mongo.retries import retry_transient
+from .processes import THIS_PROCESS, ProcessId, gone
 from .sessions import WriterSessions
 from .streams import BatchOutcome, StreamHandler
 from .watchers import Watcher, WatcherOptions
@@ -45,6 +57,7 @@ class StreamOwner:
         lease_ttl_s: float,
         metrics: Metrics | None = None,
         on_batch: Callable[[str, BatchOutcome, float], None] | None = None,
+        process: ProcessId = THIS_PROCESS,
     ) -> None:
         self.mongo = mongo
         self.store = store
@@ -55,11 +68,12 @@ class StreamOwner:
         self.metrics = metrics
         self.on_batch = on_batch
         self.policy = options.retry
-        self.leases = Leases(mongo, store.owner, lease_ttl_s)
+        self.leases = Leases(mongo, store.owner, lease_ttl_s, process=process)
         self.sessions = WriterSessions(mongo, store.owner)
         self.watcher: Watcher | None = None
         self.owned = False
         self.alive = False
+        self.standing_by: Held | None = None  # whose lease this one last stood by for
         self.log = log.bind(stream=handler.name, instance=store.owner)
 
     @property
@@ -71,31 +85,54 @@ class StreamOwner:
         try:
             while not self.stopping.is_set():
                 lease = await self._acquire()
-                if lease is None:
-                    await self._wait(self.ttl_s / 3)
+                if not isinstance(lease, Lease):
+                    self._standby(lease)
+                    await self._wait(poll_every_s(lease, self.ttl_s))
                     continue
+                self.standing_by = None
+                level, event, fields = acquired_line(lease, self.ttl_s)
+                self.log.log(level, event, **fields)
                 if lease.previous_owner is not None:
                     await self._kill_previous(lease.previous_owner)
                 await self._term()
         finally:
             self.alive = False
 
-    async def _acquire(self) -> Lease | None:
-        """The lease, or None (stand by) when another holds it or the database is away.
+    def _standby(self, held: Held | None) -> None:
+        """Say why this one stands by, once per holder (not on every poll)."""
+        if held is None or held == self.standing_by:
+            return
+        self.standing_by = held
+        level = logging.WARNING if held.same_id else logging.INFO
+        self.log.log(level, "lease.standby", holder=held.owner, reason=standby_reason(held))
+
+    async def _acquire(self) -> Lease | Held | None:
+        """The lease, or who holds it, or None when the database is away.
 
         Retried for at most a third of the TTL (the poll interval), so a standby never
         falls more than one poll behind.
         """
         try:
-            return await retry_transient(
-                lambda: self.leases.acquire(self.name),
-                what=f"lease.{self.name}",
-                max_delay_s=self.ttl_s / 3,
-                policy=self.policy,
-            )
+            claim = await self._try_acquire(None)
+            if (
+                isinstance(claim, Held)
+                and claim.same_id
+                and gone(claim.process, self.leases.process)
+            ):
+                # Our id, under a process of this machine that no longer runs: ours now.
+                claim = await self._try_acquire(claim.nonce)
+            return claim
         except DatabaseUnavailable as exc:
             self.log.warning("lease.unreachable", error=str(exc))
             return None
+
+    async def _try_acquire(self, gone_nonce: str | None) -> Lease | Held | None:
+        return await retry_transient(
+            lambda: self.leases.acquire(self.name, gone=gone_nonce),
+            what=f"lease.{self.name}",
+            max_delay_s=self.ttl_s / 3,
+            policy=self.policy,
+        )
 
     async def _wait(self, seconds: float) -> None:
         with suppress(TimeoutError):
@@ -121,7 +158,6 @@ class StreamOwner:
             metrics=self.metrics,
         )
         self.watcher, self.owned = watcher, True
-        self.log.info("lease.acquired")
         watch = asyncio.create_task(watcher.run(), name=f"watch-{self.name}")
         renew = asyncio.create_task(self._renew_until_lost(), name=f"lease-{self.name}")
         stop = asyncio.create_task(self.stopping.wait())
@@ -155,7 +191,7 @@ class StreamOwner:
     async def _renew_until_lost(self) -> None:
         deadline = time.monotonic() + self.ttl_s
         while True:
-            await asyncio.sleep(self.ttl_s / 3)
+            await asyncio.sleep(renew_every_s(self.ttl_s))
             try:
                 lease = await self.leases.renew(self.name)
             except FatalDatabaseError:
@@ -170,6 +206,71 @@ class StreamOwner:
                 self.log.warning("lease.lost")
                 return
             deadline = time.monotonic() + self.ttl_s
+
+
+def poll_every_s(held: Held | None, ttl_s: float) -> float:
+    """How long a standby waits before its next poll.
+
+    For our own id under another process, twice as often as for another instance: that
+    lease is taken over once it has gone unrenewed for half the TTL, not at its expiry,
+    and a restarted process should not lose most of a poll interval on top of that.
+    """
+    every = renew_every_s(ttl_s)
+    return every / 2 if held is not None and held.same_id else every
+
+
+def standby_reason(held: Held) -> str:
+    """Why a process stands by, for its one ``lease.standby`` line."""
+    if held.same_id:
+        return (
+            f"held by this instance id under another process (nonce {held.nonce or 'none'}): "
+            "either another live process has the same instance id (give each its own "
+            "STREAMER_INSTANCE_ID), or this id's previous process died and its lease is "
+            "taken over once unrenewed"
+        )
+    return f"held by instance {held.owner}"
+
+
+def acquired_line(lease: Lease, ttl_s: float) -> tuple[int, str, dict[str, Any]]:
+    """The level, event and fields that say how this process came to own the stream.
+
+    A first lease, our own, or one handed over by a clean stop is routine (info); one
+    taken from a holder that stopped renewing means a process died or lost the database,
+    which an operator should look at (warning).
+    """
+    if lease.handover == "expired":
+        return (
+            logging.WARNING,
+            "lease.taken_over",
+            {
+                "previous_owner": lease.previous_owner,
+                "reason": "its lease expired: that instance died or lost the database",
+            },
+        )
+    if lease.handover == "gone":
+        return (
+            logging.WARNING,
+            "lease.taken_over",
+            {
+                "previous_nonce": lease.previous_nonce,
+                "reason": "held by this instance id under another process of this machine, "
+                "which no longer runs: it died",
+            },
+        )
+    if lease.handover == "unrenewed":
+        return (
+            logging.WARNING,
+            "lease.taken_over",
+            {
+                "previous_nonce": lease.previous_nonce,
+                "reason": "held by this instance id under another process that left it "
+                f"unrenewed for over {unrenewed_after_s(ttl_s):g}s: that process died",
+            },
+        )
+    fields: dict[str, Any] = {"handover": lease.handover}
+    if lease.previous_owner is not None:
+        fields["previous_owner"] = lease.previous_owner
+    return logging.INFO, "lease.acquired", fields
 
 
 def _describe(exc: BaseException) -> str:

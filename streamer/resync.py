@@ -62,7 +62,7 @@ from .errors import DatabaseError
 from .mirror import project
 from .mongo import Mongo, Session
 from .mongo.types import Int64, Timestamp
-from .resync_plan import after, counted, is_resumed, next_segments, scan_filter
+from .resync_plan import after, counted, is_resumed, next_segments, resync_level, scan_filter
 from .streams import BatchOutcome, StreamHandler
 
 log = structlog.get_logger("streamer.resync")
@@ -157,8 +157,10 @@ class Resyncer:
         None if stopped (the checkpoint then stays resumable)."""
         assert cp.resync is not None
         name, resync = self.handler.name, cp.resync
+        level = resync_level(resync)
         if is_resumed(resync):
-            log.warning(
+            log.log(
+                level,
                 "resync.resumed",
                 stream=name,
                 reason=resync.reason,
@@ -170,8 +172,13 @@ class Resyncer:
                 snapshot_at=str(resync.segments[-1].at) if resync.segments else None,
             )
         else:
-            log.warning(
-                "resync.started", stream=name, reason=resync.reason, fresh=resync.fresh, gen=cp.gen
+            log.log(
+                level,
+                "resync.started",
+                stream=name,
+                reason=resync.reason,
+                fresh=resync.fresh,
+                gen=cp.gen,
             )
         started = asyncio.get_running_loop().time()
         if resync.step == "clear":
@@ -214,7 +221,8 @@ class Resyncer:
             scan_segments=resync.segments[1:],
         )
         await self.committer.commit(cp, new, _nothing, what="resync.finish")
-        log.warning(
+        log.log(
+            resync_level(resync),
             "resync.finished",
             stream=self.handler.name,
             reason=resync.reason,

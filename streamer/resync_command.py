@@ -28,11 +28,11 @@ import structlog
 from .checkpoints import Checkpoint, CheckpointStore, Resync, ResyncRequest
 from .commits import Committer
 from .errors import CheckpointConflict, StreamerError
-from .leases import Leases
+from .leases import Lease, Leases
 from .mongo import Mongo
 from .mongo.retries import RetryPolicy, retry_transient
 from .resync import Resyncer
-from .resync_plan import counted
+from .resync_plan import FORCED, counted
 from .settings import Settings
 from .shutdown import INTERRUPTED, Signals
 from .supervisor import default_instance_id, make_handlers
@@ -41,7 +41,7 @@ log = structlog.get_logger("streamer.resync_command")
 
 T = TypeVar("T")
 
-REASON = "forced by `streamer resync`"
+REASON = FORCED
 
 
 def progress_kind(resync: Resync) -> str:
@@ -140,7 +140,7 @@ class ResyncCommand:
         holder = await self._retry(lambda: self.leases.holder(stream), "lease.holder")
         if holder is None:
             lease = await self._retry(lambda: self.leases.acquire(stream), "lease.acquire")
-            if lease is not None:
+            if isinstance(lease, Lease):
                 return await self._here(stream, fresh, None)
             holder = "another instance"
         return await self._ask(stream, fresh, holder)
@@ -285,7 +285,7 @@ class ResyncCommand:
             if await self._retry(lambda: self.leases.holder(stream), "lease.holder") is None:
                 # The owner went away: carry the request out here.
                 lease = await self._retry(lambda: self.leases.acquire(stream), "lease.acquire")
-                if lease is not None:
+                if isinstance(lease, Lease):
                     pending = await self._retry(lambda: self.store.requested(stream), "request")
                     return await self._here(stream, request.fresh, pending)
             if loop.time() > deadline:

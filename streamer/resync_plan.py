@@ -5,6 +5,7 @@ See :mod:`streamer.resync` for the argument; nothing here does I/O.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,3 +70,19 @@ def covered_stage(segments: Sequence[Segment]) -> dict[str, Any] | None:
 def is_resumed(resync: Resync) -> bool:
     """Whether a resync in this state has work behind it (it resumes, not starts)."""
     return bool(resync.segments) or resync.step == "sweep"
+
+
+FIRST_START = "first start: no checkpoint"
+FORCED = "forced by `streamer resync`"
+
+
+def resync_level(resync: Resync) -> int:
+    """The log level of a resync's start, resume and finish lines.
+
+    A first start's resync and one an operator asked for (``streamer resync``, here or
+    through the running owner) are routine: info. Any other (history lost: the reason
+    was already logged as an error) is worth an operator's look: warning.
+    """
+    if resync.reason in (FIRST_START, FORCED) or resync.request is not None:
+        return logging.INFO
+    return logging.WARNING

@@ -7,7 +7,8 @@ is why the lag here agrees with /metrics). Printed as one line per stream, or as
 JSON document (``--json``) shaped for the partitions to come: every stream has a list
 of partitions, one (partition 0) per stream today. Times are ISO 8601, in UTC.
 
-A lease counts only while it is live by the server's clock (:func:`lease_is_live`); a
+A lease counts only while it is live by the server's clock (:func:`streamer.leases.is_live`,
+the one rule every reader of a lease uses); a
 lease that expired or was released shows as ``no live owner``, never as an owner.
 """
 
@@ -24,6 +25,7 @@ from .checkpoints import Checkpoint, CheckpointStore
 from .errors import DatabaseError
 from .lag import Position, caught_up_position, lag_seconds, recorded_position
 from .leases import COLLECTION as LEASES
+from .leases import is_live as lease_is_live
 from .mongo import Mongo
 from .mongo.types import Timestamp
 from .snapshots import first_event_after
@@ -54,18 +56,6 @@ class StatusReport(BaseModel):
 
 
 # -- pure -------------------------------------------------------------------------------
-def lease_is_live(lease: Mapping[str, Any] | None, server_now: dt.datetime) -> bool:
-    """Whether ``lease`` is held now, by the server's clock: the one liveness judgement.
-
-    Strictly later than now: a released lease has ``expires_at`` = the release's
-    ``$$NOW``, so it is not live even within the same millisecond.
-    """
-    if lease is None:
-        return False
-    expires_at = lease.get("expires_at")
-    return isinstance(expires_at, dt.datetime) and expires_at > server_now
-
-
 def partition_status(
     cp: Checkpoint | None,
     lease: Mapping[str, Any] | None,

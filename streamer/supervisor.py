@@ -43,6 +43,7 @@ from .mongo import Mongo
 from .mongo.retries import Backoff, Outage, RetryPolicy, error_reason, retry_transient
 from .orders import OrdersStream
 from .ownership import StreamOwner
+from .processes import THIS_PROCESS, ProcessId
 from .schema import Schema, load_schema
 from .settings import Settings
 from .shutdown import Signals, unless_stopped
@@ -55,7 +56,11 @@ STREAMS = ("orders", "inventory")
 
 
 def default_instance_id() -> str:
-    """Stable across restarts of one pod (its hostname), distinct between pods."""
+    """Stable across restarts of one pod (its hostname), distinct between pods.
+
+    Two processes on one host share it; the lease's per-process nonce keeps them from
+    both owning a stream (see streamer.leases), and the second says so as it stands by.
+    """
     return socket.gethostname()
 
 
@@ -106,9 +111,11 @@ class Service:
         registry: CollectorRegistry | None = None,
         http_port: int | None = None,
         probe_interval_s: float = 5.0,
+        process: ProcessId = THIS_PROCESS,
     ) -> None:
         self.settings = settings
         self.instance_id = instance_id or settings.instance_id or default_instance_id()
+        self.process = process  # this process, in its leases (tests run several in one)
         self.streams = streams
         self.stopping = asyncio.Event()
         self.totals = RunCounts()
@@ -236,6 +243,7 @@ class Service:
             database=s.database,
             driver=s.driver,
             instance=self.instance_id,
+            process=self.process.nonce,
             streams=list(self.streams),
         )
         try:
@@ -322,6 +330,7 @@ class Service:
                 lease_ttl_s=self.settings.lease_ttl_s,
                 metrics=self.metrics,
                 on_batch=self._on_batch,
+                process=self.process,
             )
         self.ready.set()
         self._supervising = True

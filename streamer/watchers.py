@@ -68,7 +68,7 @@ from .mongo import Mongo, Session
 from .mongo.retries import Backoff, RetryPolicy, error_reason, retry_transient
 from .mongo.types import Int64, Timestamp
 from .resync import Resyncer
-from .resync_plan import covered_stage
+from .resync_plan import FIRST_START, covered_stage
 from .sessions import WriterSessions
 from .streams import BatchOutcome, StreamHandler
 
@@ -180,7 +180,7 @@ class Watcher:
             )
         cp = await self._retry(lambda: self.store.load(self.handler.name), "checkpoint.load")
         if cp is None:
-            cp = await self._resync(None, "first start: no checkpoint", "first_start", fresh=True)
+            cp = await self._resync(None, FIRST_START, "first_start", fresh=True)
         elif cp.phase == "resync":
             # Interrupted (a crash, a stopped `streamer resync`): this instance holds the
             # lease now, so it resumes the resync where it stopped.
@@ -199,7 +199,7 @@ class Watcher:
             await self._resync(self.checkpoint, exc.reason, exc.kind, fresh=False)
         except _ResyncRequested as asked:
             request = asked.request
-            self.log.warning("resync.requested", by=request.by, fresh=request.fresh)
+            self.log.info("resync.requested", by=request.by, fresh=request.fresh)
             assert self.checkpoint is not None
             await self._resync(
                 self.checkpoint, request.reason, "requested", fresh=request.fresh, request=request

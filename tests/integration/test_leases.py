@@ -8,32 +8,106 @@ import contextlib
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from streamer.leases import Leases
+from streamer.leases import Held, Lease, Leases
 from streamer.mongo import Mongo
+from streamer.processes import THIS_PROCESS, ProcessId
 from streamer.settings import Settings
 
 from .conftest import RunService
+
+# What a lease records of a process with no /proc identity (another machine, say).
+FAR = ProcessId("").document()
 
 
 async def test_a_live_lease_keeps_others_out_until_it_expires_or_is_released(mongo: Mongo) -> None:
     """acquire/renew for the owner; None for others until expiry; release hands it over."""
     a, b = Leases(mongo, "a", ttl_s=0.3), Leases(mongo, "b", ttl_s=0.3)
     first = await a.acquire("orders")
-    assert first is not None and first.owner == "a" and first.previous_owner is None
-    assert await b.acquire("orders") is None
+    assert isinstance(first, Lease) and first.owner == "a" and first.previous_owner is None
+    assert first.handover == "new"
+    held = await b.acquire("orders")
+    assert isinstance(held, Held) and (held.owner, held.nonce) == ("a", THIS_PROCESS.nonce)
+    assert not held.same_id and held.process == THIS_PROCESS.document()
     assert await a.renew("orders") is not None
     assert await b.renew("orders") is None
     deadline = asyncio.get_running_loop().time() + 5
     taken = None
-    while taken is None:
+    while not isinstance(taken, Lease):
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
         taken = await b.acquire("orders")
-    assert taken.owner == "b" and taken.previous_owner == "a"
+    assert taken.owner == "b" and taken.previous_owner == "a" and taken.handover == "expired"
     assert await a.renew("orders") is None
     await b.release("orders")
     back = await a.acquire("orders")
-    assert back is not None and back.previous_owner == "b"
+    assert isinstance(back, Lease) and back.previous_owner == "b"
+    assert back.handover == "released"
+
+
+async def test_a_released_lease_is_free_at_once_even_in_the_same_millisecond(
+    mongo: Mongo,
+) -> None:
+    """Release, then acquire at once, many times: never found still held, never live.
+
+    BSON dates have millisecond precision, so most rounds put the acquire in the same
+    millisecond as the release (or the next): the flag, not a clock comparison, frees it.
+    """
+    a, b = Leases(mongo, "a", ttl_s=30), Leases(mongo, "b", ttl_s=30)
+    assert isinstance(await a.acquire("orders"), Lease)
+    for i in range(100):
+        holder, other = (a, b) if i % 2 == 0 else (b, a)
+        await holder.release("orders")
+        assert await other.holder("orders") is None
+        taken = await other.acquire("orders")
+        assert isinstance(taken, Lease), f"round {i}: {taken}"
+        assert taken.handover == "released" and taken.previous_owner == holder.owner
+        assert await other.holder("orders") == other.owner
+        assert await holder.renew("orders") is None  # the releaser's renewal finds it gone
+
+
+async def test_a_lease_under_the_same_id_but_another_process_is_not_ours(mongo: Mongo) -> None:
+    """Same id, another nonce: held while renewed, taken only once it goes unrenewed."""
+    ttl_s = 20.0  # unrenewed after 10 s: never reached by the first half's quick polls
+    first = Leases(mongo, "pod-0", ttl_s=ttl_s, process=ProcessId("first"))
+    second = Leases(mongo, "pod-0", ttl_s=ttl_s, process=ProcessId("second"))
+    held_by_first = Held("orders", "pod-0", "first", same_id=True, process=FAR)
+    assert isinstance(await first.acquire("orders"), Lease)
+    for _ in range(5):
+        assert isinstance(await first.renew("orders"), Lease)
+        assert await second.acquire("orders") == held_by_first
+        assert await second.renew("orders") is None
+        assert await second.holder("orders") == "pod-0"
+    await second.release("orders")  # not its lease: changes nothing
+    assert await first.holder("orders") == "pod-0" and await first.renew("orders") is not None
+    # A short TTL: the first process stops renewing (it died); the second takes over
+    # after half the TTL, before the lease expires.
+    quick_first = Leases(mongo, "pod-0", ttl_s=4.0, process=ProcessId("first"))
+    quick_second = Leases(mongo, "pod-0", ttl_s=4.0, process=ProcessId("second"))
+    assert isinstance(await quick_first.renew("orders"), Lease)
+    deadline = asyncio.get_running_loop().time() + 30
+    taken = await quick_second.acquire("orders")
+    while not isinstance(taken, Lease):
+        assert taken == held_by_first
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+        taken = await quick_second.acquire("orders")
+    # "unrenewed", not "expired": taken back before the TTL ran out.
+    assert taken.handover == "unrenewed" and taken.previous_nonce == "first"
+    assert taken.previous_owner is None  # the same id: no other instance's session to kill
+    assert await quick_first.renew("orders") is None
+
+
+async def test_a_lease_of_a_process_known_gone_is_taken_at_once(mongo: Mongo) -> None:
+    """Same id, the holder's process gone (streamer.processes): taken before any wait."""
+    first = Leases(mongo, "pod-0", ttl_s=60, process=ProcessId("first"))
+    second = Leases(mongo, "pod-0", ttl_s=60, process=ProcessId("second"))
+    assert isinstance(await first.acquire("orders"), Lease)
+    assert isinstance(await second.acquire("orders", gone="another"), Held)  # not the holder
+    taken = await second.acquire("orders", gone="first")
+    assert isinstance(taken, Lease) and taken.handover == "gone"
+    assert taken.previous_nonce == "first" and await first.renew("orders") is None
+    # The gone process's nonce frees nothing once another holds the lease.
+    assert isinstance(await first.acquire("orders", gone="first"), Held)
 
 
 async def test_a_standby_takes_over_when_the_owner_stops(

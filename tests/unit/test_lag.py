@@ -138,6 +138,8 @@ def lease(owner: str = "vm", expires_at: dt.datetime | None = None) -> dict[str,
         (lease(expires_at=NOW), False),
         (lease(expires_at=NOW - dt.timedelta(seconds=1)), False),
         (lease(expires_at=None), False),
+        # Released in the future's place: a released flag ends it whatever the clock.
+        ({**lease(expires_at=NOW + dt.timedelta(seconds=10)), "released": True}, False),
     ],
 )
 def test_a_lease_is_live_only_while_it_expires_after_the_servers_now(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 from typing import Any
 
 import pytest
@@ -12,11 +14,14 @@ from structlog.testing import capture_logs
 from streamer.checkpoints import Resync, Segment
 from streamer.resync import Progress
 from streamer.resync_plan import (
+    FIRST_START,
+    FORCED,
     after,
     counted,
     covered_stage,
     is_resumed,
     next_segments,
+    resync_level,
     scan_filter,
 )
 
@@ -146,3 +151,20 @@ def test_the_checkpoint_document_round_trips_a_resync_in_progress() -> None:
     )
     stored = bson.decode(bson.encode(cp.document()), CodecOptions(tz_aware=True))
     assert Checkpoint.from_document(stored) == cp
+
+
+@pytest.mark.parametrize(
+    ("reason", "request_id", "level"),
+    [
+        (FIRST_START, None, logging.INFO),  # a clean first start: nothing to look at
+        (FORCED, None, logging.INFO),  # `streamer resync` without a running owner
+        ("requested by `streamer resync` (vm:resync:1)", "r1", logging.INFO),
+        ("the resume point is no longer in the oplog", None, logging.WARNING),
+        ("orders was dropped", None, logging.WARNING),
+    ],
+)
+def test_only_a_resync_after_lost_history_is_a_warning(
+    reason: str, request_id: str | None, level: int
+) -> None:
+    resync = Resync(gen=1, reason=reason, fresh=True, started_at=dt.datetime.now(dt.UTC))
+    assert resync_level(dataclasses.replace(resync, request=request_id)) == level
