@@ -45,12 +45,26 @@ class ServiceProcess:
         )
 
     async def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
+        """SIGKILL: no shutdown code runs.
+
+        A service that had already exited by itself is a bug for the test to show, not a
+        kill to skip in silence: that fails with its exit code and the end of its log. A
+        second kill of a process this object killed already (a test's cleanup) does nothing.
+        """
         assert self.proc is not None
+        if self.proc.returncode == -signal.SIGKILL:
+            return
         if self.proc.returncode is None:
             self.proc.send_signal(signal.SIGKILL)
-            self.kills += 1
-        await self.proc.communicate()
+        _, err = await self.proc.communicate()
+        # returncode was None above even for a process that had exited but was not yet
+        # reaped: only -SIGKILL after the wait says that this kill is what ended it.
+        if self.proc.returncode != -signal.SIGKILL:
+            raise AssertionError(
+                f"the service had exited by itself (code {self.proc.returncode}) before its "
+                f"SIGKILL: {err.decode(errors='replace')[-3000:]}"
+            )
+        self.kills += 1
 
     async def stop(self, within_s: float = 30.0) -> tuple[int, str]:
         """SIGTERM and wait: the exit code and stderr."""
