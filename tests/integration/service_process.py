@@ -14,7 +14,7 @@ from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
-from .model import Traffic
+from .model import Traffic, drive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -157,9 +157,3 @@ async def until_working(service: ServiceProcess, traffic: Traffic, within_s: flo
             _, err = await service.stop()
             raise AssertionError(f"the restarted service stored no checkpoint: {err[-3000:]}")
         await drive(traffic, 20)
-
-
-async def drive(traffic: Traffic, events: int) -> None:
-    target = traffic.events + events
-    while traffic.events < target:
-        await traffic.step()
