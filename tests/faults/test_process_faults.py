@@ -74,8 +74,9 @@ async def test_sigkill_of_mongosim_restarted_on_its_data_dir(tmp_path: Path) -> 
         await until(lambda: _streaming(db), within_s=30, what="never started streaming")
         await drive(traffic, 300)
         for _ in range(restarts):
-            writer = asyncio.create_task(drive(traffic, size(300, 1000)))
-            await asyncio.sleep(0.3)  # mid-traffic
+            halfway = asyncio.Event()
+            writer = asyncio.create_task(drive(traffic, size(300, 1000), halfway))
+            await halfway.wait()  # mid-traffic: the kill lands while the other half is written
             await sim.restart()
             await writer
         await caught_up(db, within_s=90)
