@@ -8,10 +8,12 @@ import random
 import signal
 import sys
 import tempfile
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from .model import Traffic, drive
@@ -71,6 +73,33 @@ class ServiceProcess:
                 f"SIGKILL: {err.decode(errors='replace')[-3000:]}"
             )
         self.kills += 1
+
+    async def until_standing_by(self, within_s: float = 60.0) -> None:
+        """Poll ``/readyz`` until every stream's check is "standby": the process is up and
+        tries each lease every third of the TTL, so it takes over within one try of the
+        lease coming free. Started with ``http_port=free_port()``.
+
+        A test that kills or stops the owner must wait for this, not for a number of
+        events: a standby started a moment ago may still be importing Python (1-2 s on
+        a loaded 2-core machine), and its start-up would count as takeover time.
+        """
+        assert self.proc is not None
+        port = int(self.env["STREAMER_HTTP_PORT"])
+        assert port, "until_standing_by needs the service started with http_port=free_port()"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        checks: dict[str, str] = {}
+        async with aiohttp.ClientSession() as http:
+            while True:
+                with suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as reply:
+                        checks = (await reply.json())["checks"]
+                streams = {k: v for k, v in checks.items() if k not in ("database", "bootstrap")}
+                if streams and set(streams.values()) == {"standby"}:
+                    return
+                assert self.proc.returncode is None, "the standby exited while starting"
+                assert loop.time() < deadline, f"never stood by: {checks}"
+                await asyncio.sleep(0.05)
 
     async def stop(self, within_s: float = 30.0) -> tuple[int, str]:
         """SIGTERM and wait: the exit code and stderr."""
