@@ -17,7 +17,7 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from streamer.mongo import Mongo
 from streamer.settings import Settings
 from tests.integration.conftest import RunService, caught_up
-from tests.integration.model import Traffic
+from tests.integration.model import Traffic, drive
 
 from .conftest import FULL, check, score, size
 
@@ -90,8 +90,9 @@ async def test_step_down_during_load(
     stepdowns = size(2, 5)
     async with service(settings):
         for _ in range(stepdowns):
-            writer = asyncio.create_task(_drive(traffic, size(200, 1000)))
-            await asyncio.sleep(0.2)  # mid-traffic, on purpose: the fault lands during writes
+            halfway = asyncio.Event()
+            writer = asyncio.create_task(drive(traffic, size(200, 1000), halfway))
+            await halfway.wait()  # mid-traffic: the step-down lands while the rest is written
             try:
                 await client.admin.command({"replSetStepDown": 1, "force": True})
             except Exception as exc:
@@ -99,8 +100,3 @@ async def test_step_down_during_load(
             await writer
         await caught_up(db, within_s=60)
     check(await score("replSetStepDown", db, mongo, traffic, stepdowns))
-
-
-async def _drive(traffic: Traffic, events: int) -> None:
-    for _ in range(events):
-        await traffic.step()

@@ -18,8 +18,8 @@ from pydantic import SecretStr
 from streamer.mongo import Mongo
 from streamer.settings import Settings
 from tests.integration.conftest import caught_up
-from tests.integration.model import Traffic
-from tests.integration.service_process import ServiceProcess
+from tests.integration.model import Traffic, drive
+from tests.integration.service_process import ServiceProcess, sigkills_under_traffic
 
 from .conftest import check, score, size
 
@@ -28,12 +28,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def drive(traffic: Traffic, events: int) -> None:
-    target = traffic.events + events
-    while traffic.events < target:
-        await traffic.step()
 
 
 async def owners(db: AsyncIOMotorDatabase[Any]) -> dict[str, str]:
@@ -50,21 +44,15 @@ async def until(predicate: Any, within_s: float, what: str) -> None:
 async def test_sigkill_of_the_service(
     db: AsyncIOMotorDatabase[Any], mongo_uri: str, mongo: Mongo
 ) -> None:
-    """The service is SIGKILLed at random instants and restarted (full: 50+ kills, 50k events)."""
+    """The service is SIGKILLed mid-stream and in start-up, and restarted (full: 50+ kills,
+    50k events)."""
     rng = random.Random(5)
     events, kills = size(3000, 50_000), size(5, 50)
     service = ServiceProcess(mongo_uri, db.name)
     traffic = Traffic(db, rng)
     await service.start()
     await until(lambda: _streaming(db), within_s=30, what="the service never started streaming")
-    spacing = 0.35 if events <= 3000 else 0.25
-    next_kill = time.monotonic() + rng.uniform(0.1, 2 * spacing)
-    while traffic.events < events or service.kills < kills:
-        await traffic.step()
-        if time.monotonic() >= next_kill:
-            await service.kill()
-            await service.start()
-            next_kill = time.monotonic() + rng.uniform(0.1, 2 * spacing)
+    await sigkills_under_traffic(service, traffic, rng, events=events, kills=kills)
     await caught_up(db, within_s=90)
     code, err = await service.stop()
     assert code == 0, err[-3000:]
@@ -86,8 +74,9 @@ async def test_sigkill_of_mongosim_restarted_on_its_data_dir(tmp_path: Path) -> 
         await until(lambda: _streaming(db), within_s=30, what="never started streaming")
         await drive(traffic, 300)
         for _ in range(restarts):
-            writer = asyncio.create_task(drive(traffic, size(300, 1000)))
-            await asyncio.sleep(0.3)  # mid-traffic
+            halfway = asyncio.Event()
+            writer = asyncio.create_task(drive(traffic, size(300, 1000), halfway))
+            await halfway.wait()  # mid-traffic: the kill lands while the other half is written
             await sim.restart()
             await writer
         await caught_up(db, within_s=90)

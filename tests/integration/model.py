@@ -83,6 +83,23 @@ def totals_differences(
     return out
 
 
+async def drive(traffic: Traffic, events: int, halfway: asyncio.Event | None = None) -> None:
+    """``events`` more writes; ``halfway`` is set once half of them are done.
+
+    A fault meant to land mid-traffic waits for ``halfway``: by count, it lands while the
+    other half is written, where a fault after a fixed sleep lands after the last write on
+    a fast machine.
+    """
+    half = traffic.events + events // 2
+    target = traffic.events + events
+    while traffic.events < target:
+        if halfway is not None and traffic.events >= half:
+            halfway.set()
+        await traffic.step()
+    if halfway is not None:
+        halfway.set()  # zero events: no half to wait for
+
+
 @dataclass
 class Product:
     exists: bool = False

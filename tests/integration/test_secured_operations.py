@@ -105,7 +105,9 @@ async def test_bootstrap_as_root_then_services_as_the_role_hand_over_without_los
         )
 
     # b's info lines say it released its leases (a few dozen lines: the pipe holds them).
-    a, b, c = instance("a"), instance("b", log_level="INFO"), instance("c")
+    a = instance("a")
+    b = instance("b", log_level="INFO", http_port=str(free_port()))
+    c = instance("c", http_port=str(free_port()))
     traffic = Traffic(db, random.Random(14))
     await a.start()
     stopped: list[tuple[int, str]] = []
@@ -113,6 +115,7 @@ async def test_bootstrap_as_root_then_services_as_the_role_hand_over_without_los
         await until_owned_by(db, "a", within_s=30)  # before b starts: a owns both
         await b.start()
         await drive(traffic, 150)
+        await b.until_standing_by()  # else b's start-up would count against the TTL
         await a.kill()
         takeover = asyncio.create_task(until_owned_by(db, "b", within_s=3 * TTL_S))
         await drive(traffic, 150)
@@ -121,6 +124,7 @@ async def test_bootstrap_as_root_then_services_as_the_role_hand_over_without_los
         # its leases over on the way out, so c owns both sooner than b's leases expire.
         await c.start()
         await drive(traffic, 100)
+        await c.until_standing_by()  # else c's start-up would count against the handover
         handover = asyncio.create_task(until_owned_by(db, "c", within_s=TTL_S))
         stopped.append(await b.stop())
         await handover

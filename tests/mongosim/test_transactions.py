@@ -115,15 +115,19 @@ async def test_with_transaction_retries_a_conflicting_transaction_to_success(
 async def test_a_plain_write_waits_for_the_transaction_holding_the_document(
     client: Any, db: Any
 ) -> None:
+    """Shown by the order of the changes, not by a pause: a plain write that did not wait
+    would come first (n=1), or be lost under the commit (n=10 last)."""
     await db.c.insert_one({"_id": 1, "n": 0})
-    async with await client.start_session() as session:
-        session.start_transaction()
-        await db.c.update_one({"_id": 1}, {"$inc": {"n": 10}}, session=session)
-        outside = asyncio.ensure_future(db.c.update_one({"_id": 1}, {"$inc": {"n": 1}}))
-        await asyncio.sleep(0.05)
-        assert not outside.done()
-        await session.commit_transaction()
-        await outside
+    async with db.c.watch() as stream:
+        async with await client.start_session() as session:
+            session.start_transaction()
+            await db.c.update_one({"_id": 1}, {"$inc": {"n": 10}}, session=session)
+            outside = asyncio.ensure_future(db.c.update_one({"_id": 1}, {"$inc": {"n": 1}}))
+            await session.commit_transaction()
+            await outside
+        changes = [await stream.next(), await stream.next()]
+    assert [c["updateDescription"]["updatedFields"] for c in changes] == [{"n": 10}, {"n": 11}]
+    assert "txnNumber" in changes[0] and "txnNumber" not in changes[1]
     assert (await db.c.find_one({"_id": 1}))["n"] == 11
 
 
