@@ -238,35 +238,21 @@ def acquired_line(lease: Lease, ttl_s: float) -> tuple[int, str, dict[str, Any]]
     taken from a holder that stopped renewing means a process died or lost the database,
     which an operator should look at (warning).
     """
-    if lease.handover == "expired":
-        return (
-            logging.WARNING,
-            "lease.taken_over",
-            {
-                "previous_owner": lease.previous_owner,
-                "reason": "its lease expired: that instance died or lost the database",
-            },
+    why = {
+        "expired": "its lease expired: that instance died or lost the database",
+        "gone": "held by this instance id under another process of this machine, "
+        "which no longer runs: it died",
+        "unrenewed": "held by this instance id under another process that left it "
+        f"unrenewed for over {unrenewed_after_s(ttl_s):g}s: that process died",
+    }.get(lease.handover)
+    if why is not None:
+        # An expired lease names the instance before; a same-id one, its process.
+        before = (
+            {"previous_owner": lease.previous_owner}
+            if lease.handover == "expired"
+            else {"previous_nonce": lease.previous_nonce}
         )
-    if lease.handover == "gone":
-        return (
-            logging.WARNING,
-            "lease.taken_over",
-            {
-                "previous_nonce": lease.previous_nonce,
-                "reason": "held by this instance id under another process of this machine, "
-                "which no longer runs: it died",
-            },
-        )
-    if lease.handover == "unrenewed":
-        return (
-            logging.WARNING,
-            "lease.taken_over",
-            {
-                "previous_nonce": lease.previous_nonce,
-                "reason": "held by this instance id under another process that left it "
-                f"unrenewed for over {unrenewed_after_s(ttl_s):g}s: that process died",
-            },
-        )
+        return logging.WARNING, "lease.taken_over", {**before, "reason": why}
     fields: dict[str, Any] = {"handover": lease.handover}
     if lease.previous_owner is not None:
         fields["previous_owner"] = lease.previous_owner

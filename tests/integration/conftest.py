@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -115,3 +116,12 @@ async def caught_up(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"streams did not catch up to {target}: {docs}")
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A TCP port something already listens on (on every address)."""
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])

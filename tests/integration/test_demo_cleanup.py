@@ -13,10 +13,8 @@ import asyncio
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,14 +31,6 @@ def tmpdir_env(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     return tmp, cli_env("mongodb://unused", "demo", TMPDIR=str(tmp))
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("0.0.0.0", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
 
 
 async def until_status_line(proc: asyncio.subprocess.Process) -> str:

@@ -12,9 +12,7 @@ import asyncio
 import re
 import shutil
 import signal
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +70,6 @@ AT_ONCE_S = 1.5
 # (a retry budget, a hang). That the port fails before any connection is shown by
 # events, in test_a_taken_http_port_fails_before_connecting_naming_port_and_setting.
 DEMO_FAILS_WITHIN_S = 15.0
-
-
-@pytest.fixture
-def taken_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("0.0.0.0", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
 
 
 # -- the first signal, in every phase -----------------------------------------------------
