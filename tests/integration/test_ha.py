@@ -55,6 +55,7 @@ async def test_killing_the_owner_hands_the_streams_to_the_standby_without_loss(
     traffic = Traffic(db, random.Random(7))
     await a.start()
     await until_owned_by(db, "a", within_s=30)
+    await caught_up(db, within_s=60)  # a's first-start resync done before any traffic
     await b.start()
     await drive(traffic, 500)
     await b.until_standing_by()  # else b's start-up would count as takeover time

@@ -152,6 +152,7 @@ async def test_two_live_processes_with_one_instance_id_never_both_own_a_stream(
     traffic = Traffic(db, random.Random(17))
     await a.start()
     await until(lambda: _owns(a, STREAMS), 60, "the first process never owned both streams")
+    await caught_up(db, within_s=60)  # the first start's resync done before any traffic
     await b.start()
     await until(lambda: _owns(b, set()), 60, "the second process never came up")
     samples = 0
@@ -201,6 +202,7 @@ async def test_a_restarted_process_takes_its_streams_back_at_once(
     traffic = Traffic(db, random.Random(23))
     await first.start()
     await until(lambda: _owns(first, STREAMS), 60, "the first process never owned both")
+    await caught_up(db, within_s=60)  # the first start's resync done before any traffic
     for _ in range(300):
         await traffic.step()
     await first.kill()

@@ -113,6 +113,9 @@ async def test_bootstrap_as_root_then_services_as_the_role_hand_over_without_los
     stopped: list[tuple[int, str]] = []
     try:
         await until_owned_by(db, "a", within_s=30)  # before b starts: a owns both
+        # a's first-start resync rebuilds the alerts from the products' state, not their
+        # history: traffic before it ends would be transitions no alert records.
+        await caught_up(db, within_s=60)
         await b.start()
         await drive(traffic, 150)
         await b.until_standing_by()  # else b's start-up would count against the TTL
