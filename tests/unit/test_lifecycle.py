@@ -128,7 +128,7 @@ async def test_any_done_returns_when_the_first_of_several_tasks_is_done() -> Non
 class FakeLeases:
     """Answers renewals from a script: a Lease, None (lost) or an error to raise."""
 
-    def __init__(self, script: list[Lease | None | Exception]) -> None:
+    def __init__(self, script: list[Lease | Exception | None]) -> None:
         self.script = script
         self.renewals = 0
 
