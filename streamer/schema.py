@@ -39,7 +39,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import yaml
 from pydantic import (
@@ -667,20 +667,34 @@ def _plan_validation(coll: CollectionSpec, options: Mapping[str, Any]) -> Action
     )
 
 
+class _Existing(NamedTuple):
+    """An index the database reported, with its normalised name, keys and options."""
+
+    doc: Mapping[str, Any]
+    name: str
+    pattern: KeyPattern
+    options: dict[str, Any]
+
+
+def _existing(doc: Mapping[str, Any]) -> _Existing:
+    return _Existing(doc, *normalize_index(doc))
+
+
 def _plan_indexes(
     coll: CollectionSpec, observed: Sequence[Mapping[str, Any]]
 ) -> tuple[list[Action], list[Conflict], list[Note]]:
     actions: list[Action] = []
     conflicts: list[Conflict] = []
-    current = [(doc, normalize_index(doc)) for doc in observed if doc.get("name") != "_id_"]
+    current = [_existing(doc) for doc in observed if doc.get("name") != "_id_"]
     claimed: set[str] = set()
     for ix in coll.indexes:
         spec = ix.command_spec()
         _, pattern, options = normalize_index(spec)
-        by_name = [(d, n) for d, n in current if n[0] == ix.name]
-        by_keys = [(d, n) for d, n in current if n[1] == pattern and n[0] != ix.name]
-        claimed.update(n[0] for _, n in by_name + by_keys)
-        if not by_name and not by_keys:
+        by_name = [have for have in current if have.name == ix.name]
+        by_keys = [have for have in current if have.pattern == pattern and have.name != ix.name]
+        in_the_way = by_name + by_keys
+        claimed.update(have.name for have in in_the_way)
+        if not in_the_way:
             actions.append(
                 Action(
                     ActionKind.CREATE_INDEX,
@@ -692,10 +706,10 @@ def _plan_indexes(
             )
             continue
         if by_name and not by_keys:
-            _, (_, have_pattern, have_options) = by_name[0]
-            if have_pattern == pattern and have_options == options:
+            have = by_name[0]
+            if have.pattern == pattern and have.options == options:
                 continue
-            ttl = _ttl_change(coll.name, ix, have_pattern == pattern, have_options, options)
+            ttl = _ttl_change(coll.name, ix, have.pattern == pattern, have.options, options)
             if ttl is not None:
                 actions.append(ttl)
                 continue
@@ -707,16 +721,16 @@ def _plan_indexes(
                 collection=coll.name,
                 index=ix.name,
                 reason=reason,
-                existing=tuple(n[0] for _, n in by_name + by_keys),
-                before="; ".join(index_text(d) for d, _ in by_name + by_keys),
+                existing=tuple(have.name for have in in_the_way),
+                before="; ".join(index_text(have.doc) for have in in_the_way),
                 after=index_text(spec),
                 declared=spec,
             )
         )
     notes = [
-        Note(coll.name, f"undeclared index {coll.name}.{index_text(doc)} (kept)")
-        for doc, n in current
-        if n[0] not in claimed
+        Note(coll.name, f"undeclared index {coll.name}.{index_text(have.doc)} (kept)")
+        for have in current
+        if have.name not in claimed
     ]
     return actions, conflicts, notes
 
