@@ -69,8 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keeps per-user order totals and low-stock alerts in MongoDB correct "
         "in real time, from the change streams of orders and inventory.",
         epilog="Settings come from STREAMER_* environment variables over the packaged "
-        "default configuration (or the file in STREAMER_CONFIG). Exit codes: "
-        + EXIT_CODES_HELP,
+        "default configuration (or the file in STREAMER_CONFIG). Exit codes: " + EXIT_CODES_HELP,
     )
     parser.add_argument("--version", action="version", version=f"streamer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

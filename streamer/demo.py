@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,6 +36,7 @@ from pydantic import SecretStr
 from . import demo_secure, terminal
 from .errors import SettingsError
 from .lag import lag_seconds
+from .lifecycle import any_done, first_of, sleep_unless_stopped
 from .logs import configure_logging
 from .mongo import Mongo
 from .settings import Settings
@@ -100,8 +100,7 @@ async def traffic(db: Mongo, rng: random.Random, stopping: asyncio.Event, users:
             await db.update_one(
                 "inventory", {"_id": product, "stock": {"$lt": 15}}, {"$inc": {"stock": 40}}
             )
-        with suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), 0.03)
+        await sleep_unless_stopped(stopping, 0.03)
 
 
 def demo_lag(service: Service) -> str:
@@ -116,8 +115,7 @@ def demo_lag(service: Service) -> str:
 async def status_line(service: Service, stopping: asyncio.Event) -> None:
     last_events, last_time = 0, time.monotonic()
     while not stopping.is_set():
-        with suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), 1.0)
+        await sleep_unless_stopped(stopping, 1.0)
         now = time.monotonic()
         rate = (service.totals.events - last_events) / (now - last_time)
         last_events, last_time = service.totals.events, now
@@ -242,11 +240,8 @@ async def _demo(
     service = Service(settings)
     install_signal_handlers(service, on_force)
     runner = asyncio.create_task(service.run(), name="service")
-    ready = asyncio.create_task(service.ready.wait(), name="ready")
-    await asyncio.wait({runner, ready}, return_when=asyncio.FIRST_COMPLETED)
-    if not ready.done():  # the service ended before it was ready: its error is the answer
-        ready.cancel()
-        await asyncio.wait({ready})
+    await first_of(any_done(runner), service.ready.wait())
+    if not service.ready.is_set():  # the service ended before it was ready: its error is the answer
         return await runner
     helpers: list[asyncio.Task[None]] = []
     try:
@@ -259,7 +254,7 @@ async def _demo(
                     asyncio.create_task(traffic(db, rng, service.stopping), name="traffic"),
                     asyncio.create_task(status_line(service, service.stopping), name="status"),
                 ]
-                await asyncio.wait({runner, *helpers}, return_when=asyncio.FIRST_COMPLETED)
+                await any_done(runner, *helpers)
             finally:
                 service.stop()  # a no-op after Ctrl-C; otherwise something ended early
                 if helpers:  # they use db: done before it closes

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 import structlog
@@ -19,6 +18,7 @@ import structlog
 from .errors import DatabaseError
 from .inventory import STOCK_ALERTS
 from .lag import lag_seconds
+from .lifecycle import first_of, sleep_unless_stopped
 from .metrics import Metrics, StreamView
 from .mongo import Mongo
 from .mongo.retries import error_reason
@@ -80,8 +80,7 @@ class Health:
     ) -> None:
         while not stopping.is_set():
             await probe()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), seconds)
+            await sleep_unless_stopped(stopping, seconds)
 
     def database_answered(self) -> None:
         self.last_ping_ok = time.monotonic()
@@ -118,14 +117,10 @@ class Health:
         while not stopping.is_set():
             await self.refresh_alerts()
             self.alerts_changed.clear()
-            waiter = asyncio.create_task(self.alerts_changed.wait())
-            stopper = asyncio.create_task(stopping.wait())
-            await asyncio.wait(
-                {waiter, stopper}, timeout=self.alerts_interval_s, return_when="FIRST_COMPLETED"
+            # Refresh on a change or every interval, whichever comes first, until stopping.
+            await first_of(
+                self.alerts_changed.wait(), sleep_unless_stopped(stopping, self.alerts_interval_s)
             )
-            waiter.cancel()
-            stopper.cancel()
-            await asyncio.wait({waiter, stopper})  # every task awaited
 
     async def refresh_alerts(self) -> None:
         try:

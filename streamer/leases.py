@@ -35,12 +35,16 @@ unrenewed), so the new owner can say so in its log.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from .errors import DuplicateKey
+from structlog.typing import FilteringBoundLogger
+
+from .errors import DatabaseError, DuplicateKey, FatalDatabaseError
 from .mongo import Mongo
 from .processes import THIS_PROCESS, ProcessId
 
@@ -269,3 +273,44 @@ class Leases:
 
 
 _HANDOVERS = frozenset({"new", "kept", "released", "expired", "gone", "unrenewed"})
+
+
+class Renewing(Protocol):
+    """What :func:`renew_until_lost` needs of :class:`Leases`."""
+
+    async def renew(self, stream: str) -> Lease | None: ...
+
+
+async def renew_until_lost(
+    leases: Renewing,
+    stream: str,
+    ttl_s: float,
+    log: FilteringBoundLogger,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Renew ``stream``'s lease every third of its TTL for as long as it is ours.
+
+    Returns when a renewal finds it no longer ours, or when renewals have failed for
+    so long that it is about to expire: the holder must stop working then. An outage
+    shorter than that is ridden out. A refusal (FatalDatabaseError: a privilege revoked)
+    or a bug is raised at once: waiting would only keep working past the lease. The
+    owner's term (streamer.ownership) and ``streamer resync`` both renew through this.
+    """
+    deadline = time.monotonic() + ttl_s
+    while True:
+        await sleep(renew_every_s(ttl_s))
+        try:
+            lease = await leases.renew(stream)
+        except FatalDatabaseError:
+            raise  # its caller reports it, in the one line that says why it stops
+        except DatabaseError as exc:
+            if time.monotonic() < deadline - ttl_s / 6:
+                log.warning("lease.renew_failed", error=f"{type(exc).__name__}: {exc}")
+                continue
+            log.error("lease.expiring_unrenewed")
+            return
+        if lease is None:
+            log.warning("lease.lost")
+            return
+        deadline = time.monotonic() + ttl_s

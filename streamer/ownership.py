@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
-from contextlib import suppress
 from typing import Any
 
 import structlog
 
 from .checkpoints import CheckpointStore
-from .errors import DatabaseError, DatabaseUnavailable, FatalDatabaseError, StreamerError
-from .leases import Held, Lease, Leases, renew_every_s, unrenewed_after_s
+from .errors import DatabaseUnavailable, StreamerError
+from .leases import Held, Lease, Leases, renew_every_s, renew_until_lost, unrenewed_after_s
+from .lifecycle import any_done, first_of, sleep_unless_stopped
 from .metrics import Metrics
 from .mongo import Mongo
 from .mongo.retries import retry_transient
@@ -135,8 +134,7 @@ class StreamOwner:
         )
 
     async def _wait(self, seconds: float) -> None:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
+        await sleep_unless_stopped(self.stopping, seconds)
 
     async def _kill_previous(self, owner: str) -> None:
         """Best effort: an orphaned transaction the kill misses times out on the server."""
@@ -160,9 +158,9 @@ class StreamOwner:
         self.watcher, self.owned = watcher, True
         watch = asyncio.create_task(watcher.run(), name=f"watch-{self.name}")
         renew = asyncio.create_task(self._renew_until_lost(), name=f"lease-{self.name}")
-        stop = asyncio.create_task(self.stopping.wait())
         try:
-            await asyncio.wait({watch, renew, stop}, return_when=asyncio.FIRST_COMPLETED)
+            # The term ends when the watcher fails, the lease is lost, or the service stops.
+            await first_of(any_done(watch, renew), self.stopping.wait())
             term_stop.set()
             await watch  # finishes its batch; re-raises a watcher failure
             failure = renew.exception() if renew.done() and not renew.cancelled() else None
@@ -172,9 +170,9 @@ class StreamOwner:
             # Every task started here is cancelled, then awaited. Their own
             # CancelledErrors come back as results; a cancellation of this task
             # propagates out of gather() untouched.
-            for task in (renew, stop, watch):
+            for task in (renew, watch):
                 task.cancel()
-            await asyncio.gather(renew, stop, watch, return_exceptions=True)
+            await asyncio.gather(renew, watch, return_exceptions=True)
             self.owned = False
             if self.stopping.is_set():
                 await self._release()
@@ -189,23 +187,7 @@ class StreamOwner:
         self.log.info("lease.released")
 
     async def _renew_until_lost(self) -> None:
-        deadline = time.monotonic() + self.ttl_s
-        while True:
-            await asyncio.sleep(renew_every_s(self.ttl_s))
-            try:
-                lease = await self.leases.renew(self.name)
-            except FatalDatabaseError:
-                raise  # refused (a privilege revoked): not an outage to ride out
-            except DatabaseError as exc:
-                if time.monotonic() < deadline - self.ttl_s / 6:
-                    self.log.warning("lease.renew_failed", error=_describe(exc))
-                    continue
-                self.log.error("lease.expiring_unrenewed")
-                return
-            if lease is None:
-                self.log.warning("lease.lost")
-                return
-            deadline = time.monotonic() + self.ttl_s
+        await renew_until_lost(self.leases, self.name, self.ttl_s, self.log)
 
 
 def poll_every_s(held: Held | None, ttl_s: float) -> float:

@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import TypeVar
 
 import structlog
@@ -28,7 +28,8 @@ import structlog
 from .checkpoints import Checkpoint, CheckpointStore, Resync, ResyncRequest
 from .commits import Committer
 from .errors import CheckpointConflict, StreamerError
-from .leases import Lease, Leases
+from .leases import Lease, Leases, renew_until_lost
+from .lifecycle import sleep_unless_stopped
 from .mongo import Mongo
 from .mongo.retries import RetryPolicy, retry_transient
 from .resync import Resyncer
@@ -147,36 +148,33 @@ class ResyncCommand:
 
     # -- here, under the lease ------------------------------------------------------
     async def _here(self, stream: str, fresh: bool, request: ResyncRequest | None) -> int:
-        lost = asyncio.Event()
-        renew = asyncio.create_task(self._renew(stream, lost), name=f"lease-{stream}")
+        renew = asyncio.create_task(self._keep_lease(stream), name=f"lease-{stream}")
         try:
-            return await self._resync_here(stream, fresh, request, lost)
+            return await self._resync_here(stream, fresh, request, renew)
         finally:
             renew.cancel()
             await asyncio.wait({renew})  # a cancel of this task still propagates
+            if not renew.cancelled():
+                renew.exception()  # retrieved: raised by _resync_here unless the resync was done
             try:
                 await self.leases.release(stream)
             except Exception as exc:  # the lease then expires on its own within its TTL
-                log.warning("lease.release_failed", stream=stream, error=type(exc).__name__)
+                log.warning("lease.release_failed", stream=stream, error=_describe(exc))
 
-    async def _renew(self, stream: str, lost: asyncio.Event) -> None:
-        """Renew the lease every third of its TTL; on losing it, stop the resync."""
-        ttl = self.settings.lease_ttl_s
-        while True:
-            await asyncio.sleep(ttl / 3)
-            try:
-                lease = await self.leases.renew(stream)
-            except Exception as exc:
-                log.warning("lease.renew_failed", stream=stream, error=type(exc).__name__)
-                continue
-            if lease is None:
-                log.error("lease.lost", stream=stream)
-                lost.set()
-                self.stopping.set()
-                return
+    async def _keep_lease(self, stream: str) -> None:
+        """Renew the lease as the service's owner does; once it is lost, or renewing is
+        refused or fails with a bug, stop the resync between batches."""
+        try:
+            await renew_until_lost(
+                self.leases, stream, self.settings.lease_ttl_s, log.bind(stream=stream)
+            )
+        except Exception:
+            self.stopping.set()
+            raise  # _resync_here raises it once the batch in hand is done
+        self.stopping.set()
 
     async def _resync_here(
-        self, stream: str, fresh: bool, request: ResyncRequest | None, lost: asyncio.Event
+        self, stream: str, fresh: bool, request: ResyncRequest | None, renew: asyncio.Task[None]
     ) -> int:
         throttle = Throttle(1.0)
 
@@ -215,10 +213,13 @@ class ResyncCommand:
                 "again: it asks the running service, or resumes the resync here"
             ) from exc
         if done is None:
-            if lost.is_set():
+            if renew.done():
+                if (failure := renew.exception()) is not None:
+                    raise failure  # renewing was refused (or a bug): its own message
                 raise StreamerError(
-                    f"{stream}: lost the stream's lease to another instance; the resync "
-                    "is left resumable and that instance resumes it"
+                    f"{stream}: lost the stream's lease (another instance took it, or it "
+                    "could not be renewed before it expired); the resync is left "
+                    "resumable and the stream's next owner resumes it"
                 )
             stored = await self._retry(lambda: self.store.load(stream), "checkpoint.load")
             print(interrupted_line(stream, stored.resync if stored else None), file=sys.stderr)
@@ -248,9 +249,7 @@ class ResyncCommand:
 
     async def _pause(self) -> bool:
         """Wait one poll interval; True if stopping was asked for meanwhile."""
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), self.poll_s)
-        return self.stopping.is_set()
+        return await sleep_unless_stopped(self.stopping, self.poll_s)
 
     def _gave_up(self, stream: str, holder: str) -> int:
         print(
@@ -308,3 +307,8 @@ async def run_resync(settings: Settings, streams: tuple[str, ...], fresh: bool) 
                 if code != 0:
                     return code
     return 0
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a log: the error's type and message."""
+    return f"{type(exc).__name__}: {exc}"

@@ -36,12 +36,23 @@ import datetime as dt
 import enum
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, NamedTuple
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 from .errors import SchemaError
 from .mongo.types import Decimal128
@@ -163,84 +174,263 @@ def parse_schema(data: Any, *, source: str = "schema") -> Schema:
 
     A mistake is a :class:`SchemaError` ``source: key.path: problem``; list items are
     numbered from 0, as jq and yq number them (``collections.orders.indexes[0].keys``).
+    The shape is checked by the pydantic models below; the first error they report
+    becomes that one line.
     """
-    if not isinstance(data, Mapping):
-        raise SchemaError(
-            f"{source}: the top level must be a mapping with a 'collections' mapping, "
-            f"not {_kind(data)}"
-        )
-    unknown = sorted(str(k) for k in data if k != "collections")
-    if unknown:
-        raise SchemaError(f"{source}: {unknown[0]}: unknown key (expected: collections)")
-    if not isinstance(data.get("collections"), Mapping):
-        raise SchemaError(
-            f"{source}: collections: must be a mapping of collection names to their "
-            f"declarations, not {_kind(data.get('collections'))}"
-        )
-    colls = tuple(
-        _parse_collection(name, body, source) for name, body in data["collections"].items()
+    try:
+        model = _SchemaFile.model_validate(data)
+    except ValidationError as exc:
+        raise _schema_error(source, exc.errors()[0]) from None
+    return Schema(
+        tuple(_collection(name, body, source) for name, body in model.collections.items())
     )
-    return Schema(colls)
+
+
+# -- parsing: pydantic models whose validators raise this file's own one-line problems --
+
+
+class _Problem(ValueError):
+    """A problem found by a validator: its text, and the path below the validated value
+    where it lies (``("keys", 1)``) when that is deeper than pydantic's location."""
+
+    def __init__(self, problem: str, *at: str | int) -> None:
+        super().__init__(problem)
+        self.problem, self.at = problem, at
+
+
+def _schema_error(source: str, error: ErrorDetails) -> SchemaError:
+    """``source: key.path: problem`` from pydantic's first error."""
+    cause = error.get("ctx", {}).get("error")
+    at = cause.at if isinstance(cause, _Problem) else ()
+    problem = cause.problem if isinstance(cause, _Problem) else error["msg"]
+    path = ""
+    for part in (*error["loc"], *at):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "[key]":
+            path += f".{part}" if path else str(part)
+    return SchemaError(f"{source}: {path}: {problem}" if path else f"{source}: {problem}")
 
 
 def _kind(value: Any) -> str:
     return "nothing" if value is None else f"a {type(value).__name__}"
 
 
-def _problem(source: str, path: str, problem: str) -> SchemaError:
-    return SchemaError(f"{source}: {path}: {problem}")
+def _one_of(allowed: frozenset[str]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        # A list, not the set: an unhashable value (a mapping) is just not one of them.
+        if value not in sorted(allowed):
+            raise _Problem(f"{value!r} is not one of {', '.join(sorted(allowed))}")
+        return value
+
+    return check
 
 
-def _parse_collection(name: Any, body: Any, source: str) -> CollectionSpec:
-    where = f"collections.{name}"
-    if not isinstance(name, str) or not name or "$" in name or name.startswith("system."):
-        raise _problem(source, where, f"invalid collection name {name!r}")
-    body = {} if body is None else body
-    if not isinstance(body, Mapping):
-        raise _problem(source, where, f"must be a mapping, not {_kind(body)}")
-    unknown = sorted(str(k) for k in body if k not in COLLECTION_KEYS)
+def _only(data: Any, allowed: frozenset[str], problem: str) -> Any:
+    """The keys of a mapping are all known; the first unknown one (sorted) is the error."""
+    unknown = sorted(str(k) for k in data if k not in allowed)
     if unknown:
-        raise _problem(
-            source,
-            f"{where}.{unknown[0]}",
+        raise _Problem(problem, unknown[0])
+    return data
+
+
+def _mapping_check(problem: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value is not None and not isinstance(value, Mapping):
+            raise _Problem(problem)
+        return value
+
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Problem("must be true or false")
+    return value
+
+
+def _key_pair(entry: Any) -> tuple[str, Any]:
+    if not isinstance(entry, list | tuple) or len(entry) != 2:
+        raise _Problem(f"{entry!r} is not a [field, direction] pair")
+    fld, direction = entry
+    if not isinstance(fld, str) or not fld or fld.startswith("$"):
+        raise _Problem(f"invalid key field {fld!r}")
+    if isinstance(direction, bool):
+        raise _Problem(f"key {fld!r}: the direction must be 1 or -1, not a boolean")
+    if direction not in (1, -1, *sorted(INDEX_TYPES)):
+        raise _Problem(
+            f"key {fld!r} has direction {direction!r}; "
+            f"expected 1, -1 or one of {', '.join(sorted(INDEX_TYPES))}"
+        )
+    return fld, direction
+
+
+def _key_list(value: Any) -> Any:
+    if not isinstance(value, list) or not value:
+        raise _Problem("must be a non-empty list of [field, direction] pairs")
+    return value
+
+
+def _distinct_keys(pairs: KeyPattern) -> KeyPattern:
+    fields = [fld for fld, _ in pairs]
+    for i, fld in enumerate(fields):
+        if fld in fields[:i]:
+            raise _Problem(f"key {fld!r} appears twice", i)
+    return pairs
+
+
+def _index_name(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _Problem("every index needs a non-empty string name")
+    if value == "_id_":
+        raise _Problem("the _id index is implicit and cannot be declared")
+    return value
+
+
+def _ttl(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _Problem("must be a non-negative integer")
+    return value
+
+
+def _index_list(value: Any) -> Any:
+    value = [] if value is None else value
+    if not isinstance(value, list):
+        raise _Problem(f"must be a list, not {_kind(value)}")
+    return value
+
+
+def _collections(value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        raise _Problem(
+            f"must be a mapping of collection names to their declarations, not {_kind(value)}"
+        )
+    for name in value:
+        if not isinstance(name, str) or not name or "$" in name or name.startswith("system."):
+            raise _Problem(f"invalid collection name {name!r}", str(name))
+    return value
+
+
+KeyPair = Annotated[tuple[str, Any], BeforeValidator(_key_pair)]
+Flag = Annotated[bool | None, BeforeValidator(_bool)]
+Options = Annotated[Any, BeforeValidator(_mapping_check("must be a mapping"))]
+_STRICT = ConfigDict(extra="forbid")  # unknown keys are caught first, by _known
+
+
+class _Index(BaseModel):
+    model_config = _STRICT
+
+    name: Annotated[str, BeforeValidator(_index_name)] = Field(None, validate_default=True)
+    keys: Annotated[
+        tuple[KeyPair, ...], BeforeValidator(_key_list), AfterValidator(_distinct_keys)
+    ] = Field(None, validate_default=True)
+    unique: Flag = None
+    sparse: Flag = None
+    hidden: Flag = None
+    expire_after_seconds: Annotated[int | None, BeforeValidator(_ttl)] = Field(
+        None, alias="expireAfterSeconds"
+    )
+    partial_filter_expression: Options = Field(None, alias="partialFilterExpression")
+    collation: Options = None
+    weights: Options = None
+    default_language: Any = None
+    language_override: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise _Problem(f"an index must be a mapping, not {_kind(data)}")
+        return _only(
+            data,
+            INDEX_OPTIONS | {"name", "keys"},
+            "unknown index option (expected name, keys or one of "
+            f"{', '.join(sorted(INDEX_OPTIONS))})",
+        )
+
+    @model_validator(mode="after")
+    def _ttl_has_one_key(self) -> _Index:
+        if self.expire_after_seconds is not None and len(self.keys) != 1:
+            raise _Problem("a TTL index must have exactly one key", "keys")
+        return self
+
+    def spec(self) -> IndexSpec:
+        options = self.model_dump(by_alias=True, exclude_unset=True, exclude={"name", "keys"})
+        return IndexSpec(name=self.name, keys=self.keys, options=options)
+
+
+class _Collection(BaseModel):
+    model_config = _STRICT
+
+    validator: Any = None
+    validation_level: Annotated[str, BeforeValidator(_one_of(VALIDATION_LEVELS))] = Field(
+        DEFAULT_LEVEL, alias="validationLevel"
+    )
+    validation_action: Annotated[str, BeforeValidator(_one_of(VALIDATION_ACTIONS))] = Field(
+        DEFAULT_ACTION, alias="validationAction"
+    )
+    indexes: Annotated[tuple[_Index, ...], BeforeValidator(_index_list)] = ()
+
+    @field_validator("validator", mode="before")
+    @classmethod
+    def _validator(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, Mapping) or not value):
+            raise _Problem("must be a non-empty mapping")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, data: Any) -> Any:
+        data = {} if data is None else data  # `name:` alone declares a bare collection
+        if not isinstance(data, Mapping):
+            raise _Problem(f"must be a mapping, not {_kind(data)}")
+        return _only(
+            data,
+            COLLECTION_KEYS,
             f"unknown key (expected one of {', '.join(sorted(COLLECTION_KEYS))})",
         )
-    validator = body.get("validator")
-    if validator is not None and (not isinstance(validator, Mapping) or not validator):
-        raise _problem(source, f"{where}.validator", "must be a non-empty mapping")
-    level = body.get("validationLevel", DEFAULT_LEVEL)
-    action = body.get("validationAction", DEFAULT_ACTION)
-    if level not in VALIDATION_LEVELS:
-        raise _problem(
-            source,
-            f"{where}.validationLevel",
-            f"{level!r} is not one of {', '.join(sorted(VALIDATION_LEVELS))}",
-        )
-    if action not in VALIDATION_ACTIONS:
-        raise _problem(
-            source,
-            f"{where}.validationAction",
-            f"{action!r} is not one of {', '.join(sorted(VALIDATION_ACTIONS))}",
-        )
-    if validator is None:
-        for key in ("validationLevel", "validationAction"):
-            if key in body:
-                raise _problem(source, f"{where}.{key}", "needs a validator")
-    raw_indexes = body.get("indexes")
-    raw_indexes = [] if raw_indexes is None else raw_indexes
-    if not isinstance(raw_indexes, list):
-        raise _problem(source, f"{where}.indexes", f"must be a list, not {_kind(raw_indexes)}")
-    indexes = tuple(
-        _parse_index(raw, f"{where}.indexes[{i}]", source) for i, raw in enumerate(raw_indexes)
+
+    @model_validator(mode="after")
+    def _validation_needs_a_validator(self) -> _Collection:
+        if self.validator is None:
+            for fld in ("validation_level", "validation_action"):
+                if fld in self.model_fields_set:
+                    alias = type(self).model_fields[fld].alias or fld
+                    raise _Problem("needs a validator", alias)
+        return self
+
+
+class _SchemaFile(BaseModel):
+    model_config = _STRICT
+
+    collections: Annotated[dict[str, _Collection], BeforeValidator(_collections)] = Field(
+        None, validate_default=True
     )
-    _check_unique_indexes(indexes, f"{where}.indexes", source)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise _Problem(
+                f"the top level must be a mapping with a 'collections' mapping, not {_kind(data)}"
+            )
+        return _only(data, frozenset({"collections"}), "unknown key (expected: collections)")
+
+
+def _collection(name: str, body: _Collection, source: str) -> CollectionSpec:
+    indexes = tuple(ix.spec() for ix in body.indexes)
+    _check_unique_indexes(indexes, f"collections.{name}.indexes", source)
     return CollectionSpec(
         name=name,
-        validator=dict(validator) if validator is not None else None,
-        validation_level=str(level),
-        validation_action=str(action),
+        validator=dict(body.validator) if body.validator is not None else None,
+        validation_level=body.validation_level,
+        validation_action=body.validation_action,
         indexes=indexes,
     )
+
+
+def _problem(source: str, path: str, problem: str) -> SchemaError:
+    return SchemaError(f"{source}: {path}: {problem}")
 
 
 def _check_unique_indexes(indexes: Sequence[IndexSpec], where: str, source: str) -> None:
@@ -262,67 +452,6 @@ def _check_unique_indexes(indexes: Sequence[IndexSpec], where: str, source: str)
                 f"index {ix.name!r} has the same keys as index {patterns[pattern]!r}",
             )
         patterns[pattern] = ix.name
-
-
-def _parse_index(raw: Any, where: str, source: str) -> IndexSpec:
-    if not isinstance(raw, Mapping):
-        raise _problem(source, where, f"an index must be a mapping, not {_kind(raw)}")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        raise _problem(source, f"{where}.name", "every index needs a non-empty string name")
-    if name == "_id_":
-        raise _problem(source, f"{where}.name", "the _id index is implicit and cannot be declared")
-    keys = _parse_keys(raw.get("keys"), f"{where}.keys", source)
-    options = {k: v for k, v in raw.items() if k not in ("name", "keys")}
-    unknown = sorted(str(k) for k in options if k not in INDEX_OPTIONS)
-    if unknown:
-        raise _problem(
-            source,
-            f"{where}.{unknown[0]}",
-            f"unknown index option (expected name, keys or one of "
-            f"{', '.join(sorted(INDEX_OPTIONS))})",
-        )
-    for opt in sorted(BOOL_OPTIONS & options.keys()):
-        if not isinstance(options[opt], bool):
-            raise _problem(source, f"{where}.{opt}", "must be true or false")
-    if "expireAfterSeconds" in options:
-        ttl = options["expireAfterSeconds"]
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
-            raise _problem(source, f"{where}.expireAfterSeconds", "must be a non-negative integer")
-        if len(keys) != 1:
-            raise _problem(source, f"{where}.keys", "a TTL index must have exactly one key")
-    for opt in ("partialFilterExpression", "collation", "weights"):
-        if opt in options and not isinstance(options[opt], Mapping):
-            raise _problem(source, f"{where}.{opt}", "must be a mapping")
-    return IndexSpec(name=name, keys=keys, options=options)
-
-
-def _parse_keys(raw: Any, where: str, source: str) -> KeyPattern:
-    if not isinstance(raw, list) or not raw:
-        raise _problem(source, where, "must be a non-empty list of [field, direction] pairs")
-    pairs: list[tuple[str, Any]] = []
-    for i, entry in enumerate(raw):
-        here = f"{where}[{i}]"
-        if not isinstance(entry, list | tuple) or len(entry) != 2:
-            raise _problem(source, here, f"{entry!r} is not a [field, direction] pair")
-        fld, direction = entry
-        if not isinstance(fld, str) or not fld or fld.startswith("$"):
-            raise _problem(source, here, f"invalid key field {fld!r}")
-        if isinstance(direction, bool):
-            raise _problem(
-                source, here, f"key {fld!r}: the direction must be 1 or -1, not a boolean"
-            )
-        if direction not in (1, -1) and direction not in INDEX_TYPES:
-            raise _problem(
-                source,
-                here,
-                f"key {fld!r} has direction {direction!r}; "
-                f"expected 1, -1 or one of {', '.join(sorted(INDEX_TYPES))}",
-            )
-        if any(fld == seen for seen, _ in pairs):
-            raise _problem(source, here, f"key {fld!r} appears twice")
-        pairs.append((fld, direction))
-    return tuple(pairs)
 
 
 # -- normalisation ------------------------------------------------------------------------
@@ -538,20 +667,34 @@ def _plan_validation(coll: CollectionSpec, options: Mapping[str, Any]) -> Action
     )
 
 
+class _Existing(NamedTuple):
+    """An index the database reported, with its normalised name, keys and options."""
+
+    doc: Mapping[str, Any]
+    name: str
+    pattern: KeyPattern
+    options: dict[str, Any]
+
+
+def _existing(doc: Mapping[str, Any]) -> _Existing:
+    return _Existing(doc, *normalize_index(doc))
+
+
 def _plan_indexes(
     coll: CollectionSpec, observed: Sequence[Mapping[str, Any]]
 ) -> tuple[list[Action], list[Conflict], list[Note]]:
     actions: list[Action] = []
     conflicts: list[Conflict] = []
-    current = [(doc, normalize_index(doc)) for doc in observed if doc.get("name") != "_id_"]
+    current = [_existing(doc) for doc in observed if doc.get("name") != "_id_"]
     claimed: set[str] = set()
     for ix in coll.indexes:
         spec = ix.command_spec()
         _, pattern, options = normalize_index(spec)
-        by_name = [(d, n) for d, n in current if n[0] == ix.name]
-        by_keys = [(d, n) for d, n in current if n[1] == pattern and n[0] != ix.name]
-        claimed.update(n[0] for _, n in by_name + by_keys)
-        if not by_name and not by_keys:
+        by_name = [have for have in current if have.name == ix.name]
+        by_keys = [have for have in current if have.pattern == pattern and have.name != ix.name]
+        in_the_way = by_name + by_keys
+        claimed.update(have.name for have in in_the_way)
+        if not in_the_way:
             actions.append(
                 Action(
                     ActionKind.CREATE_INDEX,
@@ -563,10 +706,10 @@ def _plan_indexes(
             )
             continue
         if by_name and not by_keys:
-            _, (_, have_pattern, have_options) = by_name[0]
-            if have_pattern == pattern and have_options == options:
+            have = by_name[0]
+            if have.pattern == pattern and have.options == options:
                 continue
-            ttl = _ttl_change(coll.name, ix, have_pattern == pattern, have_options, options)
+            ttl = _ttl_change(coll.name, ix, have.pattern == pattern, have.options, options)
             if ttl is not None:
                 actions.append(ttl)
                 continue
@@ -578,16 +721,16 @@ def _plan_indexes(
                 collection=coll.name,
                 index=ix.name,
                 reason=reason,
-                existing=tuple(n[0] for _, n in by_name + by_keys),
-                before="; ".join(index_text(d) for d, _ in by_name + by_keys),
+                existing=tuple(have.name for have in in_the_way),
+                before="; ".join(index_text(have.doc) for have in in_the_way),
                 after=index_text(spec),
                 declared=spec,
             )
         )
     notes = [
-        Note(coll.name, f"undeclared index {coll.name}.{index_text(doc)} (kept)")
-        for doc, n in current
-        if n[0] not in claimed
+        Note(coll.name, f"undeclared index {coll.name}.{index_text(have.doc)} (kept)")
+        for have in current
+        if have.name not in claimed
     ]
     return actions, conflicts, notes
 

@@ -24,6 +24,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from .lifecycle import first_of
+
 T = TypeVar("T")
 
 FORCED_STOP = 3  # exit code of a second signal
@@ -88,16 +90,5 @@ async def unless_stopped(operation: Awaitable[T], stopping: asyncio.Event) -> T 
         if asyncio.iscoroutine(operation):
             operation.close()
         return None
-    task = asyncio.ensure_future(operation)
-    stop = asyncio.ensure_future(stopping.wait())
-    try:
-        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for pending in (task, stop):
-            if not pending.done():
-                pending.cancel()
-        # asyncio.wait never raises the tasks' errors or cancellations, only ours.
-        await asyncio.wait({task, stop})
-    if task.cancelled():
-        return None
-    return task.result()
+    task, _ = await first_of(operation, stopping.wait())
+    return None if task.cancelled() else task.result()

@@ -18,7 +18,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 import structlog
@@ -37,6 +36,7 @@ from .errors import (
 from .health import Health
 from .http import HttpServer
 from .inventory import InventoryStream
+from .lifecycle import any_done, first_of, sleep_unless_stopped
 from .messages import fatal, unreachable
 from .metrics import Metrics
 from .mongo import Mongo
@@ -225,8 +225,7 @@ class Service:
             log.debug("service.connect_failed", **fields)
 
     async def _pause(self, seconds: float) -> None:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
+        await sleep_unless_stopped(self.stopping, seconds)
 
     async def run(self) -> int:
         """Run until stopped; the process exit code.
@@ -335,9 +334,8 @@ class Service:
         self.ready.set()
         self._supervising = True
         group_task = asyncio.create_task(self._run_group(), name="supervisor")
-        stop_task = asyncio.create_task(self.stopping.wait(), name="stop")
         try:
-            await asyncio.wait({group_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            await first_of(any_done(group_task), self.stopping.wait())
             if not group_task.done():
                 # Stopping: the owners finish or abandon their batch and release leases.
                 started = time.monotonic()
@@ -349,11 +347,9 @@ class Service:
             return self._outcome(group_task)
         finally:
             self._supervising = False
-            for task in (group_task, stop_task):
-                if not task.done():
-                    task.cancel()
-            # Every task is awaited; asyncio.wait raises only the caller's cancellation.
-            await asyncio.wait({group_task, stop_task})
+            group_task.cancel()  # a no-op once it is done
+            # Awaited; asyncio.wait raises only the caller's cancellation.
+            await asyncio.wait({group_task})
 
     @staticmethod
     def _outcome(group_task: asyncio.Task[None]) -> int:

@@ -63,6 +63,7 @@ from .errors import (
 )
 from .inventory import log_transition
 from .lag import Position, position_after_batch
+from .lifecycle import sleep_unless_stopped
 from .metrics import Metrics
 from .mongo import Mongo, Session
 from .mongo.retries import Backoff, RetryPolicy, error_reason, retry_transient
@@ -170,8 +171,7 @@ class Watcher:
         self._count("retries", error_reason(exc))
 
     async def _pause(self, seconds: float) -> None:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
+        await sleep_unless_stopped(self.stopping, seconds)
 
     async def _run_once(self) -> None:
         if self.committer.session is None:

@@ -543,3 +543,25 @@ def test_the_shipped_schema_plans_one_action_per_collection_and_index_on_an_empt
     indexes = [a for a in result.actions if a.kind is ActionKind.CREATE_INDEX]
     assert len(creates) == len(schema.collections)
     assert len(indexes) == sum(len(c.indexes) for c in schema.collections)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"validator": VALIDATOR, "validationLevel": ["strict"]},
+            f"{U}.validationLevel: ['strict'] is not one of moderate, off, strict",
+        ),
+        (
+            {"indexes": [{"name": "e", "keys": [["a", {"x": 1}]]}]},
+            f"{U}.indexes[0].keys[0]: key 'a' has direction {{'x': 1}}; expected 1, -1 or",
+        ),
+    ],
+)
+def test_a_list_or_mapping_where_a_word_belongs_is_a_one_line_error(
+    body: Any, message: str
+) -> None:
+    """Not a TypeError from hashing it: the same ``source: key.path: problem`` line."""
+    with pytest.raises(SchemaError) as info:
+        parse_schema({"collections": {"users": body}})
+    assert str(info.value).startswith(message), str(info.value)
