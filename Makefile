@@ -37,7 +37,10 @@ tools:
 # Refresh the lock files (pip-tools, with hashes): requirements-dev.txt for development
 # and tests (mongo-streamer[dev] and mongosim), requirements.txt for the image (mongo-streamer
 # alone).
-LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras
+# No index or find-links lines: the lock names packages and hashes, not this machine's
+# package locations (pip's own configuration says where to find them).
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
 lock: $(STAMP)
 	@$(PIP) install pip-tools
 	$(BIN)/pip-compile $(LOCK_FLAGS) --extra dev -o $(LOCK) pyproject.toml mongosim/pyproject.toml

@@ -23,7 +23,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from ..errors import (
+from ..core.errors import (
     CommandError,
     DatabaseError,
     DuplicateKey,

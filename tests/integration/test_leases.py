@@ -8,9 +8,9 @@ import contextlib
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from streamer.leases import Held, Lease, Leases
 from streamer.mongo import Mongo
-from streamer.processes import THIS_PROCESS, ProcessId
+from streamer.runtime.leases import Held, Lease, Leases
+from streamer.runtime.processes import THIS_PROCESS, ProcessId
 from streamer.settings import Settings
 
 from .conftest import RunService

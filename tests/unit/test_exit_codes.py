@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from streamer.cli import EXIT_CODES, build_parser
-from streamer.shutdown import FORCED_STOP, INTERRUPTED
+from streamer.commands.cli import EXIT_CODES, build_parser
+from streamer.runtime.shutdown import FORCED_STOP, INTERRUPTED
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

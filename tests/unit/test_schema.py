@@ -9,8 +9,8 @@ import pytest
 from bson.int64 import Int64
 from mongosim.jsonschema_keywords import KNOWN_KEYWORDS
 
-from streamer.errors import BootstrapError, SchemaError, SettingsError
-from streamer.schema import (
+from streamer.core.errors import BootstrapError, SchemaError, SettingsError
+from streamer.core.schema import (
     ActionKind,
     Schema,
     load_schema,
