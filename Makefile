@@ -72,6 +72,9 @@ test: $(STAMP) tools
 lint: $(STAMP)
 	$(BIN)/ruff check streamer mongosim/src tests k8s scripts
 	$(BIN)/mypy streamer mongosim/src/mongosim scripts/conformance.py scripts/conformance_plugin.py
+	@# The import contracts in pyproject.toml ([tool.importlinter]): the layers, the pure
+	@# core, the one door to the driver.
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix streamer mongosim/src tests k8s scripts
