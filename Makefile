@@ -54,7 +54,7 @@ lock: $(STAMP)
 #
 # `exec` makes the demo make's own child, not a shell's: dash, killed by the Ctrl-C that
 # the demo catches, would have make report `*** [run] Interrupt`. The demo also takes the
-# terminal's Ctrl-C for itself (streamer/terminal.py), so make is not interrupted at all
+# terminal's Ctrl-C for itself (streamer/commands/terminal.py), so make is not interrupted at all
 # and `make run` exits with the demo's status, 0 after a Ctrl-C.
 MONGOSIM_PORT ?= 27017
 DEMO_FLAGS := $(if $(filter 1,$(AUTH)),--auth) $(if $(filter 1,$(TLS)),--tls) \

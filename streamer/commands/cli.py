@@ -252,7 +252,7 @@ async def interruptible(work: Coroutine[Any, Any, int], name: str) -> int:
 async def run_command(settings: Settings, args: argparse.Namespace) -> int:
     work = COMMANDS[args.command](settings, args)
     if args.command in GRACEFUL:
-        return await work  # stops gracefully on the first signal (streamer.shutdown)
+        return await work  # stops gracefully on the first signal (streamer.runtime.shutdown)
     return await interruptible(work, f"streamer {args.command}")
 
 

@@ -5,7 +5,7 @@ client certificate; mongosim requires TLS and a client certificate, and every cl
 (the service, the demo's writer) uses ``STREAMER_TLS_*``. With ``--auth``, mongosim
 requires SCRAM; a ``root`` user is created through the localhost exception, bootstrap
 runs as root (the privileged job the README describes), and the service runs as a
-``streamer`` user holding only the README's least-privilege role (``streamer.role``),
+``streamer`` user holding only the README's least-privilege role (``streamer.commands.role``),
 with ``bootstrap_on_start`` off.
 
 Everything lives in one temporary directory, removed when the demo ends: the keys, and

@@ -1,6 +1,6 @@
 """The ``streamer`` command's entry point, light enough to import in no time.
 
-Importing :mod:`streamer.cli` (the drivers, pydantic, structlog) takes about a second; a
+Importing :mod:`streamer.commands.cli` (the drivers, pydantic, structlog) takes about a second; a
 Ctrl-C in that second would otherwise end in a KeyboardInterrupt traceback. Here it is
 the same one line and exit status as a Ctrl-C that interrupts a command.
 """

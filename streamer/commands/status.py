@@ -2,12 +2,12 @@
 
 Read from the database alone, so it answers with or without a service running: the
 checkpoints (``streamer_checkpoints``), the leases (``streamer_leases``) and, for each
-stream, whether any change waits after its checkpoint (see :mod:`streamer.lag`, which
+stream, whether any change waits after its checkpoint (see :mod:`streamer.core.lag`, which
 is why the lag here agrees with /metrics). Printed as one line per stream, or as one
 JSON document (``--json``) shaped for the partitions to come: every stream has a list
 of partitions, one (partition 0) per stream today. Times are ISO 8601, in UTC.
 
-A lease counts only while it is live by the server's clock (:func:`streamer.leases.is_live`,
+A lease counts only while it is live by the server's clock (:func:`streamer.runtime.leases.is_live`,
 the one rule every reader of a lease uses); a
 lease that expired or was released shows as ``no live owner``, never as an owner.
 """
@@ -38,7 +38,7 @@ class PartitionStatus(BaseModel):
     partition: int
     owner: str | None  # the live lease's holder; None when nobody holds it
     lease_expires_at: dt.datetime | None  # also when past: when the last lease ended
-    position: dt.datetime | None  # the newest point fully processed (streamer.lag)
+    position: dt.datetime | None  # the newest point fully processed (streamer.core.lag)
     lag_s: float | None  # None while resyncing or before the first position
     phase: Literal["stream", "resync"] | None  # None: the service never started it
     last_owner: str | None = None  # who the lease names, live or not

@@ -1,18 +1,18 @@
 """``streamer verify [--repair] [--json] [--examples N] [--wait S]``.
 
-Compares at one cluster time (:mod:`streamer.verify`). When that is not possible now
+Compares at one cluster time (:mod:`streamer.runtime.verify`). When that is not possible now
 (a resync under way, a batch that ended inside a transaction, a checkpoint older than
 the server's snapshot history) it reads again until ``--wait`` seconds have passed,
 then stops with the reason (exit 1).
 
 ``--repair`` rewrites each drifted ``user_totals`` document from the orders read at
 the stream's position, in one transaction with a compare-and-set advance of the
-stream's checkpoint from the version verify read (:class:`~streamer.commits.Committer`):
+stream's checkpoint from the version verify read (:class:`~streamer.runtime.commits.Committer`):
 if the owner advanced it meanwhile, nothing is written, and verify reads again and
 retries, a bounded number of times. Against a running service that race could be lost
 every time under steady traffic (the owner commits a batch within each attempt's few
 round trips), so the repair first asks the stream's live owner to hold still
-(:class:`~streamer.checkpoints.Hold`); once it has granted the hold, nothing else moves
+(:class:`~streamer.core.checkpoint.Hold`); once it has granted the hold, nothing else moves
 the checkpoint and the first attempt commits. An owner that does not answer within
 ``GRANT_WAIT_S`` (busy in a resync, or an older version) leaves the repair to its
 attempts as before. The position and token stay as they were, so the
@@ -252,7 +252,7 @@ async def repair_totals(mongo: Mongo, report: VerifyReport) -> list[str]:
 
 async def repair_alerts(mongo: Mongo, settings: Settings, report: VerifyReport) -> list[str]:
     """Open or resolve the drifted products' alerts so they agree with the inventory at
-    the inventory stream's position (:func:`streamer.alerts.plan_alert_repair`)."""
+    the inventory stream's position (:func:`streamer.core.alerts.plan_alert_repair`)."""
     ids = list({bson_key(d.key): d.key for d in report.alerts.drifts}.values())
 
     async def prepare(store: CheckpointStore) -> Prepared:

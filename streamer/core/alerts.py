@@ -1,6 +1,6 @@
 """Low-stock alerts: when a product is low, and the transitions a batch of changes makes.
 
-Pure functions only; :mod:`streamer.inventory` does the reading and writing.
+Pure functions only; :mod:`streamer.streams.inventory` does the reading and writing.
 
 A product (``sku`` and ``name`` strings, an integer ``stock``, an optional integer
 ``low_stock_threshold``) is low when ``stock <= threshold``. Integers may arrive as

@@ -8,7 +8,7 @@ with BSONObjectTooLarge; "Change Events" and "$changeStreamSplitLargeEvent" in t
 manual). ``_id`` (the resume token) is left untouched, as it must be (error 280).
 
 Update events are turned into each event's own state by applying the update
-description to the stored previous state (``streamer.mirror``), never by looking up
+description to the stored previous state (``streamer.core.mirror``), never by looking up
 the current document: a looked-up document shows a later state and would hide
 intermediate transitions.
 """

@@ -47,7 +47,7 @@ class Resync:
     fresh: bool  # clear the derived data first (first start, forced resync)
     started_at: dt.datetime
     step: Step = "scan"
-    # The scan so far (see streamer.resync): its segments, the last _id applied
+    # The scan so far (see streamer.runtime.resync): its segments, the last _id applied
     # (``[_id]``, None before the first), documents applied and the source's size.
     segments: tuple[Segment, ...] = ()
     last_id: list[Any] | None = None

@@ -4,7 +4,7 @@
 
     StreamerError
     ├── SettingsError            invalid configuration (settings.py); exit 2
-    │   └── SchemaError          the schema file is unreadable or malformed (schema.py)
+    │   └── SchemaError          the schema file is unreadable or malformed (core/schema.py)
     ├── DatabaseUnavailable      transient failures outlasted the retry budget; the
     │                            watcher backs off and reconnects, the process lives on
     ├── DatabaseError            a driver or server error, translated; carries the

@@ -1,6 +1,6 @@
 """The pure decisions of a resumable resync: where a scan goes on, what streaming skips.
 
-See :mod:`streamer.resync` for the argument; nothing here does I/O.
+See :mod:`streamer.runtime.resync` for the argument; nothing here does I/O.
 """
 
 from __future__ import annotations

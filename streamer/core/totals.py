@@ -1,6 +1,6 @@
 """Per-user order totals: which orders count, and how a batch of changes moves totals.
 
-Pure functions only; :mod:`streamer.orders` does the reading and writing.
+Pure functions only; :mod:`streamer.streams.orders` does the reading and writing.
 
 An order is valid when it has a ``user_id`` (not null, not an array or regex, which
 cannot be an ``_id``), a finite number ``amount >= 0`` (a bool is not a number) and a
@@ -200,7 +200,7 @@ def plan_orders(changes: Iterable[Change], prior: Mapping[Hashable, State | None
 
     ``prior`` maps ``bson_key(order _id)`` to the stored state (None: never seen or
     deleted); every key a change touches must be present. Raises
-    :class:`streamer.mirror.UnknownPriorState` for an update to an order never seen.
+    :class:`streamer.core.mirror.UnknownPriorState` for an update to an order never seen.
     """
     effects = OrderEffects()
     current: dict[Hashable, State | None] = dict(prior)

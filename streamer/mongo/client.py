@@ -1,13 +1,15 @@
 """The one MongoDB client per process, and every driver call the service makes.
 
-Nothing else in the service imports Motor, PyMongo or bson: it reaches the database
-through :class:`Mongo`, whose every driver call translates driver exceptions into the
-service's (:mod:`streamer.mongo.errors`), so no ``PyMongoError`` escapes it. Two
-drivers sit behind it, chosen by ``MongoOptions.driver``: Motor (``AsyncIOMotorClient``,
-the default) and PyMongo's native async client (``pymongo.AsyncMongoClient``). Their
-APIs match except for which calls return awaitables (Motor's ``start_session`` is a
-coroutine and ``start_transaction`` is not; PyMongo's are the other way round),
-which :func:`_resolve` absorbs.
+Nothing outside :mod:`streamer.mongo` imports Motor or PyMongo (an import-linter
+contract; bson's plain values also come from :mod:`streamer.core.values`): the service
+reaches the database through :class:`Mongo`, built from plain :class:`MongoOptions`,
+whose every driver call translates driver exceptions into the service's
+(:mod:`streamer.mongo.errors`), so no ``PyMongoError`` escapes it. Two drivers sit
+behind it, chosen by ``MongoOptions.driver``: Motor (``AsyncIOMotorClient``, the
+default) and PyMongo's native async client (``pymongo.AsyncMongoClient``). Their APIs
+match except for which calls return awaitables (Motor's ``start_session`` is a
+coroutine and ``start_transaction`` is not; PyMongo's are the other way round), which
+:func:`_resolve` absorbs.
 
 Lifecycle (the guide's rules): created once at start-up, pinged, closed at shutdown;
 a closed client refuses to reopen.

@@ -3,10 +3,10 @@
 Three shapes, all on the budgets of :class:`RetryPolicy` (named settings, jittered):
 
 * :func:`retry_transient` reruns one operation while it fails with
-  :class:`~streamer.errors.TransientError`, for at most ``retry_max_s``, then raises
-  :class:`~streamer.errors.DatabaseUnavailable`;
+  :class:`~streamer.core.errors.TransientError`, for at most ``retry_max_s``, then raises
+  :class:`~streamer.core.errors.DatabaseUnavailable`;
 * :func:`retry_commit` reruns ``commitTransaction`` in place while its outcome is
-  unknown (:class:`~streamer.errors.UnknownCommitResult`);
+  unknown (:class:`~streamer.core.errors.UnknownCommitResult`);
 * :class:`Backoff` spaces out the reconnect attempts of a loop that outlives outages
   (the watcher's, the supervisor's start-up connect): doubling up to
   ``outage_backoff_max_s``;

@@ -1,6 +1,6 @@
 """``streamer bootstrap``: read the database's catalog, plan against the schema, apply.
 
-The deciding is done by :func:`streamer.schema.plan`, which is pure; this module is the
+The deciding is done by :func:`streamer.core.schema.plan`, which is pure; this module is the
 I/O around it, kept thin so that what it does is easy to audit from the report and the
 logs: it reads ``listCollections`` and ``listIndexes`` through the :class:`Mongo` seam,
 runs the planned commands (``create``, ``createIndexes``, ``collMod``) in order, and with

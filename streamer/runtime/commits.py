@@ -40,7 +40,7 @@ class Committer:
         if retry_max_s is not None:
             self.policy = dataclasses.replace(self.policy, max_s=retry_max_s)
         self.on_retry = on_retry
-        # The stream's long-lived writer session (see streamer.sessions), once opened.
+        # The stream's long-lived writer session (see streamer.runtime.sessions), once opened.
         self.session: Session | None = None
 
     async def commit(

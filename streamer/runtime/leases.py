@@ -21,7 +21,7 @@ operator can give two the same ``STREAMER_INSTANCE_ID``. A lease is free when
 - it expired (``expires_at`` before ``$$NOW``): its holder died or lost the database;
 - it is held under this id by another process that is gone: it ran on this machine,
   in this PID namespace, and its pid and start time no longer match a live process
-  (``process``, see :mod:`streamer.processes`): a process restarted beside its
+  (``process``, see :mod:`streamer.runtime.processes`): a process restarted beside its
   predecessor takes its streams back at once;
 - it is held under this id by another process and has gone unrenewed for half the TTL,
   a renewal interval and a half (``renewed_at``): the id's previous process died, which
@@ -80,7 +80,7 @@ class Held:
     owner: str
     nonce: str | None
     same_id: bool
-    process: dict[str, Any] | None = None  # where it runs (streamer.processes)
+    process: dict[str, Any] | None = None  # where it runs (streamer.runtime.processes)
 
 
 def is_live(doc: Mapping[str, Any] | None, now: dt.datetime) -> bool:
@@ -204,7 +204,7 @@ class Leases:
         """Take or keep the lease if it is free (see the module); else who holds it.
 
         ``gone``: the nonce of a process of our id known to be gone (see
-        :func:`streamer.processes.gone`), whose lease is taken at once. None only when
+        :func:`streamer.runtime.processes.gone`), whose lease is taken at once. None only when
         two processes upsert the very first lease document at once.
         """
         try:

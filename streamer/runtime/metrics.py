@@ -39,7 +39,7 @@ class StreamView:
     stream: str
     owner: str
     owned: bool
-    position: Position | None  # how far the stream has processed (streamer.lag)
+    position: Position | None  # how far the stream has processed (streamer.core.lag)
     checkpoint_saved_at: float | None  # unix seconds of the last stored checkpoint
     oplog_headroom_s: float | None
 

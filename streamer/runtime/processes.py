@@ -1,7 +1,7 @@
 """This process as a lease records it, and whether a recorded process is gone.
 
 A lease names its holder's instance id and a random per-process nonce (see
-:mod:`streamer.leases`). When a process finds its own id holding a lease under another
+:mod:`streamer.runtime.leases`). When a process finds its own id holding a lease under another
 nonce, that is either a live twin (two processes with one id) or its own dead
 predecessor (a restart). In general it can only tell them apart by waiting: a dead
 process stops renewing. But when the holder ran on this very machine and in this very

@@ -34,7 +34,7 @@ new time ``T2``, as a new *segment*: documents up to the last ``_id`` were read 
 - streaming starts after the *first* segment's time ``T``, and the change-stream
   pipeline drops an event on document ``k`` at time ``t`` when a later segment already
   covers it (``k`` after that segment's start and ``t <= T(k)``; see
-  :func:`streamer.resync_plan.covered_stage`). So each document gets exactly the
+  :func:`streamer.core.resync_plan.covered_stage`). So each document gets exactly the
   events after the state its mirror holds: a document of the first segment changed
   between ``T`` and ``T2`` is streamed, one of the second segment is not streamed
   twice. An insert or a delete between the two times is the same case: the state at

@@ -1,10 +1,10 @@
 """``streamer verify``: compare the derived data with the sources at one cluster time.
 
 Each batch's effects commit in one transaction with a compare-and-set advance of the
-stream's checkpoint (:mod:`streamer.commits`), so at any cluster time ``S`` the derived
+stream's checkpoint (:mod:`streamer.runtime.commits`), so at any cluster time ``S`` the derived
 collections hold exactly the source events up to the checkpoint's ``position`` as of
 ``S``. Verify reads the derived collections and the checkpoints at one snapshot ``S``
-(readConcern "snapshot"; :mod:`streamer.snapshots`), then each source at its stream's
+(readConcern "snapshot"; :mod:`streamer.runtime.snapshots`), then each source at its stream's
 position (``atClusterTime``), and compares exactly: a correct service never shows
 drift under any traffic, and real drift always shows.
 
@@ -21,7 +21,7 @@ Which time each source is read at (:func:`source_time`):
   (minSnapshotHistoryWindowInSeconds) the read fails with SnapshotTooOld: not
   comparable (a stalled service, or one far behind).
 
-A resync under way is not comparable either. :class:`~streamer.errors.NotComparable`
+A resync under way is not comparable either. :class:`~streamer.core.errors.NotComparable`
 carries the reason; ``streamer verify`` waits a bounded time and reads again.
 """
 

@@ -1,7 +1,7 @@
 """What every stream shares: its source, its mirror of applied states, its quarantine.
 
 A stream handler turns a batch of changes into writes inside the caller's
-transaction. :mod:`streamer.orders` and :mod:`streamer.inventory` are the two
+transaction. :mod:`streamer.streams.orders` and :mod:`streamer.streams.inventory` are the two
 handlers; the watcher and the resync drive them the same way.
 """
 

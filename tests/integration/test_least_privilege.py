@@ -1,4 +1,4 @@
-"""The service under its documented role (``streamer.role``), against mongosim with
+"""The service under its documented role (``streamer.commands.role``), against mongosim with
 ``--auth`` and TLS (client certificates required): the README's "The MongoDB role" and
 "TLS" sections are these tests."""
 
@@ -86,7 +86,7 @@ def driver(request: pytest.FixtureRequest) -> str:
 
 
 def test_the_readme_shows_the_role_the_service_is_proven_under() -> None:
-    """The README's createRole snippet is ``streamer.role.create_role_js()``, verbatim."""
+    """The README's createRole snippet is ``streamer.commands.role.create_role_js()``, verbatim."""
     assert role.create_role_js() in README.read_text()
 
 

@@ -1,5 +1,5 @@
 """``streamer --help`` and the README's "Exit codes" table list the same codes, and they
-are the codes the code uses (streamer.shutdown's constants included)."""
+are the codes the code uses (streamer.runtime.shutdown's constants included)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A stream's lag (streamer.lag) and status's lease and line logic (streamer.status)."""
+"""A stream's lag (streamer.core.lag) and status's lease and line logic
+(streamer.commands.status)."""
 
 from __future__ import annotations
 
