@@ -14,7 +14,7 @@ use, a bad schema file) ends the demo at once with the service's one-line error.
 
 ``--auth`` and ``--tls`` (``make run AUTH=1 TLS=1``) turn on mongosim's authentication
 and TLS and run the service as the README's least-privilege role: see
-:mod:`streamer.demo_secure`.
+:mod:`streamer.commands.demo_secure`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``streamer resync``: ask the stream's running owner, or resync here under its lease.
 
-When a live instance holds the stream's lease (see :mod:`streamer.leases`), the
-command writes a :class:`~streamer.checkpoints.ResyncRequest` onto the checkpoint and
+When a live instance holds the stream's lease (see :mod:`streamer.runtime.leases`), the
+command writes a :class:`~streamer.core.checkpoint.ResyncRequest` onto the checkpoint and
 polls, with a deadline, until the owner has carried it out, printing its progress.
 When nobody does, it acquires the lease under its own instance id, renews it while it
 works and releases it at the end, so a service started meanwhile stands by instead of
@@ -100,7 +100,7 @@ class Throttle:
 @contextmanager
 def stop_on_signals(stopping: asyncio.Event) -> Iterator[None]:
     """The first SIGINT/SIGTERM sets ``stopping`` (the batch in hand finishes); a second
-    forces the exit (streamer.shutdown)."""
+    forces the exit (streamer.runtime.shutdown)."""
     signals = Signals(stopping.set, name="streamer resync").install()
     try:
         yield

@@ -6,12 +6,12 @@ on start-up fails on the first index someone changed. So the schema is data, and
 it is two steps kept apart on purpose:
 
 * :func:`load_schema` / :func:`parse_schema` turn YAML into frozen dataclasses, rejecting
-  malformed input with a :class:`~streamer.errors.SchemaError` (a configuration error,
+  malformed input with a :class:`~streamer.core.errors.SchemaError` (a configuration error,
   exit 2) that says where: ``file:line:column`` for a YAML syntax error,
   ``file: key.path: problem`` for its content;
 * :func:`plan` compares that declaration with what ``listCollections`` and ``listIndexes``
   returned and says what to do. It does no I/O, so every rule below is unit-tested
-  without a server; :mod:`streamer.bootstrap` does the reading and the applying.
+  without a server; :mod:`streamer.runtime.bootstrap` does the reading and the applying.
 
 Rules of the plan:
 

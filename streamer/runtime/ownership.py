@@ -1,7 +1,7 @@
 """Who processes a stream: hold its lease and run its watcher, or stand by.
 
 Each instance runs one :class:`StreamOwner` per stream. It acquires the stream's lease
-(see :mod:`streamer.leases`); while it holds it, a watcher runs and a renewal loop
+(see :mod:`streamer.runtime.leases`); while it holds it, a watcher runs and a renewal loop
 extends the lease every third of its TTL. Losing the lease (a renewal finds another
 owner, or cannot reach the database before the lease would expire) ends the watcher's
 term: it stops reading, and its in-flight batch either commits (its checkpoint
@@ -10,9 +10,9 @@ TTL, so it takes over within one TTL of the owner's death, kills the dead owner'
 session (an orphaned transaction would otherwise block it for 60 s) and resumes from the
 checkpoint.
 
-A lease belongs to an instance id and a process (see :mod:`streamer.leases`). A process
+A lease belongs to an instance id and a process (see :mod:`streamer.runtime.leases`). A process
 that finds its own id holding the lease under another process takes it at once if that
-process ran on this machine and no longer runs (:mod:`streamer.processes`). Otherwise it
+process ran on this machine and no longer runs (:mod:`streamer.runtime.processes`). Otherwise it
 stands by too, and says so once at warning level: either two live processes share the id
 (a mistake to fix), or the id's previous process died (a restarted pod), whose lease it
 takes over once it has gone unrenewed for half the TTL, polling every sixth of the TTL

@@ -4,7 +4,7 @@ Watchers run under one ``asyncio.TaskGroup``: a watcher that fails with an unexp
 error cancels the others and the process exits 1 with the reason, rather than running
 on half blind. Outages are not failures: a watcher rides them out itself.
 
-Shutdown has two phases (SIGTERM or SIGINT, see :mod:`streamer.shutdown`): ``stopping``
+Shutdown has two phases (SIGTERM or SIGINT, see :mod:`streamer.runtime.shutdown`): ``stopping``
 is set, so watchers stop reading and finish (commit or abort) the batch in hand and the
 owners release their leases; whatever is still running after ``shutdown_grace_s`` is
 cancelled (and awaited). Every phase before that (connecting, bootstrap) races

@@ -26,14 +26,14 @@ event is lost: anything read but not committed is read again). When that positio
 is gone (286, an invalid token, the collection dropped) the watcher resyncs.
 
 ``streamer resync`` against a running service asks rather than races: it sets a
-request on the checkpoint (:class:`~streamer.checkpoints.ResyncRequest`), which the
+request on the checkpoint (:class:`~streamer.core.checkpoint.ResyncRequest`), which the
 watcher looks for between batches (at most every ``resync_poll_s``) and carries out
 itself, claiming the resync and removing the request in one transaction. A resync
-found interrupted is resumed where it stopped (see :mod:`streamer.resync`): the lease
+found interrupted is resumed where it stopped (see :mod:`streamer.runtime.resync`): the lease
 says this instance owns the stream, whoever started it.
 
 ``streamer verify --repair`` against a running service asks the owner to hold still
-(:class:`~streamer.checkpoints.Hold`), found by the same look between batches: the
+(:class:`~streamer.core.checkpoint.Hold`), found by the same look between batches: the
 watcher grants it and commits nothing until the repair withdraws it, at most the hold's
 ``max_s`` (capped at ``MAX_HOLD_S``). A hold only pauses; the checkpoint compare-and-set
 keeps both sides exact whatever the timing.
@@ -129,7 +129,7 @@ class Watcher:
         self.checkpoint: Checkpoint | None = None
         self.running = False
         # Health, read by /readyz and the metrics collector.
-        # The newest point fully processed (streamer.lag); None while resyncing.
+        # The newest point fully processed (streamer.core.lag); None while resyncing.
         self.position: Position | None = None
         self.outage: str | None = None  # why the stream is not progressing, if it is not
 
@@ -219,7 +219,7 @@ class Watcher:
         request: ResyncRequest | None = None,
     ) -> Checkpoint | None:
         self._count("resyncs", kind)
-        self.position = None  # no lag while resyncing (streamer.lag)
+        self.position = None  # no lag while resyncing (streamer.core.lag)
         claimed = await self.resyncer.claim(cp, reason, fresh, request)
         self.checkpoint = claimed
         done = await self.resyncer.run(claimed)
