@@ -37,7 +37,10 @@ tools:
 # Refresh the lock files (pip-tools, with hashes): requirements-dev.txt for development
 # and tests (mongo-streamer[dev] and mongosim), requirements.txt for the image (mongo-streamer
 # alone).
-LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras
+# No index or find-links lines: the lock names packages and hashes, not this machine's
+# package locations (pip's own configuration says where to find them).
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
 lock: $(STAMP)
 	@$(PIP) install pip-tools
 	$(BIN)/pip-compile $(LOCK_FLAGS) --extra dev -o $(LOCK) pyproject.toml mongosim/pyproject.toml
@@ -51,7 +54,7 @@ lock: $(STAMP)
 #
 # `exec` makes the demo make's own child, not a shell's: dash, killed by the Ctrl-C that
 # the demo catches, would have make report `*** [run] Interrupt`. The demo also takes the
-# terminal's Ctrl-C for itself (streamer/terminal.py), so make is not interrupted at all
+# terminal's Ctrl-C for itself (streamer/commands/terminal.py), so make is not interrupted at all
 # and `make run` exits with the demo's status, 0 after a Ctrl-C.
 MONGOSIM_PORT ?= 27017
 DEMO_FLAGS := $(if $(filter 1,$(AUTH)),--auth) $(if $(filter 1,$(TLS)),--tls) \
@@ -69,6 +72,9 @@ test: $(STAMP) tools
 lint: $(STAMP)
 	$(BIN)/ruff check streamer mongosim/src tests k8s scripts
 	$(BIN)/mypy streamer mongosim/src/mongosim scripts/conformance.py scripts/conformance_plugin.py
+	@# The import contracts in pyproject.toml ([tool.importlinter]): the layers, the pure
+	@# core, the one door to the driver.
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix streamer mongosim/src tests k8s scripts

@@ -1,5 +1,5 @@
 """``python -m streamer``."""
 
-from .entry import main
+from .commands.entry import main
 
 main()

@@ -26,8 +26,12 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from .errors import SettingsError
+from .core.errors import SettingsError
+from .core.yamlfile import yaml_problem
 from .logs import mask_credentials
+from .mongo.options import MongoOptions
+from .mongo.retries import RetryPolicy
+from .mongo.uri import uri_problem
 
 
 def default_file(name: str) -> Path:
@@ -103,9 +107,6 @@ class Settings(BaseSettings):
     @field_validator("mongodb_uri")
     @classmethod
     def _driver_accepts_the_uri(cls, value: SecretStr) -> SecretStr:
-        # Imported here: streamer.mongo imports this module.
-        from .mongo.uri import uri_problem
-
         uri = value.get_secret_value()
         shown = redact_uri(uri)
         problem = uri_problem(uri, shown)
@@ -145,6 +146,37 @@ class Settings(BaseSettings):
     def redacted_uri(self) -> str:
         return redact_uri(self.mongodb_uri.get_secret_value())
 
+    def retry_policy(self) -> RetryPolicy:
+        """The retry budgets, for :mod:`streamer.mongo.retries`."""
+        return RetryPolicy(
+            max_s=self.retry_max_s,
+            initial_wait_s=self.retry_initial_wait_s,
+            max_wait_s=self.retry_max_wait_s,
+            outage_backoff_s=self.outage_backoff_s,
+            outage_backoff_max_s=self.outage_backoff_max_s,
+        )
+
+    def mongo_options(self) -> MongoOptions:
+        """The client's options, for :class:`streamer.mongo.client.Mongo`, which knows
+        plain options and not these settings."""
+        return MongoOptions(
+            uri=self.mongodb_uri.get_secret_value(),
+            database=self.database,
+            driver=self.driver,
+            max_pool_size=self.max_pool_size,
+            min_pool_size=self.min_pool_size,
+            server_selection_timeout_ms=self.server_selection_timeout_ms,
+            connect_timeout_ms=self.connect_timeout_ms,
+            socket_timeout_ms=self.socket_timeout_ms,
+            server_api_version=self.server_api_version,
+            tls=self.tls,
+            tls_ca_file=self.tls_ca_file,
+            tls_certificate_key_file=self.tls_certificate_key_file,
+            tls_allow_invalid_certificates=self.tls_allow_invalid_certificates,
+            slow_command_ms=self.slow_command_ms,
+            retry=self.retry_policy(),
+        )
+
 
 def redact_uri(uri: str) -> str:
     """The URI with its password replaced, for logs and errors."""
@@ -162,15 +194,6 @@ def redact_uri(uri: str) -> str:
 def env_name(field: str) -> str:
     """The environment variable that sets ``field``."""
     return f"STREAMER_{field.upper()}"
-
-
-def yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
-    """``file:line:column: invalid YAML: problem``, one line (PyYAML's own message is
-    several, ending ``in "<unicode string>", line 3, column 30``)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-    return f"{where}: invalid YAML: {problem}"
 
 
 def check_config_file(path: Path) -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """The one MongoDB client per process, and every driver call the service makes.
 
-Nothing else in the service imports Motor, PyMongo or bson: it reaches the database
-through :class:`Mongo`, whose every driver call translates driver exceptions into the
-service's (:mod:`streamer.mongo.errors`), so no ``PyMongoError`` escapes it. Two
-drivers sit behind it, chosen by ``settings.driver``: Motor (``AsyncIOMotorClient``,
-the default) and PyMongo's native async client (``pymongo.AsyncMongoClient``). Their
-APIs match except for which calls return awaitables (Motor's ``start_session`` is a
-coroutine and ``start_transaction`` is not; PyMongo's are the other way round),
-which :func:`_resolve` absorbs.
+Nothing outside :mod:`streamer.mongo` imports Motor or PyMongo (an import-linter
+contract; bson's plain values also come from :mod:`streamer.core.values`): the service
+reaches the database through :class:`Mongo`, built from plain :class:`MongoOptions`,
+whose every driver call translates driver exceptions into the service's
+(:mod:`streamer.mongo.errors`), so no ``PyMongoError`` escapes it. Two drivers sit
+behind it, chosen by ``MongoOptions.driver``: Motor (``AsyncIOMotorClient``, the
+default) and PyMongo's native async client (``pymongo.AsyncMongoClient``). Their APIs
+match except for which calls return awaitables (Motor's ``start_session`` is a
+coroutine and ``start_transaction`` is not; PyMongo's are the other way round), which
+:func:`_resolve` absorbs.
 
 Lifecycle (the guide's rules): created once at start-up, pinged, closed at shutdown;
 a closed client refuses to reopen.
@@ -30,11 +32,11 @@ from pymongo import ReadPreference, ReturnDocument, WriteConcern
 from pymongo.read_concern import ReadConcern
 from pymongo.server_api import ServerApi
 
-from ..errors import DatabaseError, DatabaseUnavailable, TransientError
-from ..settings import Settings
+from ..core.errors import DatabaseError, DatabaseUnavailable, TransientError
 from .errors import driver_errors
 from .monitoring import CommandListener, CommandObserver
-from .retries import RetryPolicy, retry_commit
+from .options import MongoOptions
+from .retries import retry_commit
 
 log = structlog.get_logger("streamer.mongo")
 
@@ -88,29 +90,29 @@ async def _resolve(value: T | Any) -> Any:
     return value
 
 
-def client_options(settings: Settings, listener: CommandListener) -> dict[str, Any]:
+def client_options(opts: MongoOptions, listener: CommandListener) -> dict[str, Any]:
     """Keyword arguments for the driver's client, from the guide's connection options."""
     options: dict[str, Any] = {
-        "maxPoolSize": settings.max_pool_size,
-        "minPoolSize": settings.min_pool_size,
-        "serverSelectionTimeoutMS": settings.server_selection_timeout_ms,
-        "connectTimeoutMS": settings.connect_timeout_ms,
-        "socketTimeoutMS": settings.socket_timeout_ms,
+        "maxPoolSize": opts.max_pool_size,
+        "minPoolSize": opts.min_pool_size,
+        "serverSelectionTimeoutMS": opts.server_selection_timeout_ms,
+        "connectTimeoutMS": opts.connect_timeout_ms,
+        "socketTimeoutMS": opts.socket_timeout_ms,
         "appname": "streamer",
         "retryWrites": True,
         "retryReads": True,
         "event_listeners": [listener],
         "tz_aware": True,
     }
-    if settings.server_api_version is not None:
-        options["server_api"] = ServerApi(settings.server_api_version)
-    if settings.tls:
+    if opts.server_api_version is not None:
+        options["server_api"] = ServerApi(opts.server_api_version)
+    if opts.tls:
         options["tls"] = True
-        if settings.tls_ca_file is not None:
-            options["tlsCAFile"] = str(settings.tls_ca_file)
-        if settings.tls_certificate_key_file is not None:
-            options["tlsCertificateKeyFile"] = str(settings.tls_certificate_key_file)
-        if settings.tls_allow_invalid_certificates:
+        if opts.tls_ca_file is not None:
+            options["tlsCAFile"] = str(opts.tls_ca_file)
+        if opts.tls_certificate_key_file is not None:
+            options["tlsCertificateKeyFile"] = str(opts.tls_certificate_key_file)
+        if opts.tls_allow_invalid_certificates:
             options["tlsAllowInvalidCertificates"] = True
     return options
 
@@ -130,12 +132,12 @@ class Mongo:
 
     def __init__(
         self,
-        settings: Settings,
+        options: MongoOptions,
         observers: list[CommandObserver] | None = None,
         listeners: list[Any] | None = None,
     ):
-        self.settings = settings
-        self.listener = CommandListener(settings.slow_command_ms, observers)
+        self.options = options
+        self.listener = CommandListener(options.slow_command_ms, observers)
         self.extra_listeners = list(listeners or [])
         self.state = State.UNOPENED
         self._client: Any = None
@@ -158,13 +160,11 @@ class Mongo:
         """Create the client (it connects in the background); see :meth:`connect`."""
         if self.state is not State.UNOPENED:
             raise RuntimeError(f"Mongo client is {self.state.value}; create a new one")
-        options = client_options(self.settings, self.listener)
+        options = client_options(self.options, self.listener)
         options["event_listeners"] += self.extra_listeners
-        self._client = _make_client(
-            self.settings.driver, self.settings.mongodb_uri.get_secret_value(), options
-        )
+        self._client = _make_client(self.options.driver, self.options.uri, options)
         self._db = self._client.get_database(
-            self.settings.database,
+            self.options.database,
             codec_options=CODEC_OPTIONS,
             read_preference=ReadPreference.PRIMARY,
             write_concern=MAJORITY,
@@ -187,7 +187,7 @@ class Mongo:
 
     @property
     def database_name(self) -> str:
-        return self.settings.database
+        return self.options.database
 
     def _coll(self, name: str) -> Any:
         if self.state is not State.OPEN:
@@ -407,8 +407,7 @@ class Mongo:
             if session.in_transaction:
                 await self._abort(session)
             raise
-        policy = RetryPolicy.from_settings(self.settings)
-        await retry_commit(self._commit_once(session), policy=policy)
+        await retry_commit(self._commit_once(session), policy=self.options.retry)
 
     async def _abort(self, session: Session) -> None:
         """Abort after a failure; an abort that fails too must not hide the first error."""

@@ -1,4 +1,4 @@
-"""Driver exceptions become the service's (:mod:`streamer.errors`), here and only here.
+"""Driver exceptions become the service's (:mod:`streamer.core.errors`), here and only here.
 
 :func:`classify` decides once what a driver exception means, by the server's error
 labels first (the driver specifications' "Transactions", "Retryable Writes" and
@@ -23,7 +23,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from ..errors import (
+from ..core.errors import (
     CommandError,
     DatabaseError,
     DuplicateKey,

@@ -3,10 +3,10 @@
 Three shapes, all on the budgets of :class:`RetryPolicy` (named settings, jittered):
 
 * :func:`retry_transient` reruns one operation while it fails with
-  :class:`~streamer.errors.TransientError`, for at most ``retry_max_s``, then raises
-  :class:`~streamer.errors.DatabaseUnavailable`;
+  :class:`~streamer.core.errors.TransientError`, for at most ``retry_max_s``, then raises
+  :class:`~streamer.core.errors.DatabaseUnavailable`;
 * :func:`retry_commit` reruns ``commitTransaction`` in place while its outcome is
-  unknown (:class:`~streamer.errors.UnknownCommitResult`);
+  unknown (:class:`~streamer.core.errors.UnknownCommitResult`);
 * :class:`Backoff` spaces out the reconnect attempts of a loop that outlives outages
   (the watcher's, the supervisor's start-up connect): doubling up to
   ``outage_backoff_max_s``;
@@ -41,13 +41,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from ..errors import (
-    DatabaseError,
-    DatabaseUnavailable,
-    TransientError,
-    UnknownCommitResult,
-)
-from ..settings import Settings
+from ..core.errors import DatabaseError, DatabaseUnavailable, TransientError, UnknownCommitResult
 
 __all__ = [
     "OUTAGE_LOG_EVERY_S",
@@ -71,23 +65,14 @@ OnRetry = Callable[[str, BaseException, int], None]
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """The retry budgets; the defaults are :class:`~streamer.settings.Settings`'."""
+    """The retry budgets; the defaults are :class:`~streamer.settings.Settings`' (which
+    builds the service's with ``Settings.retry_policy()``)."""
 
     max_s: float = 30.0  # retry_max_s: one operation, all its retries included
     initial_wait_s: float = 0.05  # retry_initial_wait_s: first wait, then doubling
     max_wait_s: float = 5.0  # retry_max_wait_s: longest wait between two tries
     outage_backoff_s: float = 1.0  # first wait before reconnecting after an outage
     outage_backoff_max_s: float = 30.0  # longest wait between reconnects
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RetryPolicy:
-        return cls(
-            max_s=settings.retry_max_s,
-            initial_wait_s=settings.retry_initial_wait_s,
-            max_wait_s=settings.retry_max_wait_s,
-            outage_backoff_s=settings.outage_backoff_s,
-            outage_backoff_max_s=settings.outage_backoff_max_s,
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,8 @@ import pytest
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.mongo import Mongo
+from streamer.runtime.verify import verify
 from streamer.settings import Settings
-from streamer.verify import verify
 from tests.integration.conftest import mongo, service, test_settings  # noqa: F401 - shared fixtures
 from tests.integration.model import Traffic, expected_totals
 

@@ -82,7 +82,7 @@ async def test_sigkill_of_mongosim_restarted_on_its_data_dir(tmp_path: Path) -> 
         await caught_up(db, within_s=90)
         code, err = await service.stop()
         assert code == 0, err[-3000:]
-        async with Mongo(settings) as store:
+        async with Mongo(settings.mongo_options()) as store:
             check(await score("SIGKILL of mongosim", db, store, traffic, restarts))
     finally:
         client.close()
@@ -113,7 +113,7 @@ async def test_the_oplog_wraps_while_the_service_is_stopped(tmp_path: Path) -> N
         # The resync reconciles alerts to the state after the gap, not every transition
         # inside it (those events are gone): score the alerts by the final state only.
         traffic.uncertain = True
-        async with Mongo(settings) as store:
+        async with Mongo(settings.mongo_options()) as store:
             check(await score("oplog wrapped (286)", db, store, traffic, 1))
     finally:
         client.close()
@@ -196,7 +196,7 @@ async def test_the_database_unreachable_at_start_and_mid_run(tmp_path: Path) -> 
         code, err = await service.stop()
         assert code == 0, err[-3000:]
         assert "service.database_unreachable" in err or "stream.database_unavailable" in err
-        async with Mongo(settings) as store:
+        async with Mongo(settings.mongo_options()) as store:
             check(await score("database unreachable", db, store, traffic, 2))
     finally:
         client.close()

@@ -13,8 +13,8 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from pydantic import SecretStr
 
 from streamer.mongo import Mongo
+from streamer.runtime.supervisor import Service
 from streamer.settings import Settings
-from streamer.supervisor import Service
 
 
 def test_settings(uri: str, database: str, **overrides: Any) -> Settings:
@@ -43,7 +43,7 @@ def settings(
 
 @pytest.fixture
 async def mongo(settings: Settings) -> AsyncIterator[Mongo]:
-    async with Mongo(settings) as m:
+    async with Mongo(settings.mongo_options()) as m:
         yield m
 
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from streamer.bootstrap import bootstrap_exit_code, run_bootstrap
-from streamer.errors import CommandError
+from streamer.core.errors import CommandError
+from streamer.core.schema import ActionKind, Schema, load_schema, parse_schema
 from streamer.mongo import Mongo
-from streamer.schema import ActionKind, Schema, load_schema, parse_schema
+from streamer.runtime.bootstrap import bootstrap_exit_code, run_bootstrap
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 

@@ -22,7 +22,7 @@ from bson import Decimal128
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer import __version__
-from streamer.bootstrap import UP_TO_DATE
+from streamer.runtime.bootstrap import UP_TO_DATE
 
 ELSEWHERE = Path(tempfile.gettempdir())
 COMMANDS = ("run", "bootstrap", "status", "resync", "verify")
@@ -239,7 +239,7 @@ async def without_module(module: str, *args: str) -> tuple[int | None, bytes, by
     package is not installed: exit status, stdout, stderr."""
     hiding = (
         f"import sys; sys.modules[{module!r}] = None; "
-        f"from streamer.cli import main; main({list(args)!r})"
+        f"from streamer.commands.cli import main; main({list(args)!r})"
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -534,16 +534,16 @@ async def test_resync_rejects_an_unknown_stream_with_exit_2() -> None:
 
 async def test_a_ctrl_c_while_the_command_is_still_loading_is_one_line_and_130() -> None:
     """A Ctrl-C in the second it takes to import the drivers: no KeyboardInterrupt
-    traceback. The child raises it where the signal would, on importing streamer.cli."""
+    traceback. The child raises it where the signal would, on importing streamer.commands.cli."""
     interrupt_on_import = (
         "import sys\n"
         "class Interrupt:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'streamer.cli':\n"
+        "        if name == 'streamer.commands.cli':\n"
         "            raise KeyboardInterrupt\n"
         "sys.meta_path.insert(0, Interrupt())\n"
         "sys.argv = ['streamer', 'status']\n"
-        "from streamer.entry import main\n"
+        "from streamer.commands.entry import main\n"
         "main()\n"
     )
     proc = await asyncio.create_subprocess_exec(

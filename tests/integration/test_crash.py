@@ -10,7 +10,7 @@ from typing import Any
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.mongo import Mongo
-from streamer.verify import verify
+from streamer.runtime.verify import verify
 
 from .conftest import caught_up
 from .model import Traffic, expected_totals, totals_differences
@@ -33,7 +33,7 @@ async def test_sigkill_at_random_instants_loses_and_doubles_nothing(
     """Thousands of events, SIGKILLs mid-stream and mid-start-up, then exact results."""
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    service = ServiceProcess(mongo_uri, db.name, driver=mongo.settings.driver)
+    service = ServiceProcess(mongo_uri, db.name, driver=mongo.options.driver)
     traffic = Traffic(db, rng)
     await service.start()
     await streaming(db)

@@ -10,8 +10,8 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from structlog.testing import capture_logs
 
 from streamer.mongo import Mongo
+from streamer.runtime.verify import verify
 from streamer.settings import Settings
-from streamer.verify import verify
 
 from .conftest import RunService, caught_up
 

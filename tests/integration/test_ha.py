@@ -10,7 +10,7 @@ from typing import Any
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.mongo import Mongo
-from streamer.verify import verify
+from streamer.runtime.verify import verify
 
 from .conftest import caught_up
 from .model import Traffic, expected_totals, totals_differences
@@ -48,7 +48,7 @@ async def test_killing_the_owner_hands_the_streams_to_the_standby_without_loss(
         db.name,
         instance_id=name,
         lease_ttl_s=TTL_S,
-        driver=mongo.settings.driver,
+        driver=mongo.options.driver,
         http_port=free_port(),
     )
     a, b, c = make("a"), make("b"), make("c")

@@ -10,8 +10,8 @@ import aiohttp
 from motor.motor_asyncio import AsyncIOMotorDatabase
 from pydantic import SecretStr
 
+from streamer.runtime.supervisor import Service
 from streamer.settings import Settings
-from streamer.supervisor import Service
 from tests.tools import require
 
 from .conftest import RunService, caught_up

@@ -21,7 +21,7 @@ import pytest
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.mongo import Mongo
-from streamer.verify import verify
+from streamer.runtime.verify import verify
 
 from .conftest import caught_up, test_settings
 from .model import Traffic, expected_totals, totals_differences
@@ -121,7 +121,7 @@ async def exact(db: AsyncIOMotorDatabase[Any], traffic: Traffic, uri: str) -> li
         expected_totals(final), await db.user_totals.find().to_list(None)
     )
     problems += await traffic.alert_differences()
-    async with Mongo(test_settings(uri, db.name)) as mongo:
+    async with Mongo(test_settings(uri, db.name).mongo_options()) as mongo:
         if (await verify(mongo, default_threshold=10)).drift:
             problems.append("verify: drift")
     return problems

@@ -8,9 +8,9 @@ import contextlib
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from streamer.leases import Held, Lease, Leases
 from streamer.mongo import Mongo
-from streamer.processes import THIS_PROCESS, ProcessId
+from streamer.runtime.leases import Held, Lease, Leases
+from streamer.runtime.processes import THIS_PROCESS, ProcessId
 from streamer.settings import Settings
 
 from .conftest import RunService
@@ -98,7 +98,7 @@ async def test_a_lease_under_the_same_id_but_another_process_is_not_ours(mongo: 
 
 
 async def test_a_lease_of_a_process_known_gone_is_taken_at_once(mongo: Mongo) -> None:
-    """Same id, the holder's process gone (streamer.processes): taken before any wait."""
+    """Same id, the holder's process gone (streamer.runtime.processes): taken before any wait."""
     first = Leases(mongo, "pod-0", ttl_s=60, process=ProcessId("first"))
     second = Leases(mongo, "pod-0", ttl_s=60, process=ProcessId("second"))
     assert isinstance(await first.acquire("orders"), Lease)

@@ -1,4 +1,4 @@
-"""The service under its documented role (``streamer.role``), against mongosim with
+"""The service under its documented role (``streamer.commands.role``), against mongosim with
 ``--auth`` and TLS (client certificates required): the README's "The MongoDB role" and
 "TLS" sections are these tests."""
 
@@ -18,11 +18,11 @@ from bson import Timestamp
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from structlog.testing import capture_logs
 
-from streamer import role
+from streamer.commands import role
 from streamer.mongo import Mongo
+from streamer.runtime.supervisor import Service
+from streamer.runtime.verify import verify
 from streamer.settings import Settings
-from streamer.supervisor import Service
-from streamer.verify import verify
 
 from ..certs import Certs, make_certs
 from .conftest import caught_up, run_service, test_settings
@@ -86,7 +86,7 @@ def driver(request: pytest.FixtureRequest) -> str:
 
 
 def test_the_readme_shows_the_role_the_service_is_proven_under() -> None:
-    """The README's createRole snippet is ``streamer.role.create_role_js()``, verbatim."""
+    """The README's createRole snippet is ``streamer.commands.role.create_role_js()``, verbatim."""
     assert role.create_role_js() in README.read_text()
 
 
@@ -112,7 +112,7 @@ async def test_the_service_keeps_totals_and_alerts_under_its_role_over_tls(
             assert service.health.oldest_oplog_s is not None  # find on local.oplog.rs
     assert (await db.user_totals.find_one({"_id": "u"}) or {})["count"] == 3
     assert (await db.stock_alerts.find_one({"product_id": "p1"}) or {}).get("state") == "open"
-    async with Mongo(settings) as mongo:
+    async with Mongo(settings.mongo_options()) as mongo:
         assert not (await verify(mongo, default_threshold=10)).drift
     assert not [e for e in logs if e["log_level"] in ("error", "critical")]
     assert PASSWORD not in repr(logs)

@@ -9,8 +9,8 @@ from bson import Decimal128
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.mongo import Mongo
+from streamer.runtime.verify import verify
 from streamer.settings import Settings
-from streamer.verify import verify
 
 from .conftest import RunService, caught_up
 

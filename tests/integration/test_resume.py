@@ -11,8 +11,8 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from streamer.mongo import Mongo
+from streamer.runtime.verify import verify
 from streamer.settings import Settings
-from streamer.verify import verify
 
 from .conftest import RunService, caught_up
 
@@ -98,7 +98,7 @@ async def test_lost_history_triggers_an_automatic_resync_that_ends_exact(
             )
             [alert] = await db.stock_alerts.find({"product_id": "p"}).to_list(None)
             assert (alert["state"], alert["resolution"]) == ("resolved", "deleted")
-            async with Mongo(settings) as mongo:
+            async with Mongo(settings.mongo_options()) as mongo:
                 assert not (await verify(mongo, default_threshold=10)).drift
         finally:
             client.close()

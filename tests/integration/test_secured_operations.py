@@ -20,7 +20,7 @@ from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
-from streamer import role
+from streamer.commands import role
 
 from ..certs import make_certs_for_another_host
 from . import test_least_privilege

@@ -13,11 +13,11 @@ from typing import Any
 from motor.motor_asyncio import AsyncIOMotorDatabase
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamer.commands.status import StatusReport, read_status
 from streamer.mongo import Mongo
+from streamer.runtime.supervisor import Service
+from streamer.runtime.verify import SOURCE_OF
 from streamer.settings import Settings
-from streamer.status import StatusReport, read_status
-from streamer.supervisor import Service
-from streamer.verify import SOURCE_OF
 
 from .conftest import RunService, caught_up, test_settings
 from .test_cli import cli_env, streamer
@@ -76,7 +76,7 @@ async def test_status_shows_the_lag_metrics_shows_on_an_idle_stream_while_the_da
     time moves IDLE_S past it: status must not show that as lag. Read in one window
     (metric, status, metric), the two agree within TOLERANCE_S."""
     quiet = settings.model_copy(update={"idle_checkpoint_interval_s": 60.0})
-    async with service(quiet) as svc, Mongo(quiet) as mongo:
+    async with service(quiet) as svc, Mongo(quiet.mongo_options()) as mongo:
         await db.orders.insert_one({"user_id": "u", "amount": 1, "status": "completed"})
         await caught_up(db, ("orders",))
         stored = await db.streamer_checkpoints.find_one({"_id": "orders"})

@@ -13,9 +13,9 @@ import structlog
 from bson import Decimal128
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 
+from streamer.commands.verify import Options, comparable_report, verify_and_repair
 from streamer.mongo import Mongo
 from streamer.settings import Settings
-from streamer.verify_command import Options, comparable_report, verify_and_repair
 
 from .conftest import RunService, caught_up, test_settings
 from .model import Traffic
@@ -206,7 +206,7 @@ async def test_a_repair_under_steady_traffic_holds_the_owner_still_and_then_lets
     grants the hold between batches, commits nothing until the repair withdraws it, and
     then goes on: the totals are exact, the hold is gone from the checkpoint, and the
     service keeps up with the traffic."""
-    settings = test_settings(mongo.settings.mongodb_uri.get_secret_value(), db.name)
+    settings = test_settings(mongo.options.uri, db.name)
     await db.orders.insert_one({"user_id": "hal", "amount": 4, "status": "completed"})
     traffic = Traffic(db, random.Random(9))
     with structlog.testing.capture_logs() as logs:

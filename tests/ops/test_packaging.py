@@ -52,7 +52,7 @@ def metadata(wheel: zipfile.ZipFile) -> str:
 
 def test_the_wheel_carries_the_daemon_and_no_mongosim(wheel: zipfile.ZipFile) -> None:
     names = wheel.namelist()
-    assert "streamer/cli.py" in names and "streamer/mongo/client.py" in names
+    assert "streamer/commands/cli.py" in names and "streamer/mongo/client.py" in names
     assert not [n for n in names if "mongosim" in n]
     assert {n.split("/")[0] for n in names} == {"streamer", f"{DIST_INFO}"}
 
@@ -92,7 +92,7 @@ def test_the_default_config_and_schema_ship_as_package_data(wheel: zipfile.ZipFi
 def test_the_sdist_carries_no_mongosim(tmp_path: Path) -> None:
     with tarfile.open(build("sdist", ROOT, tmp_path)) as sdist:
         names = sdist.getnames()
-    assert any(n.endswith("/streamer/cli.py") for n in names)
+    assert any(n.endswith("/streamer/commands/cli.py") for n in names)
     assert any(n.endswith("/config/schema.yaml") for n in names)
     assert not [n for n in names if "mongosim" in n]
 

@@ -9,16 +9,16 @@ from typing import Any
 import pytest
 from bson import Decimal128, Int64, ObjectId, Timestamp
 
-from streamer.alerts import (
+from streamer.core.alerts import (
     InventoryEffects,
     Product,
     assess_product,
     plan_alert_repair,
     plan_inventory,
 )
-from streamer.changes import Change, UpdateDescription
-from streamer.keys import bson_key
-from streamer.totals import Invalid
+from streamer.core.changes import Change, UpdateDescription
+from streamer.core.keys import bson_key
+from streamer.core.totals import Invalid
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 PID = "p1"

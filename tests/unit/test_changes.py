@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from bson import ObjectId, Timestamp
 
-from streamer.changes import Change, StreamEnd, UpdateDescription, parse_event, stream_pipeline
+from streamer.core.changes import Change, StreamEnd, UpdateDescription, parse_event, stream_pipeline
 
 TS = Timestamp(1_700_000_000, 3)
 WALL = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streamer.checkpoints import Hold, Requests, ResyncRequest
+from streamer.core.checkpoint import Hold, Requests, ResyncRequest
 
 RESYNC = ResyncRequest(
     id="r1", reason="asked", fresh=False, requested_at=dt.datetime(2026, 1, 1), by="cli"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from streamer.demo_secure import env_file
+from streamer.commands.demo_secure import env_file
 from streamer.settings import Settings
 
 # The characters a shell would act on, all legal in a URI's password (RFC 3986 sub-delims

@@ -1,13 +1,13 @@
 """``streamer --help`` and the README's "Exit codes" table list the same codes, and they
-are the codes the code uses (streamer.shutdown's constants included)."""
+are the codes the code uses (streamer.runtime.shutdown's constants included)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from streamer.cli import EXIT_CODES, build_parser
-from streamer.shutdown import FORCED_STOP, INTERRUPTED
+from streamer.commands.cli import EXIT_CODES, build_parser
+from streamer.runtime.shutdown import FORCED_STOP, INTERRUPTED
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -7,16 +7,16 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from streamer.health import Health
-from streamer.metrics import Metrics
 from streamer.mongo import Mongo
+from streamer.runtime.health import Health
+from streamer.runtime.metrics import Metrics
 from streamer.settings import Settings
 
 
 def health() -> Health:
     """A Health over a client that is never opened: only its bookkeeping is used."""
     return Health(
-        Mongo(Settings()),
+        Mongo(Settings().mongo_options()),
         {},
         Metrics(CollectorRegistry()),
         ready_max_lag_s=60,

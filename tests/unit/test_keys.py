@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from bson import Decimal128, Int64, ObjectId
 
-from streamer.keys import bson_key
+from streamer.core.keys import bson_key
 
 OID = ObjectId("65f000000000000000000001")
 

@@ -1,4 +1,5 @@
-"""A stream's lag (streamer.lag) and status's lease and line logic (streamer.status)."""
+"""A stream's lag (streamer.core.lag) and status's lease and line logic
+(streamer.commands.status)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,7 @@ from typing import Any
 import pytest
 from bson import Timestamp
 
-from streamer.checkpoints import Checkpoint, Resync
-from streamer.lag import (
-    Position,
-    caught_up_position,
-    lag_seconds,
-    position_after_batch,
-    recorded_position,
-)
-from streamer.status import (
+from streamer.commands.status import (
     PartitionStatus,
     StatusReport,
     StreamStatus,
@@ -25,6 +18,14 @@ from streamer.status import (
     lines,
     partition_status,
     render,
+)
+from streamer.core.checkpoint import Checkpoint, Resync
+from streamer.core.lag import (
+    Position,
+    caught_up_position,
+    lag_seconds,
+    position_after_batch,
+    recorded_position,
 )
 
 T = 1_700_000_000  # a whole second, unix time

@@ -1,4 +1,4 @@
-"""The lifecycle helpers (streamer.lifecycle) and the lease renewal loop they serve.
+"""The lifecycle helpers (streamer.runtime.lifecycle) and the lease renewal loop they serve.
 
 Every test decides by events and counts: a zero-second sleep stands for "the time
 passed", and nothing waits on the wall clock.
@@ -14,9 +14,9 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from streamer.errors import FatalDatabaseError, TransientError
-from streamer.leases import Lease, renew_until_lost
-from streamer.lifecycle import any_done, first_of, sleep_unless_stopped
+from streamer.core.errors import FatalDatabaseError, TransientError
+from streamer.runtime.leases import Lease, renew_until_lost
+from streamer.runtime.lifecycle import any_done, first_of, sleep_unless_stopped
 
 
 async def test_a_sleep_ends_false_when_its_time_passes() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from streamer.errors import DatabaseUnavailable, FatalDatabaseError, TransientError
-from streamer.messages import certificate_problem, fatal, unreachable
+from streamer.core.errors import DatabaseUnavailable, FatalDatabaseError, TransientError
+from streamer.runtime.messages import certificate_problem, fatal, unreachable
 from streamer.settings import Settings
 
 

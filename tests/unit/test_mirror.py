@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from bson import Timestamp
 
-from streamer.changes import Change, UpdateDescription
-from streamer.mirror import UnknownPriorState, next_state, same_state
+from streamer.core.changes import Change, UpdateDescription
+from streamer.core.mirror import UnknownPriorState, next_state, same_state
 
 WALL = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
 

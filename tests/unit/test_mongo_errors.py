@@ -19,7 +19,7 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
-from streamer.errors import (
+from streamer.core.errors import (
     CommandError,
     DatabaseError,
     DuplicateKey,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from streamer.leases import Handover, Held, Lease, is_live
-from streamer.ownership import acquired_line, poll_every_s, standby_reason
+from streamer.runtime.leases import Handover, Held, Lease, is_live
+from streamer.runtime.ownership import acquired_line, poll_every_s, standby_reason
 
 NOW = dt.datetime(2025, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 MS = dt.timedelta(milliseconds=1)

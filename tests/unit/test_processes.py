@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from streamer.processes import THIS_PROCESS, current, gone
+from streamer.runtime.processes import THIS_PROCESS, current, gone
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 

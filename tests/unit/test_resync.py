@@ -11,9 +11,8 @@ import pytest
 from bson import Timestamp
 from structlog.testing import capture_logs
 
-from streamer.checkpoints import Resync, Segment
-from streamer.resync import Progress
-from streamer.resync_plan import (
+from streamer.core.checkpoint import Resync, Segment
+from streamer.core.resync_plan import (
     FIRST_START,
     FORCED,
     after,
@@ -24,6 +23,7 @@ from streamer.resync_plan import (
     resync_level,
     scan_filter,
 )
+from streamer.runtime.resync import Progress
 
 
 def test_streaming_resumes_just_after_the_snapshot_time() -> None:
@@ -139,7 +139,7 @@ def test_the_checkpoint_document_round_trips_a_resync_in_progress() -> None:
     import bson
     from bson.codec_options import CodecOptions
 
-    from streamer.checkpoints import Checkpoint
+    from streamer.core.checkpoint import Checkpoint
 
     cp = Checkpoint(
         stream="orders",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from streamer.checkpoints import Resync
-from streamer.resync_command import (
+from streamer.commands.resync import (
     Throttle,
     interrupted_line,
     progress_kind,
     progress_line,
     resuming_line,
 )
+from streamer.core.checkpoint import Resync
 
 STARTED = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 HALFWAY = Resync(gen=1, reason="r", fresh=False, started_at=STARTED, scanned=21_500, total=45_000)

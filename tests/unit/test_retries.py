@@ -10,7 +10,7 @@ import pytest
 import tenacity
 from pymongo.errors import AutoReconnect, OperationFailure
 
-from streamer.errors import (
+from streamer.core.errors import (
     DatabaseUnavailable,
     DuplicateKey,
     FatalDatabaseError,
@@ -284,7 +284,7 @@ def test_an_outage_logs_its_first_failure_then_one_a_minute(
 
 def test_the_policy_defaults_are_the_settings_defaults() -> None:
     """RetryPolicy() (used where no settings are at hand) agrees with Settings' defaults."""
-    assert RetryPolicy() == RetryPolicy.from_settings(Settings())
+    assert RetryPolicy() == Settings().retry_policy()
 
 
 @pytest.mark.parametrize(

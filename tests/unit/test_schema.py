@@ -9,8 +9,8 @@ import pytest
 from bson.int64 import Int64
 from mongosim.jsonschema_keywords import KNOWN_KEYWORDS
 
-from streamer.errors import BootstrapError, SchemaError, SettingsError
-from streamer.schema import (
+from streamer.core.errors import BootstrapError, SchemaError, SettingsError
+from streamer.core.schema import (
     ActionKind,
     Schema,
     load_schema,
@@ -88,7 +88,7 @@ def test_a_missing_schema_file_is_a_schema_error_naming_path_and_setting(tmp_pat
 
 
 def test_a_schema_error_is_a_configuration_error() -> None:
-    """Exit 2 like every settings error (streamer.cli), not 1 like a refused bootstrap."""
+    """Exit 2 like every settings error (streamer.commands.cli), not 1 like a refused bootstrap."""
     assert issubclass(SchemaError, SettingsError)
     assert not issubclass(SchemaError, BootstrapError)
 

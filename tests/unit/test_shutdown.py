@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamer import shutdown
-from streamer.shutdown import Signals
+from streamer.runtime import shutdown
+from streamer.runtime.shutdown import Signals
 
 
 class Forced(Exception):

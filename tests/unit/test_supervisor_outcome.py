@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from structlog.testing import capture_logs
 
-from streamer.errors import FatalDatabaseError
-from streamer.supervisor import Service
+from streamer.core.errors import FatalDatabaseError
+from streamer.runtime.supervisor import Service
 
 
 async def _failed_group(*failures: Exception) -> asyncio.Task[None]:

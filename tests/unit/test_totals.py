@@ -12,10 +12,10 @@ from bson import Decimal128, Int64, Regex, Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.changes import Change, UpdateDescription
-from streamer.keys import bson_key
-from streamer.mirror import State
-from streamer.totals import (
+from streamer.core.changes import Change, UpdateDescription
+from streamer.core.keys import bson_key
+from streamer.core.mirror import State
+from streamer.core.totals import (
     Contribution,
     Invalid,
     Totals,

@@ -14,7 +14,7 @@ from mongosim.compiled import compile_expression, compile_inclusion
 from mongosim.errors import MongoError
 from mongosim.expressions import evaluate
 
-from streamer.changes import stream_pipeline
+from streamer.core.changes import stream_pipeline
 
 UPDATE_EVENT: dict[str, Any] = {
     "_id": {"_data": "8263"},

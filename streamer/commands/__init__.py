@@ -1,0 +1,2 @@
+"""The ``streamer`` command and each subcommand: the top layer, which nothing imports.
+"""

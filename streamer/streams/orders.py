@@ -1,0 +1,110 @@
+"""The orders stream: keeps ``user_totals`` equal to the sum over each user's orders."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from ..core.changes import Change
+from ..core.keys import bson_key
+from ..core.totals import (
+    COMPLETED,
+    ORDER_FIELDS,
+    Contribution,
+    Totals,
+    apply_moves,
+    plan_orders,
+    totals_document,
+    totals_from_document,
+)
+from ..mongo import Mongo, Session
+from ..mongo.types import DeleteOne, InsertOne, ReplaceOne
+from .handler import BatchOutcome, MirroredStream, count_ops
+
+USER_TOTALS = "user_totals"
+MIRROR = "streamer_mirror_orders"
+
+
+class OrdersStream(MirroredStream):
+    name = "orders"
+    source = "orders"
+    fields = ORDER_FIELDS
+    mirror = MIRROR
+
+    def __init__(self, mongo: Mongo) -> None:
+        super().__init__(mongo)
+
+    async def apply(self, session: Session, changes: Sequence[Change], gen: int) -> BatchOutcome:
+        prior, stored = await self.load_prior(session, changes)
+        effects = plan_orders(changes, prior)
+        users: dict[Hashable, Any] = {}
+        for move in effects.moves:
+            for c in move:
+                if c is not None:
+                    users.setdefault(c.user, c.user_id)
+        totals: dict[Hashable, Totals] = {}
+        if users:
+            docs = await self.mongo.find(
+                USER_TOTALS, {"_id": {"$in": list(users.values())}}, session=session
+            )
+            totals = {bson_key(d["_id"]): totals_from_document(d) for d in docs}
+        existing = set(totals)
+        recompute = apply_moves(totals, effects.moves)
+        # Query fields: the user's completed orders by date, for last_order_at (from the
+        # assessment the plan already made, not a second one per document).
+        query_fields = {
+            key: {"u": c.user_id, "s": c.status, "t": c.created_at}
+            for key, c in effects.assessed.items()
+            if isinstance(c, Contribution)
+        }
+        writes = await self.write_mirror(session, effects.states, gen, stored, query_fields)
+        if recompute:
+            await self._recompute_last_order_at(session, totals, recompute)
+        now = dt.datetime.now(dt.UTC)
+        requests: list[Any] = []
+        for key in users:
+            t = totals[key]
+            if t.empty:
+                if key in existing:
+                    requests.append(DeleteOne({"_id": t.user_id}))
+            elif key in existing:
+                requests.append(ReplaceOne({"_id": t.user_id}, totals_document(t, now)))
+            else:
+                requests.append(InsertOne(totals_document(t, now)))
+        await self.mongo.bulk_write(USER_TOTALS, requests, session=session)
+        if effects.rejected:
+            await self.write_quarantine(session, effects.rejected)
+        return BatchOutcome(
+            events=len(changes),
+            by_op=count_ops(changes),
+            quarantined=effects.rejected,
+            derived_writes=writes + len(requests),
+        )
+
+    async def _recompute_last_order_at(
+        self, session: Session, totals: dict[Hashable, Totals], users: set[Hashable]
+    ) -> None:
+        """The latest created_at of each user's completed orders, read from the mirror."""
+        ids = [totals[k].user_id for k in users]
+        for k in users:
+            totals[k].last_order_at = None
+        rows = await self.mongo.aggregate(
+            MIRROR,
+            [
+                {"$match": {"u": {"$in": ids}, "s": COMPLETED, "t": {"$type": "date"}}},
+                {"$group": {"_id": "$u", "last": {"$max": "$t"}}},
+            ],
+            session=session,
+        )
+        for row in rows:
+            key = bson_key(row["_id"])
+            if key in totals:
+                totals[key].last_order_at = row["last"]
+
+    async def clear(self, session: Session, limit: int) -> int:
+        deleted = await self.clear_collection(USER_TOTALS, session, limit)
+        return deleted + await self.clear_collection(MIRROR, session, limit)
+
+    async def orphans(self, gen: int, limit: int) -> list[Any]:
+        return await self.mirror_orphans(gen, limit)
