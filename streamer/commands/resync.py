@@ -265,11 +265,18 @@ class ResyncCommand:
         deadline = loop.time() + self.pickup_s
         throttle = Throttle(1.0)
         seen: Resync | None = None
+        printed: str | None = None
         while True:
             cp = await self._retry(lambda: self.store.load(stream), "checkpoint.load")
             assert cp is not None
             summary = cp.last_resync or {}
             if cp.phase == "stream" and summary.get("request") == request.id:
+                # The final count, even when the owner scanned everything between two
+                # looks: how often this command looks must not decide what it reports.
+                done = counted(summary.get("scanned", 0), summary.get("total"))
+                final = f"{stream}: scanned {done}"
+                if final != printed:
+                    self.print(final)
                 self.print(
                     f"{stream}: resynced by {holder} ({summary.get('scanned', 0):,} scanned); "
                     f"streaming resumes at {cp.start_at}"
@@ -280,6 +287,7 @@ class ResyncCommand:
                     seen, deadline = cp.resync, loop.time() + self.stall_s
                 if throttle(line := progress_line(stream, cp.resync), progress_kind(cp.resync)):
                     self.print(line)
+                    printed = line
             if await self._pause():
                 return self._gave_up(stream, holder)
             if await self._retry(lambda: self.leases.holder(stream), "lease.holder") is None:

@@ -206,6 +206,7 @@ class Resyncer:
             "snapshot_at": first,
             "segments": len(resync.segments),
             "scanned": resync.scanned,
+            "total": resync.total,
             "removed": resync.removed,
             "request": resync.request,
             "finished_at": dt.datetime.now(dt.UTC),
