@@ -52,7 +52,8 @@ Position = tuple[int, int, int]
 
 
 class ChangeStreamHost(Protocol):
-    oplog: Oplog
+    @property
+    def oplog(self) -> Oplog: ...
 
     def lookup_document(self, ns: str, key: Mapping[str, Any]) -> dict[str, Any] | None: ...
 
