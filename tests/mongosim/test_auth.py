@@ -293,6 +293,10 @@ def test_the_localhost_exception_needs_a_loopback_peer() -> None:
     remote = make_connection_auth(("10.0.0.5", 4000))
     with pytest.raises(Exception, match="requires authentication"):
         auth.authorize(
-            "createUser", "admin", {"createUser": "x", "pwd": "y", "roles": []}, remote, Access.PRIVILEGES
+            "createUser",
+            "admin",
+            {"createUser": "x", "pwd": "y", "roles": []},
+            remote,
+            Access.PRIVILEGES,
         )
     assert socket.gethostname()  # the loopback case is covered through the drivers above
