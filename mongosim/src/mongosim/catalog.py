@@ -14,9 +14,9 @@ from typing import Any, Protocol
 from bson.timestamp import Timestamp
 
 from .errors import MongoError
-from .jsonschema import CollectionValidator
 from .matching import compile_filter
 from .storage import Collection, Index
+from .validator_errors import CollectionValidator
 
 COLL_OPTIONS = (
     "validator",
