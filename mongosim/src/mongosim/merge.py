@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .aggregation import transform_document
 from .bsonutil import canonical, get_path
 from .documents import prepare_insert
 from .errors import MongoError
@@ -47,8 +48,6 @@ def _merged(existing: dict[str, Any], new: Mapping[str, Any], mode: Any) -> dict
             "and whenMatched is 'fail'",
         )
     if isinstance(mode, list):
-        from .aggregation import transform_document
-
         return transform_document(existing, mode)
     raise MongoError(2, f"Enumeration value '{mode}' for field 'whenMatched' is not a valid value.")
 

@@ -19,8 +19,11 @@ from bson.decimal128 import Decimal128, create_decimal128_context
 from bson.int64 import Int64
 from bson.timestamp import Timestamp
 
-from .bsonutil import MISSING, canonical, compare, get_path, is_number, to_python_number
+from .aggregation import transform_document
+from .bsonutil import MISSING, SortKey, canonical, compare, get_path, is_number, to_python_number
 from .errors import MongoError
+from .matching import compile_filter
+from .sorting import compile_sort
 
 _D128 = create_decimal128_context()
 
@@ -202,8 +205,6 @@ class _Ctx:
         matched_query: Mapping[str, Any] | None,
         doc: Mapping[str, Any],
     ) -> None:
-        from .matching import compile_filter
-
         self.filters: dict[str, Callable[[Mapping[str, Any]], bool]] = {}
         for f in array_filters or []:
             ident = next(iter(f)).split(".", 1)[0]
@@ -227,8 +228,6 @@ class _Ctx:
         return [i for i, e in enumerate(array) if matcher({ident: e})]
 
     def _first_match(self, prefix: str, array: list[Any]) -> int:
-        from .matching import compile_filter
-
         conditions = {
             k[len(prefix) + 1 :] or "v": v
             for k, v in self.query.items()
@@ -385,11 +384,7 @@ def _op_push(doc: dict[str, Any], path: str, value: Any, ctx: _Ctx, log: _Log) -
 
 
 def _sorted_array(array: list[Any], spec: Any) -> list[Any]:
-    from .bsonutil import SortKey
-
     if isinstance(spec, Mapping):
-        from .sorting import compile_sort
-
         return sorted(array, key=compile_sort(spec))
     return sorted(array, key=SortKey, reverse=spec == -1)
 
@@ -416,8 +411,6 @@ def _op_pop(doc: dict[str, Any], path: str, value: Any, ctx: _Ctx, log: _Log) ->
 
 
 def _pull_matcher(cond: Any) -> Callable[[Any], bool]:
-    from .matching import compile_filter
-
     if isinstance(cond, Mapping) and cond:
         if all(k.startswith("$") for k in cond):
             wrapped = compile_filter({"v": cond})
@@ -597,8 +590,6 @@ def _check_id_unchanged(doc: Mapping[str, Any], name: str, path: str, value: Any
 
 
 def _pipeline_update(doc: Mapping[str, Any], stages: list[Mapping[str, Any]]) -> UpdateResult:
-    from .aggregation import transform_document
-
     new = transform_document(dict(doc), stages)
     if "_id" in doc:
         if "_id" in new and canonical(new["_id"]) != canonical(doc["_id"]):
