@@ -50,8 +50,7 @@ class Command:
     handler: Handler
     runs: Runs = Runs.ENGINE
     access: Access = Access.PRIVILEGES
-    in_txn: bool = False  # allowed in a multi-document transaction (manual: "Transactions
-    # and Operations")
+    in_txn: bool = False  # allowed in a transaction (manual: "Transactions and Operations")
     writes: bool = False  # a write: refused with NotWritablePrimary on a secondary
     reads_data: bool = False  # refused on a secondary unless the read preference allows it
     retryable: bool = False  # a retryable write (the retryable writes spec)
