@@ -143,14 +143,14 @@ async def _server_side(size: int, n_ops: int) -> tuple[float, float, float]:
 
     import bson
     from bson.binary import Binary
-    from mongosim.engine import CommandContext
+    from mongosim.operation import CommandContext
     from mongosim.server import Connection, MongoSim, Server
     from mongosim.wire import Header, decode_request, encode_reply
 
     sim = MongoSim()
     await sim.start()
     assert sim.topology is not None
-    server = Server(sim.engine, sim.topology, sim.failpoints)
+    server = Server(sim.engine, sim.topology, sim.failpoints, sim.auth)
     conn = Connection(server, set())
     lsid = {"id": Binary(uuid.uuid4().bytes, 4)}
     ctx = CommandContext(0, None)

@@ -15,9 +15,12 @@ from bson.int64 import Int64
 
 from .accumulators import GROUP_ACCUMULATORS
 from .bsonutil import MISSING, canonical, compare, get_path
+from .collation import collated
 from .compiled import compile_inclusion
 from .errors import MongoError
 from .expressions import evaluate
+from .matching import compile_filter
+from .sorting import compile_sort
 
 Docs = Iterator[dict[str, Any]]
 
@@ -206,16 +209,11 @@ def _stage_replace_root(docs: Docs, spec: Any, ctx: PipelineContext | None) -> D
 
 # -- filtering and ordering -------------------------------------------------------------------
 def _stage_match(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
-    from .collation import collated
-    from .matching import compile_filter
-
     matcher = collated(compile_filter, spec, ctx.collation if ctx is not None else None)
     return (d for d in docs if matcher(d))
 
 
 def _stage_sort(docs: Docs, spec: Any, ctx: PipelineContext | None) -> Docs:
-    from .sorting import compile_sort
-
     return iter(sorted(docs, key=compile_sort(spec)))
 
 

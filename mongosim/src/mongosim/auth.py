@@ -33,11 +33,13 @@ from bson.binary import Binary
 
 from . import privileges, scram
 from .errors import MongoError
+from .registry import Access, Runs, command
 from .sessions import lsid_key
 from .users import Catalog, credential_of, role_refs
 
 _conversation_ids = itertools.count(1)
 UserRef = tuple[str, str]  # (db, name)
+Reply = dict[str, Any]
 # Owners of the cursors mongosim has handed out; the oldest are forgotten past this many
 # (mongod times idle cursors out after 10 minutes; a forgotten one is unchecked).
 MAX_TRACKED_CURSORS = 100_000
@@ -131,30 +133,7 @@ class Auth:
         # Drivers send options.skipEmptyExchange; mongod then finishes in this step.
         return {"conversationId": cid, "done": True, "payload": Binary(payload)}
 
-    # -- command entry point ---------------------------------------------------------------
-    def intercept(
-        self, name: str, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth
-    ) -> dict[str, Any] | None:
-        """Answer auth commands; check privileges for the rest (None: run it as usual)."""
-        from .user_commands import USER_COMMANDS
-
-        lname = name.lower()
-        if lname == "saslstart":
-            return self._sasl_start(db, cmd, conn)
-        if lname == "saslcontinue":
-            return self._sasl_continue(cmd, conn)
-        if lname == "logout":
-            conn.users = [u for u in conn.users if u[0] != db]
-            return {}
-        if lname == "connectionstatus":
-            return self.connection_status(conn)
-        if self.enabled:
-            self.authorize(name, db, cmd, conn)
-        handler = USER_COMMANDS.get(lname)
-        if handler is not None:
-            return handler(self, db, cmd, conn)
-        return None
-
+    # -- authorization ---------------------------------------------------------------------
     def connection_status(self, conn: ConnectionAuth) -> dict[str, Any]:
         roles = [r for u in conn.users for r in self.catalog.users.get(u, {}).get("roles", [])]
         return {
@@ -173,9 +152,12 @@ class Auth:
         # user or role may be created.
         return conn.loopback and not self.catalog.users and lname in ("createuser", "createrole")
 
-    def authorize(self, name: str, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> None:
+    def authorize(
+        self, name: str, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth, access: Access
+    ) -> None:
+        """Refuse the command unless the connection may run it (nothing without --auth)."""
         lname = name.lower()
-        if lname in privileges.NO_AUTH or self._localhost_exception(lname, conn):
+        if not self.enabled or access is Access.PUBLIC or self._localhost_exception(lname, conn):
             return
         if not conn.users:
             raise MongoError(13, f"Command {name} requires authentication")
@@ -186,7 +168,7 @@ class Auth:
         if lname == "killcursors":
             self._check_kill_cursors(cmd, conn)
             return
-        if lname in privileges.ANY_USER:
+        if access is Access.USER:
             if lname == "killsessions":
                 self._check_kill_sessions(cmd, conn)
             return
@@ -282,3 +264,26 @@ def make_connection_auth(peer: Any) -> ConnectionAuth:
 
 def role_args(cmd: Mapping[str, Any], db: str) -> list[dict[str, Any]]:
     return role_refs(cmd.get("roles", []), db)
+
+
+# The commands answered here, before anyone authenticates (Runs.AUTH:
+# handler(auth, db, cmd, connection's auth)).
+@command("saslStart", runs=Runs.AUTH, access=Access.PUBLIC)
+def _sasl_start(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
+    return auth._sasl_start(db, cmd, conn)
+
+
+@command("saslContinue", runs=Runs.AUTH, access=Access.PUBLIC)
+def _sasl_continue(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
+    return auth._sasl_continue(cmd, conn)
+
+
+@command("logout", runs=Runs.AUTH, access=Access.PUBLIC)
+def _logout(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
+    conn.users = [u for u in conn.users if u[0] != db]
+    return {}
+
+
+@command("connectionStatus", runs=Runs.AUTH, access=Access.PUBLIC)
+def _connection_status(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
+    return auth.connection_status(conn)

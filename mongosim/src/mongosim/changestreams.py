@@ -17,6 +17,7 @@ from bson.raw_bson import RawBSONDocument
 from bson.timestamp import Timestamp
 
 from . import resume_tokens
+from .aggregation import STAGES
 from .bsonutil import CODEC_OPTIONS, MISSING
 from .change_events import command_event, crud_event, invalidate_event
 from .change_events import render_oplog_documents as render_oplog_documents
@@ -52,7 +53,8 @@ Position = tuple[int, int, int]
 
 
 class ChangeStreamHost(Protocol):
-    oplog: Oplog
+    @property
+    def oplog(self) -> Oplog: ...
 
     def lookup_document(self, ns: str, key: Mapping[str, Any]) -> dict[str, Any] | None: ...
 
@@ -62,8 +64,6 @@ class ChangeStreamHost(Protocol):
 
 
 def _check_stages(stages: list[Mapping[str, Any]]) -> None:
-    from .aggregation import STAGES
-
     for stage in stages:
         name = next(iter(stage), "")
         if name == SPLIT_STAGE:

@@ -8,77 +8,28 @@ dropIndexes) events, and what the data dir replays after a restart.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bson.binary import Binary, UuidRepresentation
+
+from .catalog import COLL_OPTIONS, add_index, check_name, compile_validator, create_collection
+from .engine import Engine
 from .errors import MongoError
+from .matching import compile_filter
+from .operation import Op, Reply
+from .registry import command
 from .storage import Collection, Index, default_index_name, normalize_index_spec
 
-if TYPE_CHECKING:
-    from .engine import Engine, Op, Reply
-
 _VALIDATION_OPTIONS = ("validator", "validationLevel", "validationAction")
-_COLL_OPTIONS = (
-    *_VALIDATION_OPTIONS,
-    "changeStreamPreAndPostImages",
-    "capped",
-    "size",
-    "max",
-    "collation",
-    "expireAfterSeconds",
-    "clusteredIndex",
-    "timeseries",
-)
 
 
-def _check_name(db: str, name: Any) -> str:
-    if not isinstance(name, str) or not name or name.startswith(".") or "$" in name or "\0" in name:
-        raise MongoError(73, f"Invalid collection name: {db}.{name}")
-    return name
-
-
-def compile_validator(coll: Collection) -> None:
-    validator = coll.options.get("validator")
-    if not validator:
-        coll.validator = None
-        return
-    from .jsonschema import CollectionValidator
-
-    coll.validator = CollectionValidator(
-        validator,
-        level=coll.options.get("validationLevel", "strict"),
-        action=coll.options.get("validationAction", "error"),
-    )
-
-
-def build_index(spec: Mapping[str, Any]) -> Index:
-    partial = spec.get("partialFilterExpression")
-    matcher = None
-    if partial is not None:
-        from .matching import compile_filter
-
-        matcher = compile_filter(partial)
-    return Index(spec, matcher)
-
-
-def create_collection(
-    engine: Engine, db: str, name: str, options: Mapping[str, Any], *, log: bool = True
-) -> Collection:
-    _check_name(db, name)
-    coll = Collection(db, name, {k: options[k] for k in _COLL_OPTIONS if k in options})
-    compile_validator(coll)
-    engine.databases.setdefault(db, {})[name] = coll
-    if log:
-        cmd = {"create": name, **coll.options}
-        engine.append_command(f"{db}.$cmd", cmd, coll)
-    return coll
-
-
+@command("create", in_txn=True, writes=True)
 async def cmd_create(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
-    name = _check_name(db, cmd["create"])
+    name = check_name(db, cmd["create"])
     if "viewOn" in cmd:
         raise MongoError(166, "mongosim does not support views")
     existing = engine.get_collection(db, name)
-    options = {k: cmd[k] for k in _COLL_OPTIONS if k in cmd}
+    options = {k: cmd[k] for k in COLL_OPTIONS if k in cmd}
     if existing is not None:
         # 7.0: creating an existing collection with identical options succeeds.
         if existing.options == options:
@@ -107,6 +58,7 @@ def _apply_index_change(
     return reply
 
 
+@command("collMod", writes=True)
 async def cmd_coll_mod(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     name = cmd["collMod"]
     coll = engine.get_collection(db, name)
@@ -133,6 +85,7 @@ def drop_collection(engine: Engine, coll: Collection) -> None:
     engine.append_command(f"{coll.db}.$cmd", {"drop": coll.name}, coll)
 
 
+@command("drop", writes=True)
 async def cmd_drop(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     coll = engine.get_collection(db, cmd["drop"])
     if coll is None:
@@ -142,6 +95,7 @@ async def cmd_drop(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
     return {"nIndexesWas": n_indexes, "ns": coll.ns}
 
 
+@command("dropDatabase", writes=True)
 async def cmd_drop_database(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     colls = list(engine.databases.get(db, {}).values())
     for coll in colls:
@@ -152,13 +106,14 @@ async def cmd_drop_database(engine: Engine, db: str, cmd: dict[str, Any], op: Op
     return {"dropped": db}
 
 
+@command("renameCollection", writes=True)
 async def cmd_rename(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     if db != "admin":
         raise MongoError(13, "renameCollection may only be run against the admin database.")
     source, target = cmd["renameCollection"], cmd["to"]
     src_db, src_name = source.split(".", 1)
     dst_db, dst_name = target.split(".", 1)
-    _check_name(dst_db, dst_name)
+    check_name(dst_db, dst_name)
     coll = engine.get_collection(src_db, src_name)
     if coll is None:
         raise MongoError(26, "Source collection " + source + " does not exist")
@@ -182,8 +137,6 @@ async def cmd_rename(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
 def _collection_info(coll: Collection, name_only: bool) -> dict[str, Any]:
     if name_only:
         return {"name": coll.name, "type": "collection"}
-    from bson.binary import Binary, UuidRepresentation
-
     return {
         "name": coll.name,
         "type": "collection",
@@ -196,9 +149,8 @@ def _collection_info(coll: Collection, name_only: bool) -> dict[str, Any]:
     }
 
 
+@command("listCollections", reads_data=True)
 async def cmd_list_collections(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
-    from .matching import compile_filter
-
     matcher = compile_filter(cmd.get("filter") or {})
     name_only = bool(cmd.get("nameOnly"))
     infos = [_collection_info(c, name_only) for c in engine.databases.get(db, {}).values()]
@@ -206,9 +158,8 @@ async def cmd_list_collections(engine: Engine, db: str, cmd: dict[str, Any], op:
     return {"cursor": {"id": 0, "ns": f"{db}.$cmd.listCollections", "firstBatch": infos}}
 
 
+@command("listDatabases")
 async def cmd_list_databases(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
-    from .matching import compile_filter
-
     matcher = compile_filter(cmd.get("filter") or {})
     dbs: list[dict[str, Any]] = []
     for name, colls in sorted(engine.databases.items()):
@@ -218,45 +169,6 @@ async def cmd_list_databases(engine: Engine, db: str, cmd: dict[str, Any], op: O
             dbs.append({"name": name} if cmd.get("nameOnly") else info)
     total = sum(d.get("sizeOnDisk", 0) for d in dbs)
     return {"databases": dbs, "totalSize": total, "totalSizeMb": total // (1024 * 1024)}
-
-
-def _same_index(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    ignore = {"v", "name"}
-    return {k: v for k, v in a.items() if k not in ignore} == {
-        k: v for k, v in b.items() if k not in ignore
-    }
-
-
-def add_index(engine: Engine, coll: Collection, spec: dict[str, Any], *, log: bool = True) -> bool:
-    """Create one index; False if an identical one exists. mongod's conflicts raise 85/86."""
-    for existing in coll.indexes.values():
-        if existing.name == spec["name"]:
-            if _same_index(existing.spec, spec):
-                return False
-            raise MongoError(
-                86,
-                "An existing index has the same name as the requested index. "
-                f"When index names are not specified, they are auto generated "
-                f"and can cause conflicts. Please refer to our documentation. "
-                f"Requested index: {spec}, existing index: {existing.spec}",
-            )
-        if existing.spec["key"] == spec["key"] and existing.spec.get("collation") == spec.get(
-            "collation"
-        ):
-            if _same_index(existing.spec, spec):
-                return False
-            raise MongoError(
-                85,
-                f"An equivalent index already exists with the same name but "
-                f"different options. Requested index: {spec}, existing index: "
-                f"{existing.spec}"
-                if existing.name == spec["name"]
-                else f"Index already exists with a different name: {existing.name}",
-            )
-    coll.add_index(build_index(spec))
-    if log:
-        engine.append_command(f"{coll.db}.$cmd", {"createIndexes": coll.name, "spec": spec}, coll)
-    return True
 
 
 def _parse_index_spec(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -271,6 +183,7 @@ def _parse_index_spec(raw: Mapping[str, Any]) -> dict[str, Any]:
     return normalize_index_spec(named)
 
 
+@command("createIndexes", in_txn=True, writes=True)
 async def cmd_create_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     name = cmd["createIndexes"]
     coll = engine.get_collection(db, name)
@@ -301,6 +214,7 @@ def _find_index(coll: Collection, name_or_key: Any) -> Index:
     raise MongoError(27, f"index not found with name [{name_or_key}]")
 
 
+@command("listIndexes", reads_data=True)
 async def cmd_list_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     name = cmd["listIndexes"]
     coll = engine.get_collection(db, name)
@@ -321,6 +235,7 @@ def drop_index(engine: Engine, coll: Collection, index: Index, *, log: bool = Tr
         )
 
 
+@command("dropIndexes", "deleteIndexes", writes=True)
 async def cmd_drop_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     name = str(cmd.get("dropIndexes") or cmd.get("deleteIndexes"))
     coll = engine.get_collection(db, name)
@@ -339,6 +254,7 @@ async def cmd_drop_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op)
     return {"nIndexesWas": before}
 
 
+@command("dbStats")
 async def cmd_db_stats(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     colls = engine.databases.get(db, {})
     objects = sum(len(c) for c in colls.values())
@@ -356,6 +272,7 @@ async def cmd_db_stats(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
     }
 
 
+@command("validate")
 async def cmd_validate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     """validate: mongosim's storage has no on-disk structures to get wrong, so a collection
     that exists is valid; the reply has mongod's fields (src/mongo/db/commands/validate.cpp)."""
@@ -378,20 +295,3 @@ async def cmd_validate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
         "missingIndexEntries": [],
         "corruptRecords": [],
     }
-
-
-HANDLERS = {
-    "validate": cmd_validate,
-    "create": cmd_create,
-    "collMod": cmd_coll_mod,
-    "drop": cmd_drop,
-    "dropDatabase": cmd_drop_database,
-    "renameCollection": cmd_rename,
-    "listCollections": cmd_list_collections,
-    "listDatabases": cmd_list_databases,
-    "createIndexes": cmd_create_indexes,
-    "listIndexes": cmd_list_indexes,
-    "dropIndexes": cmd_drop_indexes,
-    "deleteIndexes": cmd_drop_indexes,
-    "dbStats": cmd_db_stats,
-}

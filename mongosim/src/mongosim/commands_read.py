@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
 import heapq
 import itertools
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bson import Timestamp
-from bson.binary import Binary
 
 from .aggregation import run_pipeline
 from .bsonutil import MISSING, SortKey, canonical
 from .changestreams import ChangeStream, render_oplog_documents
 from .collation import collated, folder
 from .cursors import DEFAULT_FIRST_BATCH, Cursor, take_batch
+from .engine import Engine
 from .errors import MongoError
-from .explain import hinted_index, index_bounds
-from .expressions import COMMAND_VARIABLES
+from .hints import hinted_index, index_bounds
 from .history import documents_at
 from .matching import compile_filter, equality_constraints
-from .merge import merge_documents, out_documents
+from .operation import Op, Reply
+from .pipelines import PipelineContext, StreamHost
 from .projection import compile_projection
+from .registry import Access, command
 from .sorting import compile_sort
-
-if TYPE_CHECKING:
-    from .engine import Engine, Op, Reply
 
 OPLOG_NS = ("local", "oplog.rs")
 
@@ -104,6 +100,7 @@ def _open_cursor(
     return reply
 
 
+@command("find", in_txn=True, reads_data=True)
 async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
 
     coll_name = cmd["find"]
@@ -153,6 +150,7 @@ async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
     )
 
 
+@command("getMore", access=Access.USER, in_txn=True)
 async def cmd_get_more(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     cursor = engine.cursors.get(int(cmd["getMore"]))
     batch_size = cmd.get("batchSize")
@@ -160,7 +158,7 @@ async def cmd_get_more(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
         op.ctx.is_change_stream = True
     failpoints = op.ctx.failpoints
     if failpoints is not None:
-        failpoints.after_cursor_checkout("getMore", op.ctx)
+        failpoints.after_cursor_checkout("getMore")
         if cursor.stream is None:
             failpoints.check_max_time({"maxTimeMS": cursor.max_time_ms})
     if cursor.stream is not None:
@@ -195,6 +193,7 @@ async def _stream_batch(
     }
 
 
+@command("killCursors", access=Access.USER, in_txn=True)
 async def cmd_kill_cursors(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     killed: list[Any] = []
     missing: list[Any] = []
@@ -208,6 +207,7 @@ async def cmd_kill_cursors(engine: Engine, db: str, cmd: dict[str, Any], op: Op)
     }
 
 
+@command("count", in_txn=True, reads_data=True)
 async def cmd_count(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     hinted_index(engine.get_collection(db, cmd["count"]), cmd.get("hint"))
 
@@ -242,6 +242,7 @@ def _distinct_values(value: Any, parts: list[str]) -> Iterator[Any]:
         yield from _distinct_values(value.get(parts[0], MISSING), parts[1:])
 
 
+@command("distinct", in_txn=True, reads_data=True)
 async def cmd_distinct(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     query = cmd.get("query") or {}
     matcher, lookup = _collated(query, cmd.get("collation"))
@@ -258,36 +259,7 @@ async def cmd_distinct(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
     return reply
 
 
-class PipelineContext:
-    """What aggregation stages need from the engine: other collections and writes."""
-
-    def __init__(self, engine: Engine, db: str, op: Op) -> None:
-        self.engine, self.db, self.op = engine, db, op
-        self.now = _dt.datetime.now(_dt.UTC)
-        self.variables = dict(COMMAND_VARIABLES.get())
-        self.collation: Any = None
-
-    def collection_documents(self, coll: str, db: str | None = None) -> Iterable[Mapping[str, Any]]:
-        c = self.engine.get_collection(db or self.db, coll)
-        return self.engine.candidates(c, {}, self.op.txn) if c is not None else []
-
-    def local_sessions(self) -> list[dict[str, Any]]:
-        # uid: SHA-256 of the (empty) user name, as mongod computes it without auth.
-        uid = Binary(hashlib.sha256(b"").digest())
-        return [
-            {"_id": {"id": s.lsid.get("id"), "uid": uid}, "lastUse": self.now}
-            for s in self.engine.sessions.sessions.values()
-        ]
-
-    def merge_documents(self, spec: Mapping[str, Any], docs: list[dict[str, Any]]) -> None:
-
-        merge_documents(self.engine, self.db, spec, docs, self.op)
-
-    def out_documents(self, target: str | Mapping[str, Any], docs: list[dict[str, Any]]) -> None:
-
-        out_documents(self.engine, self.db, target, docs, self.op)
-
-
+@command("aggregate", in_txn=True, reads_data=True)
 async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     pipeline = list(cmd.get("pipeline") or [])
     target = cmd["aggregate"]
@@ -345,18 +317,8 @@ async def _open_change_stream(
         )
     spec = pipeline[0]["$changeStream"]
     coll = None if target == 1 else str(target)
-    stream = ChangeStream(engine, db=db, coll=coll, spec=spec, stages=pipeline[1:])
+    stream = ChangeStream(StreamHost(engine), db=db, coll=coll, spec=spec, stages=pipeline[1:])
     ns = f"{db}.{coll}" if coll is not None else f"{db}.$cmd.aggregate"
     cursor = Cursor(id=engine.cursors.new_id(), ns=ns, stream=stream)
     engine.cursors.register(cursor)
     return await _stream_batch(engine, cursor, batch_size, 0, "firstBatch")
-
-
-HANDLERS = {
-    "find": cmd_find,
-    "getMore": cmd_get_more,
-    "killCursors": cmd_kill_cursors,
-    "count": cmd_count,
-    "distinct": cmd_distinct,
-    "aggregate": cmd_aggregate,
-}

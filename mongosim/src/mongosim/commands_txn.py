@@ -1,101 +1,21 @@
-"""Sessions, retryable writes and transactions at the command level.
+"""The session and transaction commands: commit, abort, end, kill and refresh sessions.
 
-Rules from the server (src/mongo/db/transaction/transaction_participant.cpp) and the
-transactions spec: a statement with ``autocommit: false`` belongs to transaction
-``txnNumber`` of its session; the first one carries ``startTransaction: true``. A retried
-write with the same ``txnNumber`` outside a transaction is answered from the first
-execution's reply instead of being applied again.
+How a statement joins its session and transaction (and a retried write's stored reply)
+is :func:`mongosim.operation.prepare_op`, which the engine runs before every command.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .engine import TXN_COMMANDS, Op
+from .engine import Engine
 from .errors import MongoError
+from .operation import Op, Reply
+from .registry import Access, command
 from .sessions import TxnState, no_such_transaction
 
-if TYPE_CHECKING:
-    from .engine import CommandContext, Engine, Reply
 
-RETRYABLE_WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
-
-
-def prepare_op(
-    engine: Engine, name: str, cmd: dict[str, Any], ctx: CommandContext
-) -> tuple[Op, Reply | None]:
-    """Resolve the command's session and transaction; maybe a stored retry reply."""
-
-    lsid = cmd.get("lsid")
-    if lsid is None:
-        return Op(ctx), None
-    session = engine.sessions.get(lsid)
-    txn_number = cmd.get("txnNumber")
-    autocommit = cmd.get("autocommit")
-    if autocommit is None:
-        if txn_number is None or name not in RETRYABLE_WRITE_COMMANDS:
-            return Op(ctx, session), None
-        return _retryable_write(engine, session, int(txn_number), ctx)
-    if autocommit is not False:
-        raise MongoError(72, "autocommit must be false when specified")
-    if txn_number is None:
-        raise MongoError(
-            72, "'autocommit' field requires a transaction number to also be specified"
-        )
-    if name not in TXN_COMMANDS:
-        raise MongoError(263, f"Cannot run '{name}' in a multi-document transaction.")
-    txn_number = int(txn_number)
-    if txn_number < session.txn_number:
-        raise MongoError(
-            225,
-            f"Cannot start transaction {txn_number} on session because a newer transaction "
-            f"with txnNumber {session.txn_number} has already started",
-        )
-    if cmd.get("startTransaction"):
-        if txn_number == session.txn_number:
-            raise MongoError(
-                251,
-                f"Given transaction number {txn_number} does not match any in-progress "
-                "transactions. The active transaction number is "
-                f"{session.txn_number}",
-            )
-        engine.sessions.reap_expired()
-        txn = engine.sessions.begin(session, txn_number, engine.oplog.last_ts)
-        return Op(ctx, session, txn, txn_number), None
-    if name in ("commitTransaction", "abortTransaction"):
-        return Op(ctx, session, session.txn, txn_number), None
-    if txn_number != session.txn_number or session.state is not TxnState.IN_PROGRESS:
-        raise no_such_transaction(txn_number)
-    if session.txn is not None and session.txn.expired():
-        engine.sessions.abort(session)
-        engine.notify_locks_released()
-        raise no_such_transaction(txn_number)
-    return Op(ctx, session, session.txn, txn_number), None
-
-
-def _retryable_write(
-    engine: Engine, session: Any, txn_number: int, ctx: CommandContext
-) -> tuple[Op, Reply | None]:
-
-    if txn_number < session.txn_number:
-        raise MongoError(
-            225,
-            f"Retryable write with txnNumber {txn_number} is prohibited on session because a "
-            f"newer retryable write with txnNumber {session.txn_number} has already started "
-            "on this session.",
-        )
-    if txn_number == session.txn_number and txn_number in session.retry_replies:
-        reply = dict(session.retry_replies[txn_number])
-        reply["retriedStmtIds"] = []
-        return Op(ctx, session, None, txn_number), reply
-    if session.state is TxnState.IN_PROGRESS:
-        engine.sessions.abort(session)
-        engine.notify_locks_released()
-    session.txn_number = txn_number
-    session.state = TxnState.NONE
-    return Op(ctx, session, None, txn_number), None
-
-
+@command("commitTransaction", access=Access.USER, in_txn=True, writes=True)
 async def cmd_commit_transaction(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     session, n = op.session, op.txn_number
     if session is None or n is None:
@@ -112,6 +32,7 @@ async def cmd_commit_transaction(engine: Engine, db: str, cmd: dict[str, Any], o
     return {}
 
 
+@command("abortTransaction", access=Access.USER, in_txn=True, writes=True)
 async def cmd_abort_transaction(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     session, n = op.session, op.txn_number
     if session is None or n is None:
@@ -125,6 +46,7 @@ async def cmd_abort_transaction(engine: Engine, db: str, cmd: dict[str, Any], op
     return {}
 
 
+@command("endSessions", access=Access.PUBLIC)
 async def cmd_end_sessions(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     for lsid in cmd.get("endSessions") or cmd.get("killSessions") or []:
         engine.sessions.end(lsid)
@@ -132,6 +54,14 @@ async def cmd_end_sessions(engine: Engine, db: str, cmd: dict[str, Any], op: Op)
     return {}
 
 
+@command("killSessions", access=Access.USER)
+async def cmd_kill_sessions(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    """killSessions ends the named sessions, as endSessions does; whose they may be is
+    checked by the auth layer."""
+    return await cmd_end_sessions(engine, db, cmd, op)
+
+
+@command("killAllSessions", "killAllSessionsByPattern")
 async def cmd_kill_all_sessions(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     """killAllSessions / killAllSessionsByPattern (src/mongo/db/commands/kill_all_sessions_
     command.cpp): every session's transaction is aborted. mongosim has no users, so an
@@ -141,16 +71,6 @@ async def cmd_kill_all_sessions(engine: Engine, db: str, cmd: dict[str, Any], op
     return {}
 
 
+@command("refreshSessions", access=Access.USER)
 async def cmd_refresh_sessions(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     return {}
-
-
-HANDLERS = {
-    "commitTransaction": cmd_commit_transaction,
-    "abortTransaction": cmd_abort_transaction,
-    "endSessions": cmd_end_sessions,
-    "killSessions": cmd_end_sessions,
-    "killAllSessions": cmd_kill_all_sessions,
-    "killAllSessionsByPattern": cmd_kill_all_sessions,
-    "refreshSessions": cmd_refresh_sessions,
-}

@@ -6,18 +6,21 @@ the first); inside a transaction the first failure aborts the transaction instea
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Hashable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import bson
 from bson.objectid import ObjectId
 
 from .bsonutil import canonical
 from .collation import collated, folder
+from .documents import check_document, prepare_insert
+from .engine import Engine
 from .errors import CloseConnection, MongoError
 from .matching import compile_filter, equality_constraints
+from .operation import Op, Reply
 from .projection import compile_projection
+from .registry import command
 from .sorting import compile_sort
 from .storage import Collection, duplicate_key_error
 from .updates import (
@@ -27,53 +30,6 @@ from .updates import (
     validate_replacement,
     validate_update,
 )
-
-if TYPE_CHECKING:
-    from .engine import Engine, Op, Reply
-
-log = logging.getLogger("mongosim")
-
-
-def prepare_insert(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """mongod puts ``_id`` first and generates an ObjectId when it is missing.
-
-    Since 5.0 field names may start with '$' or contain '.', except inside ``_id``
-    (src/mongo/db/storage/storage_validation.cpp: DollarPrefixedFieldName, 52)."""
-    if "_id" not in doc:
-        return {"_id": ObjectId(), **doc}
-    _check_id(doc["_id"])
-    if next(iter(doc)) == "_id":
-        return dict(doc)
-    return {"_id": doc["_id"], **{k: v for k, v in doc.items() if k != "_id"}}
-
-
-def _check_id(value: Any) -> None:
-    if isinstance(value, list):
-        raise MongoError(53, "The '_id' value cannot be of type array")
-    if isinstance(value, Mapping):
-        for key in value:
-            if key.startswith("$"):
-                raise MongoError(
-                    52,
-                    f"_id fields may not contain '$'-prefixed fields: {key} is not valid for "
-                    "storage.",
-                )
-
-
-def check_document(
-    coll: Collection, new: dict[str, Any], old: dict[str, Any] | None, cmd: Mapping[str, Any]
-) -> None:
-    """Apply the collection's validator (unless bypassed): 121 on error, a log on warn."""
-    validator = coll.validator
-    if validator is None or cmd.get("bypassDocumentValidation"):
-        return
-    details = validator.check(new, old)
-    if details is None:
-        return
-    if validator.action == "warn":
-        log.warning("Document would fail validation: %s %s", coll.ns, details)
-        return
-    raise validator.error(new.get("_id"), details)
 
 
 def _transactional_write_fired(
@@ -160,6 +116,7 @@ async def _insert_one(
     engine.write(coll, "i", idk, new, None, op)
 
 
+@command("insert", in_txn=True, writes=True, retryable=True)
 async def cmd_insert(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     coll = engine.collection_or_create(db, cmd["insert"])
     reply: dict[str, Any] = {"n": 0}
@@ -338,6 +295,7 @@ async def _insert_checked(
     engine.write(coll, "i", idk, new, None, op)
 
 
+@command("update", in_txn=True, writes=True, retryable=True)
 async def cmd_update(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     statements = cmd.get("updates") or []
     for st in statements:
@@ -363,6 +321,7 @@ async def cmd_update(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
     return await run_statements(statements, cmd, op, update, reply)
 
 
+@command("delete", in_txn=True, writes=True, retryable=True)
 async def cmd_delete(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     coll = engine.get_collection(db, cmd["delete"])
     reply: dict[str, Any] = {"n": 0}
@@ -387,6 +346,7 @@ async def cmd_delete(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
     return await run_statements(cmd.get("deletes") or [], cmd, op, delete, reply)
 
 
+@command("findAndModify", in_txn=True, writes=True, retryable=True)
 async def cmd_find_and_modify(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     """findAndModify, one statement: onPrimaryTransactionalWrite fires around all of it."""
     retryable = op.session is not None and op.txn is None and op.txn_number is not None
@@ -443,11 +403,3 @@ async def _find_and_modify(engine: Engine, db: str, cmd: dict[str, Any], op: Op)
         "lastErrorObject": {"n": 1, "updatedExisting": False, "upserted": new["_id"]},
         "value": project(new) if cmd.get("new") else None,
     }
-
-
-HANDLERS = {
-    "insert": cmd_insert,
-    "update": cmd_update,
-    "delete": cmd_delete,
-    "findAndModify": cmd_find_and_modify,
-}

@@ -1,10 +1,11 @@
-"""The database engine: catalog, document writes, the oplog, sessions and command dispatch.
+"""The database engine: catalog, document writes, the oplog, sessions and running commands.
 
-Commands are split by concern: ``commands_crud`` (reads and writes), ``commands_catalog``
-(collections, indexes, databases) and ``commands_txn`` (sessions and transactions). This
-module owns the state they share and the one write path every change goes through, so
-that a write reaches storage, open transactions' snapshots, the oplog and the data dir
-together or not at all.
+The commands themselves live above it, by concern (``commands_read``, ``commands_write``,
+``commands_catalog``, ``commands_txn``, ``explain``), and declare themselves in the
+command registry (:mod:`.registry`); the server hands that registry to the engine, which
+imports no command module. This module owns the state the commands share and the one
+write path every change goes through, so that a write reaches storage, open
+transactions' snapshots, the oplog and the data dir together or not at all.
 """
 
 from __future__ import annotations
@@ -13,83 +14,34 @@ import asyncio
 import contextlib
 import datetime as _dt
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import bson
 from bson.timestamp import Timestamp
 
 from .bsonutil import canonical
+from .catalog import create_collection
+from .cursors import CursorManager
 from .errors import MongoError
+from .expressions import COMMAND_VARIABLES, command_variables
 from .history import DEFAULT_WINDOW_S, SnapshotHistory
+from .operation import CommandContext, Op, Reply, prepare_op
 from .oplog import OpKind, Oplog, OplogEntry
+from .persistence import DataDir
+from .registry import Command, Registry, Runs
 from .sessions import PendingWrite, Session, SessionCatalog, Transaction
 from .storage import Collection
-
-if TYPE_CHECKING:
-    from .cursors import CursorManager
-    from .failpoints import FailPoints
-    from .persistence import DataDir
+from .ttl import ttl_monitor
 
 log = logging.getLogger("mongosim")
-
-Reply = dict[str, Any]
-
-
-@dataclass(slots=True)
-class CommandContext:
-    """Per-command facts the engine needs from the connection layer."""
-
-    connection_id: int
-    app_name: str | None
-    failpoints: FailPoints | None = None
-    operation_time: Timestamp | None = None  # set by the engine to the ts of what it wrote
-    is_change_stream: bool = False  # set by the engine for change-stream aggregate/getMore
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Op:
-    """One command's execution context: connection, session and transaction."""
-
-    ctx: CommandContext
-    session: Session | None = None
-    txn: Transaction | None = None
-    txn_number: int | None = None
-
-    @property
-    def in_txn(self) -> bool:
-        return self.txn is not None
-
-
-Handler = Callable[["Engine", str, dict[str, Any], Op], Awaitable[Reply]]
-
-# Commands allowed inside a multi-document transaction (manual: "Transactions and Operations").
-TXN_COMMANDS = frozenset(
-    {
-        "find",
-        "getMore",
-        "killCursors",
-        "insert",
-        "update",
-        "delete",
-        "findAndModify",
-        "aggregate",
-        "distinct",
-        "commitTransaction",
-        "abortTransaction",
-        "create",
-        "createIndexes",
-        "count",
-    }
-)
 
 
 class Engine:
     def __init__(
         self,
+        registry: Registry,
         *,
         oplog_size: int = 100_000,
         data_dir: str | Path | None = None,
@@ -97,8 +49,7 @@ class Engine:
         noop_interval: float = 10.0,
         snapshot_history_window_s: int = DEFAULT_WINDOW_S,
     ) -> None:
-        from .cursors import CursorManager
-
+        self.registry = registry  # the commands run_command runs (the server's, registered)
         self.oplog = Oplog(oplog_size)
         self.history = SnapshotHistory(snapshot_history_window_s)  # atClusterTime reads
         self.data_dir_path = Path(data_dir) if data_dir else None
@@ -110,27 +61,16 @@ class Engine:
         self.lock_released = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._data_dir: DataDir | None = None
-        self._handlers: dict[str, Handler] = {}
         self._closed = False
-        from . import commands_catalog, commands_read, commands_txn, commands_write, explain
-
-        for module in (commands_read, commands_write, commands_catalog, commands_txn, explain):
-            self._handlers.update(module.HANDLERS)
-        self._prepare_op = commands_txn.prepare_op
-        self._handlers_lower = {k.lower(): v for k, v in self._handlers.items()}
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
         """Load the data dir (if any) and start the TTL monitor and the no-op writer."""
         if self.data_dir_path is not None:
-            from .persistence import DataDir
-
             self._data_dir = DataDir(self.data_dir_path)
             self._data_dir.load_into(self)
         if not len(self.oplog):
             self.append_noop("initiating set")
-        from .ttl import ttl_monitor
-
         self._tasks.append(asyncio.create_task(ttl_monitor(self), name="mongosim-ttl"))
         self._tasks.append(asyncio.create_task(self._noop_writer(), name="mongosim-noop"))
 
@@ -166,8 +106,6 @@ class Engine:
     def collection_or_create(self, db: str, name: str) -> Collection:
         coll = self.get_collection(db, name)
         if coll is None:
-            from .commands_catalog import create_collection
-
             coll = create_collection(self, db, name, {})
         return coll
 
@@ -391,35 +329,28 @@ class Engine:
             return None
         return coll.get(canonical(key["_id"]))
 
-    def run_event_pipeline(
-        self, events: list[dict[str, Any]], stages: list[Mapping[str, Any]]
-    ) -> list[dict[str, Any]]:
-        from .aggregation import run_pipeline
-        from .commands_read import PipelineContext
-
-        return run_pipeline(
-            events, stages, PipelineContext(self, "admin", Op(CommandContext(0, None)))
-        )
-
     # -- dispatch --------------------------------------------------------------------
-    async def run_command(self, db: str, cmd: dict[str, Any], ctx: CommandContext) -> Reply:
+    async def run_command(
+        self, db: str, cmd: dict[str, Any], ctx: CommandContext, command: Command | None = None
+    ) -> Reply:
+        """Run one of the registry's engine commands (``command``, when the caller has
+        already looked it up) in its session and transaction."""
         name = next(iter(cmd), "")
-        handler = self._handlers.get(name) or self._handlers_lower.get(name.lower())
-        if handler is None:
+        if command is None:
+            command = self.registry.get(name)
+        if command is None or command.runs is not Runs.ENGINE:
             raise MongoError(59, f"no such command: '{name}'")
-        op, replay = self._prepare_op(self, name, cmd, ctx)
+        op, replay = prepare_op(self, command, cmd, ctx)
         if replay is not None:
             return replay
-        from .expressions import COMMAND_VARIABLES, command_variables
-
         let = COMMAND_VARIABLES.set(command_variables(cmd.get("let")))
         try:
-            reply = await handler(self, db, cmd, op)
+            reply: Reply = await command.handler(self, db, cmd, op)
         except MongoError:
             if (
                 op.txn is not None
                 and op.session is not None
-                and name not in ("commitTransaction", "abortTransaction")
+                and command.name not in ("commitTransaction", "abortTransaction")
             ):
                 # mongod aborts a transaction when any of its statements fails.
                 self.sessions.abort(op.session)

@@ -1,4 +1,4 @@
-"""``explain``, and the index hints it and the reads it explains must agree on.
+"""``explain``: the plan a read would use, and for the read-only ones their result count.
 
 mongosim has no query planner: a read uses the ``_id`` or equality maps of its indexes
 where it can, else scans. ``explain`` reports that honestly in mongod's shape
@@ -10,69 +10,22 @@ first index whose leading field the filter constrains, else a ``COLLSCAN``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
+from .engine import Engine
 from .errors import MongoError
-from .sorting import compile_sort
-from .storage import Collection, Index
+from .hints import hinted_index
+from .operation import Op, Reply
+from .registry import command
+from .storage import Collection
 from .topology import VERSION
-
-if TYPE_CHECKING:
-    from .engine import Engine, Op, Reply
 
 EXPLAINABLE = frozenset(
     {"find", "aggregate", "count", "distinct", "update", "delete", "findAndModify"}
 )
 EXECUTED = frozenset({"find", "count", "distinct"})  # read-only: run for executionStats
 VERBOSITIES = frozenset({"queryPlanner", "executionStats", "allPlansExecution"})
-
-
-def hinted_index(coll: Collection | None, hint: Any) -> Index | None:
-    """The index a hint names (by name or key pattern), or BadValue (2) as mongod's planner:
-    "hint provided does not correspond to an existing index"."""
-    if hint is None or hint == {} or hint == "":
-        return None
-    if (isinstance(hint, Mapping) and "$natural" in hint) or coll is None:
-        return None  # mongod plans EOF for a collection that does not exist
-    for index in coll.indexes.values():
-        if index.name == hint or (isinstance(hint, Mapping) and index.key_pattern == dict(hint)):
-            return index
-    raise MongoError(
-        2,
-        "error processing query: planner returned error :: caused by :: "
-        "hint provided does not correspond to an existing index",
-    )
-
-
-def index_bounds(
-    coll: Collection | None, cmd: Mapping[str, Any]
-) -> Callable[[dict[str, Any]], bool] | None:
-    """find's ``min``/``max``: a predicate over the hinted index's key order, or None.
-    query_planner.cpp: min/max need a hint (51173) naming an index whose key pattern they
-    follow field by field (51174)."""
-    low, high = cmd.get("min"), cmd.get("max")
-    if not low and not high:
-        return None
-    index = hinted_index(coll, cmd.get("hint"))
-    if coll is None:
-        return lambda doc: False
-    if index is None:
-        raise MongoError(
-            51173, "When using min()/max() a hint of which index to use must be provided"
-        )
-    for bound in (low, high):
-        if bound and list(bound) != list(index.key_pattern):
-            raise MongoError(51174, "The index chosen is not consistent with min/max")
-    key = compile_sort(index.key_pattern)
-    low_key = key(dict(low)) if low else None
-    high_key = key(dict(high)) if high else None
-
-    def within(doc: dict[str, Any]) -> bool:
-        k = key(doc)
-        return (low_key is None or not k < low_key) and (high_key is None or k < high_key)
-
-    return within
 
 
 def _plan(coll: Collection | None, inner: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,6 +50,7 @@ def _plan(coll: Collection | None, inner: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+@command("explain")
 async def cmd_explain(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     inner = cmd.get("explain")
     if not isinstance(inner, Mapping) or not inner:
@@ -135,10 +89,8 @@ async def cmd_explain(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> R
 
 async def _execute(engine: Engine, db: str, inner: dict[str, Any], op: Op) -> int:
     """Run a read-only command for its result count (errors, a bad hint say, surface)."""
-    from .commands_read import HANDLERS
-
     name = next(iter(inner))
-    reply = await HANDLERS[name](engine, db, inner, op)
+    reply = await _run(engine, name, db, inner, op)
     if name == "count":
         return int(reply.get("n", 0))
     if name == "distinct":
@@ -146,12 +98,17 @@ async def _execute(engine: Engine, db: str, inner: dict[str, Any], op: Op) -> in
     returned = len(reply["cursor"]["firstBatch"])
     cursor_id = reply["cursor"]["id"]
     while cursor_id:
-        more = await HANDLERS["getMore"](
-            engine, db, {"getMore": cursor_id, "collection": inner[name]}, op
+        more = await _run(
+            engine, "getMore", db, {"getMore": cursor_id, "collection": inner[name]}, op
         )
         returned += len(more["cursor"]["nextBatch"])
         cursor_id = more["cursor"]["id"]
     return returned
 
 
-HANDLERS = {"explain": cmd_explain}
+async def _run(engine: Engine, name: str, db: str, cmd: dict[str, Any], op: Op) -> Reply:
+    """A read's own handler, from the registry the engine was given, in the explain's op."""
+    found = engine.registry.get(name)
+    assert found is not None  # EXECUTED names registered read commands
+    reply: Reply = await found.handler(engine, db, cmd, op)
+    return reply

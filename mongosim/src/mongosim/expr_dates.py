@@ -1,17 +1,26 @@
-"""Date expression operators: $year ... $millisecond, $dateToString, $dateAdd, $dateDiff."""
+"""Date expression operators: $year ... $millisecond, $dateToString, $dateAdd, $dateDiff.
+
+Their arguments are expressions, so each operator is given the evaluator
+(:func:`date_operators`): :mod:`.expressions` builds its table with its own ``evaluate``,
+and this module does not import it back.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from bson.int64 import Int64
 
 from .bsonutil import MISSING
 from .errors import MongoError
 
 Vars = Mapping[str, Any]
 OpFn = Callable[[Any, Mapping[str, Any], Vars], Any]
+Evaluate = Callable[[Any, Mapping[str, Any], Vars], Any]
 
 
 def _zone(name: Any) -> _dt.tzinfo:
@@ -26,9 +35,9 @@ def _zone(name: Any) -> _dt.tzinfo:
     return ZoneInfo(text)
 
 
-def _date_arg(arg: Any, doc: Mapping[str, Any], v: Vars) -> tuple[Any, _dt.tzinfo]:
-    from .expressions import evaluate
-
+def _date_arg(
+    evaluate: Evaluate, arg: Any, doc: Mapping[str, Any], v: Vars
+) -> tuple[Any, _dt.tzinfo]:
     if isinstance(arg, Mapping) and "date" in arg:
         date = evaluate(arg["date"], doc, v)
         tz = _zone(evaluate(arg["timezone"], doc, v) if "timezone" in arg else None)
@@ -44,12 +53,11 @@ def _date_arg(arg: Any, doc: Mapping[str, Any], v: Vars) -> tuple[Any, _dt.tzinf
     return date.astimezone(tz), tz
 
 
-def _part(fn: Callable[[_dt.datetime], int]) -> OpFn:
-    def op(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
-        date, _ = _date_arg(arg, doc, v)
-        return None if date is None else fn(date)
-
-    return op
+def _part(
+    fn: Callable[[_dt.datetime], int], evaluate: Evaluate, arg: Any, doc: Mapping[str, Any], v: Vars
+) -> Any:
+    date, _ = _date_arg(evaluate, arg, doc, v)
+    return None if date is None else fn(date)
 
 
 # MongoDB's %-specifiers (manual: "$dateToString") mapped to Python.
@@ -75,10 +83,8 @@ _FORMATS: dict[str, Callable[[_dt.datetime], str]] = {
 }
 
 
-def _date_to_string(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
-    from .expressions import evaluate
-
-    date, _ = _date_arg(arg, doc, v)
+def _date_to_string(evaluate: Evaluate, arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
+    date, _ = _date_arg(evaluate, arg, doc, v)
     if date is None:
         return evaluate(arg.get("onNull"), doc, v) if "onNull" in arg else None
     fmt = arg.get("format", "%Y-%m-%dT%H:%M:%S.%LZ")
@@ -108,28 +114,19 @@ _UNITS = {
 }
 
 
-def _date_add(sign: int) -> OpFn:
-    def op(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
-        from .expressions import evaluate
-
-        start = evaluate(arg["startDate"], doc, v)
-        unit, amount = evaluate(arg["unit"], doc, v), evaluate(arg["amount"], doc, v)
-        if start is None or amount is None:
-            return None
-        if unit in ("month", "quarter", "year"):
-            months = int(amount) * {"month": 1, "quarter": 3, "year": 12}[unit] * sign
-            y, m = divmod(start.month - 1 + months, 12)
-            return start.replace(year=start.year + y, month=m + 1)
-        return start + sign * _dt.timedelta(seconds=_UNITS[unit] * float(amount))
-
-    return op
+def _date_add(sign: int, evaluate: Evaluate, arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
+    start = evaluate(arg["startDate"], doc, v)
+    unit, amount = evaluate(arg["unit"], doc, v), evaluate(arg["amount"], doc, v)
+    if start is None or amount is None:
+        return None
+    if unit in ("month", "quarter", "year"):
+        months = int(amount) * {"month": 1, "quarter": 3, "year": 12}[unit] * sign
+        y, m = divmod(start.month - 1 + months, 12)
+        return start.replace(year=start.year + y, month=m + 1)
+    return start + sign * _dt.timedelta(seconds=_UNITS[unit] * float(amount))
 
 
-def _date_diff(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
-    from bson.int64 import Int64
-
-    from .expressions import evaluate
-
+def _date_diff(evaluate: Evaluate, arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
     start, end = evaluate(arg["startDate"], doc, v), evaluate(arg["endDate"], doc, v)
     unit = evaluate(arg["unit"], doc, v)
     if start is None or end is None:
@@ -144,22 +141,30 @@ def _iso_week(d: _dt.datetime) -> int:
     return d.isocalendar()[1]
 
 
-DATE_OPERATORS: dict[str, OpFn] = {
-    "$year": _part(lambda d: d.year),
-    "$month": _part(lambda d: d.month),
-    "$dayOfMonth": _part(lambda d: d.day),
-    "$hour": _part(lambda d: d.hour),
-    "$minute": _part(lambda d: d.minute),
-    "$second": _part(lambda d: d.second),
-    "$millisecond": _part(lambda d: d.microsecond // 1000),
-    "$dayOfWeek": _part(lambda d: d.isoweekday() % 7 + 1),
-    "$dayOfYear": _part(lambda d: d.timetuple().tm_yday),
-    "$week": _part(lambda d: int(d.strftime("%U"))),
-    "$isoWeek": _part(_iso_week),
-    "$isoWeekYear": _part(lambda d: d.isocalendar()[0]),
-    "$isoDayOfWeek": _part(lambda d: d.isoweekday()),
-    "$dateToString": _date_to_string,
-    "$dateAdd": _date_add(1),
-    "$dateSubtract": _date_add(-1),
-    "$dateDiff": _date_diff,
+_PARTS: dict[str, Callable[[_dt.datetime], int]] = {
+    "$year": lambda d: d.year,
+    "$month": lambda d: d.month,
+    "$dayOfMonth": lambda d: d.day,
+    "$hour": lambda d: d.hour,
+    "$minute": lambda d: d.minute,
+    "$second": lambda d: d.second,
+    "$millisecond": lambda d: d.microsecond // 1000,
+    "$dayOfWeek": lambda d: d.isoweekday() % 7 + 1,
+    "$dayOfYear": lambda d: d.timetuple().tm_yday,
+    "$week": lambda d: int(d.strftime("%U")),
+    "$isoWeek": _iso_week,
+    "$isoWeekYear": lambda d: d.isocalendar()[0],
+    "$isoDayOfWeek": lambda d: d.isoweekday(),
 }
+
+
+def date_operators(evaluate: Evaluate) -> dict[str, OpFn]:
+    """The date operators, each evaluating its arguments with ``evaluate``."""
+    ops: dict[str, OpFn] = {
+        name: functools.partial(_part, part, evaluate) for name, part in _PARTS.items()
+    }
+    ops["$dateToString"] = functools.partial(_date_to_string, evaluate)
+    ops["$dateAdd"] = functools.partial(_date_add, 1, evaluate)
+    ops["$dateSubtract"] = functools.partial(_date_add, -1, evaluate)
+    ops["$dateDiff"] = functools.partial(_date_diff, evaluate)
+    return ops

@@ -19,8 +19,10 @@ from typing import Any
 from bson.decimal128 import Decimal128, create_decimal128_context
 from bson.int64 import Int64
 
-from .bsonutil import MISSING, canonical, compare, is_number, to_python_number
+from .accumulators import fold
+from .bsonutil import MISSING, bson_type_name, canonical, compare, is_number, to_python_number
 from .errors import MongoError
+from .expr_dates import date_operators
 
 _D128 = create_decimal128_context()
 Vars = Mapping[str, Any]
@@ -310,8 +312,6 @@ def _accumulate_list(kind: str) -> OpFn:
         values = _args(arg, doc, v)
         if len(values) == 1 and isinstance(values[0], list):
             values = values[0]
-        from .accumulators import fold
-
         return fold(kind, values)
 
     return fn
@@ -395,15 +395,11 @@ def _merge_objects(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
 
 
 def _type(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
-    from .bsonutil import bson_type_name
-
     value = evaluate(arg[0] if isinstance(arg, list) else arg, doc, v)
     return "missing" if value is MISSING else bson_type_name(value)
 
 
 def _build_operators() -> dict[str, OpFn]:
-    from .expr_dates import DATE_OPERATORS
-
     ops: dict[str, OpFn] = {
         "$literal": lambda a, d, v: a,
         "$rand": lambda a, d, v: random.random(),
@@ -482,7 +478,7 @@ def _build_operators() -> dict[str, OpFn]:
         "$setField": _set_field,
         "$unsetField": lambda a, d, v: _set_field({**a, "value": "$$REMOVE"}, d, v),
     }
-    ops.update(DATE_OPERATORS)
+    ops.update(date_operators(evaluate))
     return ops
 
 

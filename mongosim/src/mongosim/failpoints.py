@@ -17,12 +17,9 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import MongoError
-
-if TYPE_CHECKING:
-    from .engine import CommandContext
 
 KNOWN = frozenset(
     {
@@ -116,7 +113,7 @@ class FailPoints:
             return None
         return dict(data) if point.should_fire() else None
 
-    def after_cursor_checkout(self, command_name: str, ctx: CommandContext) -> None:
+    def after_cursor_checkout(self, command_name: str) -> None:
         point = self.points["failGetMoreAfterCursorCheckout"]
         if point.should_fire():
             code = int(point.data.get("errorCode", 1))

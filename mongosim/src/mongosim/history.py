@@ -20,22 +20,32 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bson.timestamp import Timestamp
 
 from .bsonutil import canonical
 from .errors import MongoError
-
-if TYPE_CHECKING:
-    from .engine import Engine
-    from .storage import Collection
+from .oplog import Oplog
+from .storage import Collection
 
 PARAMETER = "minSnapshotHistoryWindowInSeconds"
 DEFAULT_WINDOW_S = 300
 SNAPSHOT_TOO_OLD = 239
 _GENERIC_FIELDS = frozenset({"setParameter", "lsid", "txnNumber", "comment", "apiVersion"})
 _NAMESPACE_COMMANDS = ("drop", "renameCollection", "dropDatabase")
+
+
+class HistoryHost(Protocol):
+    """What a read in the past needs of the engine: its clock, oplog and window."""
+
+    @property
+    def oplog(self) -> Oplog: ...
+
+    @property
+    def history(self) -> SnapshotHistory: ...
+
+    def cluster_time(self) -> Timestamp: ...
 
 
 def _key(ts: Timestamp) -> tuple[int, int]:
@@ -64,7 +74,7 @@ class SnapshotHistory:
         was, self.window_s = self.window_s, int(value)
         return was
 
-    def check(self, engine: Engine, at: Timestamp) -> None:
+    def check(self, engine: HistoryHost, at: Timestamp) -> None:
         """Raise SnapshotTooOld unless a read at ``at`` is within the history kept."""
         newest = engine.cluster_time()
         if at.time < newest.time - self.window_s:
@@ -74,7 +84,7 @@ class SnapshotHistory:
             raise too_old(at)
 
 
-def set_parameter(engine: Engine, cmd: Mapping[str, Any]) -> dict[str, Any]:
+def set_parameter(engine: HistoryHost, cmd: Mapping[str, Any]) -> dict[str, Any]:
     """``setParameter``: only the history window is settable here (mongod's reply: "was")."""
     if PARAMETER not in cmd:
         # mongod: InvalidOptions (72) for a parameter it does not know or cannot set.
@@ -95,7 +105,7 @@ def _touches(entry_ns: str, cmd: Mapping[str, Any] | None, db: str, ns: str) -> 
 
 
 def documents_at(
-    engine: Engine, db: str, name: str, coll: Collection | None, at: Timestamp
+    engine: HistoryHost, db: str, name: str, coll: Collection | None, at: Timestamp
 ) -> list[dict[str, Any]]:
     """The documents of ``db.name`` as of cluster time ``at`` (SnapshotTooOld if unknown)."""
     engine.history.check(engine, at)

@@ -1,8 +1,9 @@
-"""MongoDB's ``$jsonSchema`` and collection validators.
+"""MongoDB's ``$jsonSchema``.
 
 ``compile_json_schema`` turns a schema into a function returning ``None`` for a valid document
 or the ``details`` mongod (5.0+) puts in ``errInfo`` of a DocumentValidationFailure (121).
-Scalar and array keywords are in ``jsonschema_keywords``; object and logical keywords here.
+Scalar and array keywords are in ``jsonschema_keywords``; object and logical keywords here;
+a collection's validator, which may hold a ``$jsonSchema``, is in ``validator_errors``.
 Sources: MongoDB manual "$jsonSchema" / "JSON Schema omissions"; server
 ``src/mongo/db/matcher/schema/json_schema_parser.cpp`` and
 ``src/mongo/db/matcher/doc_validation/doc_validation_error_json_schema_test.cpp``.
@@ -30,7 +31,6 @@ from .jsonschema_keywords import (
     type_of,
     unordered_key,
 )
-from .validator_errors import query_clause_checker
 
 Details = dict[str, Any]
 
@@ -525,59 +525,3 @@ def compile_json_schema(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any
         return {"operatorName": "$jsonSchema", **sub.annotations, "schemaRulesNotSatisfied": errors}
 
     return validate
-
-
-# --- collection validators -----------------------------------------------------------------
-
-VALIDATION_LEVELS = ("off", "strict", "moderate")
-VALIDATION_ACTIONS = ("error", "warn", "errorAndWarn")
-
-
-class CollectionValidator:
-    """A collection's ``validator`` with its ``validationLevel`` and ``validationAction``.
-
-    The validator is any query document; ``$jsonSchema`` clauses give mongod's detailed
-    errors, other clauses are matched with ``matching.compile_filter`` and explained briefly.
-    """
-
-    def __init__(
-        self, validator: Mapping[str, Any], level: str = "strict", action: str = "error"
-    ) -> None:
-        if not isinstance(validator, Mapping):
-            raise MongoError(14, "'validator' must be an object")
-        # The create/collMod IDL rejects unknown enum values with BadValue.
-        if level not in VALIDATION_LEVELS:
-            raise MongoError(
-                2, f"Enumeration value '{level}' for field 'validationLevel' is not a valid value."
-            )
-        if action not in VALIDATION_ACTIONS:
-            raise MongoError(
-                2,
-                f"Enumeration value '{action}' for field 'validationAction' is not a valid value.",
-            )
-        self.validator = validator
-        self.level = level
-        self.action = action
-        self._clauses = query_clause_checker(validator, compile_json_schema)
-
-    def _details(self, doc: Mapping[str, Any]) -> Details | None:
-        return self._clauses(doc)
-
-    def check(
-        self, new_doc: Mapping[str, Any], old_doc: Mapping[str, Any] | None
-    ) -> Details | None:
-        """errInfo details if ``new_doc`` must be rejected (or warned about), else None."""
-        if self.level == "off":
-            return None
-        # Manual "Specify Validation Level": moderate skips updates of documents that did not
-        # already satisfy the validator.
-        if self.level == "moderate" and old_doc is not None and self._details(old_doc):
-            return None
-        return self._details(new_doc)
-
-    def error(self, doc_id: Any, details: Details) -> MongoError:
-        return MongoError(
-            121,
-            "Document failed validation",
-            extra={"errInfo": {"failingDocumentId": doc_id, "details": details}},
-        )

@@ -20,6 +20,8 @@ from bson.objectid import ObjectId
 
 from .bsonutil import MISSING, bson_type_name
 from .errors import MongoError
+from .expressions import COMMAND_VARIABLES, evaluate
+from .jsonschema import compile_json_schema
 from .matching_ops import (
     compile_ops,
     eq_value_pred,
@@ -27,6 +29,7 @@ from .matching_ops import (
     is_regex,
     literal_pred,
     truthy,
+    use_document_filter,
 )
 
 Matcher = Callable[[Mapping[str, Any]], bool]
@@ -214,8 +217,6 @@ def _nor(arg: Any) -> Matcher:
 
 
 def _expr(arg: Any) -> Matcher:
-    from .expressions import COMMAND_VARIABLES, evaluate
-
     variables = dict(COMMAND_VARIABLES.get())  # the command's let, for a lazy cursor
     return lambda doc: truthy(evaluate(arg, doc, variables))
 
@@ -223,8 +224,6 @@ def _expr(arg: Any) -> Matcher:
 def _json_schema(arg: Any) -> Matcher:
     if not isinstance(arg, Mapping):
         raise MongoError(14, "$jsonSchema must be an object")
-    from .jsonschema import compile_json_schema
-
     validate = compile_json_schema(arg)
     return lambda doc: validate(doc) is None
 
@@ -305,3 +304,6 @@ def _candidate_values(value: Any) -> list[Any] | None:
     if isinstance(items, list | tuple) and all(_usable(x) for x in items):
         return list(items)
     return None
+
+
+use_document_filter(compile_filter)  # $elemMatch over documents

@@ -12,7 +12,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from bson.code import Code
 from bson.dbref import DBRef
@@ -364,15 +364,29 @@ def _size(arg: Any, expand: bool) -> ValuesPred:
     return _over_values(lambda v: v.__class__ is list and len(v) == n, False)
 
 
+class DocumentFilter(Protocol):
+    """The query compiler ``$elemMatch`` needs for elements that are documents."""
+
+    def __call__(self, spec: Mapping[str, Any], /) -> Callable[[Mapping[str, Any]], bool]: ...
+
+
+# matching.compile_filter, which registers itself (use_document_filter) when matching.py,
+# the only module built on this one, is imported: a filter compiles through matching.py.
+_document_filter: list[DocumentFilter] = []
+
+
+def use_document_filter(compiler: DocumentFilter) -> None:
+    """Compile ``$elemMatch``'s document conditions with ``compiler``."""
+    _document_filter[:] = [compiler]
+
+
 def _elem_match_element(arg: Mapping[str, Any]) -> ValuePred:
     first = str(next(iter(arg))) if arg else ""
     if first.startswith("$") and first not in _PATHLESS:
         # {$elemMatch: {$gt: 1, $lt: 5}}: one element satisfies every operator.
         inner = _ops_pred(arg, False)
         return lambda e: inner((e,))
-    from .matching import compile_filter
-
-    sub = compile_filter(arg)
+    sub = _document_filter[0](arg)
     return lambda e: isinstance(e, Mapping) and sub(e)
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .aggregation import transform_document
 from .bsonutil import canonical, get_path
+from .documents import prepare_insert
 from .errors import MongoError
 
 if TYPE_CHECKING:
-    from .engine import Engine, Op
+    from .engine import Engine
+    from .operation import Op
     from .storage import Collection
 
 
@@ -45,8 +48,6 @@ def _merged(existing: dict[str, Any], new: Mapping[str, Any], mode: Any) -> dict
             "and whenMatched is 'fail'",
         )
     if isinstance(mode, list):
-        from .aggregation import transform_document
-
         return transform_document(existing, mode)
     raise MongoError(2, f"Enumeration value '{mode}' for field 'whenMatched' is not a valid value.")
 
@@ -54,8 +55,6 @@ def _merged(existing: dict[str, Any], new: Mapping[str, Any], mode: Any) -> dict
 def merge_documents(
     engine: Engine, db: str, spec: Mapping[str, Any], docs: list[dict[str, Any]], op: Op
 ) -> None:
-    from .commands_write import prepare_insert
-
     tdb, tname = _target(db, spec["into"])
     coll = engine.collection_or_create(tdb, tname)
     on_spec = spec.get("on", "_id")
@@ -97,8 +96,6 @@ def out_documents(
     engine: Engine, db: str, target: str | Mapping[str, Any], docs: list[dict[str, Any]], op: Op
 ) -> None:
     """$out replaces the target's contents (keeping its indexes), as mongod does."""
-    from .commands_write import prepare_insert
-
     tdb, tname = _target(db, target)
     coll = engine.collection_or_create(tdb, tname)
     for old in list(coll.docs.values()):

@@ -12,17 +12,28 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import bson
 from bson.binary import Binary, UuidRepresentation
 from bson.timestamp import Timestamp
 
 from .bsonutil import CODEC_OPTIONS, canonical
-from .oplog import OplogEntry
+from .catalog import CatalogHost, add_index, compile_validator, create_collection
+from .oplog import Oplog, OplogEntry
+from .storage import Collection
 
-if TYPE_CHECKING:
-    from .engine import Engine
+
+class DataHost(CatalogHost, Protocol):
+    """What loading and compacting the data dir needs of the engine."""
+
+    @property
+    def oplog(self) -> Oplog: ...
+
+    def get_collection(self, db: str, name: str) -> Collection | None: ...
+
+    def iter_collections(self) -> Iterator[Collection]: ...
+
 
 _FIELDS = ("key", "doc", "pre", "update_description", "cmd", "lsid", "txn_number")
 
@@ -91,7 +102,7 @@ class DataDir:
         self.snapshot_path = path / "snapshot.bson"
         self._fd: int | None = None
 
-    def load_into(self, engine: Engine) -> None:
+    def load_into(self, engine: DataHost) -> None:
         for record in _read_bson_stream(self.snapshot_path):
             _apply_snapshot_record(engine, record)
         for record in _read_bson_stream(self.journal_path):
@@ -108,7 +119,7 @@ class DataDir:
         record = {"ts": ts, "entries": [entry_to_doc(e) for e in entries]}
         os.write(self._fd, bson.encode(record))
 
-    def compact(self, engine: Engine) -> None:
+    def compact(self, engine: DataHost) -> None:
         """Write the whole state as a new snapshot, then start an empty journal."""
         tmp = self.snapshot_path.with_suffix(".tmp")
         with tmp.open("wb") as out:
@@ -160,9 +171,7 @@ class DataDir:
             self._fd = None
 
 
-def _apply_snapshot_record(engine: Engine, record: dict[str, Any]) -> None:
-    from .commands_catalog import add_index, create_collection
-
+def _apply_snapshot_record(engine: DataHost, record: dict[str, Any]) -> None:
     kind = record["kind"]
     if kind == "clock":
         engine.oplog.advance_clock_to(record["ts"])
@@ -183,15 +192,13 @@ def _apply_snapshot_record(engine: Engine, record: dict[str, Any]) -> None:
         engine.oplog.append(ts, [doc_to_entry(d, ts) for d in record["entries"]])
 
 
-def apply_entry(engine: Engine, entry: OplogEntry) -> None:
+def apply_entry(engine: DataHost, entry: OplogEntry) -> None:
     """Redo one committed oplog entry against the catalog and collections (no logging)."""
     if entry.op == "n":
         return
     if entry.op == "c":
         _apply_command(engine, entry)
         return
-    from .commands_catalog import create_collection
-
     db, _, name = entry.ns.partition(".")
     coll = engine.get_collection(db, name)
     if coll is None:
@@ -206,9 +213,7 @@ def apply_entry(engine: Engine, entry: OplogEntry) -> None:
         coll.put(idk, entry.doc)
 
 
-def _apply_command(engine: Engine, entry: OplogEntry) -> None:
-    from .commands_catalog import add_index, compile_validator, create_collection
-
+def _apply_command(engine: DataHost, entry: OplogEntry) -> None:
     cmd = entry.cmd or {}
     db = entry.db
     name = next(iter(cmd), "")

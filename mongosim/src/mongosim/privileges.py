@@ -7,9 +7,11 @@ Sources: the MongoDB manual's "Resource Document on Self-Managed Deployments",
 A resource is ``{db, collection}``, ``{cluster: true}`` or ``{anyResource: true}``. The
 empty string is a wildcard: ``{db: "app", collection: ""}`` is every non-system collection
 of ``app`` (and the database itself), ``{db: "", collection: ""}`` every non-system
-collection of every database. getMore and killCursors are checked against the cursor's
-owners (:mod:`.auth`); commitTransaction/abortTransaction need only a user, as in mongod,
-whose commands inside the transaction were each checked. Simplification, documented in
+collection of every database. Who may run a command at all (anyone, any user, or the
+privileges :func:`required` names) is declared with the command (:mod:`.registry`'s
+``Access``). getMore and killCursors are checked against the cursor's owners
+(:mod:`.auth`); commitTransaction/abortTransaction need only a user, as in mongod, whose
+commands inside the transaction were each checked. Simplification, documented in
 the README: ``$lookup``/``$unionWith`` in a pipeline are not checked.
 """
 
@@ -26,39 +28,6 @@ Privilege = Mapping[str, Any]  # {resource: Resource, actions: [str, ...]}
 Need = tuple[dict[str, Any], str]  # (resource, action)
 
 CLUSTER: dict[str, Any] = {"cluster": True}
-
-# Commands anyone may run before authenticating (mongod: requiresAuth() is false).
-NO_AUTH = frozenset(
-    {
-        "hello",
-        "ismaster",
-        "saslstart",
-        "saslcontinue",
-        "authenticate",
-        "logout",
-        "ping",
-        "buildinfo",
-        "getnonce",
-        "connectionstatus",
-        "whatsmyuri",
-        "endsessions",
-        "getlog",
-    }
-)
-# Commands any authenticated user may run (they act on the user's own sessions/cursors;
-# getMore and killCursors are checked against the cursor's owners, in auth.py).
-ANY_USER = frozenset(
-    {
-        "getmore",
-        "killcursors",
-        "committransaction",
-        "aborttransaction",
-        "refreshsessions",
-        "startsession",
-        "killsessions",  # others' sessions are checked by the auth layer
-        "configurefailpoint",  # a test command; mongod with enableTestCommands
-    }
-)
 
 _READ = ["changeStream", "collStats", "dbHash", "dbStats", "find", "killCursors",
          "listCollections", "listIndexes", "listSearchIndexes"]  # fmt: skip

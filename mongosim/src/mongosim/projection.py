@@ -15,6 +15,7 @@ from typing import Any
 
 from .bsonutil import MISSING, is_number
 from .errors import MongoError
+from .expressions import evaluate
 from .matching import Matcher, compile_filter
 
 Projector = Callable[[dict[str, Any]], dict[str, Any]]
@@ -309,8 +310,6 @@ def _apply_slice(value: Any, node: _Slice) -> Any:
 
 def _special(node: Any, doc: Mapping[str, Any], key: str, root: Mapping[str, Any]) -> Any:
     if isinstance(node, _Computed):
-        from .expressions import evaluate
-
         return evaluate(node.expr, root)
     value = doc.get(key, MISSING)
     if value is MISSING or isinstance(node, _Meta):

@@ -19,18 +19,32 @@ from typing import Any
 from bson.binary import Binary
 from bson.int64 import Int64
 
-from . import labels
+from . import (
+    commands_catalog,
+    commands_read,
+    commands_txn,
+    commands_write,
+    explain,
+    labels,
+    user_commands,
+)
 from .auth import Auth, make_connection_auth
-from .engine import CommandContext, Engine
+from .engine import Engine
 from .errors import CloseConnection, MongoError
 from .failpoints import FailPoints
 from .history import DEFAULT_WINDOW_S
+from .operation import CommandContext
+from .registry import COMMANDS, Access, Runs, command
 from .tls import server_context
 from .topology import Topology
 from .users import Catalog
 from .wire import ProtocolError, Request, decode_request, encode_reply, parse_header
 
 log = logging.getLogger("mongosim")
+# The command modules the server answers for: importing them registers their commands
+# in COMMANDS (topology's and auth's come with those modules, imported below).
+COMMAND_MODULES = (commands_read, commands_write, commands_catalog, commands_txn, explain,
+                   user_commands)  # fmt: skip
 _request_ids = itertools.count(1)
 MEMBERS = 1  # data-bearing members of the replica set
 _connection_ids = itertools.count(1)
@@ -44,6 +58,7 @@ class Server:
     ) -> None:
         self.engine, self.topology, self.failpoints = engine, topology, failpoints
         self.auth = auth
+        self.registry = engine.registry
 
     async def handle(self, request: Request, conn: Connection) -> dict[str, Any] | None:
         """The reply for a request, or None when the connection must close without one."""
@@ -90,29 +105,26 @@ class Server:
     async def _dispatch(
         self, name: str, request: Request, conn: Connection, ctx: CommandContext
     ) -> dict[str, Any]:
-        cmd = request.command
-        lname = name.lower()
-        if lname in ("hello", "ismaster"):
-            client = cmd.get("client") or {}
-            app = (client.get("application") or {}).get("name")
-            if app:
-                conn.app_name = app
-            hello = await self.topology.hello(cmd, conn.id, request.legacy or lname == "ismaster")
-            self.auth.decorate_hello(cmd, hello, conn.auth)
-            return hello
-        handled = self.auth.intercept(name, request.db, cmd, conn.auth)  # auth.py
-        if handled is not None:
-            return handled
-        if lname == "configurefailpoint":
-            return self.failpoints.configure(cmd)
-        if lname == "replsetstepdown":
-            return await self.topology.step_down(cmd)
-        admin = self.topology.admin_reply(name, cmd, conn.id)
-        if admin is not None:
-            return admin
-        self.topology.check_writable(name, cmd)
-        reply = await self.engine.run_command(request.db, cmd, ctx)
-        self.auth.note_reply(name, request.db, cmd, reply, conn.auth)  # cursor owners
+        """The one dispatch path: look the command up, authorize it, check the member may
+        run it, then run it where its registration says."""
+        cmd, db = request.command, request.db
+        found = self.registry.get(name)
+        if found is None:
+            # mongod looks the command up before checking anything else (CommandNotFound).
+            raise MongoError(59, f"no such command: '{name}'")
+        self.auth.authorize(name, db, cmd, conn.auth, found.access)
+        self.topology.check_writable(found, cmd)
+        reply: dict[str, Any]
+        match found.runs:
+            case Runs.ENGINE:
+                reply = await self.engine.run_command(db, cmd, ctx, found)
+            case Runs.TOPOLOGY:
+                reply = found.handler(self.topology, cmd, conn.id)
+            case Runs.AUTH:
+                reply = found.handler(self.auth, db, cmd, conn.auth)
+            case Runs.SERVER:
+                reply = await found.handler(self, request, conn)
+        self.auth.note_reply(name, db, cmd, reply, conn.auth)  # cursor owners
         return reply
 
     def _error_reply(
@@ -146,6 +158,32 @@ class Server:
         }
         reply["operationTime"] = ctx.operation_time or now
         return reply
+
+
+# The connection layer's own commands (Runs.SERVER: handler(server, request, connection)).
+@command("hello", "isMaster", runs=Runs.SERVER, access=Access.PUBLIC)
+async def _hello(server: Server, request: Request, conn: Connection) -> dict[str, Any]:
+    cmd = request.command
+    client = cmd.get("client") or {}
+    app = (client.get("application") or {}).get("name")
+    if app:
+        conn.app_name = app
+    legacy = request.legacy or next(iter(cmd), "").lower() == "ismaster"
+    hello = await server.topology.hello(cmd, conn.id, legacy)
+    server.auth.decorate_hello(cmd, hello, conn.auth)
+    return hello
+
+
+@command("configureFailPoint", runs=Runs.SERVER, access=Access.USER)
+async def _configure_fail_point(
+    server: Server, request: Request, conn: Connection
+) -> dict[str, Any]:
+    return server.failpoints.configure(request.command)
+
+
+@command("replSetStepDown", runs=Runs.SERVER)
+async def _step_down(server: Server, request: Request, conn: Connection) -> dict[str, Any]:
+    return await server.topology.step_down(request.command)
 
 
 def _exhausts(request: Request, reply: Mapping[str, Any]) -> bool:
@@ -346,6 +384,7 @@ class MongoSim:
             else None
         )
         self.engine = Engine(
+            COMMANDS,
             oplog_size=oplog_size,
             data_dir=data_dir,
             ttl_monitor_interval=ttl_monitor_interval,

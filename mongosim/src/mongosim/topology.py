@@ -1,4 +1,4 @@
-"""The replica-set identity: hello, admin commands, and step-down.
+"""The replica-set identity: hello, the informational admin commands, and step-down.
 
 mongosim is the primary of a one-member set. ``hosts``/``me`` name exactly the address
 clients dial, or drivers drop the member (SDAM spec: "me" mismatch). A step-down makes it
@@ -14,7 +14,7 @@ import contextlib
 import datetime as _dt
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bson.int64 import Int64
@@ -22,30 +22,13 @@ from bson.objectid import ObjectId
 
 from . import history
 from .errors import MongoError
+from .registry import Access, Command, Runs, command
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 VERSION = "7.0.14"
 MAX_WIRE_VERSION = 21  # MongoDB 7.0
-WRITE_COMMANDS = frozenset(
-    {
-        "insert",
-        "update",
-        "delete",
-        "findAndModify",
-        "findandmodify",
-        "create",
-        "createIndexes",
-        "drop",
-        "dropIndexes",
-        "collMod",
-        "dropDatabase",
-        "renameCollection",
-        "commitTransaction",
-        "abortTransaction",
-    }
-)
 
 
 class Topology:
@@ -118,26 +101,23 @@ class Topology:
             reply["helloOk"] = True
         return reply
 
-    def check_writable(self, name: str, cmd: Mapping[str, Any]) -> None:
+    def check_writable(self, found: Command, cmd: Mapping[str, Any]) -> None:
+        """On a secondary: NotWritablePrimary for a write (an aggregate with ``$out`` or
+        ``$merge`` is one), NotPrimaryNoSecondaryOk for a read the preference keeps on
+        the primary."""
         if self.primary:
             return
-        writes = name in WRITE_COMMANDS or (
-            name == "aggregate"
+        writes = found.writes or (
+            found.name == "aggregate"
             and any("$out" in s or "$merge" in s for s in cmd.get("pipeline", []))
         )
         if writes:
             raise MongoError(10107, "not primary")
-        if name in (
-            "find",
-            "aggregate",
-            "count",
-            "distinct",
-            "listCollections",
-            "listIndexes",
-        ) and not _allows_secondary(cmd):
+        if found.reads_data and not _allows_secondary(cmd):
             raise MongoError(13435, "not primary and secondaryOk=false")
 
     async def step_down(self, cmd: Mapping[str, Any]) -> dict[str, Any]:
+        """replSetStepDown: a secondary for the requested seconds, then re-elected."""
         if not self.primary:
             raise MongoError(10107, "not primary so can't step down")
         seconds = float(cmd.get("replSetStepDown") or 60)
@@ -156,20 +136,13 @@ class Topology:
         if self._step_up is not None:
             self._step_up.cancel()
 
-    def admin_reply(self, name: str, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any] | None:
-        """Replies to informational commands, or None if ``name`` is not one of them."""
-        handler = _ADMIN.get(name.lower())
-        if handler is None:
-            return None
-        reply: dict[str, Any] = handler(self, cmd, conn_id)
-        return reply
-
 
 def _allows_secondary(cmd: Mapping[str, Any]) -> bool:
     mode = (cmd.get("$readPreference") or {}).get("mode", "primary")
     return bool(mode != "primary")
 
 
+@command("buildInfo", runs=Runs.TOPOLOGY, access=Access.PUBLIC)
 def _build_info(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     parts = [int(p) for p in VERSION.split(".")]
     return {
@@ -188,6 +161,7 @@ def _build_info(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, 
     }
 
 
+@command("getParameter", runs=Runs.TOPOLOGY)
 def _get_parameter(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     params = {
         "enableTestCommands": True,
@@ -202,6 +176,7 @@ def _get_parameter(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[st
     return {k: v for k, v in params.items() if k in cmd}
 
 
+@command("getCmdLineOpts", runs=Runs.TOPOLOGY)
 def _cmd_line_opts(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     data_dir = t.engine.data_dir_path
     return {
@@ -215,6 +190,7 @@ def _cmd_line_opts(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[st
     }
 
 
+@command("serverStatus", runs=Runs.TOPOLOGY)
 def _server_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     uptime = time.monotonic() - t.started
     return {
@@ -237,6 +213,7 @@ def _server_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[st
     }
 
 
+@command("replSetGetStatus", runs=Runs.TOPOLOGY)
 def _repl_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     ts = t.engine.cluster_time()
     optime = {"ts": ts, "t": Int64(1)}
@@ -259,20 +236,26 @@ def _repl_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str,
     }
 
 
-AdminHandler = Callable[[Topology, Mapping[str, Any], int], dict[str, Any]]
+@command("ping", runs=Runs.TOPOLOGY, access=Access.PUBLIC)
+def _ping(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
+    return {}
 
-_ADMIN: dict[str, AdminHandler] = {
-    "ping": lambda t, c, i: {},
-    "buildinfo": _build_info,
-    "getparameter": _get_parameter,
-    "setparameter": lambda t, c, i: history.set_parameter(t.engine, c),
-    "getcmdlineopts": _cmd_line_opts,
-    "serverstatus": _server_status,
-    "replsetgetstatus": _repl_status,
-    "hostinfo": lambda t, c, i: {"system": {"hostname": t.host, "numCores": os.cpu_count()}},
-    "whatsmyuri": lambda t, c, i: {"you": "127.0.0.1"},
-    "connectionstatus": lambda t, c, i: {
-        "authInfo": {"authenticatedUsers": [], "authenticatedUserRoles": []}
-    },
-    "getlog": lambda t, c, i: {"totalLinesWritten": 0, "log": []},
-}
+
+@command("setParameter", runs=Runs.TOPOLOGY)
+def _set_parameter(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
+    return history.set_parameter(t.engine, cmd)
+
+
+@command("hostInfo", runs=Runs.TOPOLOGY)
+def _host_info(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
+    return {"system": {"hostname": t.host, "numCores": os.cpu_count()}}
+
+
+@command("whatsmyuri", runs=Runs.TOPOLOGY, access=Access.PUBLIC)
+def _whats_my_uri(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
+    return {"you": "127.0.0.1"}
+
+
+@command("getLog", runs=Runs.TOPOLOGY, access=Access.PUBLIC)
+def _get_log(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
+    return {"totalLinesWritten": 0, "log": []}

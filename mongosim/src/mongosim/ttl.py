@@ -10,14 +10,39 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-from typing import TYPE_CHECKING, Any
+from collections.abc import Hashable, Iterator
+from typing import Any, Protocol
 
 from bson.datetime_ms import DatetimeMS
 
 from .bsonutil import canonical, datetime_ms, get_path
+from .operation import CommandContext, Op
+from .oplog import OpKind
+from .sessions import SessionCatalog
+from .storage import Collection
 
-if TYPE_CHECKING:
-    from .engine import Engine
+
+class TtlHost(Protocol):
+    """What the TTL monitor needs of the engine: collections, locks and the write path."""
+
+    @property
+    def ttl_monitor_interval(self) -> float: ...
+
+    @property
+    def sessions(self) -> SessionCatalog: ...
+
+    def iter_collections(self) -> Iterator[Collection]: ...
+
+    def write(
+        self,
+        coll: Collection,
+        op_kind: OpKind,
+        idk: Hashable,
+        doc: dict[str, Any] | None,
+        pre: dict[str, Any] | None,
+        op: Op,
+        update_description: dict[str, Any] | None = None,
+    ) -> None: ...
 
 
 def _expiry_ms(value: Any) -> int | None:
@@ -29,9 +54,7 @@ def _expiry_ms(value: Any) -> int | None:
     return None
 
 
-def delete_expired(engine: Engine) -> int:
-    from .engine import CommandContext, Op
-
+def delete_expired(engine: TtlHost) -> int:
     now_ms = datetime_ms(_dt.datetime.now(_dt.UTC))
     op = Op(CommandContext(0, "TTLMonitor"))
     deleted = 0
@@ -52,7 +75,7 @@ def delete_expired(engine: Engine) -> int:
     return deleted
 
 
-async def ttl_monitor(engine: Engine) -> None:
+async def ttl_monitor(engine: TtlHost) -> None:
     while True:
         await asyncio.sleep(engine.ttl_monitor_interval)
         delete_expired(engine)

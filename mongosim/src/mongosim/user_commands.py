@@ -7,18 +7,14 @@ logged or echoed back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from . import privileges, scram
+from .auth import Auth, ConnectionAuth, Reply
 from .errors import MongoError
-from .users import credentials_doc, role_not_found, role_refs, user_not_found
-
-if TYPE_CHECKING:
-    from .auth import Auth, ConnectionAuth
-
-Reply = dict[str, Any]
-UserCommand = Callable[["Auth", str, Mapping[str, Any], "ConnectionAuth"], Reply]
+from .registry import Runs, command
+from .users import credentials_doc, role_not_found, role_refs
 
 
 def _name(cmd: Mapping[str, Any], key: str) -> str:
@@ -35,6 +31,7 @@ def _mechanisms(cmd: Mapping[str, Any]) -> list[str]:
     return [str(m) for m in mechs]
 
 
+@command("createUser", runs=Runs.AUTH)
 def create_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "createUser")
     password = cmd.get("pwd")
@@ -45,6 +42,7 @@ def create_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAut
     return {}
 
 
+@command("updateUser", runs=Runs.AUTH)
 def update_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "updateUser")
     user = auth.catalog.user(db, name)
@@ -61,6 +59,7 @@ def update_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAut
     return {}
 
 
+@command("dropUser", runs=Runs.AUTH)
 def drop_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "dropUser")
     auth.catalog.user(db, name)
@@ -97,6 +96,7 @@ def _targets(value: Any, db: str, kind: str) -> list[tuple[str, str]] | None:
     return out
 
 
+@command("usersInfo", runs=Runs.AUTH)
 def users_info(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     value = cmd.get("usersInfo")
     if isinstance(value, Mapping) and value.get("forAllDBs"):
@@ -132,6 +132,7 @@ def _privileges_arg(cmd: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"resource": dict(p["resource"]), "actions": list(p["actions"])} for p in privs]
 
 
+@command("createRole", runs=Runs.AUTH)
 def create_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "createRole")
     if "privileges" not in cmd or "roles" not in cmd:
@@ -151,6 +152,7 @@ def create_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAut
     return {}
 
 
+@command("updateRole", runs=Runs.AUTH)
 def update_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "updateRole")
     role = auth.catalog.roles.get((db, name))
@@ -166,6 +168,7 @@ def update_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAut
     return {}
 
 
+@command("dropRole", runs=Runs.AUTH)
 def drop_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "dropRole")
     if privileges.builtin_privileges(name, db) is not None:
@@ -179,6 +182,7 @@ def drop_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth)
     return {}
 
 
+@command("rolesInfo", runs=Runs.AUTH)
 def roles_info(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     value = cmd.get("rolesInfo")
     show = bool(cmd.get("showPrivileges"))
@@ -194,17 +198,13 @@ def roles_info(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth
     }
 
 
-USER_COMMANDS: dict[str, UserCommand] = {
-    "createuser": create_user,
-    "updateuser": update_user,
-    "dropuser": drop_user,
-    "usersinfo": users_info,
-    "grantrolestouser": lambda a, d, c, n: _grant(a, d, c, "grantRolesToUser", True),
-    "revokerolesfromuser": lambda a, d, c, n: _grant(a, d, c, "revokeRolesFromUser", False),
-    "createrole": create_role,
-    "updaterole": update_role,
-    "droprole": drop_role,
-    "rolesinfo": roles_info,
-}
+@command("grantRolesToUser", runs=Runs.AUTH)
+def grant_roles_to_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
+    return _grant(auth, db, cmd, "grantRolesToUser", True)
 
-__all__ = ["USER_COMMANDS", "user_not_found"]
+
+@command("revokeRolesFromUser", runs=Runs.AUTH)
+def revoke_roles_from_user(
+    auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth
+) -> Reply:
+    return _grant(auth, db, cmd, "revokeRolesFromUser", False)

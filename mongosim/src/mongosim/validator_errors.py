@@ -1,4 +1,4 @@
-"""Explains why a document fails a collection validator that is a plain query.
+"""Collection validators, and why a document fails one that is a plain query.
 
 A validator is an implicit ``$and`` of clauses; mongod (5.0+) reports the failing clauses as
 ``{operatorName: "$and", clausesNotSatisfied: [{index, details}]}``, or the single clause's
@@ -14,6 +14,8 @@ from typing import Any
 
 from .bsonutil import MISSING, get_path
 from .errors import MongoError
+from .jsonschema import compile_json_schema
+from .matching import compile_filter
 
 Details = dict[str, Any]
 Explain = Callable[[Mapping[str, Any]], Details | None]
@@ -50,14 +52,7 @@ _FORBIDDEN = ("$where", "$text", "$near", "$nearSphere", "$geoNear")
 
 def query_clause_checker(query: Mapping[str, Any], schema_compiler: SchemaCompiler) -> Explain:
     """Compile ``query`` (now, so a bad validator fails at create time) into an explainer."""
-    return _implicit_and(_clauses(query, schema_compiler, _compile_filter))
-
-
-def _compile_filter(spec: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool]:
-    # Imported on use: a $jsonSchema-only validator never needs the query matcher.
-    from .matching import compile_filter
-
-    return compile_filter(spec)
+    return _implicit_and(_clauses(query, schema_compiler, compile_filter))
 
 
 def _implicit_and(clauses: list[Explain]) -> Explain:
@@ -205,3 +200,59 @@ def _opaque(
         }
 
     return explain
+
+
+# --- collection validators -----------------------------------------------------------------
+
+VALIDATION_LEVELS = ("off", "strict", "moderate")
+VALIDATION_ACTIONS = ("error", "warn", "errorAndWarn")
+
+
+class CollectionValidator:
+    """A collection's ``validator`` with its ``validationLevel`` and ``validationAction``.
+
+    The validator is any query document; ``$jsonSchema`` clauses give mongod's detailed
+    errors, other clauses are matched with ``matching.compile_filter`` and explained briefly.
+    """
+
+    def __init__(
+        self, validator: Mapping[str, Any], level: str = "strict", action: str = "error"
+    ) -> None:
+        if not isinstance(validator, Mapping):
+            raise MongoError(14, "'validator' must be an object")
+        # The create/collMod IDL rejects unknown enum values with BadValue.
+        if level not in VALIDATION_LEVELS:
+            raise MongoError(
+                2, f"Enumeration value '{level}' for field 'validationLevel' is not a valid value."
+            )
+        if action not in VALIDATION_ACTIONS:
+            raise MongoError(
+                2,
+                f"Enumeration value '{action}' for field 'validationAction' is not a valid value.",
+            )
+        self.validator = validator
+        self.level = level
+        self.action = action
+        self._clauses = query_clause_checker(validator, compile_json_schema)
+
+    def _details(self, doc: Mapping[str, Any]) -> Details | None:
+        return self._clauses(doc)
+
+    def check(
+        self, new_doc: Mapping[str, Any], old_doc: Mapping[str, Any] | None
+    ) -> Details | None:
+        """errInfo details if ``new_doc`` must be rejected (or warned about), else None."""
+        if self.level == "off":
+            return None
+        # Manual "Specify Validation Level": moderate skips updates of documents that did not
+        # already satisfy the validator.
+        if self.level == "moderate" and old_doc is not None and self._details(old_doc):
+            return None
+        return self._details(new_doc)
+
+    def error(self, doc_id: Any, details: Details) -> MongoError:
+        return MongoError(
+            121,
+            "Document failed validation",
+            extra={"errInfo": {"failingDocumentId": doc_id, "details": details}},
+        )

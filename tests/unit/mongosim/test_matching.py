@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 import re
-import sys
 import timeit
-import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -21,6 +18,8 @@ from bson.regex import Regex
 from mongosim.bsonutil import MISSING
 from mongosim.errors import MongoError
 from mongosim.matching import compile_filter, equality_constraints, matches
+
+from mongosim import matching
 
 OID = ObjectId("5f0000000000000000000001")
 DATE = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
@@ -312,7 +311,7 @@ def test_filter_does_not_mutate_document_or_filter() -> None:
 
 
 @pytest.fixture
-def fake_expressions() -> Iterator[list[Any]]:
+def fake_expressions(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Stands in for expressions.evaluate (another module) so $expr can be tested alone."""
     calls: list[Any] = []
 
@@ -320,21 +319,8 @@ def fake_expressions() -> Iterator[list[Any]]:
         calls.append(expr)
         return doc.get(expr[1:], MISSING) if isinstance(expr, str) else expr
 
-    name = "mongosim.expressions"
-    saved = sys.modules.get(name)
-    module = types.ModuleType(name)
-    module.evaluate = evaluate  # type: ignore[attr-defined]
-    module.COMMAND_VARIABLES = contextvars.ContextVar(  # type: ignore[attr-defined]
-        "command_variables", default=types.MappingProxyType({})
-    )
-    sys.modules[name] = module
-    try:
-        yield calls
-    finally:
-        if saved is None:
-            del sys.modules[name]
-        else:
-            sys.modules[name] = saved
+    monkeypatch.setattr(matching, "evaluate", evaluate)
+    return calls
 
 
 @pytest.mark.parametrize(

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from mongosim.bsonutil import get_path
 from mongosim.errors import MongoError
 from mongosim.projection import compile_projection
+
+from mongosim import projection
 
 DOC: dict[str, Any] = {
     "_id": 1,
@@ -202,7 +202,7 @@ def test_positional_conflicts_raise(spec: dict[str, Any], query: dict[str, Any],
 
 
 @pytest.fixture
-def fake_expressions() -> Iterator[None]:
+def fake_expressions(monkeypatch: pytest.MonkeyPatch) -> None:
     """A stand-in for expressions.evaluate: field paths, $literal and constants."""
 
     def evaluate(expr: Any, doc: Mapping[str, Any], variables: Any = None) -> Any:
@@ -212,18 +212,7 @@ def fake_expressions() -> Iterator[None]:
             return expr["$literal"]
         return expr
 
-    name = "mongosim.expressions"
-    saved = sys.modules.get(name)
-    module = types.ModuleType(name)
-    module.evaluate = evaluate  # type: ignore[attr-defined]
-    sys.modules[name] = module
-    try:
-        yield
-    finally:
-        if saved is None:
-            del sys.modules[name]
-        else:
-            sys.modules[name] = saved
+    monkeypatch.setattr(projection, "evaluate", evaluate)
 
 
 @pytest.mark.usefixtures("fake_expressions")
