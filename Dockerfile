@@ -10,10 +10,17 @@ COPY requirements.txt ./
 RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements.txt
 # mongo-streamer alone; its wheel carries the default configuration and schema (config/) as
 # package data. mongosim, the test server, is a separate distribution and stays out.
+# Its build backend is pinned and hash-checked too (requirements-build.txt, `make lock`),
+# in a virtualenv of its own, and the wheel is built without build isolation, so nothing
+# unpinned is fetched to build it.
+COPY requirements-build.txt ./
+RUN python -m venv /opt/build \
+    && /opt/build/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements-build.txt
 COPY pyproject.toml README.md ./
 COPY streamer/ streamer/
 COPY config/ config/
-RUN /opt/venv/bin/pip install --no-cache-dir --no-deps .
+RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation -w /tmp/wheels . \
+    && /opt/venv/bin/pip install --no-cache-dir --no-deps /tmp/wheels/*.whl
 
 # Final stage: the virtualenv, a non-root user, no compilers.
 FROM python:3.11.10-slim-bookworm

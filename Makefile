@@ -45,6 +45,8 @@ lock: $(STAMP)
 	@$(PIP) install pip-tools
 	$(BIN)/pip-compile $(LOCK_FLAGS) --extra dev -o $(LOCK) pyproject.toml mongosim/pyproject.toml
 	$(BIN)/pip-compile $(LOCK_FLAGS) -o requirements.txt pyproject.toml
+	$(BIN)/pip-compile $(LOCK_FLAGS) --build-deps-for wheel --only-build-deps \
+		-o requirements-build.txt pyproject.toml
 
 # The embedded default: mongosim, bootstrap, demo data, the service and a traffic
 # generator, with a live status line (Ctrl-C stops everything). AUTH=1 turns on mongosim's

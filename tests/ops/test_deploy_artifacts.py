@@ -474,6 +474,13 @@ def test_the_alert_rules_pass_their_unit_tests(promtool: str, rules_dir: Path) -
 # --- the image --------------------------------------------------------------------------
 
 
+def test_the_build_backend_lock_pins_setuptools_with_hashes() -> None:
+    """requirements-build.txt (``make lock``) pins pyproject's build backend by hash."""
+    lock = (ROOT / "requirements-build.txt").read_text()
+    assert re.search(r"^setuptools==[\d.]+ \\\n\s+--hash=sha256:", lock, flags=re.M)
+    assert "--index-url" not in lock and "--find-links" not in lock
+
+
 def test_the_dockerfile_passes_hadolint() -> None:
     """hadolint finds nothing to fix in the Dockerfile."""
     result = run(require("hadolint"), str(ROOT / "Dockerfile"))
@@ -489,7 +496,11 @@ def test_the_image_is_multi_stage_slim_and_runs_as_user_10001() -> None:
         assert re.match(r"python:3\.11\.\d+-slim-\w+", stage)
     build, final = stages
     assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements.txt" in build
-    assert "pip install --no-cache-dir --no-deps ." in build
+    # The build backend pinned and hash-checked, and no build isolation: nothing unpinned
+    # is fetched to build the wheel.
+    assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements-build.txt" in build
+    assert "pip wheel --no-cache-dir --no-deps --no-build-isolation" in build
+    assert not re.search(r"pip install[^\n]* \.$", build, flags=re.M)
     copies = re.findall(r"^COPY (.*)$", final, flags=re.M)
     assert copies == ["--from=build /opt/venv /opt/venv"]
     assert not re.search(r"apt-get|gcc|build-essential", final)

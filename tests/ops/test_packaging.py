@@ -111,6 +111,13 @@ def test_the_image_installs_only_the_streamer_distribution() -> None:
     text = (ROOT / "Dockerfile").read_text()
     copied = re.findall(r"^COPY (?!--from)(.*) \S+$", text, flags=re.M)
     sources = {p for line in copied for p in line.split()}
-    assert sources == {"requirements.txt", "pyproject.toml", "README.md", "streamer/", "config/"}
+    assert sources == {
+        "requirements.txt",
+        "requirements-build.txt",
+        "pyproject.toml",
+        "README.md",
+        "streamer/",
+        "config/",
+    }
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {"mongosim", "tests", ".tools"} <= set(ignored)
