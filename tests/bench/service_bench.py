@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from mongosim.process import MongoSimProcess  # noqa: E402
 
-from tests.integration.service_process import ServiceProcess  # noqa: E402
+from tests.support.service_process import ServiceProcess  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

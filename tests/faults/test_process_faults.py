@@ -17,11 +17,10 @@ from pydantic import SecretStr
 
 from streamer.mongo import Mongo
 from streamer.settings import Settings
-from tests.integration.conftest import caught_up
-from tests.integration.model import Traffic, drive
-from tests.integration.service_process import ServiceProcess, sigkills_under_traffic
-
-from .conftest import check, score, size
+from tests.support.faults import check, score, size
+from tests.support.model import Traffic, drive
+from tests.support.service import caught_up
+from tests.support.service_process import ServiceProcess, sigkills_under_traffic
 
 
 def free_port() -> int:

@@ -20,10 +20,9 @@ import yaml
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.settings import Settings
-from tests.tools import require
-
-from .conftest import RunService, caught_up
-from .service_process import ROOT
+from tests.support.service import RunService, caught_up
+from tests.support.service_process import ROOT
+from tests.support.tools import require
 
 RULES = ROOT / "k8s" / "prometheusrule.yaml"
 HOLD = "2s"

@@ -11,10 +11,9 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.mongo import Mongo
 from streamer.runtime.verify import verify
-
-from .conftest import caught_up
-from .model import Traffic, expected_totals, totals_differences
-from .service_process import ServiceProcess, sigkills_under_traffic
+from tests.support.model import Traffic, expected_totals, totals_differences
+from tests.support.service import caught_up
+from tests.support.service_process import ServiceProcess, sigkills_under_traffic
 
 EVENTS = int(os.environ.get("CRASH_EVENTS", "4000"))
 KILLS = 5  # mid-stream SIGKILLs, at the least: traffic goes on until both counts are met

@@ -22,10 +22,9 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.mongo import Mongo
 from streamer.runtime.verify import verify
-
-from .conftest import caught_up, test_settings
-from .model import Traffic, expected_totals, totals_differences
-from .service_process import ServiceProcess
+from tests.support.model import Traffic, expected_totals, totals_differences
+from tests.support.service import caught_up, test_settings
+from tests.support.service_process import ServiceProcess
 
 STREAMS = {"orders", "inventory"}
 OWNED = re.compile(r'^streamer_stream_owned\{owner="([^"]*)",stream="([^"]*)"\} (\S+)$', re.M)

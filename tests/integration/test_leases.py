@@ -12,8 +12,7 @@ from streamer.mongo import Mongo
 from streamer.runtime.leases import Held, Lease, Leases
 from streamer.runtime.processes import THIS_PROCESS, ProcessId
 from streamer.settings import Settings
-
-from .conftest import RunService
+from tests.support.service import RunService
 
 # What a lease records of a process with no /proc identity (another machine, say).
 FAR = ProcessId("").document()
