@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, overload
 
 T = TypeVar("T")
 
@@ -23,8 +23,33 @@ INTERVAL_S = 0.05
 async def _value(check: Callable[[], Awaitable[T] | T]) -> T:
     value = check()
     if inspect.isawaitable(value):
-        return await value  # type: ignore[no-any-return]
+        return await value
     return value
+
+
+Detail = Callable[[], Awaitable[object] | object]
+
+
+@overload
+async def eventually(  # an async check: the value it awaits to
+    check: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    within_s: float = ...,
+    interval_s: float = ...,
+    detail: Detail | None = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    check: Callable[[], T],
+    *,
+    what: str,
+    within_s: float = ...,
+    interval_s: float = ...,
+    detail: Detail | None = ...,
+) -> T: ...
 
 
 async def eventually(
@@ -33,7 +58,7 @@ async def eventually(
     what: str,
     within_s: float = 30.0,
     interval_s: float = INTERVAL_S,
-    detail: Callable[[], Awaitable[object] | object] | None = None,
+    detail: Detail | None = None,
 ) -> T:
     """Call ``check`` (sync or async) until it returns a truthy value, and return that.
 

@@ -56,7 +56,10 @@ async def secured_fixture(
 ) -> AsyncIterator[Secured]:
     """mongosim with auth and TLS; a root user made through the localhost exception."""
     certs = make_certs(tmp_path)
-    options = {"tlsCAFile": str(certs.ca), "tlsCertificateKeyFile": str(certs.client)}
+    options: dict[str, Any] = {
+        "tlsCAFile": str(certs.ca),
+        "tlsCertificateKeyFile": str(certs.client),
+    }
     async with private_mongosim(
         auth=True, tls_cert_key_file=certs.server, tls_ca_file=certs.ca
     ) as sim:
