@@ -375,6 +375,9 @@ async def test_run_applies_writes_status_and_verify_agree_and_sigterm_stops_clea
         stopped_in = asyncio.get_running_loop().time() - started
     err = raw_err.decode(errors="replace")
     assert proc.returncode == 0, err[-3000:]
+    # The promise is "within the grace period". Measured 0.03-0.07 s from SIGTERM to the
+    # exit (3 runs, the shared 2-core machine busy with other suites): the 5 s grace is
+    # over 70 times that, room for a loaded machine.
     assert stopped_in < SHUTDOWN_GRACE_S, f"took {stopped_in:.1f}s to stop"
     events = [e.get("event") for e in json_events(err)]
     assert "service.starting" in events

@@ -83,6 +83,9 @@ async def interrupt_mid_scan(env: dict[str, str]) -> tuple[int, str]:
     proc.send_signal(signal.SIGINT)
     signalled = loop.time()
     _, err = await asyncio.wait_for(proc.communicate(), 30)
+    # Measured 0.017-0.027 s from SIGINT to the exit (6 runs, the shared 2-core machine
+    # busy with other suites); 5 s is over 180 times that: it catches a resync that
+    # finishes its scan or waits out a lease before stopping, not a slow machine.
     assert loop.time() - signalled < 5, "the resync did not stop promptly"
     assert proc.returncode is not None
     assert "Traceback" not in err.decode()
