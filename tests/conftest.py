@@ -19,6 +19,8 @@ from mongosim.threaded import ThreadedMongoSim
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from pymongo.errors import OperationFailure
 
+from tests.support.failpoints import FailPoint
+
 REAL_URI = os.environ.get("MONGODB_URI")
 
 
@@ -46,9 +48,6 @@ async def db(client: AsyncIOMotorClient[Any]) -> AsyncIterator[AsyncIOMotorDatab
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield client[name]
     await client.drop_database(name)
-
-
-FailPoint = Callable[[Mapping[str, Any]], AbstractAsyncContextManager[None]]
 
 
 @pytest.fixture

@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from mongosim.process import MongoSimProcess  # noqa: E402
 
-from tests.integration.service_process import ServiceProcess  # noqa: E402
+from tests.support.polling import eventually  # noqa: E402
+from tests.support.service_process import ServiceProcess  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -89,27 +90,31 @@ async def caught_up(
 
     Polled every 20 ms: the polls are server work too, kept small beside the drain's.
     """
-    deadline = time.monotonic() + within_s
-    while True:
+    cps: list[Any] = []
+
+    async def covered() -> bool:
+        nonlocal cps
         cps = await db.streamer_checkpoints.find({"_id": {"$in": list(streams)}}).to_list(None)
-        if len(cps) == len(streams) and all(
+        return len(cps) == len(streams) and all(
             cp.get("phase") == "stream" and cp.get("position") and cp["position"] >= target
             for cp in cps
-        ):
-            return time.perf_counter()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not caught up to {target}: {cps}")
-        await asyncio.sleep(0.02)
+        )
+
+    await eventually(
+        covered,
+        what=f"caught up to {target}",
+        within_s=within_s,
+        interval_s=0.02,
+        detail=lambda: cps,
+    )
+    return time.perf_counter()
 
 
 async def streaming(db: Any, within_s: float = 60) -> None:
-    deadline = time.monotonic() + within_s
-    while True:
-        if await db.streamer_checkpoints.count_documents({"phase": "stream"}) >= 2:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError("the service never started streaming")
-        await asyncio.sleep(0.02)
+    async def both() -> bool:
+        return bool(await db.streamer_checkpoints.count_documents({"phase": "stream"}) >= 2)
+
+    await eventually(both, what="the service streaming", within_s=within_s, interval_s=0.02)
 
 
 async def round_trips(http_port: int) -> float:
@@ -217,14 +222,16 @@ async def raw_read(uri: str, driver: str, workload: str, n: int) -> float:
 # -- streamer: backlog drain ---------------------------------------------------------------
 async def metrics_up(http_port: int, within_s: float = 60) -> None:
     """Until the service's HTTP endpoint answers (polled every 10 ms)."""
-    deadline = time.monotonic() + within_s
-    while True:
+
+    async def answers() -> bool:
         with contextlib.suppress(aiohttp.ClientError):
             await round_trips(http_port)
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError("the service's HTTP endpoint never answered")
-        await asyncio.sleep(0.01)
+            return True
+        return False
+
+    await eventually(
+        answers, what="the service's HTTP endpoint answering", within_s=within_s, interval_s=0.01
+    )
 
 
 async def drain(

@@ -14,10 +14,9 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.mongo import Mongo
 from streamer.settings import Settings
-from tests.integration.conftest import RunService, caught_up
-from tests.integration.model import Traffic
-
-from .conftest import check, score, size
+from tests.support.faults import check, score, size
+from tests.support.model import Traffic
+from tests.support.service import RunService, caught_up
 
 COUNT = size(200, 1000)
 

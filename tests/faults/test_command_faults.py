@@ -16,10 +16,9 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.mongo import Mongo
 from streamer.settings import Settings
-from tests.integration.conftest import RunService, caught_up
-from tests.integration.model import Traffic, drive
-
-from .conftest import FULL, check, score, size
+from tests.support.faults import FULL, check, score, size
+from tests.support.model import Traffic, drive
+from tests.support.service import RunService, caught_up
 
 COMMANDS = ["getMore", "aggregate", "update", "insert", "commitTransaction"]
 FAULTS: dict[str, dict[str, Any]] = {

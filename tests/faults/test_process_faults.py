@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +15,12 @@ from pydantic import SecretStr
 
 from streamer.mongo import Mongo
 from streamer.settings import Settings
-from tests.integration.conftest import caught_up
-from tests.integration.model import Traffic, drive
-from tests.integration.service_process import ServiceProcess, sigkills_under_traffic
-
-from .conftest import check, score, size
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def owners(db: AsyncIOMotorDatabase[Any]) -> dict[str, str]:
-    return {d["_id"]: d["owner"] async for d in db.streamer_leases.find()}
-
-
-async def until(predicate: Any, within_s: float, what: str) -> None:
-    deadline = time.monotonic() + within_s
-    while not await predicate():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
+from tests.support.cli import free_port
+from tests.support.faults import check, score, size
+from tests.support.model import Traffic, drive
+from tests.support.polling import eventually
+from tests.support.service import caught_up
+from tests.support.service_process import ServiceProcess, owners, sigkills_under_traffic
 
 
 async def test_sigkill_of_the_service(
@@ -51,7 +33,9 @@ async def test_sigkill_of_the_service(
     service = ServiceProcess(mongo_uri, db.name)
     traffic = Traffic(db, rng)
     await service.start()
-    await until(lambda: _streaming(db), within_s=30, what="the service never started streaming")
+    await eventually(
+        lambda: _streaming(db), within_s=30, what="the service never started streaming"
+    )
     await sigkills_under_traffic(service, traffic, rng, events=events, kills=kills)
     await caught_up(db, within_s=90)
     code, err = await service.stop()
@@ -71,7 +55,7 @@ async def test_sigkill_of_mongosim_restarted_on_its_data_dir(tmp_path: Path) -> 
     restarts = size(1, 3)
     try:
         await service.start()
-        await until(lambda: _streaming(db), within_s=30, what="never started streaming")
+        await eventually(lambda: _streaming(db), within_s=30, what="never started streaming")
         await drive(traffic, 300)
         for _ in range(restarts):
             halfway = asyncio.Event()
@@ -100,7 +84,7 @@ async def test_the_oplog_wraps_while_the_service_is_stopped(tmp_path: Path) -> N
     traffic = Traffic(db, random.Random(13))
     try:
         await service.start()
-        await until(lambda: _streaming(db), within_s=30, what="never started streaming")
+        await eventually(lambda: _streaming(db), within_s=30, what="never started streaming")
         await drive(traffic, 300)
         await caught_up(db, within_s=60)
         await service.stop()
@@ -129,13 +113,15 @@ async def test_overlapping_instances_and_a_rolling_replacement(
     traffic = Traffic(db, random.Random(17))
     for p in procs.values():
         await p.start()
-    await until(lambda: _streaming(db), within_s=30, what="never started streaming")
+    await eventually(lambda: _streaming(db), within_s=30, what="never started streaming")
     await drive(traffic, size(500, 3000))
     current = await owners(db)
     victim = current["orders"]
     await procs[victim].kill()
     await drive(traffic, size(500, 3000))
-    await until(lambda: _owned_by_others(db, victim), within_s=10, what="no takeover after SIGKILL")
+    await eventually(
+        lambda: _owned_by_others(db, victim), within_s=10, what="no takeover after SIGKILL"
+    )
     replacement = ServiceProcess(mongo_uri, db.name, instance_id="d", lease_ttl_s=2)
     await replacement.start()
     for name in names:  # roll: stop the survivors one by one under traffic
@@ -144,7 +130,7 @@ async def test_overlapping_instances_and_a_rolling_replacement(
             code, err = await procs[name].stop()
             assert code == 0, err[-3000:]
     await drive(traffic, size(200, 1000))
-    await until(lambda: _owned_by(db, "d"), within_s=10, what="d never took over")
+    await eventually(lambda: _owned_by(db, "d"), within_s=10, what="d never took over")
     await caught_up(db, within_s=60)
     await replacement.stop()
     check(await score("overlapping instances", db, mongo, traffic, 1 + len(names)))
@@ -171,7 +157,7 @@ async def test_the_database_unreachable_at_start_and_mid_run(tmp_path: Path) -> 
     )
     await service.start()
     ready_url = f"http://127.0.0.1:{http_port}/readyz"
-    await until(lambda: _status(ready_url, 503), within_s=30, what="never answered unready")
+    await eventually(lambda: _status(ready_url, 503), within_s=30, what="never answered unready")
     sim = MongoSimProcess(port=port, data_dir=tmp_path / "data")
     await sim.start()
     client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(sim.uri, serverSelectionTimeoutMS=60000)
@@ -180,17 +166,17 @@ async def test_the_database_unreachable_at_start_and_mid_run(tmp_path: Path) -> 
     settings = Settings(mongodb_uri=SecretStr(sim.uri), database="shop")
     outage_s = size(5, 30)
     try:
-        await until(lambda: _status(ready_url, 200), within_s=60, what="never became ready")
-        await until(lambda: _streaming(db), within_s=30, what="never started streaming")
+        await eventually(lambda: _status(ready_url, 200), within_s=60, what="never became ready")
+        await eventually(lambda: _streaming(db), within_s=30, what="never started streaming")
         await drive(traffic, 300)
         await caught_up(db, within_s=60)
         sim.kill()
         await sim.wait()
-        await until(lambda: _status(ready_url, 503), within_s=30, what="stayed ready")
+        await eventually(lambda: _status(ready_url, 503), within_s=30, what="stayed ready")
         await asyncio.sleep(outage_s)  # the outage itself: the server stays down this long
         await sim.start()
         await drive(traffic, 300)
-        await until(lambda: _status(ready_url, 200), within_s=90, what="never recovered")
+        await eventually(lambda: _status(ready_url, 200), within_s=90, what="never recovered")
         await caught_up(db, within_s=90)
         assert service.proc is not None and service.proc.returncode is None  # same process
         code, err = await service.stop()

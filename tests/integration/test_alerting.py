@@ -9,7 +9,6 @@ test does not wait out production hold times.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,19 +19,14 @@ import yaml
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.settings import Settings
-from tests.tools import require
-
-from .conftest import RunService, caught_up
-from .service_process import ROOT
+from tests.support.cli import free_port
+from tests.support.polling import eventually
+from tests.support.service import RunService, caught_up
+from tests.support.service_process import ROOT
+from tests.support.tools import require
 
 RULES = ROOT / "k8s" / "prometheusrule.yaml"
 HOLD = "2s"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rules_for_test(tmp: Path) -> Path:
@@ -99,17 +93,24 @@ class Prometheus:
     async def until(
         self, check: Any, path: str = "/api/v1/alerts", raw: bool = False, within_s: float = 40
     ) -> Any:
-        deadline = asyncio.get_running_loop().time() + within_s
         last: Any = None
-        while asyncio.get_running_loop().time() < deadline:
+
+        async def met() -> bool:
+            nonlocal last
             try:
                 last = await self.get(path) if raw else await self.alerts()
-                if (last == 200) if raw else check(last):
-                    return last
             except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"condition not met; last: {last}")
+                return False
+            return bool((last == 200) if raw else check(last))
+
+        await eventually(
+            met,
+            what=f"Prometheus at {path}" + (" answering 200" if raw else ": the condition"),
+            within_s=within_s,
+            interval_s=0.2,
+            detail=lambda: f"last: {last}",
+        )
+        return last
 
 
 def named(

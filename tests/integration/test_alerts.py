@@ -11,8 +11,7 @@ from pymongo.errors import DuplicateKeyError
 from streamer.mongo import Mongo
 from streamer.runtime.verify import verify
 from streamer.settings import Settings
-
-from .conftest import RunService, caught_up
+from tests.support.service import RunService, caught_up
 
 
 async def alerts(db: AsyncIOMotorDatabase[Any], product: Any) -> list[dict[str, Any]]:

@@ -6,31 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 
-import aiohttp
-
-from .test_cli import spawn
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def inserts_applied(http_port: int, within_s: float = 30) -> None:
-    """Poll the service's /metrics until it has applied an order insert."""
-    metrics = f"http://127.0.0.1:{http_port}/metrics"
-    deadline = asyncio.get_running_loop().time() + within_s
-    async with aiohttp.ClientSession() as http:
-        while True:
-            async with http.get(metrics) as response:
-                body = await response.text()
-            if 'streamer_events_applied_total{op="insert",stream="orders"}' in body:
-                return
-            assert asyncio.get_running_loop().time() < deadline, body[-2000:]
-            await asyncio.sleep(0.2)
+from tests.support.cli import free_port, inserts_applied, spawn
 
 
 async def test_the_demo_serves_metrics_and_stops_cleanly_on_ctrl_c() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 from typing import Any
@@ -11,20 +10,20 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.mongo import Mongo
 from streamer.runtime.verify import verify
-
-from .conftest import caught_up
-from .model import Traffic, expected_totals, totals_differences
-from .service_process import ServiceProcess, sigkills_under_traffic
+from tests.support.model import Traffic, expected_totals, totals_differences
+from tests.support.polling import eventually
+from tests.support.service import caught_up
+from tests.support.service_process import ServiceProcess, sigkills_under_traffic
 
 EVENTS = int(os.environ.get("CRASH_EVENTS", "4000"))
 KILLS = 5  # mid-stream SIGKILLs, at the least: traffic goes on until both counts are met
 
 
 async def streaming(db: AsyncIOMotorDatabase[Any], within_s: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while await db.streamer_checkpoints.count_documents({"phase": "stream"}) < 2:
-        assert asyncio.get_running_loop().time() < deadline, "service never started streaming"
-        await asyncio.sleep(0.05)
+    async def both_streaming() -> bool:
+        return await db.streamer_checkpoints.count_documents({"phase": "stream"}) >= 2
+
+    await eventually(both_streaming, what="the service streaming", within_s=within_s)
 
 
 async def test_sigkill_at_random_instants_loses_and_doubles_nothing(

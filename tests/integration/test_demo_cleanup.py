@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_cli import cli_env, json_events, plain_lines, spawn
-from .test_stopping import finish
+from tests.support.cli import cli_env, finish, json_events, plain_lines, spawn
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,7 @@ from structlog.testing import capture_logs
 from streamer.mongo import Mongo
 from streamer.runtime.verify import verify
 from streamer.settings import Settings
-
-from .conftest import RunService, caught_up
+from tests.support.service import RunService, caught_up
 
 
 @pytest.mark.parametrize(

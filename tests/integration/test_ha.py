@@ -4,39 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.mongo import Mongo
 from streamer.runtime.verify import verify
-
-from .conftest import caught_up
-from .model import Traffic, expected_totals, totals_differences
-from .service_process import ServiceProcess
-from .test_command import free_port
+from tests.support.cli import free_port
+from tests.support.model import Traffic, drive, expected_totals, totals_differences
+from tests.support.service import caught_up
+from tests.support.service_process import ServiceProcess, until_owned_by
 
 TTL_S = 2.0
-
-
-async def owners(db: AsyncIOMotorDatabase[Any]) -> dict[str, str]:
-    return {d["_id"]: d["owner"] async for d in db.streamer_leases.find()}
-
-
-async def until_owned_by(db: AsyncIOMotorDatabase[Any], owner: str, within_s: float) -> float:
-    """Seconds until ``owner`` holds both leases."""
-    started = time.monotonic()
-    while (await owners(db)) != {"orders": owner, "inventory": owner}:
-        assert time.monotonic() - started < within_s, await owners(db)
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
-
-
-async def drive(traffic: Traffic, events: int) -> None:
-    target = traffic.events + events
-    while traffic.events < target:
-        await traffic.step()
 
 
 async def test_killing_the_owner_hands_the_streams_to_the_standby_without_loss(

@@ -21,9 +21,8 @@ from hypothesis import strategies as st
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.settings import Settings
-
-from .conftest import RunService, caught_up
-from .model import expected_totals
+from tests.support.model import expected_totals
+from tests.support.service import RunService, caught_up
 
 ORDER_IDS = range(6)
 USERS = range(3)

@@ -6,36 +6,12 @@ import asyncio
 import re
 from typing import Any
 
-import aiohttp
 from motor.motor_asyncio import AsyncIOMotorDatabase
 from pydantic import SecretStr
 
-from streamer.runtime.supervisor import Service
 from streamer.settings import Settings
-from tests.tools import require
-
-from .conftest import RunService, caught_up
-
-
-async def get(service: Service, path: str, **headers: str) -> tuple[int, str, str]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"http://127.0.0.1:{service.http.port}{path}", headers=headers) as response,
-    ):
-        return response.status, response.headers["Content-Type"], await response.text()
-
-
-async def until_status(
-    service: Service, path: str, status: int, within_s: float = 20, saying: str = ""
-) -> str:
-    """Poll ``path`` until it answers ``status`` with ``saying`` in the body; the body."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while True:
-        code, _, body = await get(service, path)
-        if code == status and saying in body:
-            return body
-        assert asyncio.get_running_loop().time() < deadline, f"{path} stayed {code}: {body}"
-        await asyncio.sleep(0.05)
+from tests.support.service import RunService, caught_up, get, until_status
+from tests.support.tools import require
 
 
 async def test_metrics_describe_the_work_in_base_units_and_pass_promtool(
@@ -47,12 +23,12 @@ async def test_metrics_describe_the_work_in_base_units_and_pass_promtool(
         await db.inventory.insert_one({"_id": "low", "sku": "L-1", "name": "L", "stock": 1})
         await db.orders.insert_one({"amount": "bad"}, bypass_document_validation=True)
         await caught_up(db)
-        body = await until_status(svc, "/metrics", 200)
-        for _ in range(100):
-            if 'streamer_low_stock_alert_info{product_id="low",sku="L-1"} 1.0' in body:
-                break
-            await asyncio.sleep(0.05)
-            _, _, body = await get(svc, "/metrics")
+        body = await until_status(
+            svc,
+            "/metrics",
+            200,
+            saying='streamer_low_stock_alert_info{product_id="low",sku="L-1"} 1.0',
+        )
     for family in [
         'streamer_events_applied_total{op="insert",stream="orders"}',
         "streamer_batches_total",

@@ -22,20 +22,15 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.mongo import Mongo
 from streamer.runtime.verify import verify
-
-from .conftest import caught_up, test_settings
-from .model import Traffic, expected_totals, totals_differences
-from .service_process import ServiceProcess
+from tests.support.cli import free_port
+from tests.support.model import Traffic, expected_totals, totals_differences
+from tests.support.polling import eventually
+from tests.support.service import caught_up, test_settings
+from tests.support.service_process import ServiceProcess
 
 STREAMS = {"orders", "inventory"}
 OWNED = re.compile(r'^streamer_stream_owned\{owner="([^"]*)",stream="([^"]*)"\} (\S+)$', re.M)
 SAME_ID = "held by this instance id under another process (nonce "
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LoggedProcess(ServiceProcess):
@@ -107,13 +102,6 @@ class LoggedProcess(ServiceProcess):
         return float(found.group(1)) if found else 0.0
 
 
-async def until(predicate: Any, within_s: float, what: str) -> None:
-    deadline = time.monotonic() + within_s
-    while not await predicate():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
-
-
 async def exact(db: AsyncIOMotorDatabase[Any], traffic: Traffic, uri: str) -> list[Any]:
     """Every difference between the derived data and the writes made."""
     final = await db.orders.find().to_list(None)
@@ -151,10 +139,12 @@ async def test_two_live_processes_with_one_instance_id_never_both_own_a_stream(
     )
     traffic = Traffic(db, random.Random(17))
     await a.start()
-    await until(lambda: _owns(a, STREAMS), 60, "the first process never owned both streams")
+    await eventually(
+        lambda: _owns(a, STREAMS), within_s=60, what="the first process never owned both streams"
+    )
     await caught_up(db, within_s=60)  # the first start's resync done before any traffic
     await b.start()
-    await until(lambda: _owns(b, set()), 60, "the second process never came up")
+    await eventually(lambda: _owns(b, set()), within_s=60, what="the second process never came up")
     samples = 0
     # Both streams poll every 2.5 s: 6 polls is three rounds each, all while traffic runs.
     while await b.lease_polls() < 6:
@@ -201,7 +191,9 @@ async def test_a_restarted_process_takes_its_streams_back_at_once(
     first, second = make("first.log"), make("second.log")
     traffic = Traffic(db, random.Random(23))
     await first.start()
-    await until(lambda: _owns(first, STREAMS), 60, "the first process never owned both")
+    await eventually(
+        lambda: _owns(first, STREAMS), within_s=60, what="the first process never owned both"
+    )
     await caught_up(db, within_s=60)  # the first start's resync done before any traffic
     for _ in range(300):
         await traffic.step()
@@ -214,8 +206,12 @@ async def test_a_restarted_process_takes_its_streams_back_at_once(
         leases = await db.streamer_leases.find().to_list(None)
         return {d["_id"] for d in leases if d.get("nonce") == second.nonce} == STREAMS
 
-    await until(lambda: _started(second), 60, "the restarted process never started")
-    await until(regained, 60, "the restarted process never took its streams back")
+    await eventually(
+        lambda: _started(second), within_s=60, what="the restarted process never started"
+    )
+    await eventually(
+        regained, within_s=60, what="the restarted process never took its streams back"
+    )
     took = time.monotonic() - killed
     leases = await db.streamer_leases.find().to_list(None)
     for _ in range(300):

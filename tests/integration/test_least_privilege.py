@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bson import Timestamp
-from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
+from motor.motor_asyncio import AsyncIOMotorDatabase
 from structlog.testing import capture_logs
 
 from streamer.commands import role
@@ -23,66 +21,17 @@ from streamer.mongo import Mongo
 from streamer.runtime.supervisor import Service
 from streamer.runtime.verify import verify
 from streamer.settings import Settings
+from tests.support.polling import eventually
+from tests.support.secured import (  # noqa: F401 - fixtures
+    DATABASE,
+    PASSWORD,
+    Secured,
+    driver_fixture,
+    secured_fixture,
+)
+from tests.support.service import caught_up, run_service
 
-from ..certs import Certs, make_certs
-from .conftest import caught_up, run_service, test_settings
-
-DATABASE = "myapp"
 README = Path(__file__).parents[2] / "README.md"
-PASSWORD = "s3rvice-pw"  # a test secret: it must never appear in output
-
-
-@dataclass
-class Secured:
-    uri: str  # no credentials
-    certs: Certs
-    root: AsyncIOMotorClient[Any]
-
-    def user_uri(self, user: str, password: str) -> str:
-        return self.uri.replace("mongodb://", f"mongodb://{user}:{password}@", 1)
-
-    def settings(self, driver: str, user: str = "streamer", **overrides: Any) -> Settings:
-        tls: dict[str, Any] = {
-            "tls": True,
-            "tls_ca_file": self.certs.ca,
-            "tls_certificate_key_file": self.certs.client,
-        }
-        uri = self.user_uri(user, overrides.pop("password", PASSWORD))
-        return test_settings(uri, DATABASE, driver=driver, **{**tls, **overrides})
-
-    async def add_service_user(
-        self, privileges: list[dict[str, Any]], user: str = "streamer"
-    ) -> None:
-        await self.root.admin.command({"createRole": user, "privileges": privileges, "roles": []})
-        await self.root.admin.command(
-            {"createUser": user, "pwd": PASSWORD, "roles": [{"role": user, "db": "admin"}]}
-        )
-
-
-@pytest.fixture
-async def secured(
-    private_mongosim: Callable[..., AbstractAsyncContextManager[Any]], tmp_path: Path
-) -> AsyncIterator[Secured]:
-    """mongosim with auth and TLS; a root user made through the localhost exception."""
-    certs = make_certs(tmp_path)
-    options = {"tlsCAFile": str(certs.ca), "tlsCertificateKeyFile": str(certs.client)}
-    async with private_mongosim(
-        auth=True, tls_cert_key_file=certs.server, tls_ca_file=certs.ca
-    ) as sim:
-        anonymous: AsyncIOMotorClient[Any] = AsyncIOMotorClient(sim.uri, **options)
-        await anonymous.admin.command({"createUser": "root", "pwd": "rootpw", "roles": ["root"]})
-        anonymous.close()
-        root_uri = sim.uri.replace("mongodb://", "mongodb://root:rootpw@", 1)
-        root: AsyncIOMotorClient[Any] = AsyncIOMotorClient(root_uri, **options)
-        try:
-            yield Secured(sim.uri, certs, root)
-        finally:
-            root.close()
-
-
-@pytest.fixture(params=["motor", "pymongo"])
-def driver(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def test_the_readme_shows_the_role_the_service_is_proven_under() -> None:
@@ -144,18 +93,28 @@ async def _caught_up_or_exited(
     """Wait until both streams' checkpoints cover every write so far (True), or the
     service has exited (False); the deadline is a test failure."""
     target = (await db.command("ping"))["operationTime"]
-    loop = asyncio.get_running_loop()
-    while not service.done():
+    docs: dict[Any, Any] = {}
+
+    async def settled() -> str:
+        nonlocal docs
+        if service.done():
+            return "exited"
         docs = {d["_id"]: d async for d in db.streamer_checkpoints.find({})}
-        if all(
+        covered = all(
             docs.get(s, {}).get("phase") == "stream"
             and (docs[s].get("position") or Timestamp(0, 0)) >= target
             for s in ("orders", "inventory")
-        ):
-            return True
-        assert loop.time() < deadline, f"neither caught up to {target} nor exited: {docs}"
-        await asyncio.sleep(0.02)
-    return False
+        )
+        return "caught up" if covered else ""
+
+    outcome = await eventually(
+        settled,
+        what=f"caught up to {target} or exited",
+        within_s=max(deadline - asyncio.get_running_loop().time(), 0),
+        interval_s=0.02,
+        detail=lambda: docs,
+    )
+    return outcome == "caught up"
 
 
 Step = Callable[[AsyncIOMotorDatabase[Any]], Awaitable[Any]]
@@ -281,10 +240,10 @@ async def test_a_privilege_revoked_while_running_stops_the_service_at_its_next_u
     without_update = _without(role.privileges(DATABASE), "streamer_leases", "update")
 
     async def revoke_once_both_streams_are_leased() -> None:
-        deadline = asyncio.get_running_loop().time() + 20
-        while await db.streamer_leases.count_documents({"owner": {"$exists": True}}) < 2:
-            assert asyncio.get_running_loop().time() < deadline, "no leases taken"
-            await asyncio.sleep(0.02)
+        async def both_leased() -> bool:
+            return await db.streamer_leases.count_documents({"owner": {"$exists": True}}) >= 2
+
+        await eventually(both_leased, what="both leases taken", within_s=20, interval_s=0.02)
         await secured.root.admin.command({"updateRole": "streamer", "privileges": without_update})
 
     revoking = asyncio.create_task(revoke_once_both_streams_are_leased())
@@ -322,14 +281,16 @@ async def _run_until_logged(
     (None, after a graceful stop); its logs. The deadline is a test failure. ``probe``
     gets the readiness checks as they were then, before the stop."""
     service = Service(settings, http_port=0)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
     with capture_logs() as logs:
         task = asyncio.create_task(service.run())
         try:
-            while not task.done() and sum(e["event"] == event for e in logs) < times:
-                assert loop.time() < deadline, f"neither exited nor logged {event}: {logs}"
-                await asyncio.sleep(0.02)
+            await eventually(
+                lambda: task.done() or sum(e["event"] == event for e in logs) >= times,
+                what=f"the service exited or logged {event} {times} times",
+                within_s=within_s,
+                interval_s=0.02,
+                detail=lambda: logs,
+            )
             if probe is not None:
                 probe.append(service.health.readiness().checks)
         finally:

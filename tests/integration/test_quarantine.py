@@ -11,8 +11,7 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from streamer.mongo import Mongo
 from streamer.runtime.verify import verify
 from streamer.settings import Settings
-
-from .conftest import RunService, caught_up
+from tests.support.service import RunService, caught_up
 
 BAD_ORDERS = [
     ({"amount": 5, "status": "completed"}, "user_id is missing"),

@@ -13,8 +13,7 @@ from structlog.testing import capture_logs
 from streamer.mongo import Mongo
 from streamer.runtime.verify import verify
 from streamer.settings import Settings
-
-from .conftest import RunService, caught_up
+from tests.support.service import RunService, caught_up
 
 
 async def checkpoint(db: AsyncIOMotorDatabase[Any], stream: str) -> dict[str, Any]:
@@ -131,7 +130,7 @@ async def test_two_instances_on_the_same_streams_never_double_count(
             await db.inventory.insert_one(
                 {"_id": burst, "sku": f"S{burst}", "name": "n", "stock": burst}
             )
-            await asyncio.sleep(0)  # let both watchers interleave with the writes
+            await asyncio.sleep(0)  # one loop step, no time: watchers interleave with writes
         await caught_up(db)
     for u in range(5):
         totals = await db.user_totals.find_one({"_id": u})

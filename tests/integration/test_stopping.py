@@ -20,9 +20,18 @@ import aiohttp
 import pytest
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
-from tests.conftest import FailPoint
-
-from .test_cli import SECRET, cli_env, json_events, plain_lines, spawn, streamer
+from tests.support.cli import (
+    SECRET,
+    cli_env,
+    finish,
+    json_events,
+    plain_lines,
+    read_until,
+    spawn,
+    streamer,
+)
+from tests.support.failpoints import FailPoint
+from tests.support.polling import eventually
 
 UNREACHABLE = f"mongodb://user:{SECRET}@127.0.0.1:1/?serverSelectionTimeoutMS=300"
 
@@ -30,34 +39,6 @@ UNREACHABLE = f"mongodb://user:{SECRET}@127.0.0.1:1/?serverSelectionTimeoutMS=30
 def unreachable_env(**extra: str) -> dict[str, str]:
     settings = {"STREAMER_SERVER_SELECTION_TIMEOUT_MS": "300", "STREAMER_RETRY_MAX_S": "1"}
     return cli_env(UNREACHABLE, "x", **{**settings, **extra})
-
-
-async def read_until(proc: asyncio.subprocess.Process, marker: str, within_s: float) -> str:
-    """stderr lines up to and including the first that contains ``marker``."""
-    assert proc.stderr is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + within_s
-    while not seen or marker not in seen[-1]:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"no {marker!r} within {within_s}s: {''.join(seen)[-2000:]}"
-        line = await asyncio.wait_for(proc.stderr.readline(), remaining)
-        assert line, f"stderr closed before {marker!r}: {''.join(seen)[-2000:]}"
-        seen.append(line.decode(errors="replace"))
-    return "".join(seen)
-
-
-async def finish(proc: asyncio.subprocess.Process, within_s: float) -> tuple[int, str, float]:
-    """Wait for the exit: the code, the rest of stderr, and how long it took."""
-    started = time.monotonic()
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), within_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.communicate()
-        raise AssertionError(f"still running {within_s}s after the signal") from None
-    assert proc.returncode is not None
-    assert not out.strip() or b"Traceback" not in out
-    return proc.returncode, err.decode(errors="replace"), time.monotonic() - started
 
 
 # A one-shot command's Ctrl-C and a forced stop end the process "at once": measured
@@ -183,12 +164,12 @@ def catches_sigterm(pid: int) -> bool:
 
 async def handlers_installed(proc: asyncio.subprocess.Process) -> None:
     """Poll /proc until the process catches SIGTERM: its asyncio handlers are in place."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if catches_sigterm(proc.pid):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the command never installed its signal handlers")
+    await eventually(
+        lambda: catches_sigterm(proc.pid),
+        what="the command's signal handlers installed",
+        within_s=30,
+        interval_s=0.02,
+    )
 
 
 # -- the second signal --------------------------------------------------------------------
@@ -229,13 +210,14 @@ async def commit_blocked(db: AsyncIOMotorDatabase[Any], block: dict[str, Any]) -
     configureFailPoint answers with ``count``, how often the fail point fired under its
     previous setting (mongod does the same); setting it again to the same keeps it on.
     """
-    deadline = time.monotonic() + 30
-    while True:
+
+    async def fired() -> bool:
         reply = await db.client.admin.command({"configureFailPoint": "failCommand", **block})
-        if reply.get("count", 0) > 0:
-            return
-        assert time.monotonic() < deadline, "the batch never reached commitTransaction"
-        await asyncio.sleep(0.02)
+        return bool(reply.get("count", 0) > 0)
+
+    await eventually(
+        fired, what="the batch stuck in commitTransaction", within_s=30, interval_s=0.02
+    )
 
 
 # -- failing fast, before serving ---------------------------------------------------------

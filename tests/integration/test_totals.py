@@ -12,8 +12,7 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from streamer.mongo import Mongo
 from streamer.runtime.verify import verify
 from streamer.settings import Settings
-
-from .conftest import RunService, caught_up
+from tests.support.service import RunService, caught_up
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
@@ -16,29 +13,12 @@ from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from streamer.commands.verify import Options, comparable_report, verify_and_repair
 from streamer.mongo import Mongo
 from streamer.settings import Settings
-
-from .conftest import RunService, caught_up, test_settings
-from .model import Traffic
-from .test_cli import cli_env, streamer
+from tests.support.cli import cli_env, streamer
+from tests.support.model import Traffic, continuous
+from tests.support.polling import eventually
+from tests.support.service import RunService, caught_up, test_settings
 
 VERIFY_RUNS = 20
-
-
-@asynccontextmanager
-async def continuous(traffic: Traffic) -> AsyncIterator[None]:
-    """Traffic runs as a task for the block; its failure fails the test."""
-    stop = asyncio.Event()
-
-    async def run() -> None:
-        while not stop.is_set():
-            await traffic.step()
-
-    task = asyncio.create_task(run())
-    try:
-        yield
-    finally:
-        stop.set()
-        await task  # re-raises what the traffic hit
 
 
 async def test_verify_under_continuous_mixed_traffic_never_reports_false_drift(
@@ -180,10 +160,17 @@ async def test_a_checkpoint_older_than_the_history_window_gets_a_clear_message(
             await client.admin.command({"setParameter": 1, "minSnapshotHistoryWindowInSeconds": 0})
             checkpoint = await db.streamer_checkpoints.find_one({"_id": "orders"})
             assert checkpoint is not None
-            deadline = asyncio.get_running_loop().time() + 5
-            while (await db.command("ping"))["operationTime"].time <= checkpoint["position"].time:
-                assert asyncio.get_running_loop().time() < deadline
+
+            async def moved_past() -> bool:
+                reply = await db.command("ping")
+                if reply["operationTime"].time > checkpoint["position"].time:
+                    return True
                 await db.other.insert_one({})  # the clock moves on within a second
+                return False
+
+            await eventually(
+                moved_past, what="the cluster time past the checkpoint", within_s=5, interval_s=0
+            )
 
             code, out, err = await streamer(env, "verify", "--wait", "0.5")
             assert code == 1, out + err

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from streamer.settings import Settings
-from tests.tools import require
+from tests.support.tools import require
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"

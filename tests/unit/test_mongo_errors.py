@@ -135,7 +135,7 @@ async def _swallowing_call(raise_after: PyMongoError | None) -> None:
     can), then returns or fails as if never cancelled."""
     with driver_errors():
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # the driver call, cancelled long before it ends
         if raise_after is not None:
             raise raise_after
 
@@ -148,7 +148,7 @@ async def test_a_cancellation_the_driver_swallowed_still_cancels_the_caller(
 ) -> None:
     """Else a cancelled task (a TaskGroup's, failing) carries on as if never cancelled."""
     task = asyncio.create_task(_swallowing_call(raise_after))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop step, no time: the task runs to its first await
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -160,14 +160,14 @@ async def test_a_driver_call_made_while_already_cancelling_is_not_cancelled_agai
 
     async def clean_up_after_cancel() -> None:
         try:
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # cancelled long before it ends
         finally:
             with driver_errors():
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # the clean-up's driver call: one loop step
             finished.set()
 
     task = asyncio.create_task(clean_up_after_cancel())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop step, no time: the task runs to its first await
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

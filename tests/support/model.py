@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import math
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -151,6 +151,8 @@ class Traffic:
                 if not self.tolerant:
                     raise
                 self.uncertain = True
+            # A retry's backoff, not a wait on state: the write is sent again until
+            # the primary takes it.
             await asyncio.sleep(0.05)
 
     async def step(self) -> None:
@@ -229,3 +231,20 @@ class Traffic:
                     f"expected {p.opens}/{p.resolves}"
                 )
         return out
+
+
+@contextlib.asynccontextmanager
+async def continuous(traffic: Traffic) -> AsyncIterator[None]:
+    """Traffic runs as a task for the block; its failure fails the test."""
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        while not stop.is_set():
+            await traffic.step()
+
+    task = asyncio.create_task(run())
+    try:
+        yield
+    finally:
+        stop.set()
+        await task  # re-raises what the traffic hit

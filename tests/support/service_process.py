@@ -8,6 +8,7 @@ import random
 import signal
 import sys
 import tempfile
+import time
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import Any
 import aiohttp
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
-from .model import Traffic, drive
+from tests.support.model import Traffic, drive
+
+from .polling import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,20 +89,25 @@ class ServiceProcess:
         assert self.proc is not None
         port = int(self.env["STREAMER_HTTP_PORT"])
         assert port, "until_standing_by needs the service started with http_port=free_port()"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within_s
         checks: dict[str, str] = {}
+
+        async def standing_by() -> bool:
+            nonlocal checks
+            with suppress(aiohttp.ClientError):
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as reply:
+                    checks = (await reply.json())["checks"]
+            streams = {k: v for k, v in checks.items() if k not in ("database", "bootstrap")}
+            if streams and set(streams.values()) == {"standby"}:
+                return True
+            assert self.proc is not None and self.proc.returncode is None, (
+                "the standby exited while starting"
+            )
+            return False
+
         async with aiohttp.ClientSession() as http:
-            while True:
-                with suppress(aiohttp.ClientError):
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as reply:
-                        checks = (await reply.json())["checks"]
-                streams = {k: v for k, v in checks.items() if k not in ("database", "bootstrap")}
-                if streams and set(streams.values()) == {"standby"}:
-                    return
-                assert self.proc.returncode is None, "the standby exited while starting"
-                assert loop.time() < deadline, f"never stood by: {checks}"
-                await asyncio.sleep(0.05)
+            await eventually(
+                standing_by, what="standing by", within_s=within_s, detail=lambda: checks
+            )
 
     async def stop(self, within_s: float = 30.0) -> tuple[int, str]:
         """SIGTERM and wait: the exit code and stderr."""
@@ -186,3 +194,24 @@ async def until_working(service: ServiceProcess, traffic: Traffic, within_s: flo
             _, err = await service.stop()
             raise AssertionError(f"the restarted service stored no checkpoint: {err[-3000:]}")
         await drive(traffic, 20)
+
+
+async def owners(db: AsyncIOMotorDatabase[Any]) -> dict[str, str]:
+    """Each leased stream's owner."""
+    return {d["_id"]: d["owner"] async for d in db.streamer_leases.find()}
+
+
+async def until_owned_by(db: AsyncIOMotorDatabase[Any], owner: str, within_s: float) -> float:
+    """Seconds until ``owner`` holds both leases."""
+    started = time.monotonic()
+
+    async def both_owned() -> bool:
+        return await owners(db) == {"orders": owner, "inventory": owner}
+
+    await eventually(
+        both_owned,
+        what=f"both leases owned by {owner}",
+        within_s=within_s,
+        detail=lambda: owners(db),
+    )
+    return time.monotonic() - started

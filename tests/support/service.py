@@ -1,0 +1,136 @@
+"""The service in the test's own event loop: settings for tests, running it, waiting on it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import aiohttp
+from motor.motor_asyncio import AsyncIOMotorDatabase
+from pydantic import SecretStr
+
+from streamer.runtime.supervisor import Service
+from streamer.settings import Settings
+
+from .polling import eventually
+
+
+def test_settings(uri: str, database: str, **overrides: Any) -> Settings:
+    """Settings for tests: the given database, with timings short enough for tests."""
+    values: dict[str, Any] = {
+        "mongodb_uri": SecretStr(uri),
+        "database": database,
+        "max_batch_wait_ms": 50,
+        "idle_checkpoint_interval_s": 0.2,
+        "retry_max_s": 10,
+        "server_selection_timeout_ms": 3000,
+    }
+    return Settings(**{**values, **overrides})
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+RunService = Callable[..., AbstractAsyncContextManager[Service]]
+
+
+@asynccontextmanager
+async def run_service(settings: Settings, **options: Any) -> AsyncIterator[Service]:
+    """The service running as a task of the test's loop; stopped (gracefully) on exit."""
+    service = Service(settings, **{"http_port": 0, **options})
+    task = asyncio.create_task(service.run())
+    ready = asyncio.create_task(service.ready.wait())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        raise RuntimeError(f"service exited early with {task.result()}")
+    try:
+        await streaming(service)
+        yield service
+    finally:
+        service.stop()
+        code = await asyncio.wait_for(task, 30)
+        assert code == 0, f"service exit code {code}"
+
+
+async def streaming(service: Service, within_s: float = 20.0) -> None:
+    """Wait until every stream has an owner (this instance or another) that is streaming."""
+
+    async def every_stream_streams() -> bool:
+        leases = await service.mongo.find("streamer_leases", {})
+        checkpoints = await service.mongo.find("streamer_checkpoints", {"phase": "stream"})
+        return (
+            {d["_id"] for d in leases} >= set(service.streams)
+            and {d["_id"] for d in checkpoints} >= set(service.streams)
+            and all(
+                w.checkpoint is not None and w.position is not None
+                for w in service.watchers.values()
+            )
+        )
+
+    await eventually(
+        every_stream_streams,
+        what="the service streaming (every stream leased and past its resync)",
+        within_s=within_s,
+        interval_s=0.01,
+    )
+
+
+async def caught_up(
+    db: AsyncIOMotorDatabase[Any],
+    streams: tuple[str, ...] = ("orders", "inventory"),
+    within_s: float = 20.0,
+) -> None:
+    """Wait until every stream's checkpoint covers every write made so far."""
+    target = (await db.command("ping"))["operationTime"]
+    docs: dict[Any, Any] = {}
+
+    async def covered() -> bool:
+        nonlocal docs
+        docs = {d["_id"]: d async for d in db.streamer_checkpoints.find({})}
+        return all(
+            name in docs
+            and docs[name].get("phase") == "stream"
+            and docs[name].get("position") is not None
+            and docs[name]["position"] >= target
+            for name in streams
+        )
+
+    await eventually(
+        covered,
+        what=f"the streams caught up to {target}",
+        within_s=within_s,
+        interval_s=0.02,
+        detail=lambda: docs,
+    )
+
+
+async def get(service: Service, path: str, **headers: str) -> tuple[int, str, str]:
+    """GET ``path`` from the service's HTTP server: status, content type, body."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{service.http.port}{path}", headers=headers) as response,
+    ):
+        return response.status, response.headers["Content-Type"], await response.text()
+
+
+async def until_status(
+    service: Service, path: str, status: int, within_s: float = 20, saying: str = ""
+) -> str:
+    """Poll ``path`` until it answers ``status`` with ``saying`` in the body; the body."""
+    code, body = 0, ""
+
+    async def answers() -> bool:
+        nonlocal code, body
+        code, _, body = await get(service, path)
+        return code == status and saying in body
+
+    await eventually(
+        answers,
+        what=f"{path} answering {status}" + (f" with {saying!r}" if saying else ""),
+        within_s=within_s,
+        detail=lambda: f"{path} stayed {code}: {body}",
+    )
+    return body
