@@ -78,8 +78,15 @@ async def test_status_shows_the_lag_metrics_shows_on_an_idle_stream_while_the_da
     (metric, status, metric), the two agree within TOLERANCE_S."""
     quiet = settings.model_copy(update={"idle_checkpoint_interval_s": 60.0})
     async with service(quiet) as svc, Mongo(quiet.mongo_options()) as mongo:
-        await db.orders.insert_one({"user_id": "u", "amount": 1, "status": "completed"})
-        await caught_up(db, ("orders",))
+        async with await db.client.start_session() as session:
+            await db.orders.insert_one(
+                {"user_id": "u", "amount": 1, "status": "completed"}, session=session
+            )
+            inserted_at = session.operation_time
+        # Up to the insert, not to a later ping: the service's own checkpoint writes move
+        # the cluster time on, and with idle saves 60 s apart the stored orders checkpoint
+        # would not cover them for a minute.
+        await caught_up(db, ("orders",), at=inserted_at)
         stored = await db.streamer_checkpoints.find_one({"_id": "orders"})
         assert stored is not None
         async with moving(db):

@@ -82,9 +82,13 @@ async def caught_up(
     db: AsyncIOMotorDatabase[Any],
     streams: tuple[str, ...] = ("orders", "inventory"),
     within_s: float = 20.0,
+    *,
+    at: Any = None,
 ) -> None:
-    """Wait until every stream's checkpoint covers every write made so far."""
-    target = (await db.command("ping"))["operationTime"]
+    """Wait until every stream's checkpoint covers every write made so far (or up to
+    cluster time ``at``: the service's own writes move the cluster time too, which an
+    idle stream's stored checkpoint covers only at its next idle save)."""
+    target = at if at is not None else (await db.command("ping"))["operationTime"]
     docs: dict[Any, Any] = {}
 
     async def covered() -> bool:
