@@ -73,6 +73,7 @@ test: $(STAMP) tools
 
 lint: $(STAMP)
 	$(BIN)/ruff check streamer mongosim/src tests k8s scripts
+	$(BIN)/ruff format --check streamer mongosim/src tests k8s scripts
 	$(BIN)/mypy streamer mongosim/src/mongosim scripts/conformance.py scripts/conformance_plugin.py
 	@# The import contracts in pyproject.toml ([tool.importlinter]): the layers, the pure
 	@# core, the one door to the driver.
@@ -80,6 +81,7 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix streamer mongosim/src tests k8s scripts
+	$(BIN)/ruff format streamer mongosim/src tests k8s scripts
 
 # The full fault-injection suite (make test runs a bounded version of it).
 faults: $(STAMP)

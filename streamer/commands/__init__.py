@@ -1,2 +1,1 @@
-"""The ``streamer`` command and each subcommand: the top layer, which nothing imports.
-"""
+"""The ``streamer`` command and each subcommand: the top layer, which nothing imports."""

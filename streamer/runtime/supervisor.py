@@ -53,6 +53,7 @@ from .watchers import Watcher, WatcherOptions
 
 log = structlog.get_logger("streamer.service")
 
+
 def watcher_options(settings: Settings) -> WatcherOptions:
     return WatcherOptions(
         batch_size=settings.batch_size,

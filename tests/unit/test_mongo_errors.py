@@ -140,9 +140,7 @@ async def _swallowing_call(raise_after: PyMongoError | None) -> None:
             raise raise_after
 
 
-@pytest.mark.parametrize(
-    "raise_after", [None, AutoReconnect("closed")], ids=["returns", "fails"]
-)
+@pytest.mark.parametrize("raise_after", [None, AutoReconnect("closed")], ids=["returns", "fails"])
 async def test_a_cancellation_the_driver_swallowed_still_cancels_the_caller(
     raise_after: PyMongoError | None,
 ) -> None:
