@@ -1,4 +1,4 @@
-"""The declarative schema (``config/schema.yaml``) and the pure plan that applies it.
+"""The declarative schema (``config/schema.yaml``): loaded, checked, declared.
 
 Why it exists: the service depends on validators and on indexes with exact names (unique
 partial alerts, mirror indexes, TTLs). Creating them by hand drifts; creating them blindly
@@ -9,37 +9,20 @@ it is two steps kept apart on purpose:
   malformed input with a :class:`~streamer.core.errors.SchemaError` (a configuration error,
   exit 2) that says where: ``file:line:column`` for a YAML syntax error,
   ``file: key.path: problem`` for its content;
-* :func:`plan` compares that declaration with what ``listCollections`` and ``listIndexes``
-  returned and says what to do. It does no I/O, so every rule below is unit-tested
-  without a server; :mod:`streamer.runtime.bootstrap` does the reading and the applying.
+* :func:`streamer.core.schema_plan.plan` compares that declaration with what
+  ``listCollections`` and ``listIndexes`` returned and says what to do (no I/O);
+  :mod:`streamer.runtime.bootstrap` does the reading and the applying.
 
-Rules of the plan:
-
-* a missing collection is created with its validator; missing indexes are created;
-* a TTL that differs (``expireAfterSeconds``) and a validator, ``validationLevel`` or
-  ``validationAction`` that differs are changed in place with ``collMod`` (no index
-  rebuild, no window without the index);
-* an existing index with the declared name, or with the declared key pattern, but other
-  options is a *conflict*: reported with before/after, never dropped unless asked;
-* an index nobody declared is reported as a note and kept: it is not drift.
-
-Index documents are normalised before comparison, since mongod reports them in its own
-shape: ``v``, ``ns``, ``background`` and the server-chosen ``textIndexVersion`` /
-``2dsphereIndexVersion`` are ignored; a text index is reported as key
-``{_fts: "text", _ftsx: 1}`` plus ``weights`` and language fields; numbers compare by
-value (``1 == 1.0 == Int64(1)``); ``unique: false`` equals leaving it out.
+The rules of applying it are in :mod:`streamer.core.schema_plan`; index documents are
+compared in the shape of :mod:`streamer.core.index_shapes`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
-import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -55,28 +38,12 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from .errors import SchemaError
-from .values import Decimal128
+from .index_shapes import BOOL_OPTIONS, KeyPattern, normalize_index
 from .yamlfile import yaml_problem
 
-__all__ = [
-    "Action",
-    "ActionKind",
-    "CollectionSpec",
-    "Conflict",
-    "IndexSpec",
-    "Note",
-    "Plan",
-    "Schema",
-    "index_text",
-    "load_schema",
-    "normalize_index",
-    "normalize_value",
-    "parse_schema",
-    "plan",
-]
+__all__ = ["CollectionSpec", "IndexSpec", "Schema", "load_schema", "parse_schema"]
 
 Document = dict[str, Any]
-KeyPattern = tuple[tuple[str, Any], ...]
 
 VALIDATION_LEVELS = frozenset({"off", "strict", "moderate"})
 VALIDATION_ACTIONS = frozenset({"error", "warn"})
@@ -84,7 +51,6 @@ DEFAULT_LEVEL = "strict"
 DEFAULT_ACTION = "error"
 INDEX_TYPES = frozenset({"text", "2dsphere", "2d", "hashed"})
 # Declarable index options and the check each value must pass.
-BOOL_OPTIONS = frozenset({"unique", "sparse", "hidden"})
 INDEX_OPTIONS = frozenset(
     {
         *BOOL_OPTIONS,
@@ -97,11 +63,6 @@ INDEX_OPTIONS = frozenset(
     }
 )
 COLLECTION_KEYS = frozenset({"validator", "validationLevel", "validationAction", "indexes"})
-# Fields of a listIndexes document that say nothing about what the index does.
-IGNORED_INDEX_FIELDS = frozenset(
-    {"v", "ns", "background", "textIndexVersion", "2dsphereIndexVersion", "key", "name"}
-)
-TEXT_DEFAULTS = {"default_language": "english", "language_override": "language"}
 
 
 # -- the declaration ------------------------------------------------------------------------
@@ -452,309 +413,3 @@ def _check_unique_indexes(indexes: Sequence[IndexSpec], where: str, source: str)
                 f"index {ix.name!r} has the same keys as index {patterns[pattern]!r}",
             )
         patterns[pattern] = ix.name
-
-
-# -- normalisation ------------------------------------------------------------------------
-
-
-def normalize_value(value: Any) -> Any:
-    """A comparable form: numbers by value (1 == 1.0 == Int64(1)), containers recursively.
-
-    Mappings stay mappings (their comparison ignores field order, as mongod's catalog
-    comparison of options does); integral numbers become ``int``, others ``float``.
-    """
-    if isinstance(value, bool) or value is None or isinstance(value, str | dt.datetime):
-        return value
-    if isinstance(value, Decimal128):
-        dec = value.to_decimal()
-        if dec.is_finite() and dec == dec.to_integral_value():
-            return int(dec)
-        return float(dec)
-    if isinstance(value, int | float):
-        if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-            return value
-        return int(value) if float(value).is_integer() else float(value)
-    if isinstance(value, Mapping):
-        return {str(k): normalize_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [normalize_value(v) for v in value]
-    return value
-
-
-def _text_key(key: Mapping[str, Any]) -> tuple[KeyPattern, dict[str, Any]]:
-    """mongod's stored key for a text index and the weights it implies."""
-    prefix: list[tuple[str, Any]] = []
-    suffix: list[tuple[str, Any]] = []
-    weights: dict[str, Any] = {}
-    seen_text = False
-    for fld, direction in key.items():
-        if direction == "text":
-            seen_text = True
-            weights[fld] = 1
-        elif seen_text:
-            suffix.append((fld, direction))
-        else:
-            prefix.append((fld, direction))
-    return (*prefix, ("_fts", "text"), ("_ftsx", 1), *suffix), weights
-
-
-def normalize_index(doc: Mapping[str, Any]) -> tuple[str, KeyPattern, dict[str, Any]]:
-    """(name, key pattern, options) of a listIndexes document or a declared index spec."""
-    key = dict(doc.get("key") or {})
-    options = {k: v for k, v in doc.items() if k not in IGNORED_INDEX_FIELDS}
-    stored_text = key.get("_fts") == "text"  # listIndexes' shape of a text index
-    if not stored_text and any(v == "text" for v in key.values()):
-        pattern, weights = _text_key(key)
-        options.setdefault("weights", weights)
-    else:
-        pattern = tuple(key.items())
-    if "weights" in options:
-        for opt, default in TEXT_DEFAULTS.items():
-            options.setdefault(opt, default)
-    for opt in BOOL_OPTIONS & options.keys():
-        if options[opt] is False or options[opt] == 0:
-            del options[opt]
-        else:
-            options[opt] = True
-    norm_pattern = tuple((f, normalize_value(d)) for f, d in pattern)
-    return str(doc.get("name", "")), norm_pattern, normalize_value(options)
-
-
-def _to_text(value: Any) -> str:
-    return json.dumps(value, default=str, sort_keys=False, separators=(", ", ": "))
-
-
-def index_text(doc: Mapping[str, Any]) -> str:
-    """A one-line description of an index as mongod reports it, for before/after lines."""
-    name, pattern, options = normalize_index(doc)
-    parts = [f"key={_to_text(dict(pattern))}"]
-    parts += [f"{k}={_to_text(v)}" for k, v in sorted(options.items())]
-    return f"{name} " + " ".join(parts)
-
-
-def _validation_text(options: Mapping[str, Any]) -> str:
-    return (
-        f"validator={_to_text(options.get('validator'))} "
-        f"validationLevel={options.get('validationLevel')} "
-        f"validationAction={options.get('validationAction')}"
-    )
-
-
-# -- the plan ----------------------------------------------------------------------------
-
-
-class ActionKind(enum.Enum):
-    CREATE_COLLECTION = "create_collection"
-    CREATE_INDEX = "create_index"
-    MODIFY_INDEX_TTL = "modify_index_ttl"
-    MODIFY_VALIDATION = "modify_validation"
-
-
-@dataclass(frozen=True)
-class Action:
-    """One change to make; ``command`` is the database command that makes it."""
-
-    kind: ActionKind
-    collection: str
-    command: Mapping[str, Any]
-    index: str | None = None
-    before: str | None = None
-    after: str | None = None
-
-    def describe(self) -> str:
-        if self.kind is ActionKind.CREATE_COLLECTION:
-            validated = " with validator" if "validator" in self.command else ""
-            return f"create collection {self.collection}{validated}"
-        if self.kind is ActionKind.CREATE_INDEX:
-            return f"create index {self.collection}.{self.after}"
-        if self.kind is ActionKind.MODIFY_INDEX_TTL:
-            return (
-                f"change expireAfterSeconds of index {self.collection}.{self.index} in place "
-                f"(collMod): {self.before} -> {self.after}"
-            )
-        return (
-            f"change validation of {self.collection} in place (collMod): "
-            f"before: {self.before}; after: {self.after}"
-        )
-
-
-@dataclass(frozen=True)
-class Conflict:
-    """A declared index that an existing one blocks: same name or keys, other options."""
-
-    collection: str
-    index: str
-    reason: str
-    existing: tuple[str, ...]  # names of the existing indexes in the way
-    before: str
-    after: str
-    declared: Mapping[str, Any]  # the createIndexes entry that replaces them
-
-    def describe(self) -> str:
-        return (
-            f"index {self.collection}.{self.index} ({self.reason}): "
-            f"before: {self.before}; after: {self.after}"
-        )
-
-
-@dataclass(frozen=True)
-class Note:
-    """Information that is not drift (an undeclared index, kept)."""
-
-    collection: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    actions: tuple[Action, ...] = ()
-    conflicts: tuple[Conflict, ...] = ()
-    notes: tuple[Note, ...] = ()
-
-    @property
-    def up_to_date(self) -> bool:
-        return not self.actions and not self.conflicts
-
-
-def plan(
-    schema: Schema,
-    collections: Sequence[Mapping[str, Any]],
-    indexes: Mapping[str, Sequence[Mapping[str, Any]]],
-) -> Plan:
-    """What to do to make the observed database match ``schema``.
-
-    ``collections`` are ``listCollections`` entries; ``indexes`` maps a collection name
-    to its ``listIndexes`` documents (a collection missing from it has none).
-    """
-    existing = {str(c["name"]): c for c in collections if "name" in c}
-    actions: list[Action] = []
-    conflicts: list[Conflict] = []
-    notes: list[Note] = []
-    for coll in schema.collections:
-        info = existing.get(coll.name)
-        if info is None:
-            command = {"create": coll.name, **coll.validation_options()}
-            actions.append(Action(ActionKind.CREATE_COLLECTION, coll.name, command))
-        else:
-            validation = _plan_validation(coll, info.get("options") or {})
-            if validation is not None:
-                actions.append(validation)
-        observed = list(indexes.get(coll.name, ())) if info is not None else []
-        idx_actions, idx_conflicts, idx_notes = _plan_indexes(coll, observed)
-        actions += idx_actions
-        conflicts += idx_conflicts
-        notes += idx_notes
-    return Plan(tuple(actions), tuple(conflicts), tuple(notes))
-
-
-def _plan_validation(coll: CollectionSpec, options: Mapping[str, Any]) -> Action | None:
-    if coll.validator is None:
-        return None
-    current = {
-        "validator": options.get("validator") or None,
-        "validationLevel": options.get("validationLevel", DEFAULT_LEVEL),
-        "validationAction": options.get("validationAction", DEFAULT_ACTION),
-    }
-    wanted = coll.validation_options()
-    if normalize_value(current) == normalize_value(wanted):
-        return None
-    return Action(
-        ActionKind.MODIFY_VALIDATION,
-        coll.name,
-        {"collMod": coll.name, **wanted},
-        before=_validation_text(current),
-        after=_validation_text(wanted),
-    )
-
-
-class _Existing(NamedTuple):
-    """An index the database reported, with its normalised name, keys and options."""
-
-    doc: Mapping[str, Any]
-    name: str
-    pattern: KeyPattern
-    options: dict[str, Any]
-
-
-def _existing(doc: Mapping[str, Any]) -> _Existing:
-    return _Existing(doc, *normalize_index(doc))
-
-
-def _plan_indexes(
-    coll: CollectionSpec, observed: Sequence[Mapping[str, Any]]
-) -> tuple[list[Action], list[Conflict], list[Note]]:
-    actions: list[Action] = []
-    conflicts: list[Conflict] = []
-    current = [_existing(doc) for doc in observed if doc.get("name") != "_id_"]
-    claimed: set[str] = set()
-    for ix in coll.indexes:
-        spec = ix.command_spec()
-        _, pattern, options = normalize_index(spec)
-        by_name = [have for have in current if have.name == ix.name]
-        by_keys = [have for have in current if have.pattern == pattern and have.name != ix.name]
-        in_the_way = by_name + by_keys
-        claimed.update(have.name for have in in_the_way)
-        if not in_the_way:
-            actions.append(
-                Action(
-                    ActionKind.CREATE_INDEX,
-                    coll.name,
-                    {"createIndexes": coll.name, "indexes": [spec]},
-                    index=ix.name,
-                    after=index_text(spec),
-                )
-            )
-            continue
-        if by_name and not by_keys:
-            have = by_name[0]
-            if have.pattern == pattern and have.options == options:
-                continue
-            ttl = _ttl_change(coll.name, ix, have.pattern == pattern, have.options, options)
-            if ttl is not None:
-                actions.append(ttl)
-                continue
-        reason = "same name, different keys or options" if by_name else "same keys, other name"
-        if by_name and by_keys:
-            reason = "same name and same keys held by different indexes"
-        conflicts.append(
-            Conflict(
-                collection=coll.name,
-                index=ix.name,
-                reason=reason,
-                existing=tuple(have.name for have in in_the_way),
-                before="; ".join(index_text(have.doc) for have in in_the_way),
-                after=index_text(spec),
-                declared=spec,
-            )
-        )
-    notes = [
-        Note(coll.name, f"undeclared index {coll.name}.{index_text(have.doc)} (kept)")
-        for have in current
-        if have.name not in claimed
-    ]
-    return actions, conflicts, notes
-
-
-def _ttl_change(
-    coll: str,
-    ix: IndexSpec,
-    same_keys: bool,
-    have: Mapping[str, Any],
-    want: Mapping[str, Any],
-) -> Action | None:
-    """A collMod when the only difference is the TTL (both sides being TTL indexes)."""
-    ttl = "expireAfterSeconds"
-    if not same_keys or ttl not in have or ttl not in want:
-        return None
-    rest_have = {k: v for k, v in have.items() if k != ttl}
-    rest_want = {k: v for k, v in want.items() if k != ttl}
-    if rest_have != rest_want:
-        return None
-    return Action(
-        ActionKind.MODIFY_INDEX_TTL,
-        coll,
-        {"collMod": coll, "index": {"name": ix.name, ttl: want[ttl]}},
-        index=ix.name,
-        before=str(have[ttl]),
-        after=str(want[ttl]),
-    )

@@ -1,6 +1,6 @@
 """``streamer bootstrap``: read the database's catalog, plan against the schema, apply.
 
-The deciding is done by :func:`streamer.core.schema.plan`, which is pure; this module is the
+The deciding is done by :func:`streamer.core.schema_plan.plan`, which is pure; this module is the
 I/O around it, kept thin so that what it does is easy to audit from the report and the
 logs: it reads ``listCollections`` and ``listIndexes`` through the :class:`Mongo` seam,
 runs the planned commands (``create``, ``createIndexes``, ``collMod``) in order, and with
@@ -23,7 +23,8 @@ from typing import Any
 import structlog
 
 from ..core.errors import BootstrapError, DatabaseError, NamespaceExists, TransientError
-from ..core.schema import Action, ActionKind, Conflict, Note, Plan, Schema, plan
+from ..core.schema import Schema
+from ..core.schema_plan import Action, ActionKind, Conflict, Note, Plan, plan
 from ..mongo import Document, Mongo
 
 __all__ = ["BootstrapReport", "bootstrap_exit_code", "observe", "run_bootstrap"]

@@ -12,7 +12,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from streamer.core.errors import CommandError
-from streamer.core.schema import ActionKind, Schema, load_schema, parse_schema
+from streamer.core.schema import Schema, load_schema, parse_schema
+from streamer.core.schema_plan import ActionKind
 from streamer.mongo import Mongo
 from streamer.runtime.bootstrap import bootstrap_exit_code, run_bootstrap
 

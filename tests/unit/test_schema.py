@@ -10,15 +10,9 @@ from bson.int64 import Int64
 from mongosim.jsonschema_keywords import KNOWN_KEYWORDS
 
 from streamer.core.errors import BootstrapError, SchemaError, SettingsError
-from streamer.core.schema import (
-    ActionKind,
-    Schema,
-    load_schema,
-    normalize_index,
-    normalize_value,
-    parse_schema,
-    plan,
-)
+from streamer.core.index_shapes import normalize_index, normalize_value
+from streamer.core.schema import Schema, load_schema, parse_schema
+from streamer.core.schema_plan import ActionKind, plan
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
