@@ -69,8 +69,8 @@ mongosim: $(STAMP)
 	@exec $(BIN)/mongosim --port $(MONGOSIM_PORT)
 
 # Coverage is measured on every run (pytest-cov; [tool.coverage] in pyproject.toml says
-# what): the figure printed under "tests coverage" is the share of streamer's and
-# mongosim's lines the suite runs in its own process.
+# what): the figure printed under "tests coverage" is the share of streamer's lines the
+# suite runs in its own process.
 test: $(STAMP) tools
 	$(BIN)/pytest tests --ignore=tests/bench --cov --cov-report=term $(PYTEST_ARGS)
 
