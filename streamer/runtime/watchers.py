@@ -248,17 +248,17 @@ class Watcher:
         self.log.info("stream.held", by=hold.by, max_s=hold.max_s)
         started = time.monotonic()
         deadline = started + min(max(hold.max_s, 0.0), MAX_HOLD_S)
-        state = "granted"
-        while state == "granted" and time.monotonic() < deadline:
-            await self._pause(HOLD_POLL_S)
-            if self.stopping.is_set():
+        how = "timed out"
+        while time.monotonic() < deadline:
+            if await sleep_unless_stopped(self.stopping, HOLD_POLL_S):
+                how = "stopping"
                 break
             state = await self._retry(lambda: self.store.hold_state(stream, hold.id), "hold")
+            if state != "granted":
+                how = "withdrawn"
+                break
         self.log.info(
-            "stream.hold_ended",
-            by=hold.by,
-            held_s=round(time.monotonic() - started, 3),
-            how="withdrawn" if state != "granted" else "timed out",
+            "stream.hold_ended", by=hold.by, held_s=round(time.monotonic() - started, 3), how=how
         )
 
     async def _retry(self, op: Callable[[], Any], what: str) -> Any:
