@@ -30,7 +30,7 @@ async def mongo_uri() -> AsyncIterator[str]:
     if REAL_URI:
         yield REAL_URI
         return
-    async with ThreadedMongoSim(port=0, ttl_monitor_interval=1.0) as sim:
+    async with ThreadedMongoSim(port=0, ttl_monitor_interval=1.0, traced=False) as sim:
         yield sim.uri
 
 
@@ -82,6 +82,6 @@ def private_mongosim() -> Callable[..., AbstractAsyncContextManager[ThreadedMong
         pytest.skip("needs a private mongosim (server options a shared replica set cannot take)")
 
     def start(**options: Any) -> AbstractAsyncContextManager[ThreadedMongoSim]:
-        return ThreadedMongoSim(port=0, **options)
+        return ThreadedMongoSim(port=0, traced=False, **options)
 
     return start
