@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from bson import Int64
 from mongosim.auth import Auth, make_connection_auth
-from mongosim.registry import Access
+from mongosim.server import COMMANDS  # importing the server registers every command
 from mongosim.users import Catalog
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import AsyncMongoClient
@@ -291,12 +291,14 @@ def test_the_localhost_exception_needs_a_loopback_peer() -> None:
     """From another host, even the first user cannot be created anonymously."""
     auth = Auth(Catalog(), enabled=True)
     remote = make_connection_auth(("10.0.0.5", 4000))
+    create_user = COMMANDS.get("createUser")
+    assert create_user is not None
     with pytest.raises(Exception, match="requires authentication"):
         auth.authorize(
+            create_user,
             "createUser",
             "admin",
             {"createUser": "x", "pwd": "y", "roles": []},
             remote,
-            Access.PRIVILEGES,
         )
     assert socket.gethostname()  # the loopback case is covered through the drivers above

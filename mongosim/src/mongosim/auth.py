@@ -2,8 +2,10 @@
 
 :class:`Auth` answers ``saslStart``/``saslContinue`` (SCRAM, :mod:`.scram`), the
 speculative authentication drivers put in ``hello``, the user and role management
-commands (:mod:`.users`) and checks every other command's privileges
-(:mod:`.privileges`) before it runs. Without ``--auth`` users can still be created and
+commands (:mod:`.users`) and, before any other command runs, checks that the
+connection may run it: its registration (:class:`.registry.Command`) says who may
+(``access``) and which privileges it needs (``needs``, built with :mod:`.privileges`;
+none declared means root). Without ``--auth`` users can still be created and
 used, but nothing is enforced, as with mongod.
 
 Sources: the driver "Authentication" specification (speculative authentication,
@@ -33,7 +35,7 @@ from bson.binary import Binary
 
 from . import privileges, scram
 from .errors import MongoError
-from .registry import Access, Runs, command
+from .registry import Access, Command, Need, Runs, command
 from .sessions import lsid_key
 from .users import Catalog, credential_of, role_refs
 
@@ -49,7 +51,7 @@ MAX_TRACKED_CURSORS = 100_000
 class CursorOwner:
     ns: str  # "db.collection"
     users: tuple[UserRef, ...]
-    needs: tuple[privileges.Need, ...]  # what the command that opened it required
+    needs: tuple[Need, ...]  # what the command that opened it needed
 
 
 def auth_failed() -> MongoError:
@@ -153,10 +155,11 @@ class Auth:
         return conn.loopback and not self.catalog.users and lname in ("createuser", "createrole")
 
     def authorize(
-        self, name: str, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth, access: Access
+        self, command: Command, name: str, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth
     ) -> None:
-        """Refuse the command unless the connection may run it (nothing without --auth)."""
-        lname = name.lower()
+        """Refuse the command unless the connection may run it (nothing without --auth):
+        who may run it and what it needs are its registration's (``access``, ``needs``)."""
+        lname, access = name.lower(), command.access
         if not self.enabled or access is Access.PUBLIC or self._localhost_exception(lname, conn):
             return
         if not conn.users:
@@ -173,7 +176,7 @@ class Auth:
                 self._check_kill_sessions(cmd, conn)
             return
         granted = self.privileges_of(conn)
-        for resource, action in privileges.required(name, db, cmd):
+        for resource, action in needs_of(command, db, cmd):
             if not privileges.allowed(granted, resource, action):
                 raise MongoError(
                     13, f"not authorized on {db} to execute command {privileges.shell_repr(cmd)}"
@@ -182,6 +185,7 @@ class Auth:
     # -- cursors ------------------------------------------------------------------------
     def note_reply(
         self,
+        command: Command,
         name: str,
         db: str,
         cmd: Mapping[str, Any],
@@ -201,7 +205,7 @@ class Auth:
             return
         if not cursor_id:
             return
-        needs = tuple(privileges.required(name, db, cmd))
+        needs = tuple(needs_of(command, db, cmd))
         ns = str(cursor.get("ns") or f"{db}.{cmd.get(name)}")
         self._cursor_owner[cursor_id] = CursorOwner(ns, tuple(conn.users), needs)
         while len(self._cursor_owner) > MAX_TRACKED_CURSORS:
@@ -255,6 +259,14 @@ class Auth:
                 raise MongoError(
                     13, f"not authorized on admin to execute command {privileges.shell_repr(cmd)}"
                 )
+
+
+def needs_of(command: Command, db: str, cmd: Mapping[str, Any]) -> list[Need]:
+    """What ``cmd`` (run on ``db``) needs, as ``command`` declares it; every (resource,
+    action) pair must be granted. A command that declares nothing needs root."""
+    if command.needs is None:
+        return privileges.root(db, cmd)
+    return command.needs(db, cmd)
 
 
 def make_connection_auth(peer: Any) -> ConnectionAuth:

@@ -12,18 +12,20 @@ from typing import Any
 
 from bson.binary import Binary, UuidRepresentation
 
+from . import privileges
 from .catalog import COLL_OPTIONS, add_index, check_name, compile_validator, create_collection
 from .engine import Engine
 from .errors import MongoError
 from .matching import compile_filter
 from .operation import Op, Reply
+from .privileges import on_cluster, on_collection, on_database
 from .registry import command
 from .storage import Collection, Index, default_index_name, normalize_index_spec
 
 _VALIDATION_OPTIONS = ("validator", "validationLevel", "validationAction")
 
 
-@command("create", in_txn=True, writes=True)
+@command("create", in_txn=True, writes=True, needs=on_collection("createCollection"))
 async def cmd_create(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     name = check_name(db, cmd["create"])
     if "viewOn" in cmd:
@@ -58,7 +60,7 @@ def _apply_index_change(
     return reply
 
 
-@command("collMod", writes=True)
+@command("collMod", writes=True, needs=on_collection("collMod"))
 async def cmd_coll_mod(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     name = cmd["collMod"]
     coll = engine.get_collection(db, name)
@@ -85,7 +87,7 @@ def drop_collection(engine: Engine, coll: Collection) -> None:
     engine.append_command(f"{coll.db}.$cmd", {"drop": coll.name}, coll)
 
 
-@command("drop", writes=True)
+@command("drop", writes=True, needs=on_collection("dropCollection"))
 async def cmd_drop(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     coll = engine.get_collection(db, cmd["drop"])
     if coll is None:
@@ -95,7 +97,7 @@ async def cmd_drop(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
     return {"nIndexesWas": n_indexes, "ns": coll.ns}
 
 
-@command("dropDatabase", writes=True)
+@command("dropDatabase", writes=True, needs=on_database("dropDatabase"))
 async def cmd_drop_database(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     colls = list(engine.databases.get(db, {}).values())
     for coll in colls:
@@ -106,7 +108,7 @@ async def cmd_drop_database(engine: Engine, db: str, cmd: dict[str, Any], op: Op
     return {"dropped": db}
 
 
-@command("renameCollection", writes=True)
+@command("renameCollection", writes=True, needs=privileges.rename_collection)
 async def cmd_rename(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     if db != "admin":
         raise MongoError(13, "renameCollection may only be run against the admin database.")
@@ -149,7 +151,7 @@ def _collection_info(coll: Collection, name_only: bool) -> dict[str, Any]:
     }
 
 
-@command("listCollections", reads_data=True)
+@command("listCollections", reads_data=True, needs=on_database("listCollections"))
 async def cmd_list_collections(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     matcher = compile_filter(cmd.get("filter") or {})
     name_only = bool(cmd.get("nameOnly"))
@@ -158,7 +160,7 @@ async def cmd_list_collections(engine: Engine, db: str, cmd: dict[str, Any], op:
     return {"cursor": {"id": 0, "ns": f"{db}.$cmd.listCollections", "firstBatch": infos}}
 
 
-@command("listDatabases")
+@command("listDatabases", needs=on_cluster("listDatabases"))
 async def cmd_list_databases(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     matcher = compile_filter(cmd.get("filter") or {})
     dbs: list[dict[str, Any]] = []
@@ -183,7 +185,7 @@ def _parse_index_spec(raw: Mapping[str, Any]) -> dict[str, Any]:
     return normalize_index_spec(named)
 
 
-@command("createIndexes", in_txn=True, writes=True)
+@command("createIndexes", in_txn=True, writes=True, needs=on_collection("createIndex"))
 async def cmd_create_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     name = cmd["createIndexes"]
     coll = engine.get_collection(db, name)
@@ -214,7 +216,7 @@ def _find_index(coll: Collection, name_or_key: Any) -> Index:
     raise MongoError(27, f"index not found with name [{name_or_key}]")
 
 
-@command("listIndexes", reads_data=True)
+@command("listIndexes", reads_data=True, needs=on_collection("listIndexes"))
 async def cmd_list_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     name = cmd["listIndexes"]
     coll = engine.get_collection(db, name)
@@ -235,7 +237,7 @@ def drop_index(engine: Engine, coll: Collection, index: Index, *, log: bool = Tr
         )
 
 
-@command("dropIndexes", "deleteIndexes", writes=True)
+@command("dropIndexes", "deleteIndexes", writes=True, needs=on_collection("dropIndex"))
 async def cmd_drop_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     name = str(cmd.get("dropIndexes") or cmd.get("deleteIndexes"))
     coll = engine.get_collection(db, name)
@@ -254,7 +256,7 @@ async def cmd_drop_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op)
     return {"nIndexesWas": before}
 
 
-@command("dbStats")
+@command("dbStats", needs=on_database("dbStats"))
 async def cmd_db_stats(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     colls = engine.databases.get(db, {})
     objects = sum(len(c) for c in colls.values())
@@ -272,7 +274,8 @@ async def cmd_db_stats(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
     }
 
 
-@command("validate")
+# mongod asks the validate action on the collection (dbAdmin has it); mongosim, root.
+@command("validate", needs=privileges.root)
 async def cmd_validate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     """validate: mongosim's storage has no on-disk structures to get wrong, so a collection
     that exists is valid; the reply has mongod's fields (src/mongo/db/commands/validate.cpp)."""

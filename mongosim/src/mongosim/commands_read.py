@@ -9,6 +9,7 @@ from typing import Any
 
 from bson import Timestamp
 
+from . import privileges
 from .aggregation import run_pipeline
 from .bsonutil import MISSING, SortKey, canonical
 from .changestreams import ChangeStream, render_oplog_documents
@@ -21,6 +22,7 @@ from .history import documents_at
 from .matching import compile_filter, equality_constraints
 from .operation import Op, Reply
 from .pipelines import PipelineContext, StreamHost
+from .privileges import on_collection
 from .projection import compile_projection
 from .registry import Access, command
 from .sorting import compile_sort
@@ -100,7 +102,7 @@ def _open_cursor(
     return reply
 
 
-@command("find", in_txn=True, reads_data=True)
+@command("find", in_txn=True, reads_data=True, needs=on_collection("find"))
 async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
 
     coll_name = cmd["find"]
@@ -207,7 +209,7 @@ async def cmd_kill_cursors(engine: Engine, db: str, cmd: dict[str, Any], op: Op)
     }
 
 
-@command("count", in_txn=True, reads_data=True)
+@command("count", in_txn=True, reads_data=True, needs=on_collection("find"))
 async def cmd_count(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     hinted_index(engine.get_collection(db, cmd["count"]), cmd.get("hint"))
 
@@ -242,7 +244,7 @@ def _distinct_values(value: Any, parts: list[str]) -> Iterator[Any]:
         yield from _distinct_values(value.get(parts[0], MISSING), parts[1:])
 
 
-@command("distinct", in_txn=True, reads_data=True)
+@command("distinct", in_txn=True, reads_data=True, needs=on_collection("find"))
 async def cmd_distinct(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     query = cmd.get("query") or {}
     matcher, lookup = _collated(query, cmd.get("collation"))
@@ -259,7 +261,7 @@ async def cmd_distinct(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
     return reply
 
 
-@command("aggregate", in_txn=True, reads_data=True)
+@command("aggregate", in_txn=True, reads_data=True, needs=privileges.aggregate)
 async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     pipeline = list(cmd.get("pipeline") or [])
     target = cmd["aggregate"]

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import privileges
 from .engine import Engine
 from .errors import MongoError
 from .operation import Op, Reply
+from .privileges import on_cluster
 from .registry import Access, command
 from .sessions import TxnState, no_such_transaction
 
@@ -61,7 +63,11 @@ async def cmd_kill_sessions(engine: Engine, db: str, cmd: dict[str, Any], op: Op
     return await cmd_end_sessions(engine, db, cmd, op)
 
 
-@command("killAllSessions", "killAllSessionsByPattern")
+# Two commands in mongod too (KillAllSessionsCommand, KillAllSessionsByPatternCommand).
+# mongod asks killAnySession on the cluster for both (and impersonate for a pattern that
+# names users or roles); mongosim asks root for the pattern form.
+@command("killAllSessions", needs=on_cluster("killAnySession"))
+@command("killAllSessionsByPattern", needs=privileges.root)
 async def cmd_kill_all_sessions(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     """killAllSessions / killAllSessionsByPattern (src/mongo/db/commands/kill_all_sessions_
     command.cpp): every session's transaction is aborted. mongosim has no users, so an

@@ -12,6 +12,7 @@ from typing import Any
 import bson
 from bson.objectid import ObjectId
 
+from . import privileges
 from .bsonutil import canonical
 from .collation import collated, folder
 from .documents import check_document, prepare_insert
@@ -19,6 +20,7 @@ from .engine import Engine
 from .errors import CloseConnection, MongoError
 from .matching import compile_filter, equality_constraints
 from .operation import Op, Reply
+from .privileges import on_collection
 from .projection import compile_projection
 from .registry import command
 from .sorting import compile_sort
@@ -116,7 +118,7 @@ async def _insert_one(
     engine.write(coll, "i", idk, new, None, op)
 
 
-@command("insert", in_txn=True, writes=True, retryable=True)
+@command("insert", in_txn=True, writes=True, retryable=True, needs=privileges.insert)
 async def cmd_insert(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     coll = engine.collection_or_create(db, cmd["insert"])
     reply: dict[str, Any] = {"n": 0}
@@ -295,7 +297,7 @@ async def _insert_checked(
     engine.write(coll, "i", idk, new, None, op)
 
 
-@command("update", in_txn=True, writes=True, retryable=True)
+@command("update", in_txn=True, writes=True, retryable=True, needs=privileges.update)
 async def cmd_update(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     statements = cmd.get("updates") or []
     for st in statements:
@@ -321,7 +323,7 @@ async def cmd_update(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
     return await run_statements(statements, cmd, op, update, reply)
 
 
-@command("delete", in_txn=True, writes=True, retryable=True)
+@command("delete", in_txn=True, writes=True, retryable=True, needs=on_collection("remove"))
 async def cmd_delete(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     coll = engine.get_collection(db, cmd["delete"])
     reply: dict[str, Any] = {"n": 0}
@@ -346,7 +348,9 @@ async def cmd_delete(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Re
     return await run_statements(cmd.get("deletes") or [], cmd, op, delete, reply)
 
 
-@command("findAndModify", in_txn=True, writes=True, retryable=True)
+@command(
+    "findAndModify", in_txn=True, writes=True, retryable=True, needs=privileges.find_and_modify
+)
 async def cmd_find_and_modify(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     """findAndModify, one statement: onPrimaryTransactionalWrite fires around all of it."""
     retryable = op.session is not None and op.txn is None and op.txn_number is not None

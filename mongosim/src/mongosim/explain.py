@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import privileges
 from .engine import Engine
 from .errors import MongoError
 from .hints import hinted_index
@@ -50,7 +51,8 @@ def _plan(coll: Collection | None, inner: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@command("explain")
+# mongod asks the privileges of the command explained; mongosim, root.
+@command("explain", needs=privileges.root)
 async def cmd_explain(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
     inner = cmd.get("explain")
     if not isinstance(inner, Mapping) or not inner:

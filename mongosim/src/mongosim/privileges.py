@@ -1,4 +1,4 @@
-"""Privileges: resources, actions, the built-in roles and what each command requires.
+"""Privileges: resources, actions, the built-in roles, and the builders of what a command needs.
 
 Sources: the MongoDB manual's "Resource Document on Self-Managed Deployments",
 "Privilege Actions" and "Built-In Roles" pages, and mongod's
@@ -7,9 +7,15 @@ Sources: the MongoDB manual's "Resource Document on Self-Managed Deployments",
 A resource is ``{db, collection}``, ``{cluster: true}`` or ``{anyResource: true}``. The
 empty string is a wildcard: ``{db: "app", collection: ""}`` is every non-system collection
 of ``app`` (and the database itself), ``{db: "", collection: ""}`` every non-system
-collection of every database. Who may run a command at all (anyone, any user, or the
-privileges :func:`required` names) is declared with the command (:mod:`.registry`'s
-``Access``). getMore and killCursors are checked against the cursor's owners
+collection of every database.
+
+What a command needs is declared with the command (:mod:`.registry`: ``access`` and
+``needs``), with the builders here: :func:`on_collection`, :func:`on_database` and
+:func:`on_cluster` for one action on the resource the command runs on; :func:`insert`,
+:func:`update`, :func:`find_and_modify`, :func:`aggregate` and :func:`rename_collection`
+for the commands whose needs depend on their body (upserts, ``$out``/``$merge``,
+``bypassDocumentValidation``); :func:`root` where mongosim asks root instead of the
+finer privilege mongod checks. getMore and killCursors are checked against the cursor's owners
 (:mod:`.auth`); commitTransaction/abortTransaction need only a user, as in mongod, whose
 commands inside the transaction were each checked. Simplification, documented in
 the README: ``$lookup``/``$unionWith`` in a pipeline are not checked.
@@ -23,9 +29,10 @@ from typing import Any
 from bson.binary import Binary
 from bson.timestamp import Timestamp
 
+from .registry import Need, Needs
+
 Resource = Mapping[str, Any]
 Privilege = Mapping[str, Any]  # {resource: Resource, actions: [str, ...]}
-Need = tuple[dict[str, Any], str]  # (resource, action)
 
 CLUSTER: dict[str, Any] = {"cluster": True}
 
@@ -107,8 +114,14 @@ def ns_resource(db: str, coll: str) -> dict[str, Any]:
     return _ns(db, "" if coll.startswith("$cmd") else coll)
 
 
-def _aggregate(db: str, cmd: Mapping[str, Any]) -> list[Need]:
-    target = cmd.get("aggregate")
+def _target(cmd: Mapping[str, Any]) -> Any:
+    """The value of the command's first key, its name as sent, whatever its case: the
+    namespace it runs on (the server found the command by that key)."""
+    return next(iter(cmd.values()), None)
+
+
+def aggregate(db: str, cmd: Mapping[str, Any]) -> list[Need]:
+    target = _target(cmd)
     stages = [next(iter(s), "") for s in cmd.get("pipeline") or [] if isinstance(s, Mapping)]
     needs: list[Need] = []
     if stages and stages[0] == "$changeStream":
@@ -150,16 +163,16 @@ def _output(db: str, key: str, spec: Any) -> tuple[dict[str, Any], list[str]]:
     return target, actions
 
 
-def _find_and_modify(db: str, cmd: Mapping[str, Any]) -> list[Need]:
-    ns = _ns(db, cmd.get("findAndModify") or cmd.get("findandmodify"))
+def find_and_modify(db: str, cmd: Mapping[str, Any]) -> list[Need]:
+    ns = _ns(db, _target(cmd))
     needs: list[Need] = [(ns, "find"), (ns, "remove" if cmd.get("remove") else "update")]
     if cmd.get("upsert"):
         needs.append((ns, "insert"))
     return needs + _bypass(ns, cmd)
 
 
-def _update(db: str, cmd: Mapping[str, Any]) -> list[Need]:
-    ns = _ns(db, cmd.get("update"))
+def update(db: str, cmd: Mapping[str, Any]) -> list[Need]:
+    ns = _ns(db, _target(cmd))
     needs: list[Need] = [(ns, "update")]
     if any(u.get("upsert") for u in cmd.get("updates") or [] if isinstance(u, Mapping)):
         needs.append((ns, "insert"))
@@ -172,62 +185,51 @@ def _bypass(ns: dict[str, Any], cmd: Mapping[str, Any]) -> list[Need]:
     return [(ns, "bypassDocumentValidation")] if cmd.get("bypassDocumentValidation") else []
 
 
-_ON_COLLECTION: dict[str, str] = {
-    "find": "find",
-    "count": "find",
-    "distinct": "find",
-    "insert": "insert",
-    "delete": "remove",
-    "create": "createCollection",
-    "createindexes": "createIndex",
-    "collmod": "collMod",
-    "drop": "dropCollection",
-    "dropindexes": "dropIndex",
-    "deleteindexes": "dropIndex",
-    "listindexes": "listIndexes",
-}
-_ON_DATABASE = {"listcollections": "listCollections", "dropdatabase": "dropDatabase",
-                "dbstats": "dbStats"}  # fmt: skip
-_ON_CLUSTER = {"serverstatus": "serverStatus", "replsetgetstatus": "replSetGetStatus",
-               "getparameter": "getParameter", "getcmdlineopts": "getCmdLineOpts",
-               "hostinfo": "hostInfo", "listdatabases": "listDatabases",
-               "replsetstepdown": "replSetStateChange",
-               "killallsessions": "killAnySession"}  # fmt: skip
-_USER_ADMIN_COMMANDS = {"createuser": "createUser", "updateuser": "changePassword",
-                        "dropuser": "dropUser", "usersinfo": "viewUser",
-                        "createrole": "createRole", "updaterole": "createRole",
-                        "droprole": "dropRole", "rolesinfo": "viewRole",
-                        "grantrolestouser": "grantRole",
-                        "revokerolesfromuser": "revokeRole"}  # fmt: skip
+def on_collection(action: str) -> Needs:
+    """Needs ``action`` on the collection the command names (``{find: "c"}``: ``db.c``)."""
+
+    def needs(db: str, cmd: Mapping[str, Any]) -> list[Need]:
+        return [(_ns(db, _target(cmd)), action)]
+
+    return needs
 
 
-def required(name: str, db: str, cmd: Mapping[str, Any]) -> list[Need]:
-    """What ``cmd`` (run on ``db``) needs; every (resource, action) pair must be allowed."""
-    lname = name.lower()
-    if lname == "insert":
-        ns = _ns(db, cmd.get(name))
-        return [(ns, "insert"), *_bypass(ns, cmd)]
-    if lname in _ON_COLLECTION:
-        return [(_ns(db, cmd.get(name)), _ON_COLLECTION[lname])]
-    if lname in _ON_DATABASE:
-        return [({"db": db, "collection": ""}, _ON_DATABASE[lname])]
-    if lname in _ON_CLUSTER:
-        return [(CLUSTER, _ON_CLUSTER[lname])]
-    if lname in _USER_ADMIN_COMMANDS:
-        return [({"db": db, "collection": ""}, _USER_ADMIN_COMMANDS[lname])]
-    if lname == "aggregate":
-        return _aggregate(db, cmd)
-    if lname == "findandmodify":
-        return _find_and_modify(db, cmd)
-    if lname == "update":
-        return _update(db, cmd)
-    if lname == "renamecollection":
-        src, dst = str(cmd.get(name, "")), str(cmd.get("to", ""))
-        s_db, _, s_coll = src.partition(".")
-        d_db, _, d_coll = dst.partition(".")
-        return [(_ns(s_db, s_coll), "renameCollectionSameDB"), (_ns(d_db, d_coll), "insert")]
-    # Anything else (an unknown command is answered CommandNotFound later) needs root.
+def on_database(action: str) -> Needs:
+    """Needs ``action`` on the database the command runs on."""
+
+    def needs(db: str, cmd: Mapping[str, Any]) -> list[Need]:
+        return [({"db": db, "collection": ""}, action)]
+
+    return needs
+
+
+def on_cluster(action: str) -> Needs:
+    """Needs ``action`` on the cluster resource."""
+
+    def needs(db: str, cmd: Mapping[str, Any]) -> list[Need]:
+        return [(CLUSTER, action)]
+
+    return needs
+
+
+def root(db: str, cmd: Mapping[str, Any]) -> list[Need]:
+    """Needs root (``anyAction`` on ``anyResource``): a command declares this where
+    mongosim does not model the finer privilege mongod checks."""
     return [({"anyResource": True}, "anyAction")]
+
+
+def insert(db: str, cmd: Mapping[str, Any]) -> list[Need]:
+    ns = _ns(db, _target(cmd))
+    return [(ns, "insert"), *_bypass(ns, cmd)]
+
+
+def rename_collection(db: str, cmd: Mapping[str, Any]) -> list[Need]:
+    """renameCollection (run on admin) names full namespaces: the source's
+    renameCollectionSameDB and the target's insert."""
+    src, dst = str(_target(cmd)), str(cmd.get("to", ""))
+    s_db, _, s_coll = src.partition(".")
+    d_db, _, d_coll = dst.partition(".")
+    return [(_ns(s_db, s_coll), "renameCollectionSameDB"), (_ns(d_db, d_coll), "insert")]
 
 
 def shell_repr(value: Any) -> str:

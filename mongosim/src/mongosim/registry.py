@@ -1,10 +1,13 @@
 """The command registry: every command declared once, with what the server must know.
 
 A command module declares each handler with ``@command(...)``: its names, what it runs
-against (:class:`Runs`), who may run it (:class:`Access`), whether it is allowed inside
-a multi-document transaction, whether it writes (refused on a secondary), whether it
-reads data (refused on a secondary without ``secondaryOk``) and whether it is a
-retryable write. mongod keeps one such global registry of ``Command`` objects
+against (:class:`Runs`), who may run it (:class:`Access`) and, for
+``Access.PRIVILEGES``, the privileges it needs (``needs``: the (resource, action) pairs a
+command body needs, built with :mod:`.privileges`' ``on_collection``/``on_database``/
+``on_cluster`` or one of its functions for the commands whose needs depend on the body),
+whether it is allowed inside a multi-document transaction, whether it writes (refused
+on a secondary), whether it reads data (refused on a secondary without ``secondaryOk``)
+and whether it is a retryable write. mongod keeps one such global registry of ``Command`` objects
 (``src/mongo/db/commands.h``, ``CommandRegistry``); fakeredis marks its handlers with a
 ``@command`` decorator in the same way.
 
@@ -17,12 +20,16 @@ so every command module may import it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
+Need = tuple[dict[str, Any], str]  # (resource, action): one privilege a command must hold
+# (db, command body) -> every privilege the command needs there (mongod's
+# checkAuthForOperation); a command's needs may depend on its body ($out, upsert, bypass).
+Needs = Callable[[str, Mapping[str, Any]], list[Need]]
 
 
 class Runs(enum.Enum):
@@ -39,7 +46,7 @@ class Access(enum.Enum):
 
     PUBLIC = "public"  # anyone, before authenticating (mongod: requiresAuth() is false)
     USER = "user"  # any authenticated user; own sessions and cursors are checked in auth.py
-    PRIVILEGES = "privileges"  # the actions privileges.required() names must be granted
+    PRIVILEGES = "privileges"  # every privilege the command's ``needs`` names must be granted
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,8 @@ class Command:
     writes: bool = False  # a write: refused with NotWritablePrimary on a secondary
     reads_data: bool = False  # refused on a secondary unless the read preference allows it
     retryable: bool = False  # a retryable write (the retryable writes spec)
+    # What an Access.PRIVILEGES command needs; None: root's anyAction on anyResource.
+    needs: Needs | None = None
 
     @property
     def name(self) -> str:
@@ -90,11 +99,14 @@ class Registry:
         writes: bool = False,
         reads_data: bool = False,
         retryable: bool = False,
+        needs: Needs | None = None,
     ) -> Callable[[H], H]:
         """Declare the decorated function as the handler of ``names``."""
 
         def register(handler: H) -> H:
-            self.add(Command(names, handler, runs, access, in_txn, writes, reads_data, retryable))
+            self.add(
+                Command(names, handler, runs, access, in_txn, writes, reads_data, retryable, needs)
+            )
             return handler
 
         return register

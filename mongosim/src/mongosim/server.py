@@ -34,6 +34,7 @@ from .errors import CloseConnection, MongoError
 from .failpoints import FailPoints
 from .history import DEFAULT_WINDOW_S
 from .operation import CommandContext
+from .privileges import on_cluster
 from .registry import COMMANDS, Access, Runs, command
 from .tls import server_context
 from .topology import Topology
@@ -112,7 +113,7 @@ class Server:
         if found is None:
             # mongod looks the command up before checking anything else (CommandNotFound).
             raise MongoError(59, f"no such command: '{name}'")
-        self.auth.authorize(name, db, cmd, conn.auth, found.access)
+        self.auth.authorize(found, name, db, cmd, conn.auth)
         self.topology.check_writable(found, cmd)
         reply: dict[str, Any]
         match found.runs:
@@ -124,7 +125,7 @@ class Server:
                 reply = found.handler(self.auth, db, cmd, conn.auth)
             case Runs.SERVER:
                 reply = await found.handler(self, request, conn)
-        self.auth.note_reply(name, db, cmd, reply, conn.auth)  # cursor owners
+        self.auth.note_reply(found, name, db, cmd, reply, conn.auth)  # cursor owners
         return reply
 
     def _error_reply(
@@ -181,7 +182,7 @@ async def _configure_fail_point(
     return server.failpoints.configure(request.command)
 
 
-@command("replSetStepDown", runs=Runs.SERVER)
+@command("replSetStepDown", runs=Runs.SERVER, needs=on_cluster("replSetStateChange"))
 async def _step_down(server: Server, request: Request, conn: Connection) -> dict[str, Any]:
     return await server.topology.step_down(request.command)
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 
-from . import history
+from . import history, privileges
 from .errors import MongoError
+from .privileges import on_cluster
 from .registry import Access, Command, Runs, command
 
 if TYPE_CHECKING:
@@ -161,7 +162,7 @@ def _build_info(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, 
     }
 
 
-@command("getParameter", runs=Runs.TOPOLOGY)
+@command("getParameter", runs=Runs.TOPOLOGY, needs=on_cluster("getParameter"))
 def _get_parameter(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     params = {
         "enableTestCommands": True,
@@ -176,7 +177,7 @@ def _get_parameter(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[st
     return {k: v for k, v in params.items() if k in cmd}
 
 
-@command("getCmdLineOpts", runs=Runs.TOPOLOGY)
+@command("getCmdLineOpts", runs=Runs.TOPOLOGY, needs=on_cluster("getCmdLineOpts"))
 def _cmd_line_opts(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     data_dir = t.engine.data_dir_path
     return {
@@ -190,7 +191,7 @@ def _cmd_line_opts(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[st
     }
 
 
-@command("serverStatus", runs=Runs.TOPOLOGY)
+@command("serverStatus", runs=Runs.TOPOLOGY, needs=on_cluster("serverStatus"))
 def _server_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     uptime = time.monotonic() - t.started
     return {
@@ -213,7 +214,7 @@ def _server_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[st
     }
 
 
-@command("replSetGetStatus", runs=Runs.TOPOLOGY)
+@command("replSetGetStatus", runs=Runs.TOPOLOGY, needs=on_cluster("replSetGetStatus"))
 def _repl_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     ts = t.engine.cluster_time()
     optime = {"ts": ts, "t": Int64(1)}
@@ -241,12 +242,13 @@ def _ping(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     return {}
 
 
-@command("setParameter", runs=Runs.TOPOLOGY)
+# mongod asks the setParameter action on the cluster; mongosim, root.
+@command("setParameter", runs=Runs.TOPOLOGY, needs=privileges.root)
 def _set_parameter(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     return history.set_parameter(t.engine, cmd)
 
 
-@command("hostInfo", runs=Runs.TOPOLOGY)
+@command("hostInfo", runs=Runs.TOPOLOGY, needs=on_cluster("hostInfo"))
 def _host_info(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
     return {"system": {"hostname": t.host, "numCores": os.cpu_count()}}
 

@@ -13,6 +13,7 @@ from typing import Any
 from . import privileges, scram
 from .auth import Auth, ConnectionAuth, Reply
 from .errors import MongoError
+from .privileges import on_database
 from .registry import Runs, command
 from .users import credentials_doc, role_not_found, role_refs
 
@@ -31,7 +32,7 @@ def _mechanisms(cmd: Mapping[str, Any]) -> list[str]:
     return [str(m) for m in mechs]
 
 
-@command("createUser", runs=Runs.AUTH)
+@command("createUser", runs=Runs.AUTH, needs=on_database("createUser"))
 def create_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "createUser")
     password = cmd.get("pwd")
@@ -42,7 +43,7 @@ def create_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAut
     return {}
 
 
-@command("updateUser", runs=Runs.AUTH)
+@command("updateUser", runs=Runs.AUTH, needs=on_database("changePassword"))
 def update_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "updateUser")
     user = auth.catalog.user(db, name)
@@ -59,7 +60,7 @@ def update_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAut
     return {}
 
 
-@command("dropUser", runs=Runs.AUTH)
+@command("dropUser", runs=Runs.AUTH, needs=on_database("dropUser"))
 def drop_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "dropUser")
     auth.catalog.user(db, name)
@@ -96,7 +97,7 @@ def _targets(value: Any, db: str, kind: str) -> list[tuple[str, str]] | None:
     return out
 
 
-@command("usersInfo", runs=Runs.AUTH)
+@command("usersInfo", runs=Runs.AUTH, needs=on_database("viewUser"))
 def users_info(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     value = cmd.get("usersInfo")
     if isinstance(value, Mapping) and value.get("forAllDBs"):
@@ -132,7 +133,7 @@ def _privileges_arg(cmd: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"resource": dict(p["resource"]), "actions": list(p["actions"])} for p in privs]
 
 
-@command("createRole", runs=Runs.AUTH)
+@command("createRole", runs=Runs.AUTH, needs=on_database("createRole"))
 def create_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "createRole")
     if "privileges" not in cmd or "roles" not in cmd:
@@ -152,7 +153,7 @@ def create_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAut
     return {}
 
 
-@command("updateRole", runs=Runs.AUTH)
+@command("updateRole", runs=Runs.AUTH, needs=on_database("createRole"))
 def update_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "updateRole")
     role = auth.catalog.roles.get((db, name))
@@ -168,7 +169,7 @@ def update_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAut
     return {}
 
 
-@command("dropRole", runs=Runs.AUTH)
+@command("dropRole", runs=Runs.AUTH, needs=on_database("dropRole"))
 def drop_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "dropRole")
     if privileges.builtin_privileges(name, db) is not None:
@@ -182,7 +183,7 @@ def drop_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth)
     return {}
 
 
-@command("rolesInfo", runs=Runs.AUTH)
+@command("rolesInfo", runs=Runs.AUTH, needs=on_database("viewRole"))
 def roles_info(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     value = cmd.get("rolesInfo")
     show = bool(cmd.get("showPrivileges"))
@@ -198,12 +199,12 @@ def roles_info(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth
     }
 
 
-@command("grantRolesToUser", runs=Runs.AUTH)
+@command("grantRolesToUser", runs=Runs.AUTH, needs=on_database("grantRole"))
 def grant_roles_to_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     return _grant(auth, db, cmd, "grantRolesToUser", True)
 
 
-@command("revokeRolesFromUser", runs=Runs.AUTH)
+@command("revokeRolesFromUser", runs=Runs.AUTH, needs=on_database("revokeRole"))
 def revoke_roles_from_user(
     auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth
 ) -> Reply:

@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mongosim.privileges import required
+from mongosim.auth import needs_of
+from mongosim.registry import Access
+from mongosim.server import COMMANDS  # importing the server registers every command
 
 FIND_ON_SOURCE = ("app", "src", "find")
 
 
 def _needs(cmd: dict[str, Any]) -> set[tuple[str, str, str]]:
-    name = next(iter(cmd))
-    return {(r["db"], r["collection"], a) for r, a in required(name, "app", cmd)}
+    command = COMMANDS.get(next(iter(cmd)))
+    assert command is not None
+    return {(r["db"], r["collection"], a) for r, a in needs_of(command, "app", cmd)}
 
 
 @pytest.mark.parametrize(
@@ -100,3 +103,51 @@ def test_each_command_needs_the_actions_mongod_checks(
     """Neither more nor less than mongod asks: a role the tests prove minimal here is
     minimal on a real server."""
     assert _needs(cmd) == needs
+
+
+def test_every_command_checked_by_privileges_declares_what_it_needs() -> None:
+    """A new command cannot fall back to root silently: it names its needs, or names
+    ``privileges.root`` where mongosim does not model mongod's finer check."""
+    undeclared = [c.name for c in COMMANDS if c.access is Access.PRIVILEGES and c.needs is None]
+    assert undeclared == []
+
+
+def _as_set(name: str) -> set[tuple[str, str, str]]:
+    command = COMMANDS.get(name)
+    assert command is not None
+    return {
+        (r.get("db", ""), r.get("collection", ""), a)
+        for r, a in needs_of(command, "app", {name: "c"})
+    }
+
+
+def test_the_commands_that_need_root_are_the_ones_declared_so() -> None:
+    """mongod asks less of these (mongosim/README.md lists them as simplifications)."""
+    root = {
+        c.name
+        for c in COMMANDS
+        if c.access is Access.PRIVILEGES and ("", "", "anyAction") in _as_set(c.name)
+    }
+    assert root == {"explain", "killAllSessionsByPattern", "setParameter", "validate"}
+
+
+@pytest.mark.parametrize(
+    ("sent", "canonical"),
+    [
+        ({"AGGREGATE": "c", "pipeline": []}, {"aggregate": "c", "pipeline": []}),
+        ({"FindAndModify": "c", "remove": True}, {"findAndModify": "c", "remove": True}),
+        ({"findandmodify": "c", "upsert": True}, {"findAndModify": "c", "upsert": True}),
+        (
+            {"UPDATE": "c", "updates": [{"upsert": True}]},
+            {"update": "c", "updates": [{"upsert": True}]},
+        ),
+        ({"deleteIndexes": "c"}, {"dropIndexes": "c"}),
+        ({"Find": "c"}, {"find": "c"}),
+    ],
+)
+def test_a_name_in_another_case_or_an_alias_needs_what_the_canonical_name_needs(
+    sent: dict[str, Any], canonical: dict[str, Any]
+) -> None:
+    """The registry finds a command whatever the case of its name; its needs are read
+    from the same key, so no spelling needs less."""
+    assert _needs(sent) == _needs(canonical)
