@@ -13,7 +13,7 @@ import os
 from difflib import get_close_matches
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from .core.errors import SettingsError
+from .core.partitions import MAX_PARTITIONS
 from .core.yamlfile import yaml_problem
 from .logs import mask_credentials
 from .mongo.options import MongoOptions
@@ -87,6 +88,13 @@ class Settings(BaseSettings):
     # Apply the schema at start-up; turn off where a separate, privileged job runs
     # `streamer bootstrap` and the service's own role cannot create indexes.
     bootstrap_on_start: bool = True
+    # Scale-out: each stream read as this many partitions, which the running instances
+    # share (streamer.core.partitions); 1 is one owner per stream, the others standing
+    # by. stream_partitions overrides it per stream, e.g. {"orders": 8}.
+    partitions: int = Field(1, ge=1, le=MAX_PARTITIONS)
+    stream_partitions: dict[str, Annotated[int, Field(ge=1, le=MAX_PARTITIONS)]] = Field(
+        default_factory=dict
+    )
     # High availability: a stream's lease lasts this long unless renewed (every third).
     lease_ttl_s: float = Field(15.0, ge=1)
     # /readyz fails when an owned stream is further behind than this.
@@ -145,6 +153,10 @@ class Settings(BaseSettings):
     @property
     def redacted_uri(self) -> str:
         return redact_uri(self.mongodb_uri.get_secret_value())
+
+    def partitions_of(self, stream: str) -> int:
+        """How many partitions ``stream`` is read as (its override, else ``partitions``)."""
+        return self.stream_partitions.get(stream, self.partitions)
 
     def retry_policy(self) -> RetryPolicy:
         """The retry budgets, for :mod:`streamer.mongo.retries`."""

@@ -145,7 +145,7 @@ class Health:
     # -- views ----------------------------------------------------------------------------
     def stream_views(self) -> list[StreamView]:
         views = []
-        for name, owner in self.owners.items():
+        for owner in self.owners.values():
             w = owner.watcher if owner.owned else None
             cp = w.checkpoint if w is not None else None
             saved = cp.updated_at.timestamp() if cp is not None and cp.updated_at else None
@@ -154,7 +154,8 @@ class Health:
                 headroom = cp.position.time - self.oldest_oplog_s
             views.append(
                 StreamView(
-                    stream=name,
+                    stream=owner.name,
+                    partition=owner.unit.label,
                     owner=owner.store.owner,
                     owned=owner.owned,
                     position=w.position if w is not None else None,
@@ -170,9 +171,8 @@ class Health:
         checks["database"] = self._database_check(now)
         checks["bootstrap"] = "ok" if self.bootstrapped else "pending"
         wall = time.time()
-        for view in self.stream_views():
-            owner = self.owners[view.stream]
-            checks[view.stream] = self._stream_check(owner, view, wall)
+        for key, view in zip(self.owners, self.stream_views(), strict=True):
+            checks[key] = self._stream_check(self.owners[key], view, wall)
         ready = all(v in ("ok", "standby") for v in checks.values())
         return Readiness(ready, checks)
 

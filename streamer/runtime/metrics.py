@@ -1,7 +1,8 @@
 """Prometheus metrics: counters fed by events, and gauges read at scrape time.
 
 Everything is in base units (seconds, counts) and labelled only by bounded values:
-stream, operation type, reason, command name, resolution, server address. Nothing is
+stream, partition (at most ``partitions``), operation type, reason, command name,
+resolution, server address. Nothing is
 labelled per user or per order. The one per-product family,
 ``streamer_low_stock_alert_info``, names products that currently have an open alert,
 is capped (``max_alert_series``), and shrinks as alerts resolve.
@@ -39,6 +40,7 @@ class StreamView:
     stream: str
     owner: str
     owned: bool
+    partition: str  # its index ("0" for an unsplit stream)
     position: Position | None  # how far the stream has processed (streamer.core.lag)
     checkpoint_saved_at: float | None  # unix seconds of the last stored checkpoint
     oplog_headroom_s: float | None
@@ -83,6 +85,12 @@ class Metrics:
             "streamer_resumes",
             "Change streams reopened from the checkpoint.",
             ["stream", "reason"],
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "streamer_rebalances",
+            "Partitions this instance handed over to even out the split of a stream.",
+            ["stream"],
             registry=r,
         )
         self.resyncs = Counter(
@@ -227,35 +235,46 @@ class StreamCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         views = self.source()
         now = self.clock()
+        labels = ["stream", "partition"]
         lag = GaugeMetricFamily(
             "streamer_lag_seconds",
-            "Seconds from the newest point the stream has fully processed to now.",
-            labels=["stream"],
+            "Seconds from the newest point the partition has fully processed to now.",
+            labels=labels,
         )
         age = GaugeMetricFamily(
             "streamer_checkpoint_age_seconds",
-            "Seconds since the stream's checkpoint was last stored.",
-            labels=["stream"],
+            "Seconds since the partition's checkpoint was last stored.",
+            labels=labels,
         )
         headroom = GaugeMetricFamily(
             "streamer_oplog_headroom_seconds",
-            "Seconds between the oldest oplog entry and the stream's stored checkpoint.",
-            labels=["stream"],
+            "Seconds between the oldest oplog entry and the partition's stored checkpoint.",
+            labels=labels,
         )
         owned = GaugeMetricFamily(
             "streamer_stream_owned",
-            "1 when this instance holds the stream's lease, else 0.",
-            labels=["stream", "owner"],
+            "1 when this instance holds the partition's lease, else 0.",
+            labels=["stream", "partition", "owner"],
         )
+        count = GaugeMetricFamily(
+            "streamer_partitions_owned",
+            "How many of the stream's partitions this instance holds.",
+            labels=["stream"],
+        )
+        per_stream: dict[str, int] = {}
         for v in views:
-            owned.add_metric([v.stream, v.owner], 1 if v.owned else 0)
+            per_stream[v.stream] = per_stream.get(v.stream, 0) + (1 if v.owned else 0)
+            owned.add_metric([v.stream, v.partition, v.owner], 1 if v.owned else 0)
             if not v.owned:
                 continue
+            at = [v.stream, v.partition]
             stream_lag = lag_seconds(v.position, now)
             if stream_lag is not None:
-                lag.add_metric([v.stream], stream_lag)
+                lag.add_metric(at, stream_lag)
             if v.checkpoint_saved_at is not None:
-                age.add_metric([v.stream], max(0.0, now - v.checkpoint_saved_at))
+                age.add_metric(at, max(0.0, now - v.checkpoint_saved_at))
             if v.oplog_headroom_s is not None:
-                headroom.add_metric([v.stream], v.oplog_headroom_s)
-        yield from (lag, age, headroom, owned)
+                headroom.add_metric(at, v.oplog_headroom_s)
+        for stream, n in per_stream.items():
+            count.add_metric([stream], n)
+        yield from (lag, age, headroom, owned, count)

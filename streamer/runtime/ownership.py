@@ -43,6 +43,10 @@ from .watchers import Watcher, WatcherOptions
 
 log = structlog.get_logger("streamer.ownership")
 
+# Handovers from a holder that stopped renewing, whose writer session may hold an open
+# transaction (leases.Handover).
+TAKEN_OVER = frozenset({"expired", "gone", "unrenewed"})
+
 
 class StreamOwner:
     def __init__(
@@ -57,6 +61,7 @@ class StreamOwner:
         metrics: Metrics | None = None,
         on_batch: Callable[[str, BatchOutcome, float], None] | None = None,
         process: ProcessId = THIS_PROCESS,
+        assigned: bool = False,
     ) -> None:
         self.mongo = mongo
         self.store = store
@@ -73,25 +78,47 @@ class StreamOwner:
         self.owned = False
         self.alive = False
         self.standing_by: Held | None = None  # whose lease this one last stood by for
-        self.log = log.bind(stream=handler.name, instance=store.owner)
+        # The partition this owner works, and its lease's id (the stream's when unsplit).
+        self.unit = handler.partition
+        self.key = self.unit.key
+        # Split streams: an Assigner decides when this owner tries the lease (permit)
+        # and when it hands a held one over; unsplit, it polls as a standby does.
+        self.assigned = assigned
+        self._permit = asyncio.Event()
+        self._hand_over = asyncio.Event()
+        self.log = log.bind(stream=self.key, instance=store.owner)
 
     @property
     def name(self) -> str:
         return self.handler.name
 
+    def permit(self) -> None:
+        """The assigner's word: try the lease once (it looked free)."""
+        self._permit.set()
+
+    def hand_over(self) -> None:
+        """The assigner's word: finish the batch in hand, then release the lease."""
+        if self.owned:
+            self._hand_over.set()
+
     async def run(self) -> None:
         self.alive = True
         try:
             while not self.stopping.is_set():
+                if self.assigned and not await self._permitted():
+                    break
                 lease = await self._acquire()
                 if not isinstance(lease, Lease):
                     self._standby(lease)
-                    await self._wait(poll_every_s(lease, self.ttl_s))
+                    if not self.assigned:
+                        await self._wait(poll_every_s(lease, self.ttl_s))
                     continue
                 self.standing_by = None
                 level, event, fields = acquired_line(lease, self.ttl_s)
                 self.log.log(level, event, **fields)
-                if lease.previous_owner is not None:
+                if lease.previous_owner is not None and lease.handover in TAKEN_OVER:
+                    # Only from a holder that stopped renewing: one that released its
+                    # lease ended its transactions first.
                     await self._kill_previous(lease.previous_owner)
                 await self._term()
         finally:
@@ -127,8 +154,8 @@ class StreamOwner:
 
     async def _try_acquire(self, gone_nonce: str | None) -> Lease | Held | None:
         return await retry_transient(
-            lambda: self.leases.acquire(self.name, gone=gone_nonce),
-            what=f"lease.{self.name}",
+            lambda: self.leases.acquire(self.key, gone=gone_nonce),
+            what=f"lease.{self.key}",
             max_delay_s=self.ttl_s / 3,
             policy=self.policy,
         )
@@ -136,10 +163,16 @@ class StreamOwner:
     async def _wait(self, seconds: float) -> None:
         await sleep_unless_stopped(self.stopping, seconds)
 
+    async def _permitted(self) -> bool:
+        """Wait for the assigner's permit; False once stopping."""
+        self._permit.clear()
+        await first_of(self._permit.wait(), self.stopping.wait())
+        return not self.stopping.is_set()
+
     async def _kill_previous(self, owner: str) -> None:
         """Best effort: an orphaned transaction the kill misses times out on the server."""
         try:
-            await self.sessions.kill_owner(self.name, owner)
+            await self.sessions.kill_owner(self.key, owner)
         except StreamerError as exc:
             self.log.warning("session.kill_failed", owner=owner, error=_describe(exc))
 
@@ -156,11 +189,17 @@ class StreamOwner:
             metrics=self.metrics,
         )
         self.watcher, self.owned = watcher, True
-        watch = asyncio.create_task(watcher.run(), name=f"watch-{self.name}")
-        renew = asyncio.create_task(self._renew_until_lost(), name=f"lease-{self.name}")
+        watch = asyncio.create_task(watcher.run(), name=f"watch-{self.key}")
+        renew = asyncio.create_task(self._renew_until_lost(), name=f"lease-{self.key}")
+        self._hand_over.clear()
+        handing_over = False
         try:
-            # The term ends when the watcher fails, the lease is lost, or the service stops.
-            await first_of(any_done(watch, renew), self.stopping.wait())
+            # The term ends when the watcher fails, the lease is lost, the assigner asks
+            # for the partition, or the service stops.
+            await first_of(
+                any_done(watch, renew), first_of(self.stopping.wait(), self._hand_over.wait())
+            )
+            handing_over = self._hand_over.is_set() and not renew.done()
             term_stop.set()
             await watch  # finishes its batch; re-raises a watcher failure
             failure = renew.exception() if renew.done() and not renew.cancelled() else None
@@ -174,20 +213,22 @@ class StreamOwner:
                 task.cancel()
             await asyncio.gather(renew, watch, return_exceptions=True)
             self.owned = False
-            if self.stopping.is_set():
+            if self.stopping.is_set() or handing_over:
                 await self._release()
+            if handing_over and self.metrics is not None:
+                self.metrics.rebalances.labels(self.name).inc()
 
     async def _release(self) -> None:
         """Hand the lease over at once; if that fails, a standby waits out the TTL."""
         try:
-            await self.leases.release(self.name)
+            await self.leases.release(self.key)
         except StreamerError as exc:
             self.log.warning("lease.release_failed", error=_describe(exc))
             return
         self.log.info("lease.released")
 
     async def _renew_until_lost(self) -> None:
-        await renew_until_lost(self.leases, self.name, self.ttl_s, self.log)
+        await renew_until_lost(self.leases, self.key, self.ttl_s, self.log)
 
 
 def poll_every_s(held: Held | None, ttl_s: float) -> float:

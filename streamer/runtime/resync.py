@@ -59,6 +59,7 @@ from ..core.changes import Change
 from ..core.checkpoint import Checkpoint, Resync, ResyncRequest, Segment
 from ..core.errors import DatabaseError
 from ..core.mirror import project
+from ..core.partitions import and_filters
 from ..core.resync_plan import after, counted, is_resumed, next_segments, resync_level, scan_filter
 from ..core.values import Int64, Timestamp
 from ..mongo import Mongo, Session
@@ -115,6 +116,9 @@ class Resyncer:
         self.stopping = stopping
         self.on_batch = on_batch
         self.on_progress = on_progress
+        # The checkpoint's id: the stream's, or its partition's.
+        self.key = handler.partition.key
+        self._gen = 0  # the generation a fresh resync's clear takes back in
 
     async def claim(
         self,
@@ -130,7 +134,7 @@ class Resyncer:
         gen = current.gen + 1 if current is not None else 1
         # Counted up front so that whoever watches the checkpoint sees "0 of N" from the
         # start; the scan counts again (an estimate either way: writes move it).
-        total = await self.mongo.count(self.handler.source, {})
+        total = await self._count()
         resync = Resync(
             gen=gen,
             reason=reason,
@@ -141,23 +145,27 @@ class Resyncer:
             total=total,
         )
         if current is None:
-            return await self.store.create(self.handler.name, resync)
+            return await self.store.create(self.key, resync)
         new = self.store.successor(
             current, phase="resync", gen=gen, resync=resync, token=None, start_at=None
         )
 
         async def work(session: Session) -> None:
             if request is not None:
-                await self.store.clear_request(self.handler.name, request.id, session=session)
+                await self.store.clear_request(self.key, request.id, session=session)
 
         await self.committer.commit(current, new, work, what="resync.claim")
         return new
+
+    async def _count(self) -> int:
+        """The source documents this resync scans (this partition's, when split)."""
+        return await self.mongo.count(self.handler.source, self.handler.partition.source_filter())
 
     async def run(self, cp: Checkpoint) -> Checkpoint | None:
         """Carry out (or resume) the resync ``cp`` is in; the streaming checkpoint, or
         None if stopped (the checkpoint then stays resumable)."""
         assert cp.resync is not None
-        name, resync = self.handler.name, cp.resync
+        name, resync = self.key, cp.resync
         level = resync_level(resync)
         if is_resumed(resync):
             log.log(
@@ -226,7 +234,7 @@ class Resyncer:
         log.log(
             resync_level(resync),
             "resync.finished",
-            stream=self.handler.name,
+            stream=self.key,
             reason=resync.reason,
             scanned=resync.scanned,
             removed=resync.removed,
@@ -237,6 +245,7 @@ class Resyncer:
         return new
 
     async def _clear(self, cp: Checkpoint) -> Checkpoint:
+        self._gen = cp.gen
         deleted = 0
         while not self.stopping.is_set():
             new = self.store.successor(cp)
@@ -245,11 +254,11 @@ class Resyncer:
             deleted += count
             if count == 0:
                 break
-        log.info("resync.cleared", stream=self.handler.name, deleted=deleted)
+        log.info("resync.cleared", stream=self.key, deleted=deleted)
         return cp
 
     async def _clear_chunk(self, session: Session) -> int:
-        return await self.handler.clear(session, self.batch_size)
+        return await self.handler.clear(session, self.batch_size, self._gen)
 
     async def _apply(
         self, cp: Checkpoint, resync: Resync, changes: Sequence[Change], what: str
@@ -277,8 +286,8 @@ class Resyncer:
         assert cp.resync is not None
         total = cp.resync.total
         if total is None or cp.resync.scanned:
-            total = await self.mongo.count(self.handler.source, {})
-        progress = Progress(self.handler.name, "scanned")
+            total = await self._count()
+        progress = Progress(self.key, "scanned")
         progress.first = cp.resync.scanned
         while True:
             outcome = await self._scan_snapshot(cp, total, progress)
@@ -287,14 +296,14 @@ class Resyncer:
             cp, finished = outcome
             if finished:
                 return cp
-            log.warning("resync.snapshot_expired", stream=self.handler.name)
+            log.warning("resync.snapshot_expired", stream=self.key)
 
     async def _open(self, resync: Resync, session: Session) -> dict[str, Any]:
         """The scan's cursor, at the last segment's time while the server still has it."""
         read_concern: dict[str, Any] = {"level": "snapshot"}
         cmd = {
             "find": self.handler.source,
-            "filter": scan_filter(resync),
+            "filter": and_filters(scan_filter(resync), self.handler.partition.source_filter()),
             "sort": {"_id": 1},
             "projection": dict.fromkeys(self.handler.fields, 1),
             "batchSize": self.batch_size,
@@ -307,7 +316,7 @@ class Resyncer:
             except DatabaseError as exc:
                 if not _too_old(exc):
                     raise
-                log.info("resync.new_snapshot", stream=self.handler.name)
+                log.info("resync.new_snapshot", stream=self.key)
                 del read_concern["atClusterTime"]
         return await self.mongo.command(cmd, session=session)
 

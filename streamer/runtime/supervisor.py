@@ -33,17 +33,21 @@ from ..core.errors import (
     StreamerError,
     TransientError,
 )
+from ..core.partitions import partitions_of
 from ..core.schema import Schema, load_schema
 from ..mongo import Mongo
 from ..mongo.retries import Backoff, Outage, error_reason, retry_transient
 from ..settings import Settings
 from ..streams.handler import BatchOutcome
-from ..streams.registry import STREAMS, default_instance_id, make_handlers
+from ..streams.registry import STREAMS, default_instance_id, make_handlers, partition_counts
+from . import partitionings
+from .assignment import Assigner
 from .bootstrap import bootstrap_exit_code, run_bootstrap
 from .checkpoints import CheckpointStore
 from .health import Health
 from .http import HttpServer
 from .lifecycle import any_done, first_of, sleep_unless_stopped
+from .membership import Membership
 from .messages import fatal, unreachable
 from .metrics import Metrics
 from .ownership import StreamOwner
@@ -109,7 +113,10 @@ class Service:
             observers=[self.metrics.on_command],
             listeners=[self.metrics.pool_listener()],
         )
+        # One owner per partition (per stream when unsplit), keyed by its lease's id.
         self.owners: dict[str, StreamOwner] = {}
+        self.membership: Membership | None = None  # only when a stream is split
+        self.assigners: list[Assigner] = []
         self.health = Health(
             self.mongo,
             self.owners,
@@ -131,7 +138,8 @@ class Service:
 
     @property
     def watchers(self) -> dict[str, Watcher]:
-        """The watchers of the streams this instance owns right now."""
+        """The watchers of the partitions (streams, when unsplit) this instance owns
+        right now, by their lease's id."""
         return {
             name: owner.watcher
             for name, owner in self.owners.items()
@@ -298,18 +306,36 @@ class Service:
         store = CheckpointStore(self.mongo, self.instance_id)
         handlers = make_handlers(self.mongo, self.settings)
         options = watcher_options(self.settings)
-        for name in self.streams:
-            self.owners[name] = StreamOwner(
-                self.mongo,
-                store,
-                handlers[name],
-                options,
-                self.stopping,
-                lease_ttl_s=self.settings.lease_ttl_s,
-                metrics=self.metrics,
-                on_batch=self._on_batch,
-                process=self.process,
+        counts = partition_counts(self.settings, self.streams)
+        for name, count in counts.items():
+            await unless_stopped(self._ensure_partitioning(name, count), self.stopping)
+        if any(count > 1 for count in counts.values()):
+            self.membership = Membership(
+                self.mongo, self.instance_id, self.settings.lease_ttl_s, process=self.process
             )
+        for name, count in counts.items():
+            assigner = None
+            if self.membership is not None and count > 1:
+                assigner = Assigner(
+                    self.mongo, self.membership, name, count, ttl_s=self.settings.lease_ttl_s
+                )
+                self.assigners.append(assigner)
+            for unit in partitions_of(name, count):
+                owner = StreamOwner(
+                    self.mongo,
+                    store,
+                    handlers[name].for_partition(unit),
+                    options,
+                    self.stopping,
+                    lease_ttl_s=self.settings.lease_ttl_s,
+                    metrics=self.metrics,
+                    on_batch=self._on_batch,
+                    process=self.process,
+                    assigned=assigner is not None,
+                )
+                self.owners[unit.key] = owner
+                if assigner is not None:
+                    assigner.add(owner)
         self.ready.set()
         self._supervising = True
         group_task = asyncio.create_task(self._run_group(), name="supervisor")
@@ -329,6 +355,14 @@ class Service:
             group_task.cancel()  # a no-op once it is done
             # Awaited; asyncio.wait raises only the caller's cancellation.
             await asyncio.wait({group_task})
+
+    async def _ensure_partitioning(self, stream: str, count: int) -> None:
+        """The stream's stored partitioning agrees with ours, or a one-line refusal."""
+        await retry_transient(
+            lambda: partitionings.ensure(self.mongo, stream, count),
+            what="partitioning",
+            policy=self.settings.retry_policy(),
+        )
 
     @staticmethod
     def _outcome(group_task: asyncio.Task[None]) -> int:
@@ -358,6 +392,10 @@ class Service:
     async def _run_group(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.health.run(self.stopping), name="health")
+            if self.membership is not None:
+                group.create_task(self.membership.run(self.stopping), name="membership")
+            for assigner in self.assigners:
+                group.create_task(assigner.run(self.stopping), name=f"assign-{assigner.stream}")
             for name, owner in self.owners.items():
                 group.create_task(owner.run(), name=f"own-{name}")
 

@@ -126,7 +126,9 @@ class Watcher:
             on_batch=lambda outcome: self._report(outcome, 0.0),
         )
         self.sessions = WriterSessions(mongo, store.owner)
-        self.log = log.bind(stream=handler.name)
+        # The checkpoint's and writer session's id: the stream's, or its partition's.
+        self.key = handler.partition.key
+        self.log = log.bind(stream=self.key)
         self.checkpoint: Checkpoint | None = None
         self.running = False
         # Health, read by /readyz and the metrics collector.
@@ -177,9 +179,9 @@ class Watcher:
     async def _run_once(self) -> None:
         if self.committer.session is None:
             self.committer.session = await self._retry(
-                lambda: self.sessions.open(self.handler.name), "session.open"
+                lambda: self.sessions.open(self.key), "session.open"
             )
-        cp = await self._retry(lambda: self.store.load(self.handler.name), "checkpoint.load")
+        cp = await self._retry(lambda: self.store.load(self.key), "checkpoint.load")
         if cp is None:
             cp = await self._resync(None, FIRST_START, "first_start", fresh=True)
         elif cp.phase == "resync":
@@ -233,7 +235,7 @@ class Watcher:
         now = time.monotonic()
         if now - last_check < self.options.resync_poll_s:
             return last_check
-        asked = await self._retry(lambda: self.store.requests(self.handler.name), "request")
+        asked = await self._retry(lambda: self.store.requests(self.key), "request")
         if asked.resync is not None:
             raise _ResyncRequested(asked.resync)
         if asked.hold is not None:
@@ -242,7 +244,7 @@ class Watcher:
 
     async def _hold(self, hold: Hold) -> None:
         """Grant ``hold`` and commit nothing until it is withdrawn or has run its time."""
-        stream = self.handler.name
+        stream = self.key
         if not await self._retry(lambda: self.store.grant_hold(stream, hold.id), "hold"):
             return  # withdrawn before we answered
         self.log.info("stream.held", by=hold.by, max_s=hold.max_s)
@@ -270,6 +272,11 @@ class Watcher:
             {"resumeAfter": cp.token} if cp.token else {"startAtOperationTime": cp.start_at}
         )
         pipeline: list[dict[str, Any]] = [{"$changeStream": spec}]
+        # First, so the server applies it to the oplog before it builds events (mongod
+        # 5.1+ rewrites documentKey predicates into its oplog scan).
+        only_ours = self.handler.partition.change_stage()
+        if only_ours is not None:
+            pipeline.append(only_ours)
         segments = cp.scan_segments
         if segments and (cp.position is None or cp.position <= segments[-1].at):
             # Events the last resync's later scan segments already applied.
@@ -418,7 +425,7 @@ class Watcher:
         async def work(session: Session) -> BatchOutcome:
             return await self.handler.apply(session, changes, cp.gen)
 
-        outcome = await self.committer.commit(cp, new, work, what=f"{self.handler.name}.batch")
+        outcome = await self.committer.commit(cp, new, work, what=f"{self.key}.batch")
         self._report(outcome, time.perf_counter() - started)
         return new
 

@@ -7,23 +7,27 @@ handlers; the watcher and the resync drive them the same way.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import structlog
 
 from ..core.changes import Change
 from ..core.keys import bson_key
 from ..core.mirror import State, project, same_state
+from ..core.partitions import Partition, and_filters
 from ..core.totals import Rejected
+from ..core.values import Timestamp
 from ..mongo import Mongo, Session
 from ..mongo.types import DeleteOne, InsertOne, ReplaceOne
 
 log = structlog.get_logger("streamer.streams")
 
 QUARANTINE = "streamer_quarantine"
+NO_TIME = Timestamp(0, 0)
 
 # What the mirror holds of a batch's documents: bson_key -> (state, resync generation).
 Stored = dict[Hashable, tuple[State, Any]]
@@ -45,17 +49,26 @@ class StreamHandler(Protocol):
     source: str
     fields: tuple[str, ...]
     mirror: str
+    partition: Partition  # the documents this handler applies: one partition, or all
+
+    def for_partition(self, partition: Partition) -> StreamHandler:
+        """This handler scoped to ``partition``: its mirror entries, its sweep, its clear."""
+        ...
 
     async def apply(self, session: Session, changes: Sequence[Change], gen: int) -> BatchOutcome:
         """Write the effects of ``changes`` (in order) inside ``session``'s transaction."""
         ...
 
-    async def clear(self, session: Session, limit: int) -> int:
-        """Delete up to ``limit`` derived and mirror documents; how many were deleted."""
+    async def clear(self, session: Session, limit: int, gen: int) -> int:
+        """Take back up to ``limit`` documents' effects (a fresh resync's first step, in
+        generation ``gen``); how many were taken back. Unsplit, the derived data and the
+        mirror are deleted outright; one partition of several takes back only its own
+        share, as deletes, since other partitions' orders count in the same totals."""
         ...
 
     async def orphans(self, gen: int, limit: int) -> list[Any]:
-        """Ids the mirror or derived data still hold but resync generation ``gen`` never saw."""
+        """Ids the mirror or derived data still hold but resync generation ``gen`` never
+        saw (within this handler's partition)."""
         ...
 
 
@@ -69,6 +82,12 @@ class MirroredStream:
 
     def __init__(self, mongo: Mongo) -> None:
         self.mongo = mongo
+        self.partition = Partition(self.name)
+
+    def for_partition(self, partition: Partition) -> Self:
+        scoped = copy.copy(self)
+        scoped.partition = partition
+        return scoped
 
     async def load_prior(
         self, session: Session, changes: Sequence[Change]
@@ -118,8 +137,12 @@ class MirroredStream:
             prior[bson_key(doc["_id"])] = project(doc, self.fields)
 
     def mirror_document(self, source_id: Any, state: State, gen: int) -> dict[str, Any]:
-        """The stored mirror document; handlers add their query fields."""
-        return {"_id": source_id, "d": state, "g": gen}
+        """The stored mirror document; handlers add their query fields. One partition of
+        several tags its entries (``p``), so its sweep, clear and orphans see only them."""
+        doc = {"_id": source_id, "d": state, "g": gen}
+        if self.partition.split:
+            doc["p"] = self.partition.index
+        return doc
 
     async def write_mirror(
         self,
@@ -170,8 +193,12 @@ class MirroredStream:
             session=session,
         )
 
-    async def clear_collection(self, coll: str, session: Session, limit: int) -> int:
-        docs = await self.mongo.find(coll, {}, projection={"_id": 1}, limit=limit, session=session)
+    async def clear_collection(
+        self, coll: str, session: Session, limit: int, where: Mapping[str, Any] | None = None
+    ) -> int:
+        docs = await self.mongo.find(
+            coll, dict(where or {}), projection={"_id": 1}, limit=limit, session=session
+        )
         if not docs:
             return 0
         return await self.mongo.delete_many(
@@ -180,9 +207,37 @@ class MirroredStream:
 
     async def mirror_orphans(self, gen: int, limit: int) -> list[Any]:
         docs = await self.mongo.find(
-            self.mirror, {"g": {"$ne": gen}}, projection={"_id": 1}, limit=limit
+            self.mirror,
+            and_filters({"g": {"$ne": gen}}, self.partition.mirror_filter()),
+            projection={"_id": 1},
+            limit=limit,
         )
         return [d["_id"] for d in docs]
+
+    async def take_back(self, session: Session, limit: int, gen: int) -> int:
+        """Apply up to ``limit`` of this partition's mirror entries as synthetic deletes:
+        its share of the derived data subtracted, its entries removed (a fresh resync of
+        one partition; the scan then adds back what it finds)."""
+        docs = await self.mongo.find(
+            self.mirror,
+            self.partition.mirror_filter(),
+            projection={"_id": 1},
+            limit=limit,
+            session=session,
+        )
+        if not docs:
+            return 0
+        now = dt.datetime.now(dt.UTC)
+        changes = [
+            # No event time: these deletes undo what this partition applied, from no event.
+            Change(op="delete", key=d["_id"], cluster_time=NO_TIME, wall_time=now, synthetic=True)
+            for d in docs
+        ]
+        await self.apply(session, changes, gen)
+        return len(changes)
+
+    async def apply(self, session: Session, changes: Sequence[Change], gen: int) -> BatchOutcome:
+        raise NotImplementedError  # each stream's own
 
 
 def count_ops(changes: Sequence[Change]) -> dict[str, int]:

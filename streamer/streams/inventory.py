@@ -10,6 +10,7 @@ import structlog
 from ..core.alerts import INVENTORY_FIELDS, Transition, plan_inventory
 from ..core.changes import Change
 from ..core.keys import bson_key
+from ..core.partitions import and_filters
 from ..mongo import Mongo, Session
 from ..mongo.types import UpdateOne
 from .handler import BatchOutcome, MirroredStream, count_ops
@@ -64,9 +65,10 @@ class InventoryStream(MirroredStream):
             derived_writes=writes + len(resolves) + len(effects.inserts),
         )
 
-    async def clear(self, session: Session, limit: int) -> int:
-        # Alerts are history: a fresh resync keeps them and reconciles the open ones.
-        return await self.clear_collection(MIRROR, session, limit)
+    async def clear(self, session: Session, limit: int, gen: int) -> int:
+        # Alerts are history: a fresh resync keeps them and reconciles the open ones. Each
+        # product's alerts have one writer (its partition), so no share is taken back.
+        return await self.clear_collection(MIRROR, session, limit, self.partition.mirror_filter())
 
     async def orphans(self, gen: int, limit: int) -> list[Any]:
         ids = await self.mirror_orphans(gen, limit)
@@ -74,7 +76,9 @@ class InventoryStream(MirroredStream):
             return ids
         # Open alerts of products this resync never saw (deleted while history was lost).
         open_docs = await self.mongo.find(
-            STOCK_ALERTS, {"state": "open"}, projection={"product_id": 1}
+            STOCK_ALERTS,
+            and_filters({"state": "open"}, self.partition.source_filter("$product_id")),
+            projection={"product_id": 1},
         )
         if open_docs:
             product_ids = [d["product_id"] for d in open_docs]

@@ -7,6 +7,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from ..core.changes import Change
+from ..core.errors import DuplicateKey, TransientError
 from ..core.keys import bson_key
 from ..core.totals import (
     COMPLETED,
@@ -23,6 +24,18 @@ from ..mongo.types import DeleteOne, InsertOne, ReplaceOne
 from .handler import BatchOutcome, MirroredStream, count_ops
 
 USER_TOTALS = "user_totals"
+# Bumped by every batch of a split stream that moves the user's totals: two partitions
+# moving one user's totals always write the same document, so one of them meets a
+# WriteConflict (112) and runs its batch again over the other's result. Today's
+# documents already change with every write (updated_at); the version states the
+# rule rather than leaning on a timestamp, and survives a same-millisecond write.
+VERSION = "v"
+
+
+def bump(version: Any) -> int:
+    return version + 1 if isinstance(version, int) and not isinstance(version, bool) else 1
+
+
 MIRROR = "streamer_mirror_orders"
 
 
@@ -44,11 +57,13 @@ class OrdersStream(MirroredStream):
                 if c is not None:
                     users.setdefault(c.user, c.user_id)
         totals: dict[Hashable, Totals] = {}
+        versions: dict[Hashable, Any] = {}
         if users:
             docs = await self.mongo.find(
                 USER_TOTALS, {"_id": {"$in": list(users.values())}}, session=session
             )
             totals = {bson_key(d["_id"]): totals_from_document(d) for d in docs}
+            versions = {bson_key(d["_id"]): d.get(VERSION) for d in docs}
         existing = set(totals)
         recompute = apply_moves(totals, effects.moves)
         # Query fields: the user's completed orders by date, for last_order_at (from the
@@ -63,16 +78,34 @@ class OrdersStream(MirroredStream):
             await self._recompute_last_order_at(session, totals, recompute)
         now = dt.datetime.now(dt.UTC)
         requests: list[Any] = []
+        split = self.partition.split
         for key in users:
             t = totals[key]
             if t.empty:
                 if key in existing:
                     requests.append(DeleteOne({"_id": t.user_id}))
-            elif key in existing:
-                requests.append(ReplaceOne({"_id": t.user_id}, totals_document(t, now)))
+                continue
+            doc = totals_document(t, now)
+            if split:
+                doc[VERSION] = bump(versions.get(key))
+            if key in existing:
+                requests.append(ReplaceOne({"_id": t.user_id}, doc))
             else:
-                requests.append(InsertOne(totals_document(t, now)))
-        await self.mongo.bulk_write(USER_TOTALS, requests, session=session)
+                requests.append(InsertOne(doc))
+        try:
+            await self.mongo.bulk_write(USER_TOTALS, requests, session=session)
+        except DuplicateKey as exc:
+            if not split:
+                raise
+            # Another partition created this user's totals after our snapshot: the batch
+            # runs again and reads them (mongod answers WriteConflict there, 112, inside
+            # a transaction; a DuplicateKey is handled the same way should one come).
+            raise TransientError(
+                "user_totals: created by another partition meanwhile",
+                code=exc.code,
+                code_name=exc.code_name,
+                reason="totals_created_concurrently",
+            ) from exc
         if effects.rejected:
             await self.write_quarantine(session, effects.rejected)
         return BatchOutcome(
@@ -102,7 +135,10 @@ class OrdersStream(MirroredStream):
             if key in totals:
                 totals[key].last_order_at = row["last"]
 
-    async def clear(self, session: Session, limit: int) -> int:
+    async def clear(self, session: Session, limit: int, gen: int) -> int:
+        if self.partition.split:
+            # Other partitions' orders count in the same totals: subtract only ours.
+            return await self.take_back(session, limit, gen)
         deleted = await self.clear_collection(USER_TOTALS, session, limit)
         return deleted + await self.clear_collection(MIRROR, session, limit)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 
+from ..core.errors import SettingsError
 from ..mongo import Mongo
 from ..settings import Settings
 from .handler import StreamHandler
@@ -27,6 +28,17 @@ def default_instance_id() -> str:
     it stands by.
     """
     return socket.gethostname()
+
+
+def partition_counts(settings: Settings, streams: tuple[str, ...] = STREAMS) -> dict[str, int]:
+    """How many partitions each of ``streams`` is read as; a per-stream override that
+    names no stream is a settings error."""
+    unknown = sorted(set(settings.stream_partitions) - set(STREAMS))
+    if unknown:
+        raise SettingsError(
+            f"stream_partitions: unknown stream {unknown[0]!r} (the streams: {', '.join(STREAMS)})"
+        )
+    return {name: settings.partitions_of(name) for name in streams}
 
 
 def make_handlers(mongo: Mongo, settings: Settings) -> dict[str, StreamHandler]:

@@ -34,8 +34,8 @@ async def test_metrics_describe_the_work_in_base_units_and_pass_promtool(
         "streamer_batches_total",
         "streamer_batch_apply_duration_seconds_bucket",
         "streamer_transaction_commits_total",
-        'streamer_lag_seconds{stream="orders"}',
-        'streamer_checkpoint_age_seconds{stream="inventory"}',
+        'streamer_lag_seconds{partition="0",stream="orders"}',
+        'streamer_checkpoint_age_seconds{partition="0",stream="inventory"}',
         "streamer_oplog_headroom_seconds",
         # The setting StreamerOplogHeadroomLow compares the headroom with (3600 s default).
         "streamer_oplog_headroom_threshold_seconds 3600.0",

@@ -29,7 +29,9 @@ from tests.support.service import caught_up, test_settings
 from tests.support.service_process import ServiceProcess
 
 STREAMS = {"orders", "inventory"}
-OWNED = re.compile(r'^streamer_stream_owned\{owner="([^"]*)",stream="([^"]*)"\} (\S+)$', re.M)
+OWNED = re.compile(
+    r'^streamer_stream_owned\{owner="([^"]*)",partition="[^"]*",stream="([^"]*)"\} (\S+)$', re.M
+)
 SAME_ID = "held by this instance id under another process (nonce "
 
 

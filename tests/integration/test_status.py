@@ -38,7 +38,10 @@ async def metric_lag(service: Service, stream: str) -> float | None:
     assert code == 200
     for family in text_string_to_metric_families(body):
         for sample in family.samples:
-            if sample.name == "streamer_lag_seconds" and sample.labels == {"stream": stream}:
+            if sample.name == "streamer_lag_seconds" and sample.labels == {
+                "stream": stream,
+                "partition": "0",
+            }:
                 return float(sample.value)
     return None
 

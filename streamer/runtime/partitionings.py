@@ -1,0 +1,68 @@
+"""How each stream is split, as stored in ``streamer_partitionings``: one truth for all.
+
+Every instance must read a stream as the same number of partitions, or two of them
+would apply one document's events under two checkpoints. The first instance to start
+records the stream's ``count`` (and an ``epoch``, which a repartition advances); every
+later one compares its own ``partitions`` setting with the record and refuses to
+process, in one line naming both numbers, when they differ. A deployment from before
+partitions existed has checkpoints but no record: it is recorded as one partition,
+which is what it is, so upgrading keeps its position.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from ..core.errors import SettingsError
+from ..mongo import Mongo
+from .checkpoints import COLLECTION as CHECKPOINTS
+
+COLLECTION = "streamer_partitionings"
+
+
+class PartitioningMismatch(SettingsError):
+    """This instance's ``partitions`` setting is not how the stream is stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Partitioning:
+    stream: str
+    count: int
+    epoch: int
+
+
+async def load(mongo: Mongo, stream: str) -> Partitioning | None:
+    doc = await mongo.find_one(COLLECTION, {"_id": stream})
+    if doc is None:
+        return None
+    return Partitioning(stream, int(doc["count"]), int(doc.get("epoch", 1)))
+
+
+async def ensure(mongo: Mongo, stream: str, count: int) -> Partitioning:
+    """The stream's stored partitioning, recorded as ``count`` if none is; raises
+    :class:`PartitioningMismatch` when the stored one differs from ``count``."""
+    stored = await load(mongo, stream)
+    if stored is None:
+        unsplit_before = await mongo.find_one(CHECKPOINTS, {"_id": stream})
+        if unsplit_before is not None and count > 1:
+            raise PartitioningMismatch(
+                f"{stream}: stored as 1 partition (a checkpoint from before partitions), but "
+                f"partitions is {count} here: run `streamer repartition --partitions {count}` "
+                "first, or set STREAMER_PARTITIONS=1"
+            )
+        doc = await mongo.find_one_and_update(
+            COLLECTION,
+            {"_id": stream},
+            {"$setOnInsert": {"count": count, "epoch": 1, "created_at": dt.datetime.now(dt.UTC)}},
+            upsert=True,
+        )
+        assert doc is not None
+        stored = Partitioning(stream, int(doc["count"]), int(doc.get("epoch", 1)))
+    if stored.count != count:
+        raise PartitioningMismatch(
+            f"{stream}: stored as {stored.count} partitions (epoch {stored.epoch}), but "
+            f"partitions is {count} here: set STREAMER_PARTITIONS={stored.count}, or run "
+            f"`streamer repartition --partitions {count}`"
+        )
+    return stored
