@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bson.int64 import Int64
 from bson.timestamp import Timestamp
 
 OpKind = Literal["i", "u", "r", "d", "c", "n"]
@@ -47,6 +48,9 @@ class OplogEntry:
     txn_number: int | None = None
     txn_index: int = 0  # position inside a transaction's applyOps
     in_txn: bool = False
+    # $toHashedIndexKey of key["_id"], filled in once by the first change stream that
+    # filters on it (change_pushdown.key_hash); never persisted.
+    key_hash: Int64 | None = None
 
     @property
     def db(self) -> str:
