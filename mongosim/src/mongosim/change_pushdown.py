@@ -11,9 +11,11 @@ partitioned readers filter on (``{$expr: {$eq: [{$mod: [{$abs: {$toHashedIndexKe
   against ``{documentKey: entry.key}`` (``{}`` for a command entry, whose event has no
   ``documentKey``), which is exactly what it would see in the built event. The other
   conjuncts stay in the pipeline, which runs on the built events as before.
-- ``{$toHashedIndexKey: "$documentKey._id"}`` inside a pushed ``$expr`` reads the entry's
-  hash, computed once per entry and kept on it (``OplogEntry.key_hash``), so P partitioned
-  cursors over one oplog hash each document key once, not P times.
+- A computed operand of a comparison in a pushed ``$expr`` (the partition filter's
+  ``{$mod: [{$abs: {$toHashedIndexKey: "$documentKey._id"}}, P]}``) is evaluated once per
+  oplog entry and kept on it (``OplogEntry.pushdown_doc``, under a name derived from the
+  operand's spelling), so P partitioned cursors over one oplog hash each document key
+  once, and each cursor's own check is a comparison with its constant.
 
 The result equals running the whole ``$match`` on built events; the one difference is
 order: a pushed conjunct is evaluated before the others, so when two conjuncts of one
@@ -22,22 +24,20 @@ order: a pushed conjunct is evaluated before the others, so when two conjuncts o
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final
 
-from bson.int64 import Int64
-
-from .bsonutil import MISSING
-from .hashing import hash64
+from .compiled import Compiled, compile_expression
+from .expressions import truthy
 from .matching import Matcher, compile_filter
 from .oplog import OplogEntry
 
 _KEY: Final = "documentKey"
-# Where a pushed $expr reads the cached hash. The stub document holds it beside
-# documentKey; no pushed predicate can name it, since pushed ones name only documentKey.
-_HASH_FIELD: Final = "_mongosim_hashedDocumentKeyId"
-_HASHED_ID: Final = "$documentKey._id"
+_COMPARISONS: Final = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$cmp"})
+_NO_VARIABLES: Final[Mapping[str, Any]] = MappingProxyType({})
 _LOGICAL: Final = frozenset({"$and", "$or", "$nor"})
 # Expressions that read the current document without naming a field path.
 _IMPLICIT_ROOT: Final = frozenset({"$getField", "$setField", "$unsetField"})
@@ -46,31 +46,25 @@ _CRUD: Final = frozenset({"i", "u", "r", "d"})
 
 @dataclass(frozen=True, slots=True)
 class Pushdown:
-    """The predicate pushed to the oplog scan (None: none), whether it reads the cached
-    hash, and the stages left to run on built events."""
+    """The predicate pushed to the oplog scan (None: none), the operands it reads from the
+    entry's memo, and the stages left to run on built events."""
 
     matcher: Matcher | None
-    uses_hash: bool
+    memos: tuple[tuple[str, Compiled], ...]
     stages: list[Mapping[str, Any]]
 
     def admits(self, entry: OplogEntry) -> bool:
         """Would the event built from ``entry`` pass the pushed predicates?"""
         if self.matcher is None:
             return True
-        if entry.op not in _CRUD:
-            return self.matcher({})
-        if not self.uses_hash:
-            return self.matcher({_KEY: entry.key})
-        return self.matcher({_KEY: entry.key, _HASH_FIELD: key_hash(entry)})
-
-
-def key_hash(entry: OplogEntry) -> Int64:
-    """``$toHashedIndexKey`` of the entry's ``documentKey._id``, computed once per entry."""
-    cached = entry.key_hash
-    if cached is None:
-        key = entry.key if isinstance(entry.key, Mapping) else {}
-        cached = entry.key_hash = hash64(key.get("_id", MISSING))
-    return cached
+        stub = entry.pushdown_doc
+        if stub is None:
+            # What the pushed predicates can see of the event: a command's has no documentKey.
+            stub = entry.pushdown_doc = {_KEY: entry.key} if entry.op in _CRUD else {}
+        for name, operand in self.memos:
+            if name not in stub:
+                stub[name] = operand(stub, _NO_VARIABLES)
+        return self.matcher(stub)
 
 
 def split(stages: list[Mapping[str, Any]]) -> Pushdown:
@@ -88,10 +82,10 @@ def split(stages: list[Mapping[str, Any]]) -> Pushdown:
         if kept:
             rest.append({"$match": kept[0] if len(kept) == 1 else {"$and": kept}})
     if not pushed:
-        return Pushdown(None, False, list(stages))
-    with_cache = [_cached_hash_filter(c) for c in pushed]
-    uses_hash = with_cache != pushed
-    return Pushdown(compile_filter({"$and": with_cache}), uses_hash, rest)
+        return Pushdown(None, (), list(stages))
+    memos: dict[str, Compiled] = {}
+    matcher = _all([_compile(_memoized_filter(c, memos)) for c in pushed])
+    return Pushdown(matcher, tuple(memos.items()), rest)
 
 
 def _conjuncts(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -143,29 +137,83 @@ def _expr_reads_only_key(expr: Any) -> bool:
     return True
 
 
-def _cached_hash_filter(clause: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``clause`` with each ``$toHashedIndexKey`` of ``$documentKey._id`` in its ``$expr``
-    reading the entry's cached hash instead."""
+def _memoized_filter(clause: Mapping[str, Any], memos: dict[str, Compiled]) -> dict[str, Any]:
+    """``clause`` with each computed operand of a comparison in its ``$expr`` read from the
+    entry's memo instead: ``{$eq: [{$mod: [...]}, 3]}`` becomes ``{$eq: ["$_m…", 3]}``."""
     out: dict[str, Any] = {}
     for key, value in clause.items():
         if key in _LOGICAL:
-            out[key] = [_cached_hash_filter(branch) for branch in value]
+            out[key] = [_memoized_filter(branch, memos) for branch in value]
         elif key == "$expr":
-            out[key] = _cached_hash_expr(value)
+            out[key] = _memoized_expr(value, memos)
         else:
             out[key] = value
     return out
 
 
-def _cached_hash_expr(expr: Any) -> Any:
+def _memoized_expr(expr: Any, memos: dict[str, Compiled]) -> Any:
     if isinstance(expr, list):
-        return [_cached_hash_expr(e) for e in expr]
+        return [_memoized_expr(e, memos) for e in expr]
     if not isinstance(expr, Mapping):
         return expr
     if len(expr) == 1:
         ((name, arg),) = expr.items()
         if name == "$literal":
             return expr
-        if name == "$toHashedIndexKey" and arg == _HASHED_ID:
-            return "$" + _HASH_FIELD
-    return {name: _cached_hash_expr(arg) for name, arg in expr.items()}
+        if name in _COMPARISONS and isinstance(arg, list):
+            return {name: [_memo_operand(a, memos) for a in arg]}
+    return {name: _memoized_expr(arg, memos) for name, arg in expr.items()}
+
+
+def _memo_operand(operand: Any, memos: dict[str, Compiled]) -> Any:
+    """An operator expression becomes a read of its memo field, named by its spelling (so
+    equal spellings in any stream share one value per entry); anything else stays."""
+    if not (isinstance(operand, Mapping) and len(operand) == 1):
+        return _memoized_expr(operand, memos)
+    name = next(iter(operand))
+    if not name.startswith("$") or name == "$literal":
+        return _memoized_expr(operand, memos)
+    spelling = repr(operand).encode()
+    field = "_m" + hashlib.blake2b(spelling, digest_size=8).hexdigest()
+    memos[field] = compile_expression(operand)
+    return "$" + field
+
+
+def _compile(clause: Mapping[str, Any]) -> Matcher:
+    """A pushed clause as a matcher: its logic here, ``$expr`` through compiled closures
+    (the interpreter's per-node dispatch costs more than the rest of a cursor's check),
+    field clauses through ``matching``. Pushed clauses read no variables."""
+    parts: list[Matcher] = []
+    for key, value in clause.items():
+        if key == "$and":
+            parts.append(_all([_compile(b) for b in value]))
+        elif key in ("$or", "$nor"):
+            branches = [_compile(b) for b in value]
+            either = branches[0] if len(branches) == 1 else _any(branches)
+            parts.append(either if key == "$or" else _not(either))
+        elif key == "$expr":
+            parts.append(_expr(compile_expression(value)))
+        elif key != "$comment":
+            parts.append(compile_filter({key: value}))
+    return _all(parts)
+
+
+def _not(matcher: Matcher) -> Matcher:
+    return lambda doc: not matcher(doc)
+
+
+def _expr(compiled: Compiled) -> Matcher:
+    return lambda doc: truthy(compiled(doc, _NO_VARIABLES))
+
+
+def _all(parts: list[Matcher]) -> Matcher:
+    if len(parts) == 1:
+        return parts[0]
+    return lambda doc: all(m(doc) for m in parts)
+
+
+def _any(parts: list[Matcher]) -> Matcher:
+    if len(parts) == 2:
+        first, second = parts
+        return lambda doc: first(doc) or second(doc)
+    return lambda doc: any(m(doc) for m in parts)

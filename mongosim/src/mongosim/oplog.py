@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bson.int64 import Int64
 from bson.timestamp import Timestamp
 
 OpKind = Literal["i", "u", "r", "d", "c", "n"]
@@ -48,9 +47,10 @@ class OplogEntry:
     txn_number: int | None = None
     txn_index: int = 0  # position inside a transaction's applyOps
     in_txn: bool = False
-    # $toHashedIndexKey of key["_id"], filled in once by the first change stream that
-    # filters on it (change_pushdown.key_hash); never persisted.
-    key_hash: Int64 | None = None
+    # What change streams' pushed documentKey predicates read: documentKey, and the
+    # values of their computed operands (a hashed key), each computed once per entry
+    # for every stream (change_pushdown); never persisted.
+    pushdown_doc: dict[str, Any] | None = None
 
     @property
     def db(self) -> str:

@@ -9,10 +9,11 @@ import pytest
 from bson import Int64, ObjectId
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mongosim import change_pushdown
 from mongosim.change_events import command_event, crud_event
 from mongosim.matching import compile_filter
 from mongosim.oplog import OplogEntry
+
+from mongosim import change_pushdown
 
 TOKEN = {"_data": "00"}
 
@@ -81,7 +82,7 @@ def test_pushed_predicates_select_what_the_whole_match_selects(
 
 def test_the_partition_filter_is_pushed_whole_and_leaves_only_the_project() -> None:
     pushdown = change_pushdown.split([{"$match": _partition(8, 3)}, {"$project": {"n": 1}}])
-    assert pushdown.matcher is not None and pushdown.uses_hash
+    assert pushdown.matcher is not None and len(pushdown.memos) == 1
     assert pushdown.stages == [{"$project": {"n": 1}}]
 
 
@@ -105,7 +106,11 @@ def test_predicates_that_may_read_other_fields_stay_in_the_pipeline(
 def test_an_entrys_hash_is_computed_once_for_every_cursor() -> None:
     entry = OplogEntry(op="i", ns="db.c", key={"_id": "string to hash"}, doc={})
     cursors = [change_pushdown.split([{"$match": _partition(8, i)}]) for i in range(8)]
-    assert sum(c.admits(entry) for c in cursors) == 1
-    assert entry.key_hash == 763543691661428748
-    entry.key["_id"] = "changed"  # the cached hash is what the cursors read from now on
-    assert [c.admits(entry) for c in cursors] == [i == 763543691661428748 % 8 for i in range(8)]
+    assert all(len(c.memos) == 1 for c in cursors)
+    assert len({c.memos[0][0] for c in cursors}) == 1  # one spelling, one memo field
+    owner = 763543691661428748 % 8  # the manual's hash of "string to hash"
+    assert [c.admits(entry) for c in cursors] == [i == owner for i in range(8)]
+    assert entry.pushdown_doc is not None
+    assert entry.pushdown_doc[cursors[0].memos[0][0]] == owner
+    entry.key["_id"] = "changed"  # every cursor reads the memo from now on
+    assert [c.admits(entry) for c in cursors] == [i == owner for i in range(8)]
