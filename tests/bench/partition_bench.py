@@ -7,10 +7,11 @@ hashes cached by an earlier one.
 
     python tests/bench/partition_bench.py [--events 20000] [--partitions 8]
 
-Cases: ``unfiltered`` (one stream, no pipeline, then with the partitions' ``$project``); ``P=1`` and ``P=n`` (n streams with the
-partition filter of issue 19, pushed to the oplog scan); ``P=n, not pushed`` (the same
-filter spelled with ``$$ROOT``, which mongosim does not push: every stream builds every
-event, then filters it), to show what the pushdown saves.
+Cases: ``unfiltered`` (one stream, no pipeline; then with the partitions' ``$project``);
+``P=1`` and ``P=n`` (n streams with the partition filter of issue 19, pushed to the
+oplog scan); ``P=n, not pushed`` (the same filter spelled with ``$$ROOT``, which mongosim
+does not push: every stream builds every event, then filters it), to show what the
+pushdown saves.
 """
 
 from __future__ import annotations
