@@ -139,8 +139,14 @@ def _regex_parts(value: Regex[Any] | re.Pattern[Any]) -> tuple[str, str]:
     return (str(value.pattern), str(value.flags))
 
 
+_INTEGERS: Final = frozenset({int, Int64})
+
+
 def compare(a: Any, b: Any) -> int:
     """-1, 0 or 1, comparing two BSON values as MongoDB does (no array min/max here)."""
+    if type(a) in _INTEGERS and type(b) in _INTEGERS:
+        # int32 and int64 (not bool): the hot case of a partitioned stream's filter.
+        return int(a > b) - int(a < b)
     ra, rb = type_rank(a), type_rank(b)
     if ra != rb:
         return -1 if ra < rb else 1

@@ -16,7 +16,7 @@ import bson
 from bson.raw_bson import RawBSONDocument
 from bson.timestamp import Timestamp
 
-from . import resume_tokens
+from . import change_pushdown, resume_tokens
 from .aggregation import STAGES
 from .bsonutil import CODEC_OPTIONS, MISSING
 from .change_events import command_event, crud_event, invalidate_event
@@ -129,7 +129,9 @@ class ChangeStream:
             stages = stages[:-1]
         self._ns = f"{db}.{coll}" if coll is not None and not self.cluster else None
         _check_stages(stages)
-        self.stages = stages
+        # documentKey predicates run on oplog entries, before events are built.
+        self._pushdown = change_pushdown.split(stages)
+        self.stages = self._pushdown.stages
         self.closed = False
         self._pending_invalidate: OplogEntry | None = None
         self.position, start_ts = self._start_position(spec)
@@ -324,9 +326,11 @@ class ChangeStream:
             self.position = position
             if entry.op == "n" or not self._in_scope(entry):
                 continue
-            event = self._render(entry)
-            if event is not None:
-                pending.append(event)
+            if self._pushdown.admits(entry):
+                event = self._render(entry)
+                if event is not None:
+                    pending.append(event)
+            # Filtered out or not, a drop still invalidates the stream.
             if self._invalidates(entry):
                 events += self._piped(pending)
                 self._pending_invalidate = entry

@@ -23,6 +23,7 @@ from .accumulators import fold
 from .bsonutil import MISSING, bson_type_name, canonical, compare, is_number, to_python_number
 from .errors import MongoError
 from .expr_dates import date_operators
+from .hashing import hash64
 
 _D128 = create_decimal128_context()
 Vars = Mapping[str, Any]
@@ -181,15 +182,40 @@ def _divide(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
 
 
 def _mod(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
+    """ExpressionMod: fmod when a double is involved (an integral double divisor keeps
+    integer arithmetic), else exact integer remainder with the dividend's sign (C++ ``%``);
+    long if either side is a long. Integers never pass through a double (a hashed key
+    has more bits than a double's mantissa)."""
     a, b = _args(arg, doc, v)
     if a is None or b is None:
         return None
-    result = (
-        math.fmod(_num(a), _num(b))
-        if isinstance(a, float) or isinstance(b, float)
-        else int(math.fmod(int(_num(a)), int(_num(b))))
-    )
-    return _typed(result, [a, b])
+    for x in (a, b):
+        if not is_number(x):
+            raise MongoError(16611, f"$mod only supports numeric types, not {bson_type_name(x)}")
+    if _num(b) == 0:
+        raise MongoError(16610, "can't $mod by zero")
+    integral_b = not isinstance(b, float) or float(b).is_integer()
+    if isinstance(a, Decimal128 | float) or isinstance(b, Decimal128) or not integral_b:
+        return _typed(math.fmod(_num(a), _num(b)), [a, b])
+    x, y = int(_num(a)), int(_num(b))
+    result = abs(x) % abs(y) * (1 if x >= 0 else -1)
+    return Int64(result) if isinstance(a, Int64) or isinstance(b, Int64) else result
+
+
+def _abs(arg: Any, doc: Mapping[str, Any], v: Vars) -> Any:
+    """ExpressionAbs: exact for int and long (int32 min becomes a long); long min fails."""
+    (value,) = _args(arg, doc, v)[:1]
+    if value is None:
+        return None
+    if not is_number(value):
+        raise MongoError(28765, f"$abs only supports numeric types, not {bson_type_name(value)}")
+    if isinstance(value, float):
+        return abs(value)
+    if isinstance(value, Decimal128):
+        return Decimal128(abs(value.to_decimal()))
+    if value == -(2**63):
+        raise MongoError(28680, "can't take $abs of long long min")
+    return Int64(abs(value)) if isinstance(value, Int64) else _typed(abs(value), [value])
 
 
 def _rounder(mode: str) -> OpFn:
@@ -410,7 +436,7 @@ def _build_operators() -> dict[str, OpFn]:
         "$mod": _mod,
         "$round": _rounder("round"),
         "$trunc": _rounder("trunc"),
-        "$abs": _unary_math(abs, keep_int=True),
+        "$abs": _abs,
         "$ceil": _unary_math(math.ceil, keep_int=True),
         "$floor": _unary_math(math.floor, keep_int=True),
         "$sqrt": _unary_math(math.sqrt),
@@ -464,6 +490,7 @@ def _build_operators() -> dict[str, OpFn]:
         "$toBool": _converter(truthy),
         "$isNumber": lambda a, d, v: is_number(evaluate(a[0] if isinstance(a, list) else a, d, v)),
         "$type": _type,
+        "$toHashedIndexKey": lambda a, d, v: hash64(evaluate(a, d, v)),
         "$mergeObjects": _merge_objects,
         "$objectToArray": _converter(lambda o: [{"k": k, "v": x} for k, x in o.items()]),
         "$arrayToObject": _converter(

@@ -47,6 +47,10 @@ class OplogEntry:
     txn_number: int | None = None
     txn_index: int = 0  # position inside a transaction's applyOps
     in_txn: bool = False
+    # What change streams' pushed documentKey predicates read: documentKey, and the
+    # values of their computed operands (a hashed key), each computed once per entry
+    # for every stream (change_pushdown); never persisted.
+    pushdown_doc: dict[str, Any] | None = None
 
     @property
     def db(self) -> str:

@@ -56,6 +56,11 @@ class MongoSimProcess:
         # Keep the same port across restarts so clients' seed lists stay valid.
         self.port = int(self.uri.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
 
+    @property
+    def pid(self) -> int | None:
+        """The running server's process id (benchmarks read its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
+
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, as a crashed mongod."""
         if self._proc is not None and self._proc.returncode is None:
