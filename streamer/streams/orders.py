@@ -20,7 +20,7 @@ from ..core.totals import (
 )
 from ..mongo import Mongo, Session
 from ..mongo.types import DeleteOne, InsertOne, ReplaceOne
-from .handler import BatchOutcome, MirroredStream, count_ops
+from .handler import BatchOutcome, MirroredStream
 
 USER_TOTALS = "user_totals"
 MIRROR = "streamer_mirror_orders"
@@ -73,13 +73,8 @@ class OrdersStream(MirroredStream):
             else:
                 requests.append(InsertOne(totals_document(t, now)))
         await self.mongo.bulk_write(USER_TOTALS, requests, session=session)
-        if effects.rejected:
-            await self.write_quarantine(session, effects.rejected)
-        return BatchOutcome(
-            events=len(changes),
-            by_op=count_ops(changes),
-            quarantined=effects.rejected,
-            derived_writes=writes + len(requests),
+        return await self.outcome(
+            session, changes, effects.rejected, derived_writes=writes + len(requests)
         )
 
     async def _recompute_last_order_at(
