@@ -155,7 +155,7 @@ class Health:
             views.append(
                 StreamView(
                     stream=name,
-                    owner=owner.store.owner,
+                    owner=owner.work.store.owner,
                     owned=owner.owned,
                     position=w.position if w is not None else None,
                     checkpoint_saved_at=saved,

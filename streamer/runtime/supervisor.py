@@ -49,7 +49,7 @@ from .metrics import Metrics
 from .ownership import StreamOwner
 from .processes import THIS_PROCESS, ProcessId
 from .shutdown import Signals, unless_stopped
-from .watchers import Watcher, WatcherOptions
+from .watchers import StreamWork, Watcher, WatcherOptions
 
 log = structlog.get_logger("streamer.service")
 
@@ -299,16 +299,11 @@ class Service:
         handlers = make_handlers(self.mongo, self.settings)
         options = watcher_options(self.settings)
         for name in self.streams:
+            work = StreamWork(
+                self.mongo, store, handlers[name], options, self._on_batch, self.metrics
+            )
             self.owners[name] = StreamOwner(
-                self.mongo,
-                store,
-                handlers[name],
-                options,
-                self.stopping,
-                lease_ttl_s=self.settings.lease_ttl_s,
-                metrics=self.metrics,
-                on_batch=self._on_batch,
-                process=self.process,
+                work, self.stopping, lease_ttl_s=self.settings.lease_ttl_s, process=self.process
             )
         self.ready.set()
         self._supervising = True
