@@ -156,7 +156,7 @@ class Health:
                 StreamView(
                     stream=owner.name,
                     partition=owner.unit.label,
-                    owner=owner.store.owner,
+                    owner=owner.work.store.owner,
                     owned=owner.owned,
                     position=w.position if w is not None else None,
                     checkpoint_saved_at=saved,

@@ -24,22 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from ..core.errors import DatabaseUnavailable, StreamerError
-from ..mongo import Mongo
 from ..mongo.retries import retry_transient
-from ..streams.handler import BatchOutcome, StreamHandler
-from .checkpoints import CheckpointStore
 from .leases import Held, Lease, Leases, renew_every_s, renew_until_lost, unrenewed_after_s
 from .lifecycle import any_done, first_of, sleep_unless_stopped
-from .metrics import Metrics
 from .processes import THIS_PROCESS, ProcessId, gone
 from .sessions import WriterSessions
-from .watchers import Watcher, WatcherOptions
+from .watchers import StreamWork, Watcher
 
 log = structlog.get_logger("streamer.ownership")
 
@@ -51,46 +46,36 @@ TAKEN_OVER = frozenset({"expired", "gone", "unrenewed"})
 class StreamOwner:
     def __init__(
         self,
-        mongo: Mongo,
-        store: CheckpointStore,
-        handler: StreamHandler,
-        options: WatcherOptions,
+        work: StreamWork,
         stopping: asyncio.Event,
         *,
         lease_ttl_s: float,
-        metrics: Metrics | None = None,
-        on_batch: Callable[[str, BatchOutcome, float], None] | None = None,
         process: ProcessId = THIS_PROCESS,
         assigned: bool = False,
     ) -> None:
-        self.mongo = mongo
-        self.store = store
-        self.handler = handler
-        self.options = options
+        self.work = work
         self.stopping = stopping
         self.ttl_s = lease_ttl_s
-        self.metrics = metrics
-        self.on_batch = on_batch
-        self.policy = options.retry
-        self.leases = Leases(mongo, store.owner, lease_ttl_s, process=process)
-        self.sessions = WriterSessions(mongo, store.owner)
+        self.policy = work.options.retry
+        self.leases = Leases(work.mongo, work.store.owner, lease_ttl_s, process=process)
+        self.sessions = WriterSessions(work.mongo, work.store.owner)
         self.watcher: Watcher | None = None
         self.owned = False
         self.alive = False
         self.standing_by: Held | None = None  # whose lease this one last stood by for
         # The partition this owner works, and its lease's id (the stream's when unsplit).
-        self.unit = handler.partition
+        self.unit = work.handler.partition
         self.key = self.unit.key
         # Split streams: an Assigner decides when this owner tries the lease (permit)
         # and when it hands a held one over; unsplit, it polls as a standby does.
         self.assigned = assigned
         self._permit = asyncio.Event()
         self._hand_over = asyncio.Event()
-        self.log = log.bind(stream=self.key, instance=store.owner)
+        self.log = log.bind(stream=self.key, instance=work.store.owner)
 
     @property
     def name(self) -> str:
-        return self.handler.name
+        return self.work.handler.name
 
     def permit(self) -> None:
         """The assigner's word: try the lease once (it looked free)."""
@@ -179,15 +164,7 @@ class StreamOwner:
     async def _term(self) -> None:
         """Process the stream while the lease holds."""
         term_stop = asyncio.Event()
-        watcher = Watcher(
-            self.mongo,
-            self.store,
-            self.handler,
-            self.options,
-            term_stop,
-            self.on_batch,
-            metrics=self.metrics,
-        )
+        watcher = Watcher(self.work, term_stop)
         self.watcher, self.owned = watcher, True
         watch = asyncio.create_task(watcher.run(), name=f"watch-{self.key}")
         renew = asyncio.create_task(self._renew_until_lost(), name=f"lease-{self.key}")
@@ -215,8 +192,8 @@ class StreamOwner:
             self.owned = False
             if self.stopping.is_set() or handing_over:
                 await self._release()
-            if handing_over and self.metrics is not None:
-                self.metrics.rebalances.labels(self.name).inc()
+            if handing_over and self.work.metrics is not None:
+                self.work.metrics.rebalances.labels(self.name).inc()
 
     async def _release(self) -> None:
         """Hand the lease over at once; if that fails, a standby waits out the TTL."""

@@ -167,13 +167,12 @@ class Resyncer:
         assert cp.resync is not None
         name, resync = self.key, cp.resync
         level = resync_level(resync)
+        which = {"stream": name, "reason": resync.reason, "gen": cp.gen}
         if is_resumed(resync):
             log.log(
                 level,
                 "resync.resumed",
-                stream=name,
-                reason=resync.reason,
-                gen=cp.gen,
+                **which,
                 step=resync.step,
                 scanned=resync.scanned,
                 total=resync.total,
@@ -181,14 +180,7 @@ class Resyncer:
                 snapshot_at=str(resync.segments[-1].at) if resync.segments else None,
             )
         else:
-            log.log(
-                level,
-                "resync.started",
-                stream=name,
-                reason=resync.reason,
-                fresh=resync.fresh,
-                gen=cp.gen,
-            )
+            log.log(level, "resync.started", **which, fresh=resync.fresh)
         started = asyncio.get_running_loop().time()
         if resync.step == "clear":
             cp = await self._clear(cp)

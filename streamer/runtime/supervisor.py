@@ -53,7 +53,7 @@ from .metrics import Metrics
 from .ownership import StreamOwner
 from .processes import THIS_PROCESS, ProcessId
 from .shutdown import Signals, unless_stopped
-from .watchers import Watcher, WatcherOptions
+from .watchers import StreamWork, Watcher, WatcherOptions
 
 log = structlog.get_logger("streamer.service")
 
@@ -321,15 +321,18 @@ class Service:
                 )
                 self.assigners.append(assigner)
             for unit in partitions_of(name, count):
-                owner = StreamOwner(
+                work = StreamWork(
                     self.mongo,
                     store,
                     handlers[name].for_partition(unit),
                     options,
+                    self._on_batch,
+                    self.metrics,
+                )
+                owner = StreamOwner(
+                    work,
                     self.stopping,
                     lease_ttl_s=self.settings.lease_ttl_s,
-                    metrics=self.metrics,
-                    on_batch=self._on_batch,
                     process=self.process,
                     assigned=assigner is not None,
                 )

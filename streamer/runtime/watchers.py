@@ -95,33 +95,35 @@ class WatcherOptions:
     reopen_pause_s: float = 0.1
 
 
+@dataclass(frozen=True, slots=True)
+class StreamWork:
+    """What running one stream takes: its owner holds it, and hands it to each term's
+    watcher."""
+
+    mongo: Mongo
+    store: CheckpointStore
+    handler: StreamHandler
+    options: WatcherOptions
+    on_batch: Callable[[str, BatchOutcome, float], None] | None = None
+    metrics: Metrics | None = None
+
+
 class Watcher:
     """Runs one stream until ``stopping`` is set."""
 
-    def __init__(
-        self,
-        mongo: Mongo,
-        store: CheckpointStore,
-        handler: StreamHandler,
-        options: WatcherOptions,
-        stopping: asyncio.Event,
-        on_batch: Callable[[str, BatchOutcome, float], None] | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.mongo = mongo
-        self.store = store
-        self.handler = handler
-        self.options = options
+    def __init__(self, work: StreamWork, stopping: asyncio.Event) -> None:
+        self.work = work
         self.stopping = stopping
-        self.on_batch = on_batch
-        self.metrics = metrics
-        self.committer = Committer(mongo, store, policy=options.retry, on_retry=self._count_retry)
+        mongo, store, handler = work.mongo, work.store, work.handler
+        self.committer = Committer(
+            mongo, store, policy=work.options.retry, on_retry=self._count_retry
+        )
         self.resyncer = Resyncer(
             mongo,
             store,
             self.committer,
             handler,
-            batch_size=options.batch_size,
+            batch_size=work.options.batch_size,
             stopping=stopping,
             on_batch=lambda outcome: self._report(outcome, 0.0),
         )
@@ -139,7 +141,7 @@ class Watcher:
     # -- supervision loop -----------------------------------------------------------
     async def run(self) -> None:
         """Stream, resync when needed, ride out outages; return once stopping is set."""
-        backoff = Backoff(self.options.retry)
+        backoff = Backoff(self.work.options.retry)
         self.running = True
         try:
             while not self.stopping.is_set():
@@ -161,14 +163,14 @@ class Watcher:
             self.running = False
             if self.committer.session is not None:
                 try:
-                    await self.mongo.end_session(self.committer.session)
+                    await self.work.mongo.end_session(self.committer.session)
                 except DatabaseError as exc:
                     # The server reaps an unended session itself; nothing is lost.
                     self.log.info("session.end_failed", error=exc.reason)
 
     def _count(self, family: str, reason: str) -> None:
-        if self.metrics is not None:
-            getattr(self.metrics, family).labels(self.handler.name, reason).inc()
+        if self.work.metrics is not None:
+            getattr(self.work.metrics, family).labels(self.work.handler.name, reason).inc()
 
     def _count_retry(self, what: str, exc: BaseException, attempt: int) -> None:
         self._count("retries", error_reason(exc))
@@ -181,7 +183,7 @@ class Watcher:
             self.committer.session = await self._retry(
                 lambda: self.sessions.open(self.key), "session.open"
             )
-        cp = await self._retry(lambda: self.store.load(self.key), "checkpoint.load")
+        cp = await self._retry(lambda: self.work.store.load(self.key), "checkpoint.load")
         if cp is None:
             cp = await self._resync(None, FIRST_START, "first_start", fresh=True)
         elif cp.phase == "resync":
@@ -209,7 +211,7 @@ class Watcher:
             )
         except _Reopen as exc:
             self._count("resumes", str(exc))
-            await self._pause(self.options.reopen_pause_s)
+            await self._pause(self.work.options.reopen_pause_s)
 
     async def _resync(
         self,
@@ -233,9 +235,9 @@ class Watcher:
         """Raise :class:`_ResyncRequested` if a resync was asked for, hold still if a
         hold was; the check's time."""
         now = time.monotonic()
-        if now - last_check < self.options.resync_poll_s:
+        if now - last_check < self.work.options.resync_poll_s:
             return last_check
-        asked = await self._retry(lambda: self.store.requests(self.key), "request")
+        asked = await self._retry(lambda: self.work.store.requests(self.key), "request")
         if asked.resync is not None:
             raise _ResyncRequested(asked.resync)
         if asked.hold is not None:
@@ -245,7 +247,7 @@ class Watcher:
     async def _hold(self, hold: Hold) -> None:
         """Grant ``hold`` and commit nothing until it is withdrawn or has run its time."""
         stream = self.key
-        if not await self._retry(lambda: self.store.grant_hold(stream, hold.id), "hold"):
+        if not await self._retry(lambda: self.work.store.grant_hold(stream, hold.id), "hold"):
             return  # withdrawn before we answered
         self.log.info("stream.held", by=hold.by, max_s=hold.max_s)
         started = time.monotonic()
@@ -255,7 +257,7 @@ class Watcher:
             if await sleep_unless_stopped(self.stopping, HOLD_POLL_S):
                 how = "stopping"
                 break
-            state = await self._retry(lambda: self.store.hold_state(stream, hold.id), "hold")
+            state = await self._retry(lambda: self.work.store.hold_state(stream, hold.id), "hold")
             if state != "granted":
                 how = "withdrawn"
                 break
@@ -264,7 +266,7 @@ class Watcher:
         )
 
     async def _retry(self, op: Callable[[], Any], what: str) -> Any:
-        return await retry_transient(op, what=what, policy=self.options.retry)
+        return await retry_transient(op, what=what, policy=self.work.options.retry)
 
     # -- streaming --------------------------------------------------------------------
     def _open_command(self, cp: Checkpoint) -> dict[str, Any]:
@@ -274,7 +276,7 @@ class Watcher:
         pipeline: list[dict[str, Any]] = [{"$changeStream": spec}]
         # First, so the server applies it to the oplog before it builds events (mongod
         # 5.1+ rewrites documentKey predicates into its oplog scan).
-        only_ours = self.handler.partition.change_stage()
+        only_ours = self.work.handler.partition.change_stage()
         if only_ours is not None:
             pipeline.append(only_ours)
         segments = cp.scan_segments
@@ -284,18 +286,18 @@ class Watcher:
             if stage is not None:
                 pipeline.append(stage)
         return {
-            "aggregate": self.handler.source,
-            "pipeline": [*pipeline, *stream_pipeline(self.handler.fields)],
-            "cursor": {"batchSize": self.options.batch_size},
+            "aggregate": self.work.handler.source,
+            "pipeline": [*pipeline, *stream_pipeline(self.work.handler.fields)],
+            "cursor": {"batchSize": self.work.options.batch_size},
         }
 
     async def _command(self, cmd: Mapping[str, Any], session: Session) -> dict[str, Any]:
         # The seam raises HistoryLost (286, 260, 280, 136) itself.
-        return await self.mongo.command(cmd, session=session)
+        return await self.work.mongo.command(cmd, session=session)
 
     async def _stream(self, cp: Checkpoint) -> None:
         """Apply batches from ``cp`` on; returns when stopping, raises to reopen."""
-        async with self.mongo.session() as session:
+        async with self.work.mongo.session() as session:
             reply = await self._retry(
                 lambda: self._command(self._open_command(cp), session), "changestream.open"
             )
@@ -337,8 +339,11 @@ class Watcher:
                     await self._discard(ahead)
                 if cursor_id:
                     with suppress(DatabaseError):  # the server reaps it; nothing to do
-                        await self.mongo.command(
-                            {"killCursors": self.handler.source, "cursors": [Int64(cursor_id)]},
+                        await self.work.mongo.command(
+                            {
+                                "killCursors": self.work.handler.source,
+                                "cursors": [Int64(cursor_id)],
+                            },
                             session=session,
                         )
 
@@ -349,7 +354,9 @@ class Watcher:
         current = asyncio.current_task()
         try:
             if not ahead.done() and not (current is not None and current.cancelling()):
-                await asyncio.wait({ahead}, timeout=self.options.max_batch_wait_ms / 1000 + 1.0)
+                await asyncio.wait(
+                    {ahead}, timeout=self.work.options.max_batch_wait_ms / 1000 + 1.0
+                )
         finally:
             ahead.cancel()
             with suppress(asyncio.CancelledError, Exception):
@@ -360,9 +367,9 @@ class Watcher:
     async def _get_more(self, cursor_id: int, session: Session) -> dict[str, Any]:
         cmd = {
             "getMore": Int64(cursor_id),
-            "collection": self.handler.source,
-            "batchSize": self.options.batch_size,
-            "maxTimeMS": self.options.max_batch_wait_ms,
+            "collection": self.work.handler.source,
+            "batchSize": self.work.options.batch_size,
+            "maxTimeMS": self.work.options.max_batch_wait_ms,
         }
         try:
             return await self._command(cmd, session)
@@ -396,16 +403,16 @@ class Watcher:
         elif (
             token is not None
             and token != cp.token
-            and time.monotonic() - last_saved >= self.options.idle_checkpoint_interval_s
+            and time.monotonic() - last_saved >= self.work.options.idle_checkpoint_interval_s
         ):
-            new = self.store.successor(cp, token=token, position=observed or cp.position)
+            new = self.work.store.successor(cp, token=token, position=observed or cp.position)
             await self.committer.commit(cp, new, _nothing, what="checkpoint.idle")
             cp = new
             last_saved = time.monotonic()
             self.log.debug("checkpoint.idle_saved")
         if end is not None:
             raise HistoryLost(
-                f"the {self.handler.source} collection saw {end.op}", kind="collection_dropped"
+                f"the {self.work.handler.source} collection saw {end.op}", kind="collection_dropped"
             )
         return cp, last_saved
 
@@ -414,7 +421,7 @@ class Watcher:
     ) -> Checkpoint:
         started = time.perf_counter()
         last = changes[-1]
-        new = self.store.successor(
+        new = self.work.store.successor(
             cp,
             token=token,
             cluster_time=last.cluster_time,
@@ -423,7 +430,7 @@ class Watcher:
         )
 
         async def work(session: Session) -> BatchOutcome:
-            return await self.handler.apply(session, changes, cp.gen)
+            return await self.work.handler.apply(session, changes, cp.gen)
 
         outcome = await self.committer.commit(cp, new, work, what=f"{self.key}.batch")
         self._report(outcome, time.perf_counter() - started)
@@ -438,7 +445,7 @@ class Watcher:
                 op=rejected.change.op,
             )
         for transition in outcome.transitions:
-            log_transition(transition, self.handler.name)
+            log_transition(transition, self.work.handler.name)
         self.log.debug(
             "batch.applied",
             events=outcome.events,
@@ -447,10 +454,10 @@ class Watcher:
             writes=outcome.derived_writes,
             seconds=round(seconds, 4),
         )
-        if self.metrics is not None:
-            self.metrics.on_batch(self.handler.name, outcome, seconds)
-        if self.on_batch is not None:
-            self.on_batch(self.handler.name, outcome, seconds)
+        if self.work.metrics is not None:
+            self.work.metrics.on_batch(self.work.handler.name, outcome, seconds)
+        if self.work.on_batch is not None:
+            self.work.on_batch(self.work.handler.name, outcome, seconds)
 
 
 class _Reopen(Exception):

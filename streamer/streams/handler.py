@@ -193,6 +193,26 @@ class MirroredStream:
             session=session,
         )
 
+    async def outcome(
+        self,
+        session: Session,
+        changes: Sequence[Change],
+        rejected: list[Rejected],
+        *,
+        derived_writes: int,
+        transitions: list[Any] | None = None,
+    ) -> BatchOutcome:
+        """Quarantine the batch's rejected events (in its transaction) and say what it did."""
+        if rejected:
+            await self.write_quarantine(session, rejected)
+        return BatchOutcome(
+            events=len(changes),
+            by_op=count_ops(changes),
+            quarantined=rejected,
+            transitions=transitions if transitions is not None else [],
+            derived_writes=derived_writes,
+        )
+
     async def clear_collection(
         self, coll: str, session: Session, limit: int, where: Mapping[str, Any] | None = None
     ) -> int:

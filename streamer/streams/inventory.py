@@ -13,7 +13,7 @@ from ..core.keys import bson_key
 from ..core.partitions import and_filters
 from ..mongo import Mongo, Session
 from ..mongo.types import UpdateOne
-from .handler import BatchOutcome, MirroredStream, count_ops
+from .handler import BatchOutcome, MirroredStream
 
 log = structlog.get_logger("streamer.inventory")
 
@@ -55,12 +55,10 @@ class InventoryStream(MirroredStream):
         ]
         await self.mongo.bulk_write(STOCK_ALERTS, resolves, session=session)
         await self.mongo.insert_many(STOCK_ALERTS, effects.inserts, session=session)
-        if effects.rejected:
-            await self.write_quarantine(session, effects.rejected)
-        return BatchOutcome(
-            events=len(changes),
-            by_op=count_ops(changes),
-            quarantined=effects.rejected,
+        return await self.outcome(
+            session,
+            changes,
+            effects.rejected,
             transitions=effects.transitions,
             derived_writes=writes + len(resolves) + len(effects.inserts),
         )

@@ -21,7 +21,7 @@ from ..core.totals import (
 )
 from ..mongo import Mongo, Session
 from ..mongo.types import DeleteOne, InsertOne, ReplaceOne
-from .handler import BatchOutcome, MirroredStream, count_ops
+from .handler import BatchOutcome, MirroredStream
 
 USER_TOTALS = "user_totals"
 # Bumped by every batch of a split stream that moves the user's totals: two partitions
@@ -106,13 +106,8 @@ class OrdersStream(MirroredStream):
                 code_name=exc.code_name,
                 reason="totals_created_concurrently",
             ) from exc
-        if effects.rejected:
-            await self.write_quarantine(session, effects.rejected)
-        return BatchOutcome(
-            events=len(changes),
-            by_op=count_ops(changes),
-            quarantined=effects.rejected,
-            derived_writes=writes + len(requests),
+        return await self.outcome(
+            session, changes, effects.rejected, derived_writes=writes + len(requests)
         )
 
     async def _recompute_last_order_at(

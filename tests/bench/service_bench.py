@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from mongosim.process import MongoSimProcess  # noqa: E402
 
 from tests.support.polling import eventually  # noqa: E402
+from tests.support.service import caught_up  # noqa: E402
 from tests.support.service_process import ServiceProcess  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -83,30 +84,11 @@ async def write_orders(db: Any, n: int, start: int = 0, batch: int = 500) -> Tim
     return reply["operationTime"]  # type: ignore[no-any-return]
 
 
-async def caught_up(
+async def caught_up_at(
     db: Any, target: Timestamp, within_s: float = 600, streams: tuple[str, ...] = ("orders",)
 ) -> float:
-    """Wait until the streams' checkpoints cover ``target``; the time it was seen.
-
-    Polled every 20 ms: the polls are server work too, kept small beside the drain's.
-    """
-    cps: list[Any] = []
-
-    async def covered() -> bool:
-        nonlocal cps
-        cps = await db.streamer_checkpoints.find({"_id": {"$in": list(streams)}}).to_list(None)
-        return len(cps) == len(streams) and all(
-            cp.get("phase") == "stream" and cp.get("position") and cp["position"] >= target
-            for cp in cps
-        )
-
-    await eventually(
-        covered,
-        what=f"caught up to {target}",
-        within_s=within_s,
-        interval_s=0.02,
-        detail=lambda: cps,
-    )
+    """Wait until the streams' checkpoints cover ``target``; the time it was seen."""
+    await caught_up(db, streams, within_s, at=target)
     return time.perf_counter()
 
 
@@ -253,7 +235,7 @@ async def drain(
         await metrics_up(http_port)
         server0 = cpu_seconds(server_pid) if server_pid else 0.0
         trips0, cpu0, started = await round_trips(http_port), cpu_seconds(pid), time.perf_counter()
-        done = await caught_up(db, last, streams=("orders", "inventory"))
+        done = await caught_up_at(db, last, streams=("orders", "inventory"))
         server1 = cpu_seconds(server_pid) if server_pid else 0.0
         trips1, cpu1 = await round_trips(http_port), cpu_seconds(pid)
         wall = done - started
@@ -379,10 +361,10 @@ async def soak(uri: str, first: int, total: int) -> tuple[float, float]:
         await streaming(db)
         assert service.proc is not None
         last = await write_orders(db, first, batch=2000)
-        await caught_up(db, last)
+        await caught_up_at(db, last)
         at_first = rss_mb(service.proc.pid)
         last = await write_orders(db, total - first, start=first, batch=2000)
-        await caught_up(db, last)
+        await caught_up_at(db, last)
         return at_first, rss_mb(service.proc.pid)
     finally:
         await service.stop()

@@ -11,7 +11,7 @@ from typing import Any
 from . import privileges
 from .engine import Engine
 from .errors import MongoError
-from .operation import Op, Reply
+from .operation import Op, Reply, require_open_transaction
 from .privileges import on_cluster
 from .registry import Access, command
 from .sessions import TxnState, no_such_transaction
@@ -24,12 +24,7 @@ async def cmd_commit_transaction(engine: Engine, db: str, cmd: dict[str, Any], o
         raise MongoError(72, "commitTransaction must be run within a transaction")
     if n == session.txn_number and session.state is TxnState.COMMITTED:
         return {}  # a retried commit of a committed transaction succeeds again
-    if n != session.txn_number or session.state is not TxnState.IN_PROGRESS:
-        raise no_such_transaction(n)
-    if session.txn is not None and session.txn.expired():
-        engine.sessions.abort(session)
-        engine.notify_locks_released()
-        raise no_such_transaction(n)
+    require_open_transaction(engine, session, n)
     engine.commit_transaction(session, op)
     return {}
 

@@ -106,13 +106,20 @@ def prepare_op(
         return Op(ctx, session, txn, txn_number), None
     if name in ("commitTransaction", "abortTransaction"):
         return Op(ctx, session, session.txn, txn_number), None
+    require_open_transaction(engine, session, txn_number)
+    return Op(ctx, session, session.txn, txn_number), None
+
+
+def require_open_transaction(engine: SessionHost, session: Session, txn_number: int) -> None:
+    """Raise NoSuchTransaction unless ``txn_number`` is the session's transaction and it
+    is in progress; one past its lifetime is aborted first (its locks freed), as mongod's
+    reaper would have done."""
     if txn_number != session.txn_number or session.state is not TxnState.IN_PROGRESS:
         raise no_such_transaction(txn_number)
     if session.txn is not None and session.txn.expired():
         engine.sessions.abort(session)
         engine.notify_locks_released()
         raise no_such_transaction(txn_number)
-    return Op(ctx, session, session.txn, txn_number), None
 
 
 def _retryable_write(
