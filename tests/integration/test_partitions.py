@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
+from streamer.commands.repartition import run_repartition
 from streamer.core.errors import SettingsError
 from streamer.core.partitions import partitions_of
 from streamer.mongo import Mongo
 from streamer.runtime import partitionings
 from streamer.runtime.processes import THIS_PROCESS
+from streamer.settings import Settings
 from tests.support.cli import free_port
 from tests.support.model import Traffic, drive, expected_totals, totals_differences
 from tests.support.polling import eventually
@@ -155,3 +157,41 @@ async def test_partitions_are_evenly_split_when_an_instance_joins(
             rebalanced = a.metrics.rebalances.labels("orders")._value.get()
             assert rebalanced == 2
     assert not await exact(db, traffic)
+
+
+async def test_repartition_under_traffic_stops_the_old_split_and_the_new_one_converges(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str, mongo: Mongo, settings: Settings
+) -> None:
+    """2 -> 4 partitions while orders are written: the instance still set to 2 stops at
+    its next batch, saying why; one set to 4 resyncs each new partition's share of the
+    mirror, and the totals are exact (every order applied once)."""
+    old = ServiceProcess(
+        mongo_uri, db.name, instance_id="old", partitions=2, driver=mongo.options.driver
+    )
+    traffic = Traffic(db, random.Random(21), hot_share=0.3)
+    await old.start()
+    await caught_up(db, keys(2), within_s=60)
+    await drive(traffic, 300)
+    lines = await run_repartition(mongo, settings, STREAMS, 4)
+    assert lines[0].startswith("orders: 2 partitions -> 4 (epoch 2)")
+    await drive(traffic, 100)  # the old instance's next batch meets the barrier
+    code, err = await old.wait(within_s=60)
+    assert code == 1, err[-3000:]
+    assert "the stream was repartitioned into 4 partitions (epoch 2)" in err
+    refused = ServiceProcess(mongo_uri, db.name, instance_id="late", partitions=2)
+    await refused.start()
+    code, err = await refused.wait(within_s=60)
+    assert code == 2 and "stored as 4 partitions (epoch 2), but partitions is 2 here" in err
+    new = ServiceProcess(
+        mongo_uri, db.name, instance_id="new", partitions=4, driver=mongo.options.driver
+    )
+    await new.start()
+    await drive(traffic, 300)
+    await caught_up(db, keys(4), within_s=60)
+    code, err = await new.stop()
+    assert code == 0, err[-3000:]
+    final = await db.orders.find().to_list(None)
+    problems = totals_differences(expected_totals(final), await db.user_totals.find().to_list(None))
+    assert not problems, problems[:20]
+    mirror = await db.streamer_mirror_orders.find({}, {"p": 1}).to_list(None)
+    assert {d["p"] for d in mirror} == {0, 1, 2, 3}
