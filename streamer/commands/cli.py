@@ -1,4 +1,4 @@
-"""The ``streamer`` command: run, bootstrap, status, resync, repartition, verify.
+"""The ``streamer`` command: run, bootstrap, status, resync, repartition, verify, demo.
 
 Exit codes (:data:`EXIT_CODES`, shown by ``--help``): 0 success; 1 drift, a conflict or
 a failure the message explains; 2 bad usage, invalid settings or configuration, or the

@@ -201,7 +201,8 @@ async def retry_commit(
     Transactions specification's answer is to retry commitTransaction, which is
     idempotent. Bounded by the enclosing retry's remaining time (a Committer's), else
     by ``max_s``; when the budget is spent the :class:`UnknownCommitResult` propagates
-    and the caller decides (the Committer asks :meth:`CheckpointStore.landed`).
+    and the caller decides (the Committer asks
+    :meth:`~streamer.runtime.checkpoints.CheckpointStore.landed`).
     """
     await _retry(
         commit,

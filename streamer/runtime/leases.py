@@ -295,7 +295,7 @@ async def renew_until_lost(
     so long that it is about to expire: the holder must stop working then. An outage
     shorter than that is ridden out. A refusal (FatalDatabaseError: a privilege revoked)
     or a bug is raised at once: waiting would only keep working past the lease. The
-    owner's term (streamer.ownership) and ``streamer resync`` both renew through this.
+    owner's term (streamer.runtime.ownership) and ``streamer resync`` both renew through this.
     """
     deadline = time.monotonic() + ttl_s
     while True:

@@ -1,4 +1,4 @@
-"""The running service: connect, bootstrap, one watcher per stream, clean shutdown.
+"""The running service: connect, bootstrap, health and a stream owner per stream, clean shutdown.
 
 The health loop and one stream owner per stream (:mod:`streamer.runtime.ownership`,
 which runs the stream's watcher while it holds the lease) run under one

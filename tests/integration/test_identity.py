@@ -148,13 +148,19 @@ async def test_two_live_processes_with_one_instance_id_never_both_own_a_stream(
     await b.start()
     await eventually(lambda: _owns(b, set()), within_s=60, what="the second process never came up")
     samples = 0
-    # Both streams poll every 2.5 s: 6 polls is three rounds each, all while traffic runs.
-    while await b.lease_polls() < 6:
+
+    async def sampled() -> bool:
+        """Traffic, then who owns what; done once the twin has polled enough."""
+        nonlocal samples
         for _ in range(25):
             await traffic.step()
         assert await a.owned() == dict.fromkeys(STREAMS, True)
         assert await b.owned() == dict.fromkeys(STREAMS, False)
         samples += 1
+        return await b.lease_polls() >= 6
+
+    # Both streams poll every 2.5 s: 6 polls is three rounds each, all while traffic runs.
+    await eventually(sampled, within_s=60, what="6 lease polls by the twin under traffic")
     code, err = await b.stop()
     assert code == 0, err
     await caught_up(db, within_s=60)

@@ -17,6 +17,8 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import monitoring
 from pymongo.errors import AutoReconnect, NetworkTimeout, NotPrimaryError, OperationFailure
 
+from tests.support.polling import eventually
+
 
 async def test_hello_answers_as_the_primary_of_the_named_set(client: Any) -> None:
     hello = await client.admin.command("hello")
@@ -209,10 +211,12 @@ async def test_step_down_refuses_writes_until_the_node_is_re_elected(own_server:
             after = (await client.admin.command("hello"))["topologyVersion"]["counter"]
             assert after >= before + 2
             # SDAM events are published from a background thread: poll with a deadline.
-            deadline = asyncio.get_running_loop().time() + 10
-            while listener.types[-1:] != ["RSPrimary"]:
-                assert asyncio.get_running_loop().time() < deadline, listener.types
-                await asyncio.sleep(0.05)
+            await eventually(
+                lambda: listener.types[-1:] == ["RSPrimary"],
+                what="the listener's last topology: a primary again",
+                within_s=10,
+                detail=lambda: listener.types,
+            )
             assert "RSSecondary" in listener.types
         finally:
             await asyncio.to_thread(client.close)

@@ -205,12 +205,24 @@ async def until_working(service: ServiceProcess, traffic: Traffic, within_s: flo
     that before the new process is known to be at work.
     """
     before, streams = await checkpoint_versions(traffic.db)
-    deadline = asyncio.get_running_loop().time() + within_s
-    while (await checkpoint_versions(traffic.db))[0] <= before + streams:
-        if asyncio.get_running_loop().time() > deadline:
-            _, err = await service.stop()
-            raise AssertionError(f"the restarted service stored no checkpoint: {err[-3000:]}")
+
+    async def working() -> bool:
+        if (await checkpoint_versions(traffic.db))[0] > before + streams:
+            return True
         await drive(traffic, 20)
+        return False
+
+    try:
+        # No pause between checks: the traffic each check drives is the pacing.
+        await eventually(
+            working,
+            what="a checkpoint stored by the restarted service",
+            within_s=within_s,
+            interval_s=0,
+        )
+    except AssertionError as exc:
+        _, err = await service.stop()
+        raise AssertionError(f"{exc}: {err[-3000:]}") from None
 
 
 async def owners(db: AsyncIOMotorDatabase[Any]) -> dict[str, str]:

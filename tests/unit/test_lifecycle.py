@@ -122,7 +122,7 @@ async def test_any_done_returns_when_the_first_of_several_tasks_is_done() -> Non
     await asyncio.wait({slow})
 
 
-# -- the lease renewal loop (streamer.leases.renew_until_lost) ---------------------------
+# -- the lease renewal loop (streamer.runtime.leases.renew_until_lost) ---------------------------
 
 
 class FakeLeases:

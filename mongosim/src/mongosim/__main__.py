@@ -1,3 +1,5 @@
+"""``python -m mongosim``: the ``mongosim`` command (:mod:`.cli`)."""
+
 from .cli import main
 
 main()
