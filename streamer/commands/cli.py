@@ -1,4 +1,4 @@
-"""The ``streamer`` command: run, bootstrap, status, resync, verify.
+"""The ``streamer`` command: run, bootstrap, status, resync, repartition, verify.
 
 Exit codes (:data:`EXIT_CODES`, shown by ``--help``): 0 success; 1 drift, a conflict or
 a failure the message explains; 2 bad usage, invalid settings or configuration, or the
@@ -31,6 +31,7 @@ from ..runtime.supervisor import Service, install_signal_handlers
 from ..runtime.verify import SOURCE_OF
 from ..settings import Settings, load_settings
 from ..streams.registry import STREAMS
+from .repartition import run_repartition
 from .resync import run_resync
 from .status import read_status, render
 from .verify import Options as VerifyOptions
@@ -92,10 +93,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resync.add_argument("--stream", choices=STREAMS, help="one stream (default: both)")
     resync.add_argument(
+        "--partition",
+        type=int,
+        metavar="I",
+        help="one partition of a split stream (with --stream; default: all of them)",
+    )
+    resync.add_argument(
         "--fresh",
         action="store_true",
         help="clear the derived data first instead of reconciling it in place",
     )
+    repartition = command(
+        sub, "repartition", "change how many partitions a stream is read as (exact under writes)"
+    )
+    repartition.epilog = (
+        "A barrier stops the old partitions at their next batch; each new partition then "
+        "resyncs its share of the source, exactly once. Afterwards run the instances with "
+        "the new STREAMER_PARTITIONS."
+    )
+    repartition.add_argument(
+        "--partitions", type=int, required=True, metavar="P", help="the new number of partitions"
+    )
+    repartition.add_argument("--stream", choices=STREAMS, help="one stream (default: both)")
     verify = command(
         sub, "verify", "recompute from the sources; print differences, exit 1 on drift"
     )
@@ -177,8 +196,21 @@ async def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_resync(settings: Settings, args: argparse.Namespace) -> int:
+    if args.partition is not None and not args.stream:
+        raise SettingsError("--partition needs --stream (partition indexes are per stream)")
     streams = (args.stream,) if args.stream else STREAMS
-    return await run_resync(settings, streams, args.fresh)
+    return await run_resync(settings, streams, args.fresh, args.partition)
+
+
+async def cmd_repartition(settings: Settings, args: argparse.Namespace) -> int:
+    streams = (args.stream,) if args.stream else STREAMS
+
+    async def body(mongo: Mongo) -> int:
+        for line in await run_repartition(mongo, settings, streams, args.partitions):
+            print(line)
+        return 0
+
+    return await _with_mongo(settings, body)
 
 
 async def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
@@ -222,6 +254,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any,
     "bootstrap": cmd_bootstrap,
     "status": cmd_status,
     "resync": cmd_resync,
+    "repartition": cmd_repartition,
     "verify": cmd_verify,
     "demo": cmd_demo,
 }

@@ -26,10 +26,12 @@ from typing import TypeVar
 import structlog
 
 from ..core.checkpoint import Checkpoint, Resync, ResyncRequest
-from ..core.errors import CheckpointConflict, StreamerError
+from ..core.errors import CheckpointConflict, SettingsError, StreamerError
+from ..core.partitions import Partition, parse_key, partitions_of
 from ..core.resync_plan import FORCED, counted
 from ..mongo import Mongo
 from ..mongo.retries import retry_transient
+from ..runtime import partitionings
 from ..runtime.checkpoints import CheckpointStore
 from ..runtime.commits import Committer
 from ..runtime.leases import Lease, Leases, renew_until_lost
@@ -37,6 +39,7 @@ from ..runtime.lifecycle import sleep_unless_stopped
 from ..runtime.resync import Resyncer
 from ..runtime.shutdown import INTERRUPTED, Signals
 from ..settings import Settings
+from ..streams.handler import StreamHandler
 from ..streams.registry import default_instance_id, make_handlers
 
 log = structlog.get_logger("streamer.resync_command")
@@ -133,12 +136,18 @@ class ResyncCommand:
         self.pickup_s = pickup_s if pickup_s is not None else max(30.0, 2 * settings.lease_ttl_s)
         self.stall_s = stall_s
 
+    def _handler(self, key: str) -> StreamHandler:
+        """The handler of the stream or partition ``key`` names."""
+        unit = parse_key(key)
+        return self.handlers[unit.stream].for_partition(unit)
+
     async def _retry(self, op: Callable[[], Awaitable[T]], what: str) -> T:
         result: T = await retry_transient(op, what=what, policy=self.policy)
         return result
 
     async def resync(self, stream: str, fresh: bool) -> int:
-        """Resync ``stream``: 0 done, 130 interrupted."""
+        """Resync ``stream`` (a stream's name, or a partition's id such as
+        ``orders#2/8``: its lease, its checkpoint): 0 done, 130 interrupted."""
         holder = await self._retry(lambda: self.leases.holder(stream), "lease.holder")
         if holder is None:
             lease = await self._retry(lambda: self.leases.acquire(stream), "lease.acquire")
@@ -189,7 +198,7 @@ class ResyncCommand:
             self.mongo,
             self.store,
             Committer(self.mongo, self.store, policy=self.policy),
-            self.handlers[stream],
+            self._handler(stream),
             batch_size=self.settings.batch_size,
             stopping=self.stopping,
             on_progress=on_progress,
@@ -305,14 +314,35 @@ class ResyncCommand:
                 )
 
 
-async def run_resync(settings: Settings, streams: tuple[str, ...], fresh: bool) -> int:
+async def units_of(
+    mongo: Mongo, settings: Settings, streams: tuple[str, ...], partition: int | None
+) -> list[Partition]:
+    """What ``streamer resync`` works on: each stream, or each of its partitions as the
+    stream is stored (``streamer_partitionings``; the setting before a first start), or
+    the one ``partition``."""
+    units: list[Partition] = []
+    for stream in streams:
+        stored = await partitionings.load(mongo, stream)
+        count = stored.count if stored is not None else settings.partitions_of(stream)
+        if partition is not None and not 0 <= partition < count:
+            raise SettingsError(
+                f"--partition {partition}: {stream} has {count} partition"
+                f"{'s' if count != 1 else ''} (0 to {count - 1})"
+            )
+        units += [p for p in partitions_of(stream, count) if partition in (None, p.index)]
+    return units
+
+
+async def run_resync(
+    settings: Settings, streams: tuple[str, ...], fresh: bool, partition: int | None = None
+) -> int:
     """The ``streamer resync`` command: 0 done, 130 interrupted, errors raised."""
     stopping = asyncio.Event()
     with stop_on_signals(stopping):
         async with Mongo(settings.mongo_options()) as mongo:
             command = ResyncCommand(mongo, settings, stopping)
-            for name in streams:
-                code = await command.resync(name, fresh)
+            for unit in await units_of(mongo, settings, streams, partition):
+                code = await command.resync(unit.key, fresh)
                 if code != 0:
                     return code
     return 0

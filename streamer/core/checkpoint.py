@@ -138,10 +138,14 @@ class Checkpoint:
     # Segments of the last resync read after the first one: streaming starts after the
     # first segment's time and skips events these segments already covered.
     scan_segments: tuple[Segment, ...] = ()
+    # Set by a repartition's barrier: this partitioning is over (epoch, count, by).
+    retired: dict[str, Any] | None = None
 
     def document(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self)
         doc["_id"] = doc.pop("stream")
+        if doc["retired"] is None:
+            del doc["retired"]  # only a barrier writes it; no batch ever clears it
         return doc
 
     @classmethod

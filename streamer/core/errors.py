@@ -133,6 +133,11 @@ class HistoryLost(StreamerError):
         self.kind = kind  # a bounded label for metrics
 
 
+class Repartitioned(StreamerError):
+    """The partition's checkpoint was retired by a repartition: this instance must be
+    restarted with the new ``partitions`` setting."""
+
+
 class CheckpointConflict(StreamerError):
     """The checkpoint is no longer the one this batch started from."""
 

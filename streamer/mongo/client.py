@@ -305,6 +305,23 @@ class Mongo:
             upserted_id=result.upserted_id,
         )
 
+    async def update_many(
+        self,
+        coll: str,
+        filter: Mapping[str, Any],
+        update: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        *,
+        session: Session | None = None,
+    ) -> UpdateResult:
+        collection = self._coll(coll)
+        with driver_errors():
+            result = await collection.update_many(dict(filter), update, session=session)
+        return UpdateResult(
+            matched_count=int(result.matched_count),
+            modified_count=int(result.modified_count),
+            upserted_id=result.upserted_id,
+        )
+
     async def find_one_and_update(
         self,
         coll: str,

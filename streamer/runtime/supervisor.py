@@ -360,12 +360,21 @@ class Service:
             await asyncio.wait({group_task})
 
     async def _ensure_partitioning(self, stream: str, count: int) -> None:
-        """The stream's stored partitioning agrees with ours, or a one-line refusal."""
-        await retry_transient(
-            lambda: partitionings.ensure(self.mongo, stream, count),
-            what="partitioning",
-            policy=self.settings.retry_policy(),
-        )
+        """The stream's stored partitioning agrees with ours, or a one-line refusal;
+        during a repartition into ``count``, wait until its new checkpoints exist."""
+        said = False
+        while not self.stopping.is_set():
+            stored = await retry_transient(
+                lambda: partitionings.ensure(self.mongo, stream, count),
+                what="partitioning",
+                policy=self.settings.retry_policy(),
+            )
+            if stored.state == "ready":
+                return
+            if not said:
+                log.info("partitioning.waiting", stream=stream, state=stored.state)
+                said = True
+            await self._pause(1.0)
 
     @staticmethod
     def _outcome(group_task: asyncio.Task[None]) -> int:

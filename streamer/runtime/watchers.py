@@ -57,6 +57,7 @@ from ..core.errors import (
     DatabaseError,
     DatabaseUnavailable,
     HistoryLost,
+    Repartitioned,
     StreamInterrupted,
     TransientError,
 )
@@ -71,6 +72,7 @@ from .checkpoints import CheckpointStore
 from .commits import Committer
 from .lifecycle import sleep_unless_stopped
 from .metrics import Metrics
+from .partitionings import retired_reason
 from .resync import Resyncer
 from .sessions import WriterSessions
 
@@ -184,6 +186,9 @@ class Watcher:
                 lambda: self.sessions.open(self.key), "session.open"
             )
         cp = await self._retry(lambda: self.work.store.load(self.key), "checkpoint.load")
+        if cp is not None and cp.retired is not None:
+            # A repartition's barrier: nothing more commits under this split.
+            raise Repartitioned(retired_reason(self.work.handler.name, cp.retired))
         if cp is None:
             cp = await self._resync(None, FIRST_START, "first_start", fresh=True)
         elif cp.phase == "resync":

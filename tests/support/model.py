@@ -137,6 +137,9 @@ class Traffic:
     # may have applied or not: the stock model then is no longer exact (uncertain).
     tolerant: bool = False
     uncertain: bool = False
+    # The share of orders (new or moved) that go to user 0, a hot user whose orders land
+    # in every partition of a split stream.
+    hot_share: float = 0.0
 
     async def write(self, op: Callable[[], Awaitable[Any]]) -> Any:
         while True:
@@ -162,10 +165,17 @@ class Traffic:
             await self.inventory_step()
         self.events += 1
 
+    def user(self) -> int:
+        """A user id; user 0 is the hot one, with ``hot_share`` of the orders."""
+        r = self.rng
+        if self.hot_share and r.random() < self.hot_share:
+            return 0
+        return r.randrange(self.users)
+
     def order(self) -> dict[str, Any]:
         r = self.rng
         return {
-            "user_id": r.randrange(self.users),
+            "user_id": self.user(),
             "amount": r.choice([r.randrange(1, 500), round(r.uniform(0, 300), 2)]),
             "status": r.choice(STATUSES),
             "created_at": T0 + dt.timedelta(minutes=r.randrange(10_000)),
@@ -187,7 +197,7 @@ class Traffic:
             inc = {"$inc": {"amount": r.randrange(1, 50)}}
             await self.write(lambda: orders.update_one({"_id": oid}, inc))
         elif choice < 0.65:
-            move = {"$set": {"user_id": r.randrange(self.users)}}
+            move = {"$set": {"user_id": self.user()}}
             await self.write(lambda: orders.update_one({"_id": oid}, move))
         elif choice < 0.8:
             replacement = self.order()

@@ -56,14 +56,17 @@ async def run_service(settings: Settings, **options: Any) -> AsyncIterator[Servi
 
 
 async def streaming(service: Service, within_s: float = 20.0) -> None:
-    """Wait until every stream has an owner (this instance or another) that is streaming."""
+    """Wait until every stream (every partition) has an owner, this instance or another,
+    that is streaming."""
 
     async def every_stream_streams() -> bool:
         leases = await service.mongo.find("streamer_leases", {})
         checkpoints = await service.mongo.find("streamer_checkpoints", {"phase": "stream"})
+        # Each stream's lease and checkpoint, or each partition's when split.
+        units = set(service.owners)
         return (
-            {d["_id"] for d in leases} >= set(service.streams)
-            and {d["_id"] for d in checkpoints} >= set(service.streams)
+            {d["_id"] for d in leases} >= units
+            and {d["_id"] for d in checkpoints} >= units
             and all(
                 w.checkpoint is not None and w.position is not None
                 for w in service.watchers.values()

@@ -109,6 +109,23 @@ class ServiceProcess:
                 standing_by, what="standing by", within_s=within_s, detail=lambda: checks
             )
 
+    async def wait(self, within_s: float = 30.0) -> tuple[int, str]:
+        """Wait for the process to exit by itself: the exit code and stderr."""
+        assert self.proc is not None
+        _, err = await asyncio.wait_for(self.proc.communicate(), within_s)
+        assert self.proc.returncode is not None
+        return self.proc.returncode, err.decode(errors="replace")
+
+    def pause(self) -> None:
+        """SIGSTOP: the process holds its leases and connections but runs nothing."""
+        assert self.proc is not None and self.proc.returncode is None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     async def stop(self, within_s: float = 30.0) -> tuple[int, str]:
         """SIGTERM and wait: the exit code and stderr."""
         assert self.proc is not None
