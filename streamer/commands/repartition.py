@@ -1,11 +1,12 @@
 """``streamer repartition --partitions P``: change how many partitions a stream is read as.
 
-The operation itself is :func:`streamer.runtime.partitionings.repartition` (a barrier
-that retires the old partitions' checkpoints, the mirror re-tagged, one resyncing
-checkpoint per new partition). This command runs it for each stream asked, prints one
-line per stream, and says what the operator does next: restart the instances with the
-new setting. Instances still running with the old one stop at their next batch, saying
-so; ones started with it refuse, naming both numbers.
+The operation itself is :func:`streamer.runtime.repartitioning.repartition` (a barrier
+that retires the old partitions' checkpoints, a drain of each to one cluster time, the
+mirror re-tagged, a checkpoint per new partition streaming on from there). This
+command runs it for each stream asked, prints one line per stream, and says what the
+operator does next: restart the instances with the new setting. Instances still
+running with the old one stop at their next batch, saying so; ones started with it
+refuse, naming both numbers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 from ..core.errors import SettingsError
 from ..core.partitions import MAX_PARTITIONS
 from ..mongo import Mongo
-from ..runtime.partitionings import repartition
+from ..runtime.repartitioning import repartition
+from ..runtime.watchers import watcher_options
 from ..settings import Settings
 from ..streams.registry import default_instance_id, make_handlers
 
@@ -28,14 +30,16 @@ async def run_repartition(
     by = f"{default_instance_id()}:repartition"
     lines = []
     for stream in streams:
-        before, after = await repartition(mongo, handlers[stream], count, by=by)
+        before, after = await repartition(
+            mongo, handlers[stream], count, watcher_options(settings), by=by
+        )
         if before == after:
             lines.append(f"{stream}: already {count} partition{'s' if count != 1 else ''}")
             continue
         was = f"{before.count} partitions" if before.count > 0 else "an interrupted repartition"
         lines.append(
-            f"{stream}: {was} -> {after.count} (epoch {after.epoch}); each new partition "
-            f"resyncs its share once an instance set to {after.count} owns it"
+            f"{stream}: {was} -> {after.count} (epoch {after.epoch}); the new partitions "
+            f"stream on from the barrier once instances set to {after.count} own them"
         )
     lines.append(
         f"next: run the instances with STREAMER_PARTITIONS={count} (those with the old "

@@ -140,12 +140,16 @@ class Checkpoint:
     scan_segments: tuple[Segment, ...] = ()
     # Set by a repartition's barrier: this partitioning is over (epoch, count, by).
     retired: dict[str, Any] | None = None
+    # Set by the repartition once every event up to this cluster time is applied, and
+    # none after it: where the new partitions start.
+    drained_at: Timestamp | None = None
 
     def document(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self)
         doc["_id"] = doc.pop("stream")
-        if doc["retired"] is None:
-            del doc["retired"]  # only a barrier writes it; no batch ever clears it
+        for only_repartitions_write in ("retired", "drained_at"):
+            if doc[only_repartitions_write] is None:
+                del doc[only_repartitions_write]  # so no batch ever clears it
         return doc
 
     @classmethod

@@ -61,8 +61,11 @@ class Committer:
         async def attempt() -> T:
             try:
                 async with self.mongo.transaction(self.session) as session:
-                    result = await work(session)
+                    # The compare-and-set first: a batch whose checkpoint moved on (another
+                    # owner, a repartition's drain) is refused before it reads a mirror
+                    # that has moved on too, where replaying it would make no sense.
                     await self.store.advance(current, new, session=session)
+                    result = await work(session)
                     committing.append(result)
                 return result
             except CheckpointConflict:

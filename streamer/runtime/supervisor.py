@@ -53,18 +53,9 @@ from .metrics import Metrics
 from .ownership import StreamOwner
 from .processes import THIS_PROCESS, ProcessId
 from .shutdown import Signals, unless_stopped
-from .watchers import StreamWork, Watcher, WatcherOptions
+from .watchers import StreamWork, Watcher, watcher_options
 
 log = structlog.get_logger("streamer.service")
-
-
-def watcher_options(settings: Settings) -> WatcherOptions:
-    return WatcherOptions(
-        batch_size=settings.batch_size,
-        max_batch_wait_ms=settings.max_batch_wait_ms,
-        idle_checkpoint_interval_s=settings.idle_checkpoint_interval_s,
-        retry=settings.retry_policy(),
-    )
 
 
 @dataclass

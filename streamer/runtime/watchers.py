@@ -58,6 +58,7 @@ from ..core.errors import (
     DatabaseUnavailable,
     HistoryLost,
     Repartitioned,
+    StreamerError,
     StreamInterrupted,
     TransientError,
 )
@@ -66,6 +67,7 @@ from ..core.resync_plan import FIRST_START, covered_stage
 from ..core.values import Int64, Timestamp
 from ..mongo import Mongo, Session
 from ..mongo.retries import Backoff, RetryPolicy, error_reason, retry_transient
+from ..settings import Settings
 from ..streams.handler import BatchOutcome, StreamHandler
 from ..streams.inventory import log_transition
 from .checkpoints import CheckpointStore
@@ -97,6 +99,16 @@ class WatcherOptions:
     reopen_pause_s: float = 0.1
 
 
+def watcher_options(settings: Settings) -> WatcherOptions:
+    """The watchers' options, from the settings."""
+    return WatcherOptions(
+        batch_size=settings.batch_size,
+        max_batch_wait_ms=settings.max_batch_wait_ms,
+        idle_checkpoint_interval_s=settings.idle_checkpoint_interval_s,
+        retry=settings.retry_policy(),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StreamWork:
     """What running one stream takes: its owner holds it, and hands it to each term's
@@ -113,9 +125,15 @@ class StreamWork:
 class Watcher:
     """Runs one stream until ``stopping`` is set."""
 
-    def __init__(self, work: StreamWork, stopping: asyncio.Event) -> None:
+    def __init__(
+        self, work: StreamWork, stopping: asyncio.Event, *, drain_to: Timestamp | None = None
+    ) -> None:
         self.work = work
         self.stopping = stopping
+        # A repartition's drain (streamer.runtime.partitionings): apply every event up
+        # to this cluster time and none after it, store that, and stop.
+        self.drain_to = drain_to
+        self.drained = False
         mongo, store, handler = work.mongo, work.store, work.handler
         self.committer = Committer(
             mongo, store, policy=work.options.retry, on_retry=self._count_retry
@@ -146,7 +164,7 @@ class Watcher:
         backoff = Backoff(self.work.options.retry)
         self.running = True
         try:
-            while not self.stopping.is_set():
+            while not self.stopping.is_set() and not self.drained:
                 try:
                     await self._run_once()
                     backoff.reset()
@@ -186,7 +204,7 @@ class Watcher:
                 lambda: self.sessions.open(self.key), "session.open"
             )
         cp = await self._retry(lambda: self.work.store.load(self.key), "checkpoint.load")
-        if cp is not None and cp.retired is not None:
+        if cp is not None and cp.retired is not None and self.drain_to is None:
             # A repartition's barrier: nothing more commits under this split.
             raise Repartitioned(retired_reason(self.work.handler.name, cp.retired))
         if cp is None:
@@ -204,6 +222,11 @@ class Watcher:
         try:
             await self._stream(cp)
         except HistoryLost as exc:
+            if self.drain_to is not None:
+                raise StreamerError(
+                    f"{self.key}: cannot drain it for the repartition: {exc.reason}; "
+                    "its events up to the barrier are no longer all in the oplog"
+                ) from exc
             self.log.error("stream.history_lost", reason=exc.reason)
             assert self.checkpoint is not None
             await self._resync(self.checkpoint, exc.reason, exc.kind, fresh=False)
@@ -332,9 +355,10 @@ class Watcher:
                     self.checkpoint = cp
                     self.position = position_after_batch(cp, len(batch), reply.get("operationTime"))
                     self.outage = None
-                    if self.stopping.is_set() or ahead is None:
+                    if self.stopping.is_set() or ahead is None or self.drained:
                         return
-                    last_check = await self._check_request(last_check)
+                    if self.drain_to is None:
+                        last_check = await self._check_request(last_check)
                     reply, ahead = await ahead, None
                     cursor = reply["cursor"]
                     batch, cursor_id = cursor["nextBatch"], cursor["id"]
@@ -393,6 +417,8 @@ class Watcher:
     ) -> tuple[Checkpoint, float]:
         changes: list[Change] = []
         end: StreamEnd | None = None
+        if self.drain_to is not None:
+            events, post_batch_token, observed = self._drain_cut(events, post_batch_token, observed)
         token = post_batch_token or (events[-1]["_id"] if events else None)
         for i, event in enumerate(events):
             parsed = parse_event(event)
@@ -419,7 +445,39 @@ class Watcher:
             raise HistoryLost(
                 f"the {self.work.handler.source} collection saw {end.op}", kind="collection_dropped"
             )
+        if self.drained:
+            assert self.drain_to is not None
+            last = self.drain_to
+            new = self.work.store.successor(
+                cp,
+                drained_at=last,
+                position=max(cp.position, last) if cp.position is not None else last,
+            )
+            await self.committer.commit(cp, new, _nothing, what="checkpoint.drained")
+            cp = new
+            self.log.info("stream.drained", to=str(last))
         return cp, last_saved
+
+    def _drain_cut(
+        self,
+        events: list[dict[str, Any]],
+        post_batch_token: dict[str, Any] | None,
+        observed: Timestamp | None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, Timestamp | None]:
+        """The part of a batch up to the drain's time; sets ``drained`` once the stream
+        is seen past it: an event after it, or an empty reply read at or after it (the
+        drain's time is a position some partition reached, so it is in the oplog)."""
+        to = self.drain_to
+        assert to is not None
+        for i, event in enumerate(events):
+            if event["clusterTime"] > to:
+                self.drained = True
+                # What is stored is the last event applied, not the reply's token, which
+                # is past the events cut off.
+                return events[:i], None, None
+        if not events and observed is not None and observed >= to:
+            self.drained = True
+        return events, post_batch_token, observed
 
     async def _apply(
         self, cp: Checkpoint, changes: list[Change], token: dict[str, Any] | None
