@@ -97,7 +97,8 @@ async def test_a_repair_of_a_split_stream_holds_every_partition_and_fixes_the_to
                 )
                 assert [d.key for d in first.totals.drifts] == ["hal"], first.lines()
                 assert changed == ["user_totals 'hal': rewritten (count 8, total 8)"]
-                assert after is not None and not after.drift, after.lines()
+                assert after is not None
+                assert not after.drift, after.lines()
             await caught_up(db)
             clean = await comparable_report(mongo, settings, wait_s=10)
             assert not clean.drift, clean.lines()
