@@ -5,7 +5,7 @@ from __future__ import annotations
 from bson import Timestamp
 
 from streamer.core.partitions import Partition, partitions_of
-from streamer.runtime.verify import slices
+from streamer.runtime.verify import VerifyReport, slices
 
 T1, T2 = Timestamp(100, 1), Timestamp(100, 7)
 
@@ -26,4 +26,23 @@ def test_partitions_at_different_times_are_each_read_through_their_own_filter() 
         (T2, units[0].source_filter()),
         (T1, units[1].source_filter()),
         (T1, units[2].source_filter()),
+    ]
+
+
+def test_the_json_report_names_each_partitions_read_time_only_for_a_split_stream() -> None:
+    report = VerifyReport()
+    report.totals.source_at = T1
+    report.totals.partition_at = {0: T2, 1: T1}
+    report.alerts.source_at = T2
+    doc = report.document()
+    assert doc["collections"]["user_totals"]["partitions_source_at"] == {
+        "0": {"t": 100, "i": 7},
+        "1": {"t": 100, "i": 1},
+    }
+    assert list(doc["collections"]["stock_alerts"]) == [
+        "stream",
+        "checked",
+        "drifted",
+        "source_at",
+        "examples",
     ]
