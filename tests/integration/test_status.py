@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.commands.status import StatusReport, read_status
 from streamer.mongo import Mongo
+from streamer.runtime.processes import ProcessId
 from streamer.runtime.supervisor import Service
 from streamer.runtime.verify import SOURCE_OF
 from streamer.settings import Settings
@@ -207,3 +208,35 @@ async def test_status_of_a_split_service_shows_every_partition_with_its_owner(
     ]
     for line in lines:
         assert " phase=stream " in line and " owner=split-a lease_expires_at=" in line, line
+
+
+async def test_status_of_two_instances_sharing_four_partitions_names_one_owner_each(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str, service: RunService
+) -> None:
+    """Two instances, partitions=4: once they have shared the partitions, every
+    partition of both streams names exactly one live owner, and each instance owns
+    some of each stream's partitions."""
+    env = cli_env(mongo_uri, db.name)
+    settings = test_settings(mongo_uri, db.name, partitions=4, lease_ttl_s=3)
+    report = StatusReport(streams=[])
+
+    async def shared() -> bool:
+        nonlocal report
+        code, out, err = await streamer(env, "status", "--json")
+        assert code == 0, err
+        report = StatusReport.model_validate_json(out)
+        return all(
+            {p.owner for p in s.partitions} == {"share-a", "share-b"} for s in report.streams
+        )
+
+    async with (
+        # Two processes to the membership: in one Python process they need their own ids.
+        service(settings, instance_id="share-a", process=ProcessId("share-a")),
+        service(settings, instance_id="share-b", process=ProcessId("share-b")),
+    ):
+        await eventually(
+            shared, what="both instances owning partitions", within_s=60, detail=lambda: report
+        )
+    for s in report.streams:
+        assert [p.partition for p in s.partitions] == [0, 1, 2, 3]
+        assert all(p.phase == "stream" and p.lease_expires_at is not None for p in s.partitions)
