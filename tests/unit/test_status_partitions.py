@@ -85,6 +85,8 @@ def test_a_split_streams_json_lists_each_partition_with_its_owner_position_lag_a
 
 
 def test_an_unsplit_stream_keeps_its_line_named_by_the_stream_alone() -> None:
-    one = StatusReport(streams=[StreamStatus(stream="inventory", partitions=[partition(0, "a", 1)])])
+    one = StatusReport(
+        streams=[StreamStatus(stream="inventory", partitions=[partition(0, "a", 1)])]
+    )
     [line] = lines(one)
     assert line.startswith("inventory: phase=stream ")
