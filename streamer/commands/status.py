@@ -4,8 +4,11 @@ Read from the database alone, so it answers with or without a service running: t
 checkpoints (``streamer_checkpoints``), the leases (``streamer_leases``) and, for each
 stream, whether any change waits after its checkpoint (see :mod:`streamer.core.lag`, which
 is why the lag here agrees with /metrics). Printed as one line per stream, or as one
-JSON document (``--json``) shaped for the partitions to come: every stream has a list
-of partitions, one (partition 0) per stream today. Times are ISO 8601, in UTC.
+JSON document (``--json``): every stream has a list of partitions, one (partition 0)
+for a stream read whole. A stream split into partitions (``streamer_partitionings``,
+:mod:`streamer.runtime.partitionings`) gets a line and an entry per partition, each from
+that partition's own lease and checkpoint (keyed ``orders#2/4``), its lag judged on its
+own events only (the partition's change-stream filter). Times are ISO 8601, in UTC.
 
 A lease counts only while it is live by the server's clock (:func:`streamer.runtime.leases.is_live`,
 the one rule every reader of a lease uses); a
@@ -24,11 +27,13 @@ from pydantic import BaseModel
 from ..core.checkpoint import Checkpoint
 from ..core.errors import DatabaseError
 from ..core.lag import Position, caught_up_position, lag_seconds, recorded_position
+from ..core.partitions import Partition, partitions_of
 from ..core.values import Timestamp
 from ..mongo import Mongo
 from ..runtime.checkpoints import CheckpointStore
 from ..runtime.leases import COLLECTION as LEASES
 from ..runtime.leases import is_live as lease_is_live
+from ..runtime.partitionings import load as load_partitioning
 from ..runtime.snapshots import first_event_after
 
 SERVER_NOW = "_status_server_now"  # the server's $$NOW, added to each lease read
@@ -64,12 +69,13 @@ def partition_status(
     *,
     server_now: dt.datetime,
     now: float,
+    partition: int = 0,
 ) -> PartitionStatus:
     live = lease_is_live(lease, server_now)
     expires_at = lease.get("expires_at") if lease is not None else None
     holder = lease.get("owner") if lease is not None else None
     return PartitionStatus(
-        partition=0,
+        partition=partition,
         owner=str(holder) if live and holder is not None else None,
         lease_expires_at=expires_at if isinstance(expires_at, dt.datetime) else None,
         position=position.as_datetime() if position is not None else None,
@@ -99,17 +105,18 @@ def owner_text(p: PartitionStatus) -> str:
 
 
 def lines(report: StatusReport) -> list[str]:
-    """One line per stream (and partition, once there are several)."""
+    """One line per stream, or per partition (``orders#2/4: ...``) of a split one."""
     out = []
     for s in report.streams:
         for p in s.partitions:
+            name = Partition(s.stream, p.partition, len(s.partitions)).key
             if p.phase is None:
                 never = "no checkpoint (the service has not started this stream)"
-                out.append(f"{s.stream}: {never} {owner_text(p)}")
+                out.append(f"{name}: {never} {owner_text(p)}")
                 continue
             lag = f"{p.lag_s:.1f}" if p.lag_s is not None else "unknown"
             line = (
-                f"{s.stream}: phase={p.phase} position={_iso(p.position)} lag_s={lag} "
+                f"{name}: phase={p.phase} position={_iso(p.position)} lag_s={lag} "
                 f"{owner_text(p)} gen={p.gen}"
             )
             if p.last_event_at is not None:
@@ -129,17 +136,24 @@ async def read_leases(mongo: Mongo) -> tuple[dict[str, dict[str, Any]], dt.datet
 
 
 async def stream_position(
-    mongo: Mongo, source: str, cp: Checkpoint, at: Timestamp | None
+    mongo: Mongo,
+    source: str,
+    cp: Checkpoint,
+    at: Timestamp | None,
+    unit: Partition | None = None,
 ) -> Position | None:
-    """How far the stream has processed: caught up to ``at`` when no change of ``source``
-    waits after the checkpoint up to ``at``, else what the checkpoint records."""
+    """How far the stream (or partition ``unit``) has processed: caught up to ``at`` when
+    no change of ``source`` (of the partition's) waits after the checkpoint up to ``at``,
+    else what the checkpoint records."""
     recorded = recorded_position(cp)
     if recorded is None or at is None:
         return recorded
     start = {"startAfter": cp.token} if cp.token else {"startAtOperationTime": cp.start_at}
     try:
         async with mongo.session() as session:
-            first = await first_event_after(mongo, session, source, start, at)
+            first = await first_event_after(
+                mongo, session, source, start, at, stage=unit.change_stage() if unit else None
+            )
     except DatabaseError:
         return recorded  # its history is gone, say: the owner must resync from there
     return caught_up_position(cp, at) if first is None else recorded
@@ -158,17 +172,22 @@ async def read_status(
     leases, server_now = await read_leases(mongo)
     streams = []
     for name, source in sources.items():
-        cp = checkpoints.get(name)
-        position = await stream_position(mongo, source, cp, at) if cp is not None else None
-        p = partition_status(
-            cp,
-            leases.get(name),
-            position,
-            # No lease read, no server clock: then there is no lease to judge either.
-            server_now=server_now or dt.datetime.now(dt.UTC),
-            now=clock(),
-        )
-        streams.append(StreamStatus(stream=name, partitions=[p]))
+        stored = await load_partitioning(mongo, name)
+        partitions = []
+        for unit in partitions_of(name, stored.count if stored is not None else 1):
+            cp = checkpoints.get(unit.key)
+            position = await stream_position(mongo, source, cp, at, unit) if cp else None
+            p = partition_status(
+                cp,
+                leases.get(unit.key),
+                position,
+                # No lease read, no server clock: then there is no lease to judge either.
+                server_now=server_now or dt.datetime.now(dt.UTC),
+                now=clock(),
+                partition=unit.index,
+            )
+            partitions.append(p)
+        streams.append(StreamStatus(stream=name, partitions=partitions))
     return StatusReport(streams=streams)
 
 

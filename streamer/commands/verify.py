@@ -25,6 +25,13 @@ one, opened now and marked ``opened_by: "streamer verify --repair"`` (when it sh
 opened is not in the sources); an open alert of a product that is not low, and a second
 open alert of one product, are resolved with ``resolution: "repaired"``.
 
+A stream split into partitions is repaired under every partition at once: each
+partition's slice of the sources is read at that partition's position (as verify
+reads it), every partition's live owner is asked to hold still, and the repair's
+transaction compare-and-sets every partition's checkpoint. So no partition commits a
+change for the repaired users between the read and the write, and a partition that
+did moves the repair to its next attempt.
+
 Exit codes: 0 clean (after ``--repair``: the re-verification is clean), 1 drift, or
 not comparable within ``--wait``.
 """
@@ -47,6 +54,7 @@ from ..core.alerts import INVENTORY_FIELDS, plan_alert_repair
 from ..core.checkpoint import Checkpoint, Hold
 from ..core.errors import CheckpointConflict, NotComparable
 from ..core.keys import bson_key
+from ..core.partitions import partitions_of
 from ..core.resync_plan import counted
 from ..core.totals import (
     ORDER_FIELDS,
@@ -61,8 +69,8 @@ from ..mongo.types import DeleteOne, ReplaceOne, UpdateOne
 from ..runtime.checkpoints import CheckpointStore
 from ..runtime.commits import Committer
 from ..runtime.leases import Leases
-from ..runtime.snapshots import read_at
-from ..runtime.verify import SOURCE_OF, VerifyReport, source_time, verify
+from ..runtime.partitionings import load as load_partitioning
+from ..runtime.verify import SOURCE_OF, VerifyReport, read_slices, source_time, verify
 from ..settings import Settings
 from ..streams.inventory import STOCK_ALERTS
 from ..streams.orders import USER_TOTALS
@@ -119,68 +127,90 @@ async def comparable_report(mongo: Mongo, settings: Settings, wait_s: float) -> 
             await asyncio.sleep(POLL_S)  # polling the checkpoint, with a deadline
 
 
+async def _keys(mongo: Mongo, stream: str) -> list[str]:
+    """The checkpoint ids of ``stream``'s partitions (its own name when unsplit)."""
+    stored = await load_partitioning(mongo, stream)
+    return [unit.key for unit in partitions_of(stream, stored.count if stored else 1)]
+
+
 async def _source_at_checkpoint(
     mongo: Mongo,
     store: CheckpointStore,
     stream: str,
     query: dict[str, Any],
     fields: tuple[str, ...],
-) -> tuple[Checkpoint | None, list[dict[str, Any]]]:
-    """``stream``'s checkpoint now, and the source documents it covers that match."""
+) -> tuple[list[Checkpoint], list[dict[str, Any]]]:
+    """The checkpoints of ``stream``'s partitions now (those that exist), and the source
+    documents they cover that match, each partition's slice at its position."""
+    stored = await load_partitioning(mongo, stream)
+    units = partitions_of(stream, stored.count if stored else 1)
     async with mongo.session() as session:
-        cp = await store.load(stream)
+        cps = {unit: await store.load(unit.key) for unit in units}
         now = (await mongo.command({"ping": 1}, session=session))["operationTime"]
-        at = await source_time(mongo, session, stream, cp, now)
-        docs, _ = await read_at(
-            mongo,
-            session,
-            SOURCE_OF[stream],
-            at,
-            filter=query,
-            projection=dict.fromkeys(fields, 1),
-        )
-    return cp, docs
+        times = {
+            unit: await source_time(mongo, session, stream, cp, now, unit)
+            for unit, cp in cps.items()
+        }
+        docs = await read_slices(mongo, session, stream, times, fields, query=query)
+    return [cp for cp in cps.values() if cp is not None], docs
 
 
 async def _totals_at_checkpoint(
     mongo: Mongo, store: CheckpointStore, keys: list[Any]
-) -> tuple[Checkpoint | None, dict[Hashable, Totals]]:
-    """The orders checkpoint now, and the users' totals from the orders it covers."""
-    cp, orders = await _source_at_checkpoint(
+) -> tuple[list[Checkpoint], dict[Hashable, Totals]]:
+    """The orders checkpoints now, and the users' totals from the orders they cover."""
+    cps, orders = await _source_at_checkpoint(
         mongo, store, "orders", {"user_id": {"$in": keys}}, ORDER_FIELDS
     )
     contributions = [c for c in map(assess_order, orders) if isinstance(c, Contribution)]
-    return cp, recompute_totals(contributions)
+    return cps, recompute_totals(contributions)
 
 
-Prepared = tuple[Checkpoint | None, Callable[[Session], Awaitable[None]], list[str]]
+# The checkpoints the sources were read under, the writes, and what they change.
+Prepared = tuple[list[Checkpoint], Callable[[Session], Awaitable[None]], list[str]]
 
 
-async def _repair_under(
+async def repair_under(
     mongo: Mongo, stream: str, prepare: Callable[[CheckpointStore], Awaitable[Prepared]]
 ) -> list[str]:
-    """Commit a repair under ``stream``'s compare-and-set, retrying on a conflict.
+    """Commit a repair under the compare-and-set of ``stream``'s checkpoints (every
+    partition's, when split), retrying on a conflict.
 
-    ``prepare`` reads the checkpoint as it is now and the sources at its position (a few
-    documents: the window the owner can move the checkpoint in stays small) and returns
-    the checkpoint, the writes, and the lines saying what they change.
+    ``prepare`` reads the checkpoints as they are now and the sources at their positions
+    (a few documents: the window the owners can move a checkpoint in stays small) and
+    returns the checkpoints, the writes, and the lines saying what they change.
     """
     instance = f"{default_instance_id()}:verify:{os.getpid()}"
     store = CheckpointStore(mongo, instance)
     committer = Committer(mongo, store, retry_max_s=mongo.options.retry.max_s)
-    async with owner_held(mongo, store, stream, instance):
+    async with owners_held(mongo, store, await _keys(mongo, stream), instance):
         for _ in range(REPAIR_ATTEMPTS):
             try:
-                cp, work, changed = await prepare(store)
+                cps, work, changed = await prepare(store)
             except NotComparable:
                 await asyncio.sleep(POLL_S)  # polling the checkpoint; bounded by the attempts
                 continue
-            if cp is None:  # no service has ever run this stream: nobody to race
+            if not cps:  # no service has ever run this stream: nobody to race
                 async with mongo.transaction() as session:
                     await work(session)
                 return changed
+            first, others = cps[0], cps[1:]
+
+            async def work_under_all(
+                session: Session,
+                work: Callable[[Session], Awaitable[None]] = work,
+                others: list[Checkpoint] = others,
+            ) -> None:
+                await work(session)
+                # The other partitions' checkpoints move in the same transaction: one
+                # that committed since its slice was read aborts it all.
+                for cp in others:
+                    await store.advance(cp, store.successor(cp), session=session)
+
             try:
-                await committer.commit(cp, store.successor(cp), work, what="verify.repair")
+                await committer.commit(
+                    first, store.successor(first), work_under_all, what="verify.repair"
+                )
             except CheckpointConflict:
                 continue  # the owner moved on: read its new position and try again
             return changed
@@ -191,25 +221,30 @@ async def _repair_under(
 
 
 @asynccontextmanager
-async def owner_held(
-    mongo: Mongo, store: CheckpointStore, stream: str, by: str
+async def owners_held(
+    mongo: Mongo, store: CheckpointStore, keys: list[str], by: str
 ) -> AsyncIterator[bool]:
-    """Hold ``stream``'s live owner still for the body; yields whether it granted.
+    """Hold the live owner of each of ``keys`` (a stream, or its partitions) still for
+    the body; yields whether every one asked granted (False when none was asked).
 
-    The hold is withdrawn on the way out, whatever happens; an owner that never sees
-    the withdrawal (this process killed) goes on after ``HOLD_MAX_S`` by itself.
+    All are asked at once and answer between their own batches, so the wait is the
+    slowest one's, not the sum. The holds are withdrawn on the way out, whatever
+    happens; an owner that never sees the withdrawal (this process killed) goes on
+    after ``HOLD_MAX_S`` by itself.
     """
-    if await Leases(mongo, by, HOLD_MAX_S).holder(stream) is None:
-        yield False  # no live owner: nothing moves the checkpoint but a starting one
-        return
-    hold = Hold(id=uuid.uuid4().hex, by=by, max_s=HOLD_MAX_S)
-    if not await store.request_hold(stream, hold):
-        yield False
-        return
+    asked: list[tuple[str, str]] = []
     try:
-        yield await _granted(store, stream, hold.id)
+        for key in keys:
+            if await Leases(mongo, by, HOLD_MAX_S).holder(key) is None:
+                continue  # no live owner: nothing moves the checkpoint but a starting one
+            hold = Hold(id=uuid.uuid4().hex, by=by, max_s=HOLD_MAX_S)
+            if await store.request_hold(key, hold):
+                asked.append((key, hold.id))
+        granted = await asyncio.gather(*(_granted(store, key, h) for key, h in asked))
+        yield bool(asked) and all(granted)
     finally:
-        await store.end_hold(stream, hold.id)
+        for key, hold_id in asked:
+            await store.end_hold(key, hold_id)
 
 
 async def _granted(store: CheckpointStore, stream: str, hold_id: str) -> bool:
@@ -227,7 +262,7 @@ async def repair_totals(mongo: Mongo, report: VerifyReport) -> list[str]:
     keys = [d.key for d in report.totals.drifts]
 
     async def prepare(store: CheckpointStore) -> Prepared:
-        cp, expected = await _totals_at_checkpoint(mongo, store, keys)
+        cps, expected = await _totals_at_checkpoint(mongo, store, keys)
         now = dt.datetime.now(dt.UTC)
         requests: list[Any] = []
         changed: list[str] = []
@@ -245,9 +280,9 @@ async def repair_totals(mongo: Mongo, report: VerifyReport) -> list[str]:
         async def work(session: Session) -> None:
             await mongo.bulk_write(USER_TOTALS, requests, session=session)
 
-        return cp, work, changed
+        return cps, work, changed
 
-    return await _repair_under(mongo, "orders", prepare)
+    return await repair_under(mongo, "orders", prepare)
 
 
 async def repair_alerts(mongo: Mongo, settings: Settings, report: VerifyReport) -> list[str]:
@@ -256,7 +291,7 @@ async def repair_alerts(mongo: Mongo, settings: Settings, report: VerifyReport) 
     ids = list({bson_key(d.key): d.key for d in report.alerts.drifts}.values())
 
     async def prepare(store: CheckpointStore) -> Prepared:
-        cp, docs = await _source_at_checkpoint(
+        cps, docs = await _source_at_checkpoint(
             mongo, store, "inventory", {"_id": {"$in": ids}}, INVENTORY_FIELDS
         )
         states = {bson_key(d["_id"]): d for d in docs}
@@ -285,9 +320,9 @@ async def repair_alerts(mongo: Mongo, settings: Settings, report: VerifyReport) 
             await mongo.insert_many(STOCK_ALERTS, plan.inserts, session=session)
             changed[:] = plan.changed
 
-        return cp, work, changed
+        return cps, work, changed
 
-    return await _repair_under(mongo, "inventory", prepare)
+    return await repair_under(mongo, "inventory", prepare)
 
 
 async def verify_and_repair(

@@ -77,21 +77,32 @@ async def read_at(
 
 
 async def first_event_after(
-    mongo: Mongo, session: Session, coll: str, start: Mapping[str, Any], until: Timestamp
+    mongo: Mongo,
+    session: Session,
+    coll: str,
+    start: Mapping[str, Any],
+    until: Timestamp,
+    *,
+    stage: Mapping[str, Any] | None = None,
 ) -> Timestamp | None:
     """The cluster time of ``coll``'s first change after ``start``, if at or before ``until``.
 
     ``start`` is a change-stream start (``{"startAfter": token}`` or
-    ``{"startAtOperationTime": ts}``). None means nothing changed in between.
+    ``{"startAtOperationTime": ts}``). ``stage`` is a partition's own ``$match``
+    (:meth:`streamer.core.partitions.Partition.change_stage`): a partition's position
+    covers its own events only, so only they count. None means nothing changed in between.
     """
+    pipeline: list[dict[str, Any]] = [{"$changeStream": dict(start)}]
+    if stage is not None:
+        pipeline.append(dict(stage))
+    pipeline += [
+        {"$match": {"clusterTime": {"$lte": until}}},
+        {"$project": {"clusterTime": 1}},
+    ]
     reply = await mongo.command(
         {
             "aggregate": coll,
-            "pipeline": [
-                {"$changeStream": dict(start)},
-                {"$match": {"clusterTime": {"$lte": until}}},
-                {"$project": {"clusterTime": 1}},
-            ],
+            "pipeline": pipeline,
             "cursor": {"batchSize": 1},
         },
         session=session,

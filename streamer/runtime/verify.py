@@ -21,6 +21,15 @@ Which time each source is read at (:func:`source_time`):
   (minSnapshotHistoryWindowInSeconds) the read fails with SnapshotTooOld: not
   comparable (a stalled service, or one far behind).
 
+A stream split into partitions (:mod:`streamer.core.partitions`) is compared
+partition by partition on the source side: each partition's checkpoint (as of ``S``)
+covers its own documents only, so its time is found as above from its own events (its
+change-stream filter) and its slice of the source (the documents whose ``_id`` hashes
+into it) is read at that time; the slices together are the source the derived data
+stand for. A user's totals, written by every partition holding one of the user's
+orders, are thus expected as the sum of each partition's slice read at that
+partition's position. How each stream is split is read at ``S`` too.
+
 A resync under way is not comparable either. :class:`~streamer.core.errors.NotComparable`
 carries the reason; ``streamer verify`` waits a bounded time and reads again.
 """
@@ -37,6 +46,7 @@ from ..core.alerts import INVENTORY_FIELDS, Product, assess_product
 from ..core.checkpoint import Checkpoint
 from ..core.errors import DatabaseError, NotComparable
 from ..core.keys import bson_key
+from ..core.partitions import Partition, and_filters, partitions_of
 from ..core.totals import (
     DECIMAL128,
     ORDER_FIELDS,
@@ -50,6 +60,7 @@ from ..mongo import Mongo, Session
 from ..streams.inventory import STOCK_ALERTS
 from ..streams.orders import USER_TOTALS
 from .checkpoints import COLLECTION as CHECKPOINTS
+from .partitionings import COLLECTION as PARTITIONINGS
 from .snapshots import first_event_after, read_at, too_old
 
 # The stream each derived collection comes from, and that stream's source.
@@ -78,7 +89,9 @@ class Checked:
     stream: str
     checked: int = 0
     drifts: list[Drift] = field(default_factory=list)
-    source_at: Timestamp | None = None  # the cluster time the source was read at
+    source_at: Timestamp | None = None  # the cluster time the source was read at (the oldest)
+    # Split streams: the time each partition's slice was read at, by partition index.
+    partition_at: dict[int, Timestamp] = field(default_factory=dict)
 
     def summary(self) -> str:
         return f"{self.collection}: {self.checked} checked, {len(self.drifts)} drifted"
@@ -128,20 +141,23 @@ class VerifyReport:
         return {
             "drift": self.drift,
             "at": _time(self.at),
-            "collections": {
-                c.collection: {
-                    "stream": c.stream,
-                    "checked": c.checked,
-                    "drifted": len(c.drifts),
-                    "source_at": _time(c.source_at),
-                    "examples": [
-                        {"key": repr(d.key), "problems": list(d.problems)}
-                        for d in c.drifts[:examples]
-                    ],
-                }
-                for c in self.collections
-            },
+            "collections": {c.collection: _checked_document(c, examples) for c in self.collections},
         }
+
+
+def _checked_document(c: Checked, examples: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "stream": c.stream,
+        "checked": c.checked,
+        "drifted": len(c.drifts),
+        "source_at": _time(c.source_at),
+    }
+    if c.partition_at:  # split: each partition's slice read at its own position
+        doc["partitions_source_at"] = {str(i): _time(t) for i, t in c.partition_at.items()}
+    doc["examples"] = [
+        {"key": repr(d.key), "problems": list(d.problems)} for d in c.drifts[:examples]
+    ]
+    return doc
 
 
 def _time(ts: Timestamp | None) -> dict[str, int] | None:
@@ -240,25 +256,93 @@ def alerts_drift(
 
 
 async def source_time(
-    mongo: Mongo, session: Session, stream: str, cp: Checkpoint | None, at: Timestamp
+    mongo: Mongo,
+    session: Session,
+    stream: str,
+    cp: Checkpoint | None,
+    at: Timestamp,
+    unit: Partition | None = None,
 ) -> Timestamp:
-    """The cluster time to read ``stream``'s source at (see the module's docstring)."""
+    """The cluster time to read ``stream``'s source (partition ``unit``'s slice of it)
+    at (see the module's docstring)."""
+    unit = unit or Partition(stream)
+    name = unit.key
     if cp is None:
         return at
     if cp.phase != "stream" or cp.position is None:
-        raise NotComparable(f"{stream}: a resync is under way")
+        raise NotComparable(f"{name}: a resync is under way")
     if cp.scan_segments and cp.position < cp.scan_segments[-1].at:
-        raise NotComparable(f"{stream}: the stream is finishing a resync")
+        raise NotComparable(f"{name}: the stream is finishing a resync")
     start = {"startAfter": cp.token} if cp.token else {"startAtOperationTime": cp.start_at}
     try:
-        first = await first_event_after(mongo, session, SOURCE_OF[stream], start, at)
+        first = await first_event_after(
+            mongo, session, SOURCE_OF[stream], start, at, stage=unit.change_stage()
+        )
     except DatabaseError as exc:
-        raise NotComparable(f"{stream}: cannot read the change stream: {exc.reason}") from exc
+        raise NotComparable(f"{name}: cannot read the change stream: {exc.reason}") from exc
     if first is None:
         return at  # nothing changed since the checkpoint
     if first == cp.position:
-        raise NotComparable(f"{stream}: the last batch ended inside a transaction")
+        raise NotComparable(f"{name}: the last batch ended inside a transaction")
     return cp.position
+
+
+def slices(times: Mapping[Partition, Timestamp]) -> list[tuple[Timestamp, dict[str, Any]]]:
+    """The reads that cover every partition's slice at its time: ``(time, filter)``.
+
+    Partitions that share one time (every one, at rest) are read together: all of
+    them with no filter at all, which is the whole source in one read.
+    """
+    if len(set(times.values())) == 1:
+        return [(next(iter(times.values())), {})]
+    return [(t, unit.source_filter()) for unit, t in sorted(times.items())]
+
+
+async def stream_times(
+    mongo: Mongo,
+    session: Session,
+    stream: str,
+    count: int,
+    checkpoints: Mapping[str, Checkpoint],
+    at: Timestamp,
+) -> dict[Partition, Timestamp]:
+    """The time to read each of ``stream``'s ``count`` partitions' slices at."""
+    return {
+        unit: await source_time(mongo, session, stream, checkpoints.get(unit.key), at, unit)
+        for unit in partitions_of(stream, count)
+    }
+
+
+async def read_slices(
+    mongo: Mongo,
+    session: Session,
+    stream: str,
+    times: Mapping[Partition, Timestamp],
+    fields: tuple[str, ...] | list[str],
+    *,
+    query: Mapping[str, Any] | None = None,
+    progress: ReadProgress | None = None,
+) -> list[dict[str, Any]]:
+    """The source documents of ``stream`` (matching ``query``), each partition's slice
+    read at its time."""
+    docs: list[dict[str, Any]] = []
+    for t, partition_filter in slices(times):
+        base = len(docs)
+
+        def tick(n: int, base: int = base) -> None:
+            if progress is not None:
+                progress(SOURCE_OF[stream], base + n)
+
+        docs += await _read_source(
+            mongo,
+            session,
+            stream,
+            t,
+            fields,
+            tick,
+            filter=and_filters(query or {}, partition_filter),
+        )
+    return docs
 
 
 async def _read_source(
@@ -267,17 +351,19 @@ async def _read_source(
     stream: str,
     at: Timestamp,
     fields: tuple[str, ...] | list[str],
-    progress: ReadProgress | None,
+    progress: Callable[[int], None] | None,
+    *,
+    filter: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    source = SOURCE_OF[stream]
-
-    def tick(n: int) -> None:
-        if progress is not None:
-            progress(source, n)
-
     try:
         docs, _ = await read_at(
-            mongo, session, source, at, projection=dict.fromkeys(fields, 1), progress=tick
+            mongo,
+            session,
+            SOURCE_OF[stream],
+            at,
+            filter=filter,
+            projection=dict.fromkeys(fields, 1),
+            progress=progress,
         )
     except DatabaseError as exc:
         if too_old(exc):
@@ -305,17 +391,23 @@ async def verify(
         alerts, _ = await read_at(mongo, session, STOCK_ALERTS, at, filter={"state": "open"})
         docs, _ = await read_at(mongo, session, CHECKPOINTS, at)
         report.checkpoints = {c.stream: c for c in map(Checkpoint.from_document, docs)}
+        stored_counts, _ = await read_at(mongo, session, PARTITIONINGS, at)
+        counts = {d["_id"]: int(d["count"]) for d in stored_counts}
+        times: dict[str, dict[Partition, Timestamp]] = {}
         for checked in report.collections:
-            checked.source_at = await source_time(
-                mongo, session, checked.stream, report.checkpoints.get(checked.stream), at
+            count = counts.get(checked.stream, 1)
+            times[checked.stream] = await stream_times(
+                mongo, session, checked.stream, count, report.checkpoints, at
             )
-        assert report.totals.source_at is not None and report.alerts.source_at is not None
-        orders = await _read_source(
-            mongo, session, "orders", report.totals.source_at, ORDER_FIELDS, progress
+            checked.source_at = min(times[checked.stream].values())
+            if count > 1:
+                checked.partition_at = {u.index: t for u, t in times[checked.stream].items()}
+        orders = await read_slices(
+            mongo, session, "orders", times["orders"], ORDER_FIELDS, progress=progress
         )
         report.expected_totals = totals_drift(orders, stored, report.totals)
-        products = await _read_source(
-            mongo, session, "inventory", report.alerts.source_at, INVENTORY_FIELDS, progress
+        products = await read_slices(
+            mongo, session, "inventory", times["inventory"], INVENTORY_FIELDS, progress=progress
         )
     alerts_drift(
         products,

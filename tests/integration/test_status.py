@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.commands.status import StatusReport, read_status
 from streamer.mongo import Mongo
+from streamer.runtime.processes import ProcessId
 from streamer.runtime.supervisor import Service
 from streamer.runtime.verify import SOURCE_OF
 from streamer.settings import Settings
@@ -174,3 +175,68 @@ async def test_status_names_the_live_owner_and_after_a_graceful_stop_says_no_liv
     for line in text.splitlines():
         assert "no live owner (status-a's lease ended " in line, line
         assert "owner=status-a" not in line, line
+
+
+async def test_status_of_a_split_service_shows_every_partition_with_its_owner(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str, service: RunService
+) -> None:
+    """partitions=4: orders and inventory each get four lines and four JSON entries
+    (partitions 0-3), each owned by the running instance and streaming."""
+    env = cli_env(mongo_uri, db.name)
+    settings = test_settings(mongo_uri, db.name, partitions=4)
+    async with service(settings, instance_id="split-a"):
+        await db.orders.insert_many(
+            [{"user_id": f"u{i}", "amount": i, "status": "completed"} for i in range(20)]
+        )
+        await caught_up(db)
+        code, out, err = await streamer(env, "status", "--json")
+        assert code == 0, err
+        code, text, err = await streamer(env, "status")
+        assert code == 0, err
+    doc = json.loads(out)
+    assert [s["stream"] for s in doc["streams"]] == ["orders", "inventory"]
+    for s in doc["streams"]:
+        assert [p["partition"] for p in s["partitions"]] == [0, 1, 2, 3]
+        for p in s["partitions"]:
+            assert p["owner"] == "split-a" and p["phase"] == "stream", p
+            assert isinstance(p["lag_s"], float) and p["lag_s"] >= 0, p
+            for key in ("lease_expires_at", "position"):
+                assert dt.datetime.fromisoformat(p[key]).tzinfo is not None, p
+    lines = text.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        f"{stream}#{i}/4" for stream in ("orders", "inventory") for i in range(4)
+    ]
+    for line in lines:
+        assert " phase=stream " in line and " owner=split-a lease_expires_at=" in line, line
+
+
+async def test_status_of_two_instances_sharing_four_partitions_names_one_owner_each(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str, service: RunService
+) -> None:
+    """Two instances, partitions=4: once they have shared the partitions, every
+    partition of both streams names exactly one live owner, and each instance owns
+    some of each stream's partitions."""
+    env = cli_env(mongo_uri, db.name)
+    settings = test_settings(mongo_uri, db.name, partitions=4, lease_ttl_s=3)
+    report = StatusReport(streams=[])
+
+    async def shared() -> bool:
+        nonlocal report
+        code, out, err = await streamer(env, "status", "--json")
+        assert code == 0, err
+        report = StatusReport.model_validate_json(out)
+        return all(
+            {p.owner for p in s.partitions} == {"share-a", "share-b"} for s in report.streams
+        )
+
+    async with (
+        # Two processes to the membership: in one Python process they need their own ids.
+        service(settings, instance_id="share-a", process=ProcessId("share-a")),
+        service(settings, instance_id="share-b", process=ProcessId("share-b")),
+    ):
+        await eventually(
+            shared, what="both instances owning partitions", within_s=60, detail=lambda: report
+        )
+    for s in report.streams:
+        assert [p.partition for p in s.partitions] == [0, 1, 2, 3]
+        assert all(p.phase == "stream" and p.lease_expires_at is not None for p in s.partitions)

@@ -11,6 +11,7 @@ import aiohttp
 from motor.motor_asyncio import AsyncIOMotorDatabase
 from pydantic import SecretStr
 
+from streamer.core.partitions import partitions_of
 from streamer.runtime.supervisor import Service
 from streamer.settings import Settings
 
@@ -88,11 +89,17 @@ async def caught_up(
     *,
     at: Any = None,
 ) -> None:
-    """Wait until every stream's checkpoint covers every write made so far (or up to
-    cluster time ``at``: the service's own writes move the cluster time too, which an
-    idle stream's stored checkpoint covers only at its next idle save)."""
+    """Wait until every stream's checkpoint (each partition's, for a split stream)
+    covers every write made so far (or up to cluster time ``at``: the service's own
+    writes move the cluster time too, which an idle stream's stored checkpoint covers
+    only at its next idle save)."""
     target = at if at is not None else (await db.command("ping"))["operationTime"]
     docs: dict[Any, Any] = {}
+    counts = {
+        d["_id"]: d["count"]
+        async for d in db.streamer_partitionings.find({"_id": {"$in": list(streams)}})
+    }
+    streams = tuple(key for name in streams for key in keys_of(name, counts.get(name, 1)))
 
     async def covered() -> bool:
         nonlocal docs
@@ -115,6 +122,11 @@ async def caught_up(
         interval_s=0.02,
         detail=lambda: docs,
     )
+
+
+def keys_of(stream: str, count: int) -> list[str]:
+    """The checkpoint and lease ids of ``stream`` read as ``count`` partitions."""
+    return [p.key for p in partitions_of(stream, count)]
 
 
 async def get(service: Service, path: str, **headers: str) -> tuple[int, str, str]:
