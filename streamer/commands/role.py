@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..runtime import checkpoints, leases, sessions
+from ..runtime import checkpoints, leases, membership, partitionings, sessions
 from ..streams import handler, inventory, orders
 
 ROLE = "streamer"
 SOURCES = (orders.OrdersStream.source, inventory.InventoryStream.source)
 SOURCE_ACTIONS = ("find", "changeStream")
 # The service's own collections, each with only the actions it uses there (every one is
-# shown needed by tests/integration/test_least_privilege.py). An upsert needs insert and
+# shown needed by tests/integration/test_least_privilege.py). `streamer repartition` is
+# an operator's command, run with a privileged user, not under this role. An upsert needs insert and
 # update, findAndModify needs find too (mongod's write_commands auth checks).
 STATE: dict[str, tuple[str, ...]] = {
     # totals are inserted, replaced and deleted (a user's last order gone, a resync)
@@ -31,6 +32,11 @@ STATE: dict[str, tuple[str, ...]] = {
     leases.COLLECTION: ("find", "insert", "update"),
     # one record per stream and instance, upserted; read to kill a predecessor's session
     sessions.COLLECTION: ("find", "insert", "update"),
+    # one record per stream: read at every start, upserted by the first (findAndModify)
+    partitionings.COLLECTION: ("find", "insert", "update"),
+    # split streams only: a heartbeat per process, upserted, read by the assigners,
+    # deleted by a clean stop
+    membership.COLLECTION: ("find", "insert", "update", "remove"),
     # write-only for the service: records are for people (README: the quarantine)
     handler.QUARANTINE: ("insert",),
     # each source document's last applied state: inserted, replaced, deleted with it

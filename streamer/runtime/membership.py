@@ -83,5 +83,8 @@ class Membership:
             if stopping.is_set():
                 try:
                     await self.leave()
+                except FatalDatabaseError:
+                    raise  # refused: one error line, as any refusal
                 except DatabaseError as exc:
+                    # The heartbeat expires by itself within one TTL.
                     log.info("member.leave_failed", error=f"{type(exc).__name__}: {exc}")

@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 
 from streamer.commands import role
 from streamer.mongo import Mongo
+from streamer.runtime import membership
 from streamer.runtime.supervisor import Service
 from streamer.runtime.verify import verify
 from streamer.settings import Settings
@@ -100,10 +101,10 @@ async def _caught_up_or_exited(
         if service.done():
             return "exited"
         docs = {d["_id"]: d async for d in db.streamer_checkpoints.find({})}
-        covered = all(
-            docs.get(s, {}).get("phase") == "stream"
-            and (docs[s].get("position") or Timestamp(0, 0)) >= target
-            for s in ("orders", "inventory")
+        # Both streams' checkpoints, or their partitions' when split.
+        covered = {k.partition("#")[0] for k in docs} == {"orders", "inventory"} and all(
+            d.get("phase") == "stream" and (d.get("position") or Timestamp(0, 0)) >= target
+            for d in docs.values()
         )
         return "caught up" if covered else ""
 
@@ -214,7 +215,9 @@ async def test_each_granted_action_is_needed(
     # retry_max_s=1: an Unauthorized wrongly retried would end as DatabaseUnavailable,
     # which the service rides out, and the case fails instead of passing slowly. The
     # deadline is for a loaded CI machine; an unloaded one takes a few seconds.
-    settings = secured.settings(driver, retry_max_s=1)
+    # Heartbeats are written and read for split streams only.
+    split = {"partitions": 2} if collection == membership.COLLECTION else {}
+    settings = secured.settings(driver, retry_max_s=1, **split)
     code, logs = await _run_workload(settings, db, [_change, _delete], within_s=45)
     errors = [e for e in logs if e["log_level"] in ("error", "critical")]
     assert code == 1, logs
