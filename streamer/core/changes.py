@@ -143,3 +143,21 @@ def parse_event(event: Mapping[str, Any]) -> Change | StreamEnd | None:
         full=full,
         update=update,
     )
+
+
+def token_time(token: Mapping[str, Any] | None) -> Timestamp | None:
+    """The cluster time a resume token stands at, or None if it cannot be read.
+
+    mongod's tokens (every version since 4.2) are a KeyString whose first value is the
+    cluster time: the type byte 0x82 (130, Timestamp), then the time and increment as
+    two big-endian 32-bit numbers (src/mongo/db/pipeline/resume_token.cpp,
+    ResumeToken::toBSON; src/mongo/db/storage/key_string.cpp). A postBatchResumeToken
+    at time ``t`` says the stream has read the oplog up to ``t``.
+    """
+    data = token.get("_data") if token is not None else None
+    if not isinstance(data, str) or len(data) < 18 or data[:2].lower() != "82":
+        return None
+    try:
+        return Timestamp(int(data[2:10], 16), int(data[10:18], 16))
+    except ValueError:
+        return None

@@ -50,7 +50,7 @@ from typing import Any
 
 import structlog
 
-from ..core.changes import Change, StreamEnd, parse_event, stream_pipeline
+from ..core.changes import Change, StreamEnd, parse_event, stream_pipeline, token_time
 from ..core.checkpoint import Checkpoint, Hold, ResyncRequest
 from ..core.errors import (
     CheckpointConflict,
@@ -465,8 +465,10 @@ class Watcher:
         observed: Timestamp | None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, Timestamp | None]:
         """The part of a batch up to the drain's time; sets ``drained`` once the stream
-        is seen past it: an event after it, or an empty reply read at or after it (the
-        drain's time is a position some partition reached, so it is in the oplog)."""
+        is seen past it: an event after it, or a reply whose postBatchResumeToken stands
+        at or after it (the server has read the oplog that far; the drain's time is a
+        position some partition reached, so it is in the oplog). Not the reply's
+        ``operationTime``: a first batch is empty before anything is read."""
         to = self.drain_to
         assert to is not None
         for i, event in enumerate(events):
@@ -475,7 +477,8 @@ class Watcher:
                 # What is stored is the last event applied, not the reply's token, which
                 # is past the events cut off.
                 return events[:i], None, None
-        if not events and observed is not None and observed >= to:
+        read_to = token_time(post_batch_token)
+        if read_to is not None and read_to >= to:
             self.drained = True
         return events, post_batch_token, observed
 

@@ -14,7 +14,6 @@ import random
 from typing import Any
 
 import pytest
-from bson import Timestamp
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.commands.repartition import run_repartition
@@ -179,8 +178,9 @@ async def test_split_instances_through_one_fault_at_full_size(
 async def test_history_lost_on_one_partition_resyncs_that_partition_alone(
     db: AsyncIOMotorDatabase[Any], mongo_uri: str, mongo: Mongo, driver: str
 ) -> None:
-    """One orders partition's position is moved before the oldest oplog entry (286 on
-    reopening): that partition resyncs its share while the others stream on."""
+    """One orders partition's resume token is made unusable (InvalidResumeToken, 260, on
+    reopening: its position is lost): that partition resyncs its share while the others
+    stream on."""
     fleet = Fleet(db, mongo_uri, driver, seed=41)
     await fleet.start("a")
     await caught_up(db, keys(), within_s=90)
@@ -190,10 +190,9 @@ async def test_history_lost_on_one_partition_resyncs_that_partition_alone(
     await drive(fleet.traffic, 1000)
     lost = partitions_of("orders", P)[3].key
     # Its owner's next commit fails the compare-and-set; it reloads, and the stream
-    # cannot resume from before the oplog.
+    # cannot resume from the token.
     await db.streamer_checkpoints.update_one(
-        {"_id": lost},
-        {"$set": {"token": None, "start_at": Timestamp(1, 0)}, "$inc": {"version": 1}},
+        {"_id": lost}, {"$set": {"token": {"_data": "not-a-token"}}, "$inc": {"version": 1}}
     )
     await eventually(
         lambda: db.streamer_checkpoints.find_one(
@@ -218,7 +217,9 @@ async def test_repartition_from_4_to_8_under_traffic(
     db: AsyncIOMotorDatabase[Any], mongo_uri: str, mongo: Mongo, driver: str, settings: Settings
 ) -> None:
     fleet = Fleet(db, mongo_uri, driver, seed=51)
-    for name in ("a", "b", "c"):
+    await fleet.start("a", partitions=4)
+    await caught_up(db, keys(4), within_s=90)  # a's first-start resyncs, before traffic
+    for name in ("b", "c"):
         await fleet.start(name, partitions=4)
     await fleet.until_shared_by({"a", "b", "c"}, count=4)
     await drive(fleet.traffic, 1000)
