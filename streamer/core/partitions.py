@@ -155,3 +155,28 @@ def plan_balance(
     # donor); otherwise up to the ceiling.
     room = (low if missing else high) - len(mine)
     return Balance(may_take=max(0, min(room, free)))
+
+
+HASHED_KEYS_SINCE = (7, 0)  # $toHashedIndexKey: the MongoDB manual documents it from 7.0
+
+
+def split_refusal(
+    counts: Mapping[str, int], version_array: Sequence[Any], version: Any
+) -> str | None:
+    """Why this server cannot run these partition counts (None: it can). Splitting a
+    stream needs ``$toHashedIndexKey``, from MongoDB 7.0."""
+    split = [(stream, n) for stream, n in counts.items() if n > 1]
+    if not split:
+        return None
+    try:
+        major_minor = tuple(int(x) for x in list(version_array)[:2])
+    except (TypeError, ValueError):
+        major_minor = ()
+    if major_minor >= HASHED_KEYS_SINCE:
+        return None
+    stream, n = split[0]
+    return (
+        f"{stream}: partitions is {n}, but the server is MongoDB {version or 'of unknown version'}:"
+        " splitting a stream needs $toHashedIndexKey, from MongoDB 7.0; set "
+        "STREAMER_PARTITIONS=1 there"
+    )

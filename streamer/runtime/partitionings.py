@@ -19,6 +19,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from ..core.errors import SettingsError
+from ..core.partitions import split_refusal
 from ..mongo import Mongo
 from .checkpoints import COLLECTION as CHECKPOINTS
 
@@ -115,3 +116,13 @@ def retired_reason(stream: str, retired: dict[str, object]) -> str:
         f"(epoch {retired.get('epoch')}); this instance reads it as before: restart it with "
         f"STREAMER_PARTITIONS={retired.get('count')}"
     )
+
+
+async def check_server_can_split(mongo: Mongo, counts: dict[str, int]) -> None:
+    """A split stream needs ``$toHashedIndexKey``: a one-line refusal on an older server."""
+    if all(n == 1 for n in counts.values()):
+        return
+    info = await mongo.command({"buildInfo": 1})
+    refusal = split_refusal(counts, list(info.get("versionArray") or []), info.get("version"))
+    if refusal is not None:
+        raise SettingsError(refusal)

@@ -298,6 +298,14 @@ class Service:
         handlers = make_handlers(self.mongo, self.settings)
         options = watcher_options(self.settings)
         counts = partition_counts(self.settings, self.streams)
+        await unless_stopped(
+            retry_transient(
+                lambda: partitionings.check_server_can_split(self.mongo, counts),
+                what="buildInfo",
+                policy=self.settings.retry_policy(),
+            ),
+            self.stopping,
+        )
         for name, count in counts.items():
             await unless_stopped(self._ensure_partitioning(name, count), self.stopping)
         if any(count > 1 for count in counts.values()):

@@ -15,6 +15,7 @@ from streamer.core.partitions import (
     parse_key,
     partitions_of,
     plan_balance,
+    split_refusal,
 )
 
 
@@ -152,3 +153,12 @@ def test_a_settled_split_is_sticky(count: int, members: int, seed: int) -> None:
     settle(names, held, count, seed)
     for me in names:
         assert plan_balance(me, names, held, count) == Balance()
+
+
+def test_a_split_stream_is_refused_before_7_0_in_one_line_naming_the_version() -> None:
+    refusal = split_refusal({"orders": 4, "inventory": 1}, [6, 0, 14, 0], "6.0.14")
+    assert refusal is not None and "\n" not in refusal
+    assert refusal.startswith("orders: partitions is 4, but the server is MongoDB 6.0.14:")
+    assert split_refusal({"orders": 4}, [7, 0, 2, 0], "7.0.2") is None
+    assert split_refusal({"orders": 1, "inventory": 1}, [5, 0, 0, 0], "5.0.0") is None
+    assert split_refusal({"orders": 2}, [], None) is not None  # unknown: not assumed new
