@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry
 from .. import __version__
 from ..core.errors import (
     BootstrapError,
+    DatabaseError,
     FatalDatabaseError,
     SettingsError,
     StreamerError,
@@ -357,6 +358,17 @@ class Service:
             group_task.cancel()  # a no-op once it is done
             # Awaited; asyncio.wait raises only the caller's cancellation.
             await asyncio.wait({group_task})
+            if self.membership is not None and not self.stopping.is_set():
+                await self._leave_after_failure(self.membership)
+
+    @staticmethod
+    async def _leave_after_failure(membership: Membership) -> None:
+        """A failed instance leaves at once (a clean stop's heartbeat task does it), so
+        the others do not count it in their fair shares until its heartbeat expires."""
+        try:
+            await asyncio.wait_for(membership.leave(), 5.0)
+        except (DatabaseError, TimeoutError) as exc:
+            log.info("member.leave_failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _ensure_partitioning(self, stream: str, count: int) -> None:
         """The stream's stored partitioning agrees with ours, or a one-line refusal;
