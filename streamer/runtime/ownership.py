@@ -1,6 +1,12 @@
-"""Who processes a stream: hold its lease and run its watcher, or stand by.
+"""Who processes a stream, or one partition of a split stream: hold its lease and run
+its watcher, stand by, or hand it over.
 
-Each instance runs one :class:`StreamOwner` per stream. It acquires the stream's lease
+Each instance runs one :class:`StreamOwner` per stream, or per partition of a split
+stream (:mod:`streamer.core.partitions`); everything below holds per partition. For a
+split stream the owner does not poll: its stream's
+:class:`~streamer.runtime.assignment.Assigner` permits a try at a lease that looked free,
+and asks for a held one back when this instance holds more than its fair share (the
+term ends after the batch in hand and the lease is released at once). It acquires the stream's lease
 (see :mod:`streamer.runtime.leases`); while it holds it, a watcher runs and a renewal loop
 extends the lease every third of its TTL. Losing the lease (a renewal finds another
 owner, or cannot reach the database before the lease would expire) ends the watcher's

@@ -1,17 +1,19 @@
-"""The running service: connect, bootstrap, health and a stream owner per stream, clean shutdown.
+"""The running service: connect, bootstrap, health and the stream owners, clean shutdown.
 
-The health loop and one stream owner per stream (:mod:`streamer.runtime.ownership`,
-which runs the stream's watcher while it holds the lease) run under one
-``asyncio.TaskGroup``: one that fails with an unexpected error cancels the others and
-the process exits 1 with the reason, rather than running on half blind. Outages are
-not failures: a watcher rides them out itself.
+The health loop and one stream owner per stream, or per partition of a split stream
+(:mod:`streamer.runtime.ownership`, which runs the watcher while it holds the lease),
+run under one ``asyncio.TaskGroup``, with the heartbeat and one assigner per split
+stream (:mod:`streamer.runtime.membership`, :mod:`streamer.runtime.assignment`). One
+that fails with an unexpected error cancels the others and the process exits 1 with the
+reason, rather than running on half blind. Outages are not failures: a watcher rides
+them out itself.
 
 Shutdown has two phases (SIGTERM or SIGINT, see :mod:`streamer.runtime.shutdown`):
-``stopping``
-is set, so watchers stop reading and finish (commit or abort) the batch in hand and the
-owners release their leases; whatever is still running after ``shutdown_grace_s`` is
-cancelled (and awaited). Every phase before that (connecting, bootstrap) races
-``stopping``, so a stop there takes effect at once. A second signal exits at once.
+``stopping`` is set, so watchers stop reading and finish (commit or abort) the batch in
+hand and the owners release their leases; whatever is still running after
+``shutdown_grace_s`` is cancelled (and awaited). Every phase before that (connecting,
+bootstrap) races ``stopping``, so a stop there takes effect at once. A second signal
+exits at once.
 """
 
 from __future__ import annotations
