@@ -24,12 +24,12 @@ from typing import Protocol
 
 import structlog
 
-from ..core.errors import DatabaseError, FatalDatabaseError
+from ..core.errors import DatabaseError
 from ..core.partitions import Partition, plan_balance
 from ..mongo import Mongo
 from .leases import COLLECTION as LEASES
 from .leases import LIVE_EXPR, renew_every_s
-from .lifecycle import sleep_unless_stopped
+from .lifecycle import every_until_stopped
 from .membership import Membership
 
 log = structlog.get_logger("streamer.assignment")
@@ -74,18 +74,12 @@ class Assigner:
         self.workers[worker.unit.index] = worker
 
     async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                await self.look()
-            except FatalDatabaseError:
-                raise
-            except DatabaseError as exc:
-                log.warning(
-                    "assignment.look_failed",
-                    stream=self.stream,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-            await sleep_unless_stopped(stopping, self.every_s)
+        await every_until_stopped(stopping, self.every_s, self.look, self._look_failed)
+
+    def _look_failed(self, exc: DatabaseError) -> None:
+        log.warning(
+            "assignment.look_failed", stream=self.stream, error=f"{type(exc).__name__}: {exc}"
+        )
 
     async def look(self) -> None:
         members = await self.membership.live()

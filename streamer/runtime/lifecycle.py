@@ -4,17 +4,22 @@
 - :func:`first_of`: run two awaitables until the first finishes; the other is
   cancelled, and both are awaited before it returns, so nothing it started outlives it.
   :func:`any_done` lets a long-lived task take part without being cancelled.
+- :func:`every_until_stopped`: a round of work at an interval until the service stops,
+  riding out a failed round (an outage) and raising a refusal.
 
-Pure asyncio: no driver, no settings. Every helper lets a cancellation of its caller
-propagate, as asyncio code must (STYLE: always re-raise ``CancelledError``).
+Pure asyncio and the error tree: no driver, no settings. Every helper lets a
+cancellation of its caller propagate, as asyncio code must (STYLE: always re-raise
+``CancelledError``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any, TypeVar
+
+from ..core.errors import DatabaseError, FatalDatabaseError
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -61,3 +66,25 @@ async def first_of(a: Awaitable[A], b: Awaitable[B]) -> tuple[asyncio.Future[A],
     if errors:
         raise BaseExceptionGroup("both awaitables failed", errors)
     return fa, fb
+
+
+async def every_until_stopped(
+    stopping: asyncio.Event,
+    every_s: float,
+    round_: Callable[[], Awaitable[None]],
+    on_failure: Callable[[DatabaseError], None],
+) -> None:
+    """Run ``round_`` every ``every_s`` seconds until ``stopping`` is set.
+
+    A round that fails with a database error is reported (``on_failure``) and the next
+    one tries again: an outage is ridden out. A refusal (FatalDatabaseError: a privilege
+    revoked) is raised, since retrying cannot fix it.
+    """
+    while not stopping.is_set():
+        try:
+            await round_()
+        except FatalDatabaseError:
+            raise
+        except DatabaseError as exc:
+            on_failure(exc)
+        await sleep_unless_stopped(stopping, every_s)

@@ -18,7 +18,7 @@ import structlog
 from ..core.errors import DatabaseError, FatalDatabaseError
 from ..mongo import Mongo
 from .leases import renew_every_s
-from .lifecycle import sleep_unless_stopped
+from .lifecycle import every_until_stopped
 from .processes import THIS_PROCESS, ProcessId
 
 log = structlog.get_logger("streamer.membership")
@@ -71,14 +71,9 @@ class Membership:
         """Heartbeat until ``stopping``, then leave. An outage is ridden out (the
         partitions' leases decide what happens meanwhile); a refusal is raised."""
         try:
-            while not stopping.is_set():
-                try:
-                    await self.beat()
-                except FatalDatabaseError:
-                    raise
-                except DatabaseError as exc:
-                    log.warning("member.heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
-                await sleep_unless_stopped(stopping, renew_every_s(self.ttl_s))
+            await every_until_stopped(
+                stopping, renew_every_s(self.ttl_s), self.beat, _heartbeat_failed
+            )
         finally:
             if stopping.is_set():
                 try:
@@ -88,3 +83,7 @@ class Membership:
                 except DatabaseError as exc:
                     # The heartbeat expires by itself within one TTL.
                     log.info("member.leave_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _heartbeat_failed(exc: DatabaseError) -> None:
+    log.warning("member.heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
