@@ -32,6 +32,7 @@ from ..core.resync_plan import FORCED, counted
 from ..mongo import Mongo
 from ..mongo.retries import retry_transient
 from ..runtime import partitionings
+from ..runtime.barriers import fresh_barrier
 from ..runtime.checkpoints import CheckpointStore
 from ..runtime.commits import Committer
 from ..runtime.leases import Lease, Leases, renew_until_lost
@@ -41,6 +42,7 @@ from ..runtime.shutdown import INTERRUPTED, Signals
 from ..settings import Settings
 from ..streams.handler import StreamHandler
 from ..streams.registry import default_instance_id, make_handlers
+from .verify import owners_held
 
 log = structlog.get_logger("streamer.resync_command")
 
@@ -314,6 +316,36 @@ class ResyncCommand:
                 )
 
 
+async def after_barrier(command: ResyncCommand, key: str, gen: int) -> int:
+    """Once a fresh resync's barrier let the partitions scan: wait for ``key`` to stream
+    again under generation ``gen``, resyncing it here if nobody owns it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + command.stall_s
+    throttle = Throttle(1.0)
+    while True:
+        cp = await command._retry(lambda: command.store.load(key), "checkpoint.load")
+        if cp is not None and cp.phase == "stream" and cp.gen >= gen:
+            summary = cp.last_resync or {}
+            command.print(f"{key}: resynced ({summary.get('scanned', 0):,} scanned)")
+            return 0
+        if cp is not None and cp.resync is not None:
+            line = progress_line(key, cp.resync)
+            if throttle(line, progress_kind(cp.resync)):
+                command.print(line)
+        holder = await command._retry(lambda: command.leases.holder(key), "lease.holder")
+        if holder is None:
+            lease = await command._retry(lambda: command.leases.acquire(key), "lease.acquire")
+            if isinstance(lease, Lease):
+                return await command._here(key, False, None)
+        if await command._pause():
+            return command._gave_up(key, holder or "another instance")
+        if loop.time() > deadline:
+            raise StreamerError(
+                f"{key}: its owner {holder} has not finished the resync in "
+                f"{command.stall_s:.0f} s; `streamer status` shows where it stands"
+            )
+
+
 async def units_of(
     mongo: Mongo, settings: Settings, streams: tuple[str, ...], partition: int | None
 ) -> list[Partition]:
@@ -341,10 +373,39 @@ async def run_resync(
     with stop_on_signals(stopping):
         async with Mongo(settings.mongo_options()) as mongo:
             command = ResyncCommand(mongo, settings, stopping)
-            for unit in await units_of(mongo, settings, streams, partition):
-                code = await command.resync(unit.key, fresh)
+            units = await units_of(mongo, settings, streams, partition)
+            for stream in streams:
+                mine = [u for u in units if u.stream == stream]
+                if fresh and partition is None and mine and mine[0].split:
+                    code = await _fresh_split(command, mine)
+                else:
+                    code = 0
+                    for unit in mine:
+                        code = code or await command.resync(unit.key, fresh)
                 if code != 0:
                     return code
+    return 0
+
+
+async def _fresh_split(command: ResyncCommand, units: list[Partition]) -> int:
+    """A fresh resync of a whole split stream: every partition at one barrier while the
+    stream's data is cleared (streamer.runtime.barriers), then each scans its share."""
+    stream = units[0].stream
+    command.print(f"{stream}: holding its {len(units)} partitions at a barrier; clearing")
+    gen = await fresh_barrier(
+        command.mongo,
+        command.store,
+        command.handlers[stream],
+        len(units),
+        reason=REASON,
+        batch_size=command.settings.batch_size,
+        policy=command.policy,
+        quiet=lambda keys: owners_held(command.mongo, command.store, keys, command.instance),
+    )
+    for unit in units:
+        code = await after_barrier(command, unit.key, gen)
+        if code != 0:
+            return code
     return 0
 
 

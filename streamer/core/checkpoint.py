@@ -23,7 +23,9 @@ REQUEST = "resync_requested"
 HOLD = "hold_requested"
 HOLD_GRANTED = "hold_granted"
 Phase = Literal["stream", "resync"]
-Step = Literal["clear", "scan", "sweep"]
+# "barrier": a whole split stream's fresh resync holds every partition here while
+# `streamer resync` clears the stream's derived data (streamer.runtime.barriers).
+Step = Literal["barrier", "clear", "scan", "sweep"]
 
 
 @dataclass(frozen=True, slots=True)

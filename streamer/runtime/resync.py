@@ -66,10 +66,12 @@ from ..mongo import Mongo, Session
 from ..streams.handler import BatchOutcome, StreamHandler
 from .checkpoints import CheckpointStore
 from .commits import Committer
+from .lifecycle import sleep_unless_stopped
 
 log = structlog.get_logger("streamer.resync")
 
 SNAPSHOT_TOO_OLD = 239
+BARRIER_POLL_S = 0.5  # how often a partition held at a fresh resync's barrier looks
 
 
 class Progress:
@@ -166,6 +168,11 @@ class Resyncer:
         None if stopped (the checkpoint then stays resumable)."""
         assert cp.resync is not None
         name, resync = self.key, cp.resync
+        if resync.step == "barrier":
+            # `streamer resync --fresh` of the whole split stream is clearing its data:
+            # nothing to do until it lets the partitions scan (the caller looks again).
+            await sleep_unless_stopped(self.stopping, BARRIER_POLL_S)
+            return None
         level = resync_level(resync)
         which = {"stream": name, "reason": resync.reason, "gen": cp.gen}
         if is_resumed(resync):

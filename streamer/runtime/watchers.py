@@ -212,7 +212,8 @@ class Watcher:
         elif cp.phase == "resync":
             # Interrupted (a crash, a stopped `streamer resync`): this instance holds the
             # lease now, so it resumes the resync where it stopped.
-            self._count("resyncs", "resumed")
+            if cp.resync is None or cp.resync.step != "barrier":
+                self._count("resyncs", "resumed")
             self.checkpoint = cp
             self.position = None
             cp = await self.resyncer.run(cp)

@@ -11,6 +11,7 @@ import pytest
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.commands.repartition import run_repartition
+from streamer.commands.resync import run_resync
 from streamer.core.errors import SettingsError
 from streamer.core.partitions import partitions_of
 from streamer.mongo import Mongo
@@ -18,7 +19,7 @@ from streamer.runtime import partitionings
 from streamer.runtime.processes import THIS_PROCESS
 from streamer.settings import Settings
 from tests.support.cli import free_port
-from tests.support.model import Traffic, drive, expected_totals, totals_differences
+from tests.support.model import Traffic, continuous, drive, expected_totals, totals_differences
 from tests.support.polling import eventually
 from tests.support.service import RunService, caught_up, test_settings
 from tests.support.service_process import ServiceProcess
@@ -204,3 +205,26 @@ async def test_repartition_under_traffic_applies_every_event_once_alerts_include
     assert not problems, problems[:20]
     mirror = await db.streamer_mirror_orders.find({}, {"p": 1}).to_list(None)
     assert {d["p"] for d in mirror} == {0, 1, 2, 3}
+
+
+async def test_a_fresh_resync_of_a_split_stream_clears_at_one_barrier_under_traffic(
+    db: AsyncIOMotorDatabase[Any], mongo_uri: str, service: RunService
+) -> None:
+    """Totals no partition accounts for (a hand-made one) are gone after a fresh resync
+    of the whole stream: every partition waits at one barrier while the stream is
+    cleared, then scans its share; orders written meanwhile are applied once."""
+    traffic = Traffic(db, random.Random(13), hot_share=0.3)
+    settings = test_settings(mongo_uri, db.name, partitions=4)
+    async with service(settings) as running:
+        await drive(traffic, 300)
+        await db.user_totals.insert_one({"_id": "ghost", "count": 7, "by_status": {}})
+        async with continuous(traffic):
+            code = await run_resync(running.settings, ("orders",), fresh=True)
+        assert code == 0
+        await caught_up(db, keys(4), within_s=60)
+        gens = {
+            d["gen"] async for d in db.streamer_checkpoints.find({"_id": {"$regex": "^orders#"}})
+        }
+        assert len(gens) == 1  # one generation for the whole stream
+    assert await db.user_totals.find_one({"_id": "ghost"}) is None
+    assert not await exact(db, traffic)
