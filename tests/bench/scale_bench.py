@@ -23,7 +23,11 @@ the single-instance bench does) would not do: a restart re-deals the partitions 
 the backlog drains. Writing the backlog while they run would mix the writes' server CPU
 into the drain's. A paused instance still holds its leases, so the drain runs use a
 lease TTL of 60 s, well above the time the backlog takes to write (the bench checks
-afterwards that no lease changed hands during the drain and reports it).
+afterwards that no lease changed hands during the drain and reports it). The instances
+run with tests/support/service_process.py's timings, as service_bench.py's do: batches of
+up to 2,000 events, 50 ms batch wait, an idle checkpoint every 0.2 s (which moves an idle
+partition's position past the last write, so the drain's end is seen; P times as many
+such writes as at P = 1, a cost that the default 10 s interval makes negligible).
 
 Reported per (P, N): the drain rate; the service's CPU µs/event per instance and summed;
 mongosim's CPU µs/event and the rate mongosim alone could sustain at that cost (one
