@@ -625,6 +625,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         repeats = 3
         live_cases = [(1, 1, 1 / 3), (8, 4, 0.0), (8, 4, 1 / 3)]
         live_s = 20.0
+    if args.only:
+        # Just these mixed drains, each --repeat times, interleaved (to see the spread of
+        # one cell on a shared machine): no hot, live or takeover runs.
+        cells = [(int(c.split("x")[0]), int(c.split("x")[1])) for c in args.only.split(",")]
+        grid, hot, live_cases = [c for _ in range(args.repeat) for c in cells], [], []
+        repeats = 0
     runs = []
     for count, n in grid:
         print(f"mixed P={count} N={n} ...", file=sys.stderr, flush=True)
@@ -636,8 +642,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     for count, n, share in live_cases:
         print(f"live P={count} N={n} hot share {share:.2f} ...", file=sys.stderr, flush=True)
         scale["live"].append(await live(count, n, share, live_s, args.live_rate))
-    print("takeover ...", file=sys.stderr, flush=True)
-    scale["takeover"] = await takeover(repeats)
+    if repeats:
+        print("takeover ...", file=sys.stderr, flush=True)
+        scale["takeover"] = await takeover(repeats)
     scale["targets"] = targets(scale)
     scale["machine"] = (
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
@@ -658,6 +665,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--live-rate", type=float, default=300.0, help="writes/s of the live runs (default 300)"
     )
+    parser.add_argument(
+        "--only", help="only these mixed drains, PxN comma-separated (e.g. 1x1,8x1): no others"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="with --only: runs of each cell")
     parser.add_argument("--output", default="bench-results.json")
     parsed = parser.parse_args()
     if parsed.events is None:
