@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml mongosim/pyprojec
 PYTEST_ARGS ?=
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: install tools lock k8s-config faults bench-mongosim conformance run mongosim test lint format bench clean
+.PHONY: install tools lock k8s-config faults bench-mongosim bench-scale conformance run mongosim test lint format bench clean
 
 $(STAMP): $(LOCK) pyproject.toml mongosim/pyproject.toml
 	@echo "==> set-up 1/3: virtual environment in $(VENV)"
@@ -90,9 +90,15 @@ format: $(STAMP)
 faults: $(STAMP)
 	FAULTS_FULL=1 $(BIN)/pytest tests/faults -q $(PYTEST_ARGS)
 
-# The service's benchmarks: a table, and bench-results.json.
+# The service's benchmarks: a table, and bench-results.json; then the scale section
+# (partitions shared by several instances, issue 19), added to the same file.
 bench: $(STAMP)
 	$(BIN)/python tests/bench/service_bench.py
+	$(BIN)/python tests/bench/scale_bench.py
+
+# The scale section alone (a few minutes; --quick in SCALE_ARGS to check that it runs).
+bench-scale: $(STAMP)
+	$(BIN)/python tests/bench/scale_bench.py $(SCALE_ARGS)
 
 # mongosim's own throughput.
 bench-mongosim: $(STAMP)

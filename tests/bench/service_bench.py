@@ -69,9 +69,16 @@ def rss_mb(pid: int) -> float:
 USERS = 200
 
 
-def orders(n: int, start: int = 0, users: int = USERS) -> list[dict[str, Any]]:
+def orders(n: int, start: int = 0, users: int = USERS, hot: bool = False) -> list[dict[str, Any]]:
+    """Orders spread over ``users``; ``hot``: every third one is user 0's (a hot user whose
+    orders land in every partition of a split stream)."""
     return [
-        {"_id": start + i, "user_id": (start + i) % users, "amount": 10, "status": "completed"}
+        {
+            "_id": start + i,
+            "user_id": 0 if hot and (start + i) % 3 == 0 else (start + i) % users,
+            "amount": 10,
+            "status": "completed",
+        }
         for i in range(n)
     ]
 
@@ -114,8 +121,10 @@ async def round_trips(http_port: int) -> float:
 
 
 # -- workloads ------------------------------------------------------------------------------
-async def write_mixed(db: Any, n: int) -> int:
-    """About ``n`` change events of every kind on orders and inventory; how many exactly."""
+async def write_mixed(db: Any, n: int, hot: bool = False) -> int:
+    """About ``n`` change events of every kind on orders and inventory; how many exactly.
+
+    ``hot``: a third of the orders are user 0's, and stay hers (moves skip them)."""
     events = 0
     block = 500
     products = max(n // 10, 10)
@@ -134,7 +143,7 @@ async def write_mixed(db: Any, n: int) -> int:
         events += len(docs)
     n_orders = max(n * 3 // 10, block)
     for offset in range(0, n_orders, block):
-        docs = orders(min(block, n_orders - offset), offset)
+        docs = orders(min(block, n_orders - offset), offset, hot=hot)
         for d in docs:
             d["status"] = "pending" if d["_id"] % 3 else "completed"
         await db.orders.insert_many(docs)
@@ -146,9 +155,10 @@ async def write_mixed(db: Any, n: int) -> int:
         events += r.modified_count
         r = await db.orders.update_many(window, {"$inc": {"amount": 5}})
         events += r.modified_count
-        r = await db.orders.update_many(
-            {"_id": {"$gte": lo, "$lt": lo + block // 2}}, {"$set": {"user_id": lo % USERS + 1}}
-        )
+        moved: dict[str, Any] = {"_id": {"$gte": lo, "$lt": lo + block // 2}}
+        if hot:
+            moved["user_id"] = {"$ne": 0}
+        r = await db.orders.update_many(moved, {"$set": {"user_id": lo % USERS + 1}})
         events += r.modified_count
     for offset in range(0, products, block):  # stock falls below the threshold, and back
         window = {"_id": {"$in": [f"p{i}" for i in range(offset, min(products, offset + block))]}}
