@@ -20,6 +20,7 @@ from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from pymongo.errors import OperationFailure
 
 from tests.support.failpoints import FailPoint
+from tests.support.service_process import kill_leftovers
 
 REAL_URI = os.environ.get("MONGODB_URI")
 
@@ -85,3 +86,10 @@ def private_mongosim() -> Callable[..., AbstractAsyncContextManager[ThreadedMong
         return ThreadedMongoSim(port=0, traced=False, **options)
 
     return start
+
+
+@pytest.fixture(autouse=True)
+async def no_leftover_services() -> AsyncIterator[None]:
+    """A test that fails halfway leaves no `streamer run` process behind."""
+    yield
+    await kill_leftovers()

@@ -24,6 +24,22 @@ from .polling import eventually
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Every process a test started: what a failed test left running is killed at its end
+# (tests/conftest.py), so no orphan keeps reconnecting to a server that is gone.
+STARTED: set[ServiceProcess] = set()
+
+
+async def kill_leftovers() -> None:
+    """SIGKILL (after a SIGCONT, should one be paused) every started process still up."""
+    for process in list(STARTED):
+        proc = process.proc
+        if proc is not None and proc.returncode is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+    STARTED.clear()
+
+
 class ServiceProcess:
     """Start, SIGKILL and restart ``streamer run`` against one database."""
 
@@ -54,6 +70,7 @@ class ServiceProcess:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
+        STARTED.add(self)
 
     async def kill(self) -> None:
         """SIGKILL: no shutdown code runs.
