@@ -19,6 +19,11 @@ from typing import Any, Literal
 
 from .values import Timestamp
 
+# The format of the service's own documents (checkpoints, leases, sessions, partitioning
+# records): 2 since partitions; a document without one is from before (1). A process
+# refuses a newer format rather than misread it.
+FORMAT = 2
+
 REQUEST = "resync_requested"
 HOLD = "hold_requested"
 HOLD_GRANTED = "hold_granted"
@@ -145,6 +150,7 @@ class Checkpoint:
     # Set by the repartition once every event up to this cluster time is applied, and
     # none after it: where the new partitions start.
     drained_at: Timestamp | None = None
+    format: int = FORMAT
 
     def document(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self)
@@ -159,6 +165,7 @@ class Checkpoint:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in doc.items() if k in fields}
         values["stream"] = doc["_id"]
+        values["format"] = int(doc.get("format", 1))
         resync = doc.get("resync")
         values["resync"] = Resync.from_document(resync) if resync else None
         values["scan_segments"] = tuple(

@@ -29,6 +29,7 @@ import uuid
 from typing import Any, Literal
 
 from ..core.checkpoint import (
+    FORMAT,
     HOLD,
     HOLD_GRANTED,
     REQUEST,
@@ -81,6 +82,7 @@ class CheckpointStore:
         """The checkpoint that follows ``current`` once ``changes`` are applied."""
         return dataclasses.replace(
             current,
+            format=FORMAT,  # an older document is upgraded as it is advanced
             version=current.version + 1,
             batch_id=uuid.uuid4().hex,
             owner=self.owner,

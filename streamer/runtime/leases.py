@@ -44,6 +44,7 @@ from typing import Any, Literal, Protocol
 
 from structlog.typing import FilteringBoundLogger
 
+from ..core.checkpoint import FORMAT
 from ..core.errors import DatabaseError, DuplicateKey, FatalDatabaseError
 from ..mongo import Mongo
 from .processes import THIS_PROCESS, ProcessId
@@ -136,6 +137,7 @@ class Leases:
             "nonce": self.nonce,
             "process": {"$literal": self.process.document()},
             "released": False,
+            "format": FORMAT,
             "expires_at": {"$add": ["$$NOW", self.ttl_ms]},
             "renewed_at": "$$NOW",
         }

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from ..core.checkpoint import FORMAT
 from ..core.errors import DatabaseError, FatalDatabaseError
 from ..mongo import Mongo
 from .leases import renew_every_s
@@ -52,6 +53,7 @@ class Membership:
                 {
                     "$set": {
                         "instance": self.instance,
+                        "format": FORMAT,
                         "expires_at": {"$add": ["$$NOW", self.ttl_ms]},
                         "renewed_at": "$$NOW",
                     }

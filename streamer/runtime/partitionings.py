@@ -18,12 +18,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from ..core.checkpoint import FORMAT
 from ..core.errors import SettingsError
 from ..core.partitions import split_refusal
 from ..mongo import Mongo
 from .checkpoints import COLLECTION as CHECKPOINTS
-
-FORMAT = 2  # of the service's own documents; 1 (or none): from before partitions
 
 COLLECTION = "streamer_partitionings"
 
@@ -55,10 +54,11 @@ class Partitioning:
         )
 
 
-def check_format(stream: str, found: int) -> None:
+def check_format(what: str, found: int) -> None:
+    """Refuse, in one line, a document written by a newer version of the service."""
     if found > FORMAT:
         raise NewerFormat(
-            f"{stream}: the database holds format {found} of the service's documents; this "
+            f"{what}: the database holds format {found} of the service's documents; this "
             f"version reads format {FORMAT} and older: run the newer version"
         )
 

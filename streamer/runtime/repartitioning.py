@@ -33,7 +33,7 @@ from typing import Any
 
 import structlog
 
-from ..core.checkpoint import Checkpoint
+from ..core.checkpoint import FORMAT, Checkpoint
 from ..core.errors import SettingsError
 from ..core.partitions import Partition, partitions_of
 from ..core.resync_plan import after
@@ -44,7 +44,7 @@ from ..streams.handler import StreamHandler
 from .checkpoints import COLLECTION as CHECKPOINTS
 from .checkpoints import CheckpointStore
 from .commits import Committer
-from .partitionings import COLLECTION, FORMAT, Partitioning, load
+from .partitionings import COLLECTION, Partitioning, load
 from .resync import Resyncer
 from .watchers import StreamWork, Watcher, WatcherOptions
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from ..core.checkpoint import FORMAT
 from ..core.errors import CommandError, FatalDatabaseError
 from ..mongo import Mongo, Session
 
@@ -53,6 +54,7 @@ class WriterSessions:
                     "lsid": lsid,
                     "stream": stream,
                     "owner": self.owner,
+                    "format": FORMAT,
                     "opened_at": dt.datetime.now(dt.UTC),
                 }
             },

@@ -74,7 +74,7 @@ from .checkpoints import CheckpointStore
 from .commits import Committer
 from .lifecycle import sleep_unless_stopped
 from .metrics import Metrics
-from .partitionings import retired_reason
+from .partitionings import check_format, retired_reason
 from .resync import Resyncer
 from .sessions import WriterSessions
 
@@ -204,6 +204,8 @@ class Watcher:
                 lambda: self.sessions.open(self.key), "session.open"
             )
         cp = await self._retry(lambda: self.work.store.load(self.key), "checkpoint.load")
+        if cp is not None:
+            check_format(self.key, cp.format)
         if cp is not None and cp.retired is not None and self.drain_to is None:
             # A repartition's barrier: nothing more commits under this split.
             raise Repartitioned(retired_reason(self.work.handler.name, cp.retired))

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from motor.motor_asyncio import AsyncIOMotorDatabase
+from structlog.testing import capture_logs
 
 from streamer.commands.repartition import run_repartition
 from streamer.commands.resync import run_resync
@@ -17,6 +18,7 @@ from streamer.core.partitions import partitions_of
 from streamer.mongo import Mongo
 from streamer.runtime import partitionings
 from streamer.runtime.processes import THIS_PROCESS
+from streamer.runtime.supervisor import Service
 from streamer.settings import Settings
 from tests.support.cli import free_port
 from tests.support.model import Traffic, continuous, drive, expected_totals, totals_differences
@@ -228,3 +230,27 @@ async def test_a_fresh_resync_of_a_split_stream_clears_at_one_barrier_under_traf
         assert len(gens) == 1  # one generation for the whole stream
     assert await db.user_totals.find_one({"_id": "ghost"}) is None
     assert not await exact(db, traffic)
+
+
+async def test_a_newer_format_is_refused_in_one_line(
+    db: AsyncIOMotorDatabase[Any], mongo: Mongo, mongo_uri: str
+) -> None:
+    """A partitioning record or a checkpoint written by a newer version is not misread:
+    the record at start (a settings error, exit 2), a checkpoint when its owner loads it
+    (the service stops with one error line)."""
+    await db.streamer_partitionings.insert_one({"_id": "orders", "count": 1, "format": 99})
+    with pytest.raises(SettingsError) as refused:
+        await partitionings.ensure(mongo, "orders", 1)
+    assert str(refused.value) == (
+        "orders: the database holds format 99 of the service's documents; this version "
+        "reads format 2 and older: run the newer version"
+    )
+    await db.streamer_partitionings.delete_many({})
+    await db.streamer_checkpoints.insert_one(
+        {"_id": "inventory", "version": 1, "phase": "stream", "gen": 1, "format": 99}
+    )
+    with capture_logs() as logs:
+        code = await Service(test_settings(mongo_uri, db.name), http_port=0).run()
+    assert code == 1
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert len(errors) == 1 and "inventory: the database holds format 99" in errors[0]["error"]
