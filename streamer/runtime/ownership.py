@@ -156,8 +156,8 @@ class StreamOwner:
 
     async def _permitted(self) -> bool:
         """Wait for the assigner's permit; False once stopping."""
-        self._permit.clear()
         await first_of(self._permit.wait(), self.stopping.wait())
+        self._permit.clear()  # used up by this try; a permit given before it waits counts
         return not self.stopping.is_set()
 
     async def _kill_previous(self, owner: str) -> None:
