@@ -77,6 +77,7 @@ import signal
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +234,27 @@ async def stop_all(services: list[ServiceProcess]) -> list[str]:
     return problems
 
 
+async def shut_down(services: list[ServiceProcess], client: Any, sim: Any, cell: str) -> None:
+    """Stop the instances, the client and mongosim; a cell whose instance failed raises."""
+    try:
+        problems = await stop_all(services)
+    finally:
+        client.close()
+        await sim.stop()
+    if problems:
+        raise RuntimeError(f"{cell}: {problems}")
+
+
+def deltas(
+    before: list[dict[str, float]], after: list[dict[str, float]], keep: Callable[[str], bool]
+) -> list[dict[str, float]]:
+    """Each instance's counters' growth between two scrapes (the kept names only)."""
+    return [
+        {k: m1.get(k, 0.0) - m0.get(k, 0.0) for k in set(m1) | set(m0) if keep(k)}
+        for m0, m1 in zip(before, after, strict=True)
+    ]
+
+
 async def write_backlog(db: Any, n: int, hot: bool) -> tuple[int, Timestamp]:
     events = await write_mixed(db, n, hot=hot)
     reply = await db.command("ping")
@@ -302,15 +324,8 @@ async def drain(count: int, n_instances: int, workload: str, n: int) -> dict[str
         metrics1 = [await scrape(port_of(s)) for s in services]
         after_split = await live_leases(db)
     finally:
-        problems = await stop_all(services)
-        client.close()
-        await sim.stop()
-    if problems:
-        raise RuntimeError(f"P={count} N={n_instances}: {problems}")
-    delta = [
-        {k: m1.get(k, 0.0) - m0.get(k, 0.0) for k in set(m1) | set(m0) if not k.startswith("lag:")}
-        for m0, m1 in zip(metrics0, metrics1, strict=True)
-    ]
+        await shut_down(services, client, sim, f"P={count} N={n_instances}")
+    delta = deltas(metrics0, metrics1, keep=lambda k: not k.startswith("lag:"))
     applied = [d.get("events", 0.0) for d in delta]
     applied_total = sum(applied) or 1.0
     retries = sum(d.get("retries", 0.0) for d in delta)
@@ -406,15 +421,8 @@ async def live(
         await sampler
         metrics1 = [await scrape(port_of(s)) for s in services]
     finally:
-        problems = await stop_all(services)
-        client.close()
-        await sim.stop()
-    if problems:
-        raise RuntimeError(f"live P={count} N={n_instances}: {problems}")
-    delta = [
-        {k: m1.get(k, 0.0) - m0.get(k, 0.0) for k in set(m1) | set(m0) if ":" not in k}
-        for m0, m1 in zip(metrics0, metrics1, strict=True)
-    ]
+        await shut_down(services, client, sim, f"live P={count} N={n_instances}")
+    delta = deltas(metrics0, metrics1, keep=lambda k: ":" not in k)
     retries = sum(d.get("retries", 0.0) for d in delta)
     batches = sum(d.get("batches", 0.0) for d in delta)
     return {
@@ -506,6 +514,23 @@ async def takeover(repeats: int) -> dict[str, Any]:
 
 
 # -- the run, the table, the targets ------------------------------------------------------------
+def ratio_lines(
+    label: str, run: dict[str, Any], base: dict[str, Any], key: str, *, target: float
+) -> list[str]:
+    """A CPU ratio against its target, raw and net of the idle floor (``key`` + "_net",
+    or the "_net" inserted before "_sum")."""
+    net_key = key.replace("_sum", "_net_sum") if key.endswith("_sum") else f"{key}_net"
+    lines = []
+    for what, k in ((label, key), ("  the same net of the idle floor", net_key)):
+        ratio = run[k] / base[k]
+        verdict = "met" if ratio <= target else "NOT met"
+        lines.append(
+            f"{what}: {ratio:.2f}x ({run[k]:.0f} / {base[k]:.0f} µs/event; "
+            f"target <= {target:g}x): {verdict}"
+        )
+    return lines
+
+
 def cell(results: list[dict[str, Any]], count: int, n: int, workload: str = "mixed") -> Any:
     for r in results:
         if (r["partitions"], r["instances"], r["workload"]) == (count, n, workload):
@@ -523,18 +548,12 @@ def targets(scale: dict[str, Any]) -> list[str]:
 
     p1, p4n4 = cell(runs, 1, 1), cell(runs, 4, 4)
     if p1 and p4n4:
-        ratio = p4n4["service_cpu_us_per_event_sum"] / p1["service_cpu_us_per_event_sum"]
-        out.append(
-            f"summed service CPU at P=4 over 4 instances / P=1: {ratio:.2f}x "
-            f"({p4n4['service_cpu_us_per_event_sum']:.0f} / "
-            f"{p1['service_cpu_us_per_event_sum']:.0f} µs/event; target <= 1.25x): "
-            f"{verdict(ratio <= 1.25)}"
-        )
-        net = p4n4["service_cpu_us_per_event_net_sum"] / p1["service_cpu_us_per_event_net_sum"]
-        out.append(
-            f"  the same net of the idle floor: {net:.2f}x "
-            f"({p4n4['service_cpu_us_per_event_net_sum']:.0f} / "
-            f"{p1['service_cpu_us_per_event_net_sum']:.0f} µs/event): {verdict(net <= 1.25)}"
+        out += ratio_lines(
+            "summed service CPU at P=4 over 4 instances / P=1",
+            p4n4,
+            p1,
+            "service_cpu_us_per_event_sum",
+            target=1.25,
         )
     worst = 0.0
     checked = []
@@ -552,17 +571,12 @@ def targets(scale: dict[str, Any]) -> list[str]:
         )
     p8 = cell(runs, 8, 1)
     if p1 and p8:
-        ratio = p8["server_cpu_us_per_event"] / p1["server_cpu_us_per_event"]
-        out.append(
-            f"mongosim CPU at P=8 / P=1 (one instance): {ratio:.2f}x "
-            f"({p8['server_cpu_us_per_event']:.0f} / {p1['server_cpu_us_per_event']:.0f} "
-            f"µs/event; target <= 1.5x): {verdict(ratio <= 1.5)}"
-        )
-        net = p8["server_cpu_us_per_event_net"] / p1["server_cpu_us_per_event_net"]
-        out.append(
-            f"  the same net of the idle floor: {net:.2f}x "
-            f"({p8['server_cpu_us_per_event_net']:.0f} / "
-            f"{p1['server_cpu_us_per_event_net']:.0f} µs/event): {verdict(net <= 1.5)}"
+        out += ratio_lines(
+            "mongosim CPU at P=8 / P=1 (one instance)",
+            p8,
+            p1,
+            "server_cpu_us_per_event",
+            target=1.5,
         )
     if "takeover" in scale:
         t = scale["takeover"]
