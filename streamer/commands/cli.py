@@ -206,7 +206,7 @@ async def cmd_repartition(settings: Settings, args: argparse.Namespace) -> int:
     streams = (args.stream,) if args.stream else STREAMS
 
     async def body(mongo: Mongo) -> int:
-        for line in await run_repartition(mongo, settings, streams, args.partitions):
+        for line in await run_repartition(mongo, settings, streams, args.partitions, print):
             print(line)
         return 0
 

@@ -11,6 +11,8 @@ refuse, naming both numbers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..core.errors import SettingsError
 from ..core.partitions import MAX_PARTITIONS
 from ..mongo import Mongo
@@ -21,9 +23,14 @@ from ..streams.registry import default_instance_id, make_handlers
 
 
 async def run_repartition(
-    mongo: Mongo, settings: Settings, streams: tuple[str, ...], count: int
+    mongo: Mongo,
+    settings: Settings,
+    streams: tuple[str, ...],
+    count: int,
+    print_line: Callable[[str], None] = lambda line: None,
 ) -> list[str]:
-    """Repartition ``streams`` into ``count`` partitions; a line for each."""
+    """Repartition ``streams`` into ``count`` partitions; a line for each. While the old
+    partitions are drained, ``print_line`` hears of each one done."""
     if not 1 <= count <= MAX_PARTITIONS:
         raise SettingsError(f"--partitions {count}: must be 1 to {MAX_PARTITIONS}")
     handlers = make_handlers(mongo, settings)
@@ -31,7 +38,12 @@ async def run_repartition(
     lines = []
     for stream in streams:
         before, after = await repartition(
-            mongo, handlers[stream], count, watcher_options(settings), by=by
+            mongo,
+            handlers[stream],
+            count,
+            watcher_options(settings),
+            by=by,
+            on_drained=lambda key: print_line(f"{key}: drained"),
         )
         if before == after:
             lines.append(f"{stream}: already {count} partition{'s' if count != 1 else ''}")

@@ -34,7 +34,7 @@ STATE: dict[str, tuple[str, ...]] = {
     sessions.COLLECTION: ("find", "insert", "update"),
     # one record per stream: read at every start, upserted by the first (findAndModify)
     partitionings.COLLECTION: ("find", "insert", "update"),
-    # split streams only: a heartbeat per process, upserted, read by the assigners,
+    # split streams only: a heartbeat per process, upserted, read by the assigner,
     # deleted by a clean stop
     membership.COLLECTION: ("find", "insert", "update", "remove"),
     # write-only for the service: records are for people (README: the quarantine)

@@ -1,8 +1,9 @@
-"""Which of a split stream's partitions this instance works: a look at everyone, then act.
+"""Which of the split streams' partitions this instance works: a look at everyone, then act.
 
-One :class:`Assigner` per split stream. About once a second it reads the live members
-(:mod:`streamer.runtime.membership`) and the stream's live leases, and asks
-:func:`streamer.core.partitions.plan_balance` what this instance should do:
+One :class:`Assigner` per instance, for every split stream. About once a second it reads
+the live members (:mod:`streamer.runtime.membership`) and the split streams' live leases,
+and asks :func:`streamer.core.partitions.plan_balance`, stream by stream, what this
+instance should do:
 
 - hand over partitions above its fair share: each such partition's owner finishes the
   batch in hand, then releases the lease (``released``: free at once), see
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -49,67 +50,71 @@ class Worker(Protocol):
 
 
 class Assigner:
+    """The split streams' partitions, looked at together: one read of the members and
+    one of the leases per look, whatever the number of streams."""
+
     def __init__(
-        self,
-        mongo: Mongo,
-        membership: Membership,
-        stream: str,
-        count: int,
-        *,
-        ttl_s: float,
+        self, mongo: Mongo, membership: Membership, counts: dict[str, int], *, ttl_s: float
     ) -> None:
         self.mongo = mongo
         self.membership = membership
-        self.stream = stream
-        self.count = count
+        self.counts = counts  # split streams only
         self.every_s = min(LOOK_EVERY_S, renew_every_s(ttl_s))
-        self.workers: dict[int, Worker] = {}
-        self.keys = [Partition(stream, i, count).key for i in range(count)]
-        self.looked = asyncio.Event()  # set after each look (tests, status)
+        self.workers: dict[str, Worker] = {}  # by partition key
         # Rotate the order in which free partitions are tried by the process, so two
         # instances looking at the same moment mostly try different ones.
-        self._offset = zlib.crc32(membership.nonce.encode()) % count
+        self._offset = zlib.crc32(membership.nonce.encode())
 
     def add(self, worker: Worker) -> None:
-        self.workers[worker.unit.index] = worker
+        self.workers[worker.unit.key] = worker
 
     async def run(self, stopping: asyncio.Event) -> None:
-        await every_until_stopped(stopping, self.every_s, self.look, self._look_failed)
-
-    def _look_failed(self, exc: DatabaseError) -> None:
-        log.warning(
-            "assignment.look_failed", stream=self.stream, error=f"{type(exc).__name__}: {exc}"
-        )
+        await every_until_stopped(stopping, self.every_s, self.look, _look_failed)
 
     async def look(self) -> None:
-        members = await self.membership.live()
-        docs = await self.mongo.find(LEASES, {"_id": {"$in": self.keys}, "$expr": LIVE_EXPR})
+        members = [m.nonce for m in await self.membership.live()]
+        docs = await self.mongo.find(
+            LEASES, {"_id": {"$in": list(self.workers)}, "$expr": LIVE_EXPR}
+        )
+        holders = {str(d["_id"]): d for d in docs}
+        for stream, count in self.counts.items():
+            self._balance(stream, count, members, holders)
+
+    def _balance(
+        self, stream: str, count: int, members: list[str], holders: dict[str, dict[str, Any]]
+    ) -> None:
+        me = self.membership
         held: dict[str, list[int]] = {}
         ours_elsewhere: list[int] = []  # held under this id by another process
-        index = {key: i for i, key in enumerate(self.keys)}
-        for doc in docs:
-            i = index[str(doc["_id"])]
+        for i in range(count):
+            doc = holders.get(Partition(stream, i, count).key)
+            if doc is None:
+                continue
             nonce = str(doc.get("nonce") or doc.get("owner"))
             held.setdefault(nonce, []).append(i)
-            if doc.get("owner") == self.membership.instance and nonce != self.membership.nonce:
+            if doc.get("owner") == me.instance and nonce != me.nonce:
                 ours_elsewhere.append(i)
-        me = self.membership.nonce
-        balance = plan_balance(me, [m.nonce for m in members], held, self.count)
+        workers = [self.workers[Partition(stream, i, count).key] for i in range(count)]
+        balance = plan_balance(me.nonce, members, held, count)
         for i in balance.release:
             log.info(
                 "partition.handing_over",
-                stream=self.stream,
+                stream=stream,
                 partition=i,
                 reason="above this instance's fair share",
                 members=len(members),
             )
-            self.workers[i].hand_over()
+            workers[i].hand_over()
         taken = {i for ids in held.values() for i in ids}
+        offset = self._offset % count
         free = [
             i
-            for i in (*range(self._offset, self.count), *range(self._offset))
-            if i not in taken and not self.workers[i].owned
+            for i in (*range(offset, count), *range(offset))
+            if i not in taken and not workers[i].owned
         ]
         for i in (*free[: balance.may_take], *ours_elsewhere):
-            self.workers[i].permit()
-        self.looked.set()
+            workers[i].permit()
+
+
+def _look_failed(exc: DatabaseError) -> None:
+    log.warning("assignment.look_failed", error=f"{type(exc).__name__}: {exc}")

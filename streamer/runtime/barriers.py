@@ -1,7 +1,7 @@
 """A fresh resync of a whole split stream: every partition stopped at one barrier first.
 
 A fresh resync clears the stream's derived data and rebuilds it from the source. For one
-partition that means taking back its own share (:meth:`MirroredStream.take_back`); for
+partition that means taking back its own share (:meth:`OrdersStream.take_back`); for
 the whole stream it means clearing everything, totals that no partition accounts for
 included (a hand edit, a bug). While any partition still commits, that cannot be done:
 its batch would land between the clear and its own scan. So (:func:`fresh_barrier`):

@@ -42,7 +42,6 @@ class Membership:
         self.mongo = mongo
         self.instance = instance
         self.nonce = process.nonce
-        self.ttl_ms = int(ttl_s * 1000)
         self.ttl_s = ttl_s
 
     async def beat(self) -> None:
@@ -54,7 +53,7 @@ class Membership:
                     "$set": {
                         "instance": self.instance,
                         "format": FORMAT,
-                        "expires_at": {"$add": ["$$NOW", self.ttl_ms]},
+                        "expires_at": {"$add": ["$$NOW", int(self.ttl_s * 1000)]},
                         "renewed_at": "$$NOW",
                     }
                 }

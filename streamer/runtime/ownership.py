@@ -2,19 +2,21 @@
 its watcher, stand by, or hand it over.
 
 Each instance runs one :class:`StreamOwner` per stream, or per partition of a split
-stream (:mod:`streamer.core.partitions`); everything below holds per partition. For a
-split stream the owner does not poll: its stream's
+stream (:mod:`streamer.core.partitions`); everything below holds per partition.
+
+An owner acquires its lease (see :mod:`streamer.runtime.leases`); while it holds it, a
+watcher runs and a renewal loop extends the lease every third of its TTL. Losing the
+lease (a renewal finds another owner, or cannot reach the database before the lease
+would expire) ends the watcher's term: it stops reading, and its in-flight batch either
+commits (its checkpoint compare-and-set still holds) or aborts. A standby retries the
+lease every third of the TTL, so it takes over within one TTL of the owner's death,
+kills the dead owner's writer session (an orphaned transaction would otherwise block it
+for 60 s; not after a clean release) and resumes from the checkpoint.
+
+For a split stream the owner does not poll: the instance's
 :class:`~streamer.runtime.assignment.Assigner` permits a try at a lease that looked free,
 and asks for a held one back when this instance holds more than its fair share (the
-term ends after the batch in hand and the lease is released at once). It acquires the stream's lease
-(see :mod:`streamer.runtime.leases`); while it holds it, a watcher runs and a renewal loop
-extends the lease every third of its TTL. Losing the lease (a renewal finds another
-owner, or cannot reach the database before the lease would expire) ends the watcher's
-term: it stops reading, and its in-flight batch either commits (its checkpoint
-compare-and-set still holds) or aborts. A standby retries the lease every third of the
-TTL, so it takes over within one TTL of the owner's death, kills the dead owner's writer
-session (an orphaned transaction would otherwise block it for 60 s) and resumes from the
-checkpoint.
+term ends after the batch in hand and the lease is released at once).
 
 A lease belongs to an instance id and a process (see :mod:`streamer.runtime.leases`). A process
 that finds its own id holding the lease under another process takes it at once if that

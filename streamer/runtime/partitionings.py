@@ -16,7 +16,9 @@ count under the next epoch; until its new checkpoints exist the record's ``state
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.checkpoint import FORMAT
 from ..core.errors import SettingsError
@@ -42,15 +44,19 @@ class Partitioning:
     epoch: int
     state: str = "ready"  # or "repartitioning": between the barrier and the new checkpoints
     format: int = FORMAT
+    # While repartitioning: the count and epoch it started from (what is drained).
+    previous: tuple[int, int] | None = None
 
     @classmethod
-    def from_document(cls, doc: dict[str, object]) -> Partitioning:
+    def from_document(cls, doc: Mapping[str, Any]) -> Partitioning:
+        previous = doc.get("previous")
         return cls(
             str(doc["_id"]),
-            int(str(doc["count"])),
-            int(str(doc.get("epoch", 1))),
+            int(doc["count"]),
+            int(doc.get("epoch", 1)),
             str(doc.get("state", "ready")),
-            int(str(doc.get("format", 1))),
+            int(doc.get("format", 1)),
+            (int(previous["count"]), int(previous["epoch"])) if previous else None,
         )
 
 

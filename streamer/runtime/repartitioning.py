@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -52,13 +53,18 @@ log = structlog.get_logger("streamer.repartition")
 
 
 async def repartition(
-    mongo: Mongo, handler: StreamHandler, count: int, options: WatcherOptions, *, by: str
+    mongo: Mongo,
+    handler: StreamHandler,
+    count: int,
+    options: WatcherOptions,
+    *,
+    by: str,
+    on_drained: Callable[[str], None] = lambda key: None,
 ) -> tuple[Partitioning, Partitioning]:
     """Split ``handler``'s stream into ``count`` partitions (see the module): the
     partitioning before and after."""
     stream = handler.name
     policy = options.retry
-    record = await mongo.find_one(COLLECTION, {"_id": stream})
     before = await load(mongo, stream) or Partitioning(stream, 1, 1)
     if before.state == "ready":
         if before.count == count:
@@ -74,14 +80,14 @@ async def repartition(
                 f"{stream}: a repartition into {before.count} partitions is under way; run "
                 f"`streamer repartition --partitions {before.count}` to finish it first"
             )
-        previous = (record or {}).get("previous") or {}
-        target = before
-        before = Partitioning(stream, int(previous["count"]), int(previous["epoch"]))
+        assert before.previous is not None  # every barrier records it
+        target, (count_was, epoch_was) = before, before.previous
+        before = Partitioning(stream, count_was, epoch_was)
     store = CheckpointStore(mongo, by)
     old = [(unit, await store.load(unit.key)) for unit in partitions_of(stream, before.count)]
     started = [(unit, cp) for unit, cp in old if cp is not None]
     if started:
-        drained_to = await _drain(mongo, store, handler, started, options)
+        drained_to = await _drain(mongo, store, handler, started, options, on_drained)
         await retry_transient(
             lambda: _retag(mongo, handler, count), what="repartition.retag", policy=policy
         )
@@ -138,8 +144,10 @@ async def _drain(
     handler: StreamHandler,
     old: list[tuple[Partition, Checkpoint]],
     options: WatcherOptions,
+    on_drained: Callable[[str], None],
 ) -> Timestamp:
-    """Carry every old partition to the furthest position among them; that position."""
+    """Carry every old partition to the furthest position among them; that position.
+    ``on_drained`` hears of each partition as it is done (the command's progress)."""
     finished = []
     for unit, cp in old:
         if cp.phase == "resync":
@@ -155,7 +163,11 @@ async def _drain(
                 stopping=asyncio.Event(),
             )
             done = await resyncer.run(cp)
-            assert done is not None
+            if done is None:  # held at a fresh resync's barrier (streamer.runtime.barriers)
+                raise SettingsError(
+                    f"{unit.key}: a fresh resync of the whole stream is under way; run "
+                    "`streamer resync --fresh` to finish it, then repartition again"
+                )
             cp = done
         finished.append((unit, cp))
     drained = [cp.drained_at for _, cp in finished if cp.drained_at is not None]
@@ -167,6 +179,7 @@ async def _drain(
         carried = StreamWork(mongo, store, handler.for_partition(unit), options)
         watcher = Watcher(carried, asyncio.Event(), drain_to=to)
         await watcher.run()
+        on_drained(unit.key)
     log.info("repartition.drained", stream=handler.name, to=str(to), partitions=len(finished))
     return to
 

@@ -2,8 +2,8 @@
 
 The health loop and one stream owner per stream, or per partition of a split stream
 (:mod:`streamer.runtime.ownership`, which runs the watcher while it holds the lease),
-run under one ``asyncio.TaskGroup``, with the heartbeat and one assigner per split
-stream (:mod:`streamer.runtime.membership`, :mod:`streamer.runtime.assignment`). One
+run under one ``asyncio.TaskGroup``, with the heartbeat and the assigner of the split
+streams (:mod:`streamer.runtime.membership`, :mod:`streamer.runtime.assignment`). One
 that fails with an unexpected error cancels the others and the process exits 1 with the
 reason, rather than running on half blind. Outages are not failures: a watcher rides
 them out itself.
@@ -110,7 +110,7 @@ class Service:
         # One owner per partition (per stream when unsplit), keyed by its lease's id.
         self.owners: dict[str, StreamOwner] = {}
         self.membership: Membership | None = None  # only when a stream is split
-        self.assigners: list[Assigner] = []
+        self.assigner: Assigner | None = None
         self.health = Health(
             self.mongo,
             self.owners,
@@ -311,17 +311,16 @@ class Service:
         )
         for name, count in counts.items():
             await unless_stopped(self._ensure_partitioning(name, count), self.stopping)
-        if any(count > 1 for count in counts.values()):
+        split = {name: count for name, count in counts.items() if count > 1}
+        if split:
             self.membership = Membership(
                 self.mongo, self.instance_id, self.settings.lease_ttl_s, process=self.process
             )
+            self.assigner = Assigner(
+                self.mongo, self.membership, split, ttl_s=self.settings.lease_ttl_s
+            )
         for name, count in counts.items():
-            assigner = None
-            if self.membership is not None and count > 1:
-                assigner = Assigner(
-                    self.mongo, self.membership, name, count, ttl_s=self.settings.lease_ttl_s
-                )
-                self.assigners.append(assigner)
+            assigner = self.assigner if name in split else None
             for unit in partitions_of(name, count):
                 work = StreamWork(
                     self.mongo,
@@ -419,8 +418,8 @@ class Service:
             group.create_task(self.health.run(self.stopping), name="health")
             if self.membership is not None:
                 group.create_task(self.membership.run(self.stopping), name="membership")
-            for assigner in self.assigners:
-                group.create_task(assigner.run(self.stopping), name=f"assign-{assigner.stream}")
+            if self.assigner is not None:
+                group.create_task(self.assigner.run(self.stopping), name="assignment")
             for name, owner in self.owners.items():
                 group.create_task(owner.run(), name=f"own-{name}")
 

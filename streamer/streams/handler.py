@@ -20,14 +20,12 @@ from ..core.keys import bson_key
 from ..core.mirror import State, project, same_state
 from ..core.partitions import Partition, and_filters
 from ..core.totals import Rejected
-from ..core.values import Timestamp
 from ..mongo import Mongo, Session
 from ..mongo.types import DeleteOne, InsertOne, ReplaceOne
 
 log = structlog.get_logger("streamer.streams")
 
 QUARANTINE = "streamer_quarantine"
-NO_TIME = Timestamp(0, 0)
 
 # What the mirror holds of a batch's documents: bson_key -> (state, resync generation).
 Stored = dict[Hashable, tuple[State, Any]]
@@ -233,31 +231,6 @@ class MirroredStream:
             limit=limit,
         )
         return [d["_id"] for d in docs]
-
-    async def take_back(self, session: Session, limit: int, gen: int) -> int:
-        """Apply up to ``limit`` of this partition's mirror entries as synthetic deletes:
-        its share of the derived data subtracted, its entries removed (a fresh resync of
-        one partition; the scan then adds back what it finds)."""
-        docs = await self.mongo.find(
-            self.mirror,
-            self.partition.mirror_filter(),
-            projection={"_id": 1},
-            limit=limit,
-            session=session,
-        )
-        if not docs:
-            return 0
-        now = dt.datetime.now(dt.UTC)
-        changes = [
-            # No event time: these deletes undo what this partition applied, from no event.
-            Change(op="delete", key=d["_id"], cluster_time=NO_TIME, wall_time=now, synthetic=True)
-            for d in docs
-        ]
-        await self.apply(session, changes, gen)
-        return len(changes)
-
-    async def apply(self, session: Session, changes: Sequence[Change], gen: int) -> BatchOutcome:
-        raise NotImplementedError  # each stream's own
 
 
 def count_ops(changes: Sequence[Change]) -> dict[str, int]:

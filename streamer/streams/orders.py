@@ -19,6 +19,7 @@ from ..core.totals import (
     totals_document,
     totals_from_document,
 )
+from ..core.values import Timestamp
 from ..mongo import Mongo, Session
 from ..mongo.types import DeleteOne, InsertOne, ReplaceOne
 from .handler import BatchOutcome, MirroredStream
@@ -37,6 +38,7 @@ def bump(version: Any) -> int:
 
 
 MIRROR = "streamer_mirror_orders"
+NO_TIME = Timestamp(0, 0)
 
 
 class OrdersStream(MirroredStream):
@@ -98,8 +100,10 @@ class OrdersStream(MirroredStream):
             if not split:
                 raise
             # Another partition created this user's totals after our snapshot: the batch
-            # runs again and reads them (mongod answers WriteConflict there, 112, inside
-            # a transaction; a DuplicateKey is handled the same way should one come).
+            # runs again and reads them. Inside a transaction that is a WriteConflict
+            # (112, a key written after the snapshot) on mongosim and, by its storage
+            # engine's rules, on mongod; a DuplicateKey, should a server answer one, is
+            # retried the same way.
             raise TransientError(
                 "user_totals: created by another partition meanwhile",
                 code=exc.code,
@@ -129,6 +133,28 @@ class OrdersStream(MirroredStream):
             key = bson_key(row["_id"])
             if key in totals:
                 totals[key].last_order_at = row["last"]
+
+    async def take_back(self, session: Session, limit: int, gen: int) -> int:
+        """Apply up to ``limit`` of this partition's mirror entries as synthetic deletes:
+        its share of the totals subtracted, its entries removed (a fresh resync of one
+        partition; the scan then adds back what it finds)."""
+        docs = await self.mongo.find(
+            self.mirror,
+            self.partition.mirror_filter(),
+            projection={"_id": 1},
+            limit=limit,
+            session=session,
+        )
+        if not docs:
+            return 0
+        now = dt.datetime.now(dt.UTC)
+        changes = [
+            # No event time: these deletes undo what this partition applied, from no event.
+            Change(op="delete", key=d["_id"], cluster_time=NO_TIME, wall_time=now, synthetic=True)
+            for d in docs
+        ]
+        await self.apply(session, changes, gen)
+        return len(changes)
 
     async def clear(self, session: Session, limit: int, gen: int) -> int:
         if self.partition.split:

@@ -30,7 +30,7 @@ partition's position past the last write, so the drain's end is seen; P times as
 such writes as at P = 1, a cost that the default 10 s interval makes negligible).
 
 Before the pause, a 3 s window measures the idle floor: the CPU the instances and
-mongosim spend with nothing to do (heartbeats, lease renewals, the assigners' looks,
+mongosim spend with nothing to do (heartbeats, lease renewals, the assigner's looks,
 the 0.2 s idle checkpoints, all growing with P). CPU per event is given raw (an upper
 bound) and net of that floor times the drain's length (a lower bound: a busy partition
 stores no idle checkpoints).
@@ -102,7 +102,8 @@ from tests.bench.service_bench import (  # noqa: E402
 )
 from tests.support.model import Traffic  # noqa: E402
 from tests.support.polling import eventually  # noqa: E402
-from tests.support.service_process import ServiceProcess  # noqa: E402
+from tests.support.service import partition_keys  # noqa: E402
+from tests.support.service_process import ServiceProcess, live_leases  # noqa: E402
 
 STREAMS = ("orders", "inventory")
 NAMES = "abcdefgh"
@@ -112,19 +113,9 @@ DATABASE = "scale"
 IDLE_WINDOW_S = 3.0
 
 
-def keys(count: int) -> list[str]:
-    return [p.key for s in STREAMS for p in partitions_of(s, count)]
-
-
-async def live_leases(db: Any) -> dict[str, str]:
-    """Each live partition lease's holder (unexpired by the server's clock, not released)."""
-    live = {"$expr": {"$and": [{"$gt": ["$expires_at", "$$NOW"]}, {"$ne": ["$released", True]}]}}
-    return {d["_id"]: d["owner"] async for d in db.streamer_leases.find(live)}
-
-
 def settled(held: dict[str, str], count: int, names: list[str]) -> bool:
     """Every partition leased, each instance within [P//N, ceil(P/N)] of each stream's."""
-    if set(held) != set(keys(count)):
+    if set(held) != set(partition_keys(count)):
         return False
     low, high = count // len(names), math.ceil(count / len(names))
     for stream in STREAMS:
@@ -139,10 +130,12 @@ async def streaming(db: Any, count: int) -> bool:
     docs = [
         d
         async for d in db.streamer_checkpoints.find(
-            {"_id": {"$in": keys(count)}, "phase": "stream"}, {"position": 1}
+            {"_id": {"$in": partition_keys(count)}, "phase": "stream"}, {"position": 1}
         )
     ]
-    return len(docs) == len(keys(count)) and all(d.get("position") is not None for d in docs)
+    return len(docs) == len(partition_keys(count)) and all(
+        d.get("position") is not None for d in docs
+    )
 
 
 async def scrape(port: int) -> dict[str, float]:
@@ -265,7 +258,7 @@ async def until_covered(db: Any, count: int, target: Timestamp, began: float) ->
     """Poll every partition's checkpoint until each covers ``target``; per key, the
     seconds from ``began`` to the first poll that saw it covered."""
     done: dict[str, float] = {}
-    wanted = keys(count)
+    wanted = partition_keys(count)
 
     async def all_covered() -> bool:
         now = time.perf_counter()
@@ -297,7 +290,7 @@ async def drain(count: int, n_instances: int, workload: str, n: int) -> dict[str
     try:
         before_split = await start_settled(db, services, names, count)
         # The idle floor: what the instances and mongosim spend with nothing to do
-        # (heartbeats, lease renewals, the assigners' looks, idle checkpoints, which grow
+        # (heartbeats, lease renewals, the assigner's looks, idle checkpoints, which grow
         # with P), over a fixed window: a measurement period, not a wait on state.
         idle0, server_idle0 = [cpu_seconds(pid_of(s)) for s in services], cpu_seconds(sim.pid)
         idle_began = time.perf_counter()
@@ -368,7 +361,7 @@ async def drain(count: int, n_instances: int, workload: str, n: int) -> dict[str
         "slowest_partition_s": max(caught.values()),
         "fastest_partition_s": min(caught.values()),
         "leases_moved_during_drain": sum(
-            before_split.get(k) != after_split.get(k) for k in keys(count)
+            before_split.get(k) != after_split.get(k) for k in partition_keys(count)
         ),
     }
 
@@ -461,7 +454,7 @@ async def all_held_by(db: Any, owner: str, count: int, within_s: float) -> None:
     async def all_held() -> bool:
         nonlocal held
         held = await live_leases(db)
-        return set(held) == set(keys(count)) and set(held.values()) == {owner}
+        return set(held) == set(partition_keys(count)) and set(held.values()) == {owner}
 
     await eventually(
         all_held,

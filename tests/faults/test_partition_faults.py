@@ -25,16 +25,13 @@ from tests.support.cli import free_port
 from tests.support.faults import FULL, check, score, size
 from tests.support.model import Traffic, drive
 from tests.support.polling import eventually
-from tests.support.service import caught_up
-from tests.support.service_process import ServiceProcess
+from tests.support.service import caught_up, partition_keys
+from tests.support.service_process import ServiceProcess, live_leases
 
 STREAMS = ("orders", "inventory")
+SEEDS = {"kill": 61, "join": 62, "leave": 63, "pause": 64}
 P = 8
 TTL_S = 2.0
-
-
-def keys(count: int = P) -> tuple[str, ...]:
-    return tuple(p.key for s in STREAMS for p in partitions_of(s, count))
 
 
 class Fleet:
@@ -60,12 +57,6 @@ class Fleet:
         self.running[name] = process
         return process
 
-    async def leases(self) -> dict[str, str]:
-        live = {
-            "$expr": {"$and": [{"$gt": ["$expires_at", "$$NOW"]}, {"$ne": ["$released", True]}]}
-        }
-        return {d["_id"]: d["owner"] async for d in self.db.streamer_leases.find(live)}
-
     async def until_shared_by(self, names: set[str], count: int = P, within_s: float = 90) -> None:
         """Traffic until each stream's partitions are all held, by exactly ``names``,
         each within its fair share."""
@@ -73,8 +64,8 @@ class Fleet:
 
         async def shared() -> bool:
             await drive(self.traffic, 20)
-            self.held = await self.leases()
-            if set(self.held) != set(keys(count)):
+            self.held = await live_leases(self.db)
+            if set(self.held) != set(partition_keys(count)):
                 return False
             for stream in STREAMS:
                 mine = [self.held[p.key] for p in partitions_of(stream, count)]
@@ -103,7 +94,7 @@ def driver(settings: Settings) -> str:
 
 async def finish(fleet: Fleet, name: str, mongo: Mongo, faults: int, count: int = P) -> None:
     await drive(fleet.traffic, 200)
-    await caught_up(fleet.db, keys(count), within_s=90)
+    await caught_up(fleet.db, partition_keys(count), within_s=90)
     await fleet.stop_all()
     check(await score(name, fleet.db, mongo, fleet.traffic, faults))
 
@@ -114,7 +105,7 @@ async def test_split_instances_through_a_kill_a_join_a_leave_and_a_pause(
     """The bounded run of `make test`: each process fault once, in turn."""
     fleet = Fleet(db, mongo_uri, driver, seed=31)
     await fleet.start("a")
-    await caught_up(db, keys(), within_s=90)  # a's first-start resyncs
+    await caught_up(db, partition_keys(P), within_s=90)  # a's first-start resyncs
     await fleet.start("b")
     await fleet.start("c")
     await fleet.until_shared_by({"a", "b", "c"})
@@ -139,9 +130,10 @@ async def test_split_instances_through_a_kill_a_join_a_leave_and_a_pause(
 async def test_split_instances_through_one_fault_at_full_size(
     db: AsyncIOMotorDatabase[Any], mongo_uri: str, mongo: Mongo, driver: str, fault: str
 ) -> None:
-    fleet = Fleet(db, mongo_uri, driver, seed=hash(fault) % 1000)
+    # A seed per fault, the same in every run (str's hash() is salted per process).
+    fleet = Fleet(db, mongo_uri, driver, seed=SEEDS[fault])
     await fleet.start("a")
-    await caught_up(db, keys(), within_s=90)
+    await caught_up(db, partition_keys(P), within_s=90)
     await fleet.start("b")
     await fleet.start("c")
     await fleet.until_shared_by({"a", "b", "c"})
@@ -183,7 +175,7 @@ async def test_history_lost_on_one_partition_resyncs_that_partition_alone(
     stream on."""
     fleet = Fleet(db, mongo_uri, driver, seed=41)
     await fleet.start("a")
-    await caught_up(db, keys(), within_s=90)
+    await caught_up(db, partition_keys(P), within_s=90)
     await fleet.start("b")
     await fleet.start("c")
     await fleet.until_shared_by({"a", "b", "c"})
@@ -205,7 +197,7 @@ async def test_history_lost_on_one_partition_resyncs_that_partition_alone(
     # The others kept streaming: their last resync is still their first start's.
     again = await db.streamer_checkpoints.count_documents(
         {
-            "_id": {"$in": [k for k in keys() if k != lost]},
+            "_id": {"$in": [k for k in partition_keys(P) if k != lost]},
             "last_resync.reason": {"$ne": FIRST_START},
         }
     )
@@ -218,7 +210,7 @@ async def test_repartition_from_4_to_8_under_traffic(
 ) -> None:
     fleet = Fleet(db, mongo_uri, driver, seed=51)
     await fleet.start("a", partitions=4)
-    await caught_up(db, keys(4), within_s=90)  # a's first-start resyncs, before traffic
+    await caught_up(db, partition_keys(4), within_s=90)  # a's first-start resyncs, before traffic
     for name in ("b", "c"):
         await fleet.start(name, partitions=4)
     await fleet.until_shared_by({"a", "b", "c"}, count=4)

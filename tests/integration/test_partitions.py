@@ -23,21 +23,11 @@ from streamer.settings import Settings
 from tests.support.cli import free_port
 from tests.support.model import Traffic, continuous, drive, expected_totals, totals_differences
 from tests.support.polling import eventually
-from tests.support.service import RunService, caught_up, test_settings
-from tests.support.service_process import ServiceProcess
+from tests.support.service import RunService, caught_up, partition_keys, test_settings
+from tests.support.service_process import ServiceProcess, live_leases
 
 STREAMS = ("orders", "inventory")
 TTL_S = 3.0
-
-
-def keys(count: int) -> tuple[str, ...]:
-    return tuple(p.key for s in STREAMS for p in partitions_of(s, count))
-
-
-async def leases(db: AsyncIOMotorDatabase[Any]) -> dict[str, str]:
-    """Each live partition lease's holder (by the server's clock)."""
-    live = {"$expr": {"$and": [{"$gt": ["$expires_at", "$$NOW"]}, {"$ne": ["$released", True]}]}}
-    return {d["_id"]: d["owner"] async for d in db.streamer_leases.find(live)}
 
 
 async def exact(db: AsyncIOMotorDatabase[Any], traffic: Traffic) -> list[Any]:
@@ -58,12 +48,14 @@ async def test_one_instance_owns_every_partition_and_applies_each_event_once(
     await db.orders.insert_many([{"_id": f"early-{i}", **traffic.order()} for i in range(200)])
     settings = test_settings(mongo_uri, db.name, partitions=4)
     async with service(settings) as running:
-        assert sorted(running.watchers) == sorted(keys(4))
+        assert sorted(running.watchers) == sorted(partition_keys(4))
         await drive(traffic, 600)
-        await caught_up(db, keys(4), within_s=60)
+        await caught_up(db, partition_keys(4), within_s=60)
         ready = running.health.readiness()
         assert ready.ready, ready.checks
-        assert {k: v for k, v in ready.checks.items() if "#" in k} == dict.fromkeys(keys(4), "ok")
+        assert {k: v for k, v in ready.checks.items() if "#" in k} == dict.fromkeys(
+            partition_keys(4), "ok"
+        )
     assert not await exact(db, traffic)
     mirror = await db.streamer_mirror_orders.find({}, {"p": 1}).to_list(None)
     assert {d["p"] for d in mirror} == {0, 1, 2, 3}  # every entry tagged with its partition
@@ -98,7 +90,7 @@ async def test_three_instances_share_the_partitions_and_absorb_a_sigkill_exactly
     a, b, c = make("a"), make("b"), make("c")
     traffic = Traffic(db, random.Random(11), hot_share=0.3)
     await a.start()
-    await caught_up(db, keys(4), within_s=60)  # a's first-start resyncs done
+    await caught_up(db, partition_keys(4), within_s=60)  # a's first-start resyncs done
     await b.start()
     await c.start()
     held: dict[str, str] = {}
@@ -106,8 +98,8 @@ async def test_three_instances_share_the_partitions_and_absorb_a_sigkill_exactly
     async def shared_by(names: set[str]) -> bool:
         nonlocal held
         await drive(traffic, 20)
-        held = await leases(db)
-        if set(held) != set(keys(4)):
+        held = await live_leases(db)
+        if set(held) != set(partition_keys(4)):
             return False
         return all({held[p.key] for p in partitions_of(stream, 4)} == names for stream in STREAMS)
 
@@ -125,7 +117,7 @@ async def test_three_instances_share_the_partitions_and_absorb_a_sigkill_exactly
         detail=lambda: held,
     )
     await drive(traffic, 300)
-    await caught_up(db, keys(4), within_s=60)
+    await caught_up(db, partition_keys(4), within_s=60)
     for process in (b, c):
         code, err = await process.stop()
         assert code == 0, err[-3000:]
@@ -151,14 +143,16 @@ async def test_partitions_are_evenly_split_when_an_instance_joins(
             async def halves() -> bool:
                 nonlocal held
                 await drive(traffic, 10)
-                held = await leases(db)
-                return set(held) == set(keys(4)) and sorted(held.values()).count("a") == 4
+                held = await live_leases(db)
+                return set(held) == set(partition_keys(4)) and sorted(held.values()).count("a") == 4
 
             await eventually(halves, what="2 + 2 of each stream", within_s=30, detail=lambda: held)
             assert len(a.watchers) == 4 and len(b.watchers) == 4
             await drive(traffic, 200)
-            await caught_up(db, keys(4), within_s=60)
-            rebalanced = a.metrics.rebalances.labels("orders")._value.get()
+            await caught_up(db, partition_keys(4), within_s=60)
+            rebalanced = a.metrics.registry.get_sample_value(
+                "streamer_rebalances_total", {"stream": "orders"}
+            )
             assert rebalanced == 2
     assert not await exact(db, traffic)
 
@@ -175,7 +169,7 @@ async def test_repartition_under_traffic_applies_every_event_once_alerts_include
     )
     traffic = Traffic(db, random.Random(21), hot_share=0.3)
     await old.start()
-    await caught_up(db, keys(2), within_s=60)
+    await caught_up(db, partition_keys(2), within_s=60)
     await drive(traffic, 300)
     started = time.monotonic()
     lines = await run_repartition(mongo, settings, STREAMS, 4)
@@ -194,13 +188,13 @@ async def test_repartition_under_traffic_applies_every_event_once_alerts_include
     )
     restarted = time.monotonic()
     await new.start()
-    await caught_up(db, keys(4), within_s=60)  # what was written since the barrier
+    await caught_up(db, partition_keys(4), within_s=60)  # what was written since the barrier
     print(
         f"repartition 2 -> 4: the command {command_s:.2f}s (barrier, drain, re-tag); a new "
         f"instance's start to caught up {time.monotonic() - restarted:.2f}s"
     )
     await drive(traffic, 300)
-    await caught_up(db, keys(4), within_s=60)
+    await caught_up(db, partition_keys(4), within_s=60)
     code, err = await new.stop()
     assert code == 0, err[-3000:]
     problems = await exact(db, traffic)
@@ -223,7 +217,7 @@ async def test_a_fresh_resync_of_a_split_stream_clears_at_one_barrier_under_traf
         async with continuous(traffic):
             code = await run_resync(running.settings, ("orders",), fresh=True)
         assert code == 0
-        await caught_up(db, keys(4), within_s=60)
+        await caught_up(db, partition_keys(4), within_s=60)
         gens = {
             d["gen"] async for d in db.streamer_checkpoints.find({"_id": {"$regex": "^orders#"}})
         }

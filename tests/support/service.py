@@ -129,6 +129,11 @@ def keys_of(stream: str, count: int) -> list[str]:
     return [p.key for p in partitions_of(stream, count)]
 
 
+def partition_keys(count: int, streams: tuple[str, ...] = ("orders", "inventory")) -> list[str]:
+    """Every partition's id when each of ``streams`` is read as ``count`` partitions."""
+    return [key for stream in streams for key in keys_of(stream, count)]
+
+
 async def get(service: Service, path: str, **headers: str) -> tuple[int, str, str]:
     """GET ``path`` from the service's HTTP server: status, content type, body."""
     async with (

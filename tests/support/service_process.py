@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
+from streamer.runtime.leases import LIVE_EXPR
 from tests.support.model import Traffic, drive
 
 from .polling import eventually
@@ -240,6 +241,11 @@ async def until_working(service: ServiceProcess, traffic: Traffic, within_s: flo
     except AssertionError as exc:
         _, err = await service.stop()
         raise AssertionError(f"{exc}: {err[-3000:]}") from None
+
+
+async def live_leases(db: Any) -> dict[str, str]:
+    """Each live lease's holder, by the server's clock (released ones are not live)."""
+    return {d["_id"]: d["owner"] async for d in db.streamer_leases.find({"$expr": LIVE_EXPR})}
 
 
 async def owners(db: AsyncIOMotorDatabase[Any]) -> dict[str, str]:
