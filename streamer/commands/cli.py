@@ -30,7 +30,7 @@ from ..runtime.shutdown import FORCED_STOP, INTERRUPTED, Signals
 from ..runtime.supervisor import Service, install_signal_handlers
 from ..runtime.verify import SOURCE_OF
 from ..settings import Settings, load_settings
-from ..streams.registry import STREAMS
+from ..streams.registry import STREAMS, partition_counts
 from .repartition import run_repartition
 from .resync import run_resync
 from .status import read_status, render
@@ -330,6 +330,7 @@ def load_configuration() -> Settings:
     """
     settings = load_settings()
     load_schema(settings.schema_path)
+    partition_counts(settings)  # a per-stream partition count that names no stream
     return settings
 
 

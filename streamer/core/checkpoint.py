@@ -1,6 +1,6 @@
 """The checkpoint document as values: where a stream resumes, its resync, its requests.
 
-One document per stream in ``streamer_checkpoints`` (read and advanced by
+One document per stream (or partition) in ``streamer_checkpoints`` (read and advanced by
 :class:`streamer.runtime.checkpoints.CheckpointStore`) holds where the stream resumes
 (a resume token, or a cluster time to start at after a resync), the resync under way
 with its scan's segments, and what another process asks of the owner: a resync

@@ -1,12 +1,13 @@
 """Per-stream checkpoints in ``streamer_checkpoints``, advanced by compare-and-set.
 
-One document per stream holds where the stream resumes (a resume token, or a cluster
-time to start at after a resync) and whether a resync is under way. Every write the
-service makes to derived data commits in one transaction with an advance of this
-document, filtered on the version (and token) the work started from. If another
-instance advanced it first, the filter matches nothing, the transaction aborts and
-the work is not applied: that is what makes a crash, a retried commit or a second
-instance unable to double count.
+One document per stream (per partition of a split stream, keyed ``orders#2/8``) holds
+where the stream resumes (a resume token, or a cluster time to start at after a resync)
+and whether a resync is under way. Every write the service makes to derived data
+commits in one transaction with an advance of this document, filtered on the version
+(and token) the work started from. If another instance advanced it first, the filter
+matches nothing, the transaction aborts and the work is not applied: that is what makes
+a crash, a retried commit or a second instance unable to double count. The
+compare-and-set runs first in the transaction (:mod:`streamer.runtime.commits`).
 
 ``streamer resync`` asks a running owner for a resync by setting ``resync_requested``
 on the document (see :class:`ResyncRequest`). :meth:`CheckpointStore.advance` sets only

@@ -1,4 +1,6 @@
-"""Stream leases in ``streamer_leases``: one process processes a stream, others stand by.
+"""Stream leases in ``streamer_leases``: one process processes a stream (or one partition
+of a split stream: everything here holds per partition, keyed ``orders#2/8``), others
+stand by.
 
 A lease is a document per stream naming its owner and an expiry on the *server's*
 clock (``$$NOW`` in an update pipeline), so pods with skewed clocks still agree on who

@@ -6,7 +6,9 @@ ChangeStreamHistoryLost, an invalid token, the collection dropped) and by
 compare-and-set, so a resync is exactly-once work too:
 
 1. claim: the checkpoint enters the ``resync`` phase with a new generation ``gen``;
-2. (fresh only) clear the derived data and the mirror;
+2. (fresh only) clear the derived data and the mirror; one partition of a split stream
+   takes back only its own share instead (its mirror entries applied as deletes), and a
+   whole split stream is cleared at one barrier (:mod:`streamer.runtime.barriers`);
 3. scan: read the source in ``_id`` order at one point in time ``T`` (readConcern
    "snapshot"; the cursor reply names ``atClusterTime``) and apply each document as a
    synthetic replace stamped ``gen``; the mirror turns that into differences, so

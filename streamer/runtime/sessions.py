@@ -1,4 +1,5 @@
-"""Writer sessions: one long-lived session per stream, and cleaning up after a crash.
+"""Writer sessions: one long-lived session per stream (per partition of a split stream),
+and cleaning up after a crash.
 
 A process killed inside a transaction leaves that transaction open on the server,
 holding its documents: every later transaction touching them fails with WriteConflict

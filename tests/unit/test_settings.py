@@ -256,3 +256,21 @@ def test_an_empty_config_file_means_the_defaults(
     (tmp_path / "streamer.yaml").write_text("# nothing set\n")
     monkeypatch.setenv("STREAMER_CONFIG", str(tmp_path / "streamer.yaml"))
     assert load_settings().batch_size == 500
+
+
+def test_partitions_per_stream_name_only_known_streams_and_every_command_checks_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A per-stream override for a stream that does not exist is a configuration error,
+    found before any command connects (load_configuration), in one line."""
+    from streamer.commands.cli import load_configuration
+
+    monkeypatch.setenv("STREAMER_STREAM_PARTITIONS", '{"inventory": 2}')
+    assert load_configuration().partitions_of("inventory") == 2
+    assert load_configuration().partitions_of("orders") == 1
+    monkeypatch.setenv("STREAMER_STREAM_PARTITIONS", '{"order": 4}')
+    with pytest.raises(SettingsError) as info:
+        load_configuration()
+    assert str(info.value) == (
+        "stream_partitions: unknown stream 'order' (the streams: orders, inventory)"
+    )
