@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     stream_partitions: dict[str, Annotated[int, Field(ge=1, le=MAX_PARTITIONS)]] = Field(
         default_factory=dict
     )
+    # A split orders stream: each user's totals written by one partition, the others
+    # deferring their share to it (streamer.core.deltas). Off, every partition writes
+    # them and write conflicts (112) rerun batches; for comparison (make bench-scale).
+    defer_shared_totals: bool = True
+    # How often an idle partition looks for deferred shares to fold.
+    fold_poll_s: float = Field(0.5, gt=0)
     # High availability: a stream's lease lasts this long unless renewed (every third).
     lease_ttl_s: float = Field(15.0, ge=1)
     # /readyz fails when an owned stream is further behind than this.

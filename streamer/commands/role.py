@@ -37,6 +37,9 @@ STATE: dict[str, tuple[str, ...]] = {
     # split streams only: a heartbeat per process, upserted, read by the assigner,
     # deleted by a clean stop
     membership.COLLECTION: ("find", "insert", "update", "remove"),
+    # split orders streams: a share of a user's totals, inserted by one partition, read
+    # and deleted by the partition that folds it (streamer.core.deltas)
+    orders.DELTAS: ("find", "insert", "remove"),
     # write-only for the service: records are for people (README: the quarantine)
     handler.QUARANTINE: ("insert",),
     # each source document's last applied state: inserted, replaced, deleted with it

@@ -73,7 +73,7 @@ from ..runtime.partitionings import load as load_partitioning
 from ..runtime.verify import SOURCE_OF, VerifyReport, read_slices, source_time, verify
 from ..settings import Settings
 from ..streams.inventory import STOCK_ALERTS
-from ..streams.orders import USER_TOTALS
+from ..streams.orders import DELTAS, USER_TOTALS
 from ..streams.registry import default_instance_id
 
 REPAIR_ATTEMPTS = 50
@@ -279,6 +279,9 @@ async def repair_totals(mongo: Mongo, report: VerifyReport) -> list[str]:
 
         async def work(session: Session) -> None:
             await mongo.bulk_write(USER_TOTALS, requests, session=session)
+            # Shares still waiting to be folded are in ``expected`` already (every
+            # partition is held, so none comes or goes meanwhile).
+            await mongo.delete_many(DELTAS, {"s": "orders", "u": {"$in": keys}}, session=session)
 
         return cps, work, changed
 

@@ -9,6 +9,7 @@ values would split or merge documents differently from the server.
 from __future__ import annotations
 
 import decimal
+import hashlib
 from collections.abc import Hashable
 from typing import Any
 
@@ -40,3 +41,25 @@ def bson_key(value: Any) -> Hashable:
     if isinstance(value, list):
         return ("a", tuple(bson_key(v) for v in value))
     return ("o", encode_bson({"": value}))
+
+
+def stable_hash(value: Any) -> int:
+    """A 64-bit hash of ``value``, equal for values an ``_id`` index equates, and the same
+    in every process and Python (unlike :func:`hash`, salted per process for strings)."""
+    digest = hashlib.blake2b(_canonical(bson_key(value)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _canonical(key: Hashable) -> str:
+    """One spelling per key: numbers equal in value are spelt alike (1, 1.0, Int64(1))."""
+    if isinstance(key, tuple):
+        return "(" + ",".join(_canonical(k) for k in key) + ")"
+    if isinstance(key, int | decimal.Decimal) and not isinstance(key, bool):
+        sign, digits, exponent = decimal.Decimal(key).as_tuple()
+        assert isinstance(exponent, int)  # finite: NaN keys as the string "nan"
+        text = "".join(map(str, digits)).lstrip("0")
+        if not text:
+            return "0"
+        stripped = text.rstrip("0")
+        return f"{'-' if sign else ''}{stripped}e{exponent + len(text) - len(stripped)}"
+    return repr(key)

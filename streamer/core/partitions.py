@@ -28,6 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .keys import stable_hash
+
 MAX_PARTITIONS = 256  # a label per partition: bounded, and far above any replica count
 
 
@@ -80,6 +82,17 @@ class Partition:
     def mirror_filter(self) -> dict[str, Any]:
         """The mirror entries this partition wrote (each carries ``p``; ``{}`` when unsplit)."""
         return {"p": self.index} if self.split else {}
+
+    def writes_totals_of(self, user_id: Any) -> bool:
+        """Whether this partition is the one that writes ``user_id``'s totals (the
+        others defer their share to it: :mod:`streamer.core.deltas`)."""
+        return owner_of(user_id, self.count) == self.index
+
+
+def owner_of(value: Any, count: int) -> int:
+    """The partition, of ``count``, that owns a derived document keyed by ``value`` (a
+    user's totals): a hash of the key as the service computes it, not the server's."""
+    return stable_hash(value) % count if count > 1 else 0
 
 
 def partitions_of(stream: str, count: int) -> tuple[Partition, ...]:

@@ -87,6 +87,13 @@ class Metrics:
             ["stream", "reason"],
             registry=r,
         )
+        self.totals_shares = Counter(
+            "streamer_totals_shares",
+            "A split orders stream's shares of user totals: deferred to the partition that "
+            "writes the user's totals, and folded in by it (streamer.core.deltas).",
+            ["stream", "action"],
+            registry=r,
+        )
         self.rebalances = Counter(
             "streamer_rebalances",
             "Partitions this instance handed over to even out the split of a stream.",
@@ -162,6 +169,10 @@ class Metrics:
             self.events_applied.labels(stream, op).inc(n)
         self.batches.labels(stream).inc()
         self.commits.labels(stream).inc()
+        if outcome.deferred:
+            self.totals_shares.labels(stream, "deferred").inc(outcome.deferred)
+        if outcome.folded:
+            self.totals_shares.labels(stream, "folded").inc(outcome.folded)
         self.batch_duration.labels(stream).observe(seconds)
         for rejected in outcome.quarantined:
             self.quarantined.labels(stream, rejected.reason).inc()

@@ -14,7 +14,9 @@
    (:class:`~streamer.runtime.watchers.Watcher` with ``drain_to``), applying every event
    up to ``D`` and none after it, and stores ``drained_at: D``. Afterwards every event up
    to ``D`` is applied once, with its alert transitions, and none after ``D`` is;
-3. *re-tag*: every mirror entry's partition ``p`` is recomputed for ``P``;
+3. *fold and re-tag*: the shares of users' totals that the old partitions deferred to
+   each other and had not folded yet are folded (:mod:`streamer.core.deltas`), and every
+   mirror entry's partition ``p`` is recomputed for ``P``;
 4. *new checkpoints*: each new partition streams from just after ``D``
    (``startAtOperationTime``), and the record turns ``ready``. Instances set to ``P``
    start on them; those set to the old count refuse, naming both numbers.
@@ -88,10 +90,11 @@ async def repartition(
     started = [(unit, cp) for unit, cp in old if cp is not None]
     if started:
         drained_to = await _drain(mongo, store, handler, started, options, on_drained)
+        gen = max(cp.gen for _, cp in started)
+        await _fold_left(mongo, handler, before.count, gen, options)
         await retry_transient(
             lambda: _retag(mongo, handler, count), what="repartition.retag", policy=policy
         )
-        gen = max(cp.gen for _, cp in started)
         for unit in partitions_of(stream, count):
             await _start_checkpoint(mongo, unit, gen, drained_to, target, by)
     # With no checkpoint at all the stream never ran: each new partition's first start
@@ -182,6 +185,26 @@ async def _drain(
         on_drained(unit.key)
     log.info("repartition.drained", stream=handler.name, to=str(to), partitions=len(finished))
     return to
+
+
+async def _fold_left(
+    mongo: Mongo, handler: StreamHandler, count: int, gen: int, options: WatcherOptions
+) -> None:
+    """Fold the shares the old partitions deferred to each other and had not folded
+    (:mod:`streamer.core.deltas`): each is addressed by the old split, so none may
+    outlive it. Nothing else commits now (every old partition is retired and drained)."""
+    for unit in partitions_of(handler.name, count):
+        scoped = handler.for_partition(unit)
+
+        async def once(scoped: StreamHandler = scoped) -> int:
+            async with mongo.transaction() as session:
+                outcome = await scoped.apply(session, [], gen)
+            return outcome.folded
+
+        while await retry_transient(
+            scoped.folds_waiting, what="repartition.fold", policy=options.retry
+        ):
+            await retry_transient(once, what="repartition.fold", policy=options.retry)
 
 
 async def _retag(mongo: Mongo, handler: StreamHandler, count: int) -> None:

@@ -44,21 +44,26 @@ from typing import Any
 
 from ..core.alerts import INVENTORY_FIELDS, Product, assess_product
 from ..core.checkpoint import Checkpoint
+from ..core.deltas import delta_from_document, fold_all
 from ..core.errors import DatabaseError, NotComparable
 from ..core.keys import bson_key
 from ..core.partitions import Partition, and_filters, partitions_of
 from ..core.totals import (
+    COMPLETED,
     DECIMAL128,
     ORDER_FIELDS,
     Contribution,
     Totals,
     assess_order,
     recompute_totals,
+    totals_document,
+    totals_from_document,
 )
 from ..core.values import Decimal128, Timestamp
 from ..mongo import Mongo, Session
 from ..streams.inventory import STOCK_ALERTS
-from ..streams.orders import USER_TOTALS
+from ..streams.orders import DELTAS, USER_TOTALS
+from ..streams.orders import MIRROR as ORDERS_MIRROR
 from .checkpoints import COLLECTION as CHECKPOINTS
 from .partitionings import COLLECTION as PARTITIONINGS
 from .snapshots import first_event_after, read_at, too_old
@@ -376,6 +381,48 @@ async def _read_source(
     return docs
 
 
+async def with_pending_shares(
+    mongo: Mongo, session: Session, stored: list[dict[str, Any]], at: Timestamp
+) -> list[dict[str, Any]]:
+    """The stored totals with the shares still waiting for their partition to fold them
+    (:mod:`streamer.core.deltas`) folded in, all read at ``at``: what the totals are once
+    folded, and what the sources say. Each share is committed with its partition's
+    checkpoint and deleted with its fold, so at any snapshot the sum is exact."""
+    docs, _ = await read_at(mongo, session, DELTAS, at, filter={"s": "orders"})
+    if not docs:
+        return stored
+    deltas = [delta_from_document(d) for d in docs]
+    by_key = {bson_key(d["_id"]): d for d in stored}
+    touched: dict[Hashable, Totals] = {}
+    for delta in deltas:
+        key = bson_key(delta.user_id)
+        if key not in touched and key in by_key:
+            touched[key] = totals_from_document(by_key[key])
+    recompute = fold_all(touched, deltas)
+    if recompute:
+        ids = [touched[k].user_id for k in recompute]
+        rows, _ = await read_at(
+            mongo,
+            session,
+            ORDERS_MIRROR,
+            at,
+            filter={"u": {"$in": ids}, "s": COMPLETED, "t": {"$type": "date"}},
+            projection={"u": 1, "t": 1},
+        )
+        for k in recompute:
+            touched[k].last_order_at = None
+        for row in rows:
+            t = touched.get(bson_key(row["u"]))
+            if t is not None and (t.last_order_at is None or row["t"] > t.last_order_at):
+                t.last_order_at = row["t"]
+    now = dt.datetime.now(dt.UTC)
+    out = [d for k, d in by_key.items() if k not in touched]
+    for t in touched.values():
+        if not t.empty:
+            out.append(totals_document(t, now))
+    return out
+
+
 async def verify(
     mongo: Mongo,
     *,
@@ -388,6 +435,7 @@ async def verify(
     async with mongo.session() as session:
         stored, at = await read_at(mongo, session, USER_TOTALS, None)
         report.at = at
+        stored = await with_pending_shares(mongo, session, stored, at)
         alerts, _ = await read_at(mongo, session, STOCK_ALERTS, at, filter={"state": "open"})
         docs, _ = await read_at(mongo, session, CHECKPOINTS, at)
         report.checkpoints = {c.stream: c for c in map(Checkpoint.from_document, docs)}

@@ -97,6 +97,8 @@ class WatcherOptions:
     # How often a streaming watcher looks for a resync request.
     resync_poll_s: float = 1.0
     reopen_pause_s: float = 0.1
+    # How often an idle partition of a split stream looks for shares to fold.
+    fold_poll_s: float = 0.5
 
 
 def watcher_options(settings: Settings) -> WatcherOptions:
@@ -106,6 +108,7 @@ def watcher_options(settings: Settings) -> WatcherOptions:
         max_batch_wait_ms=settings.max_batch_wait_ms,
         idle_checkpoint_interval_s=settings.idle_checkpoint_interval_s,
         retry=settings.retry_policy(),
+        fold_poll_s=settings.fold_poll_s,
     )
 
 
@@ -157,6 +160,8 @@ class Watcher:
         # The newest point fully processed (streamer.core.lag); None while resyncing.
         self.position: Position | None = None
         self.outage: str | None = None  # why the stream is not progressing, if it is not
+        # When this partition last folded other partitions' shares, or looked for them.
+        self.last_fold = float("-inf")
 
     # -- supervision loop -----------------------------------------------------------
     async def run(self) -> None:
@@ -433,8 +438,10 @@ class Watcher:
                 changes.append(parsed)
         if changes:
             cp = await self._apply(cp, changes, token)
-            last_saved = time.monotonic()
-        elif (
+            last_saved = self.last_fold = time.monotonic()
+        elif await self._folds_due():
+            cp = await self._fold(cp)
+        if not changes and (
             token is not None
             and token != cp.token
             and time.monotonic() - last_saved >= self.work.options.idle_checkpoint_interval_s
@@ -460,6 +467,31 @@ class Watcher:
             cp = new
             self.log.info("stream.drained", to=str(last))
         return cp, last_saved
+
+    async def _folds_due(self) -> bool:
+        """Whether this idle partition should fold shares other partitions deferred to
+        it now (every batch folds them; a quiet one looks every ``fold_poll_s``). A
+        repartition's drain leaves them: the repartition folds them all at its end."""
+        if not self.work.handler.partition.split or self.drain_to is not None:
+            return False
+        now = time.monotonic()
+        if now - self.last_fold < self.work.options.fold_poll_s:
+            return False
+        self.last_fold = now
+        waiting: bool = await self._retry(self.work.handler.folds_waiting, "fold.look")
+        return waiting
+
+    async def _fold(self, cp: Checkpoint) -> Checkpoint:
+        """A batch of no events: fold what waits, fenced by the checkpoint like any."""
+        started = time.perf_counter()
+        new = self.work.store.successor(cp)
+
+        async def work(session: Session) -> BatchOutcome:
+            return await self.work.handler.apply(session, [], cp.gen)
+
+        outcome = await self.committer.commit(cp, new, work, what=f"{self.key}.fold")
+        self._report(outcome, time.perf_counter() - started)
+        return new
 
     def _drain_cut(
         self,

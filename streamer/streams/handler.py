@@ -40,6 +40,10 @@ class BatchOutcome:
     quarantined: list[Rejected] = field(default_factory=list)
     transitions: list[Any] = field(default_factory=list)
     derived_writes: int = 0
+    # Split orders streams (streamer.core.deltas): shares of other partitions' users'
+    # totals this batch deferred to them, and deltas it folded into its own users'.
+    deferred: int = 0
+    folded: int = 0
 
 
 class StreamHandler(Protocol):
@@ -62,6 +66,11 @@ class StreamHandler(Protocol):
         generation ``gen``); how many were taken back. Unsplit, the derived data and the
         mirror are deleted outright; one partition of several takes back only its own
         share, as deletes, since other partitions' orders count in the same totals."""
+        ...
+
+    async def folds_waiting(self) -> bool:
+        """Whether other partitions' deferred shares wait for this one to fold them (an
+        idle partition then commits a batch of no events: :mod:`streamer.core.deltas`)."""
         ...
 
     async def orphans(self, gen: int, limit: int) -> list[Any]:
@@ -222,6 +231,9 @@ class MirroredStream:
         return await self.mongo.delete_many(
             coll, {"_id": {"$in": [d["_id"] for d in docs]}}, session=session
         )
+
+    async def folds_waiting(self) -> bool:
+        return False  # only a split orders stream defers shares (streamer.streams.orders)
 
     async def mirror_orphans(self, gen: int, limit: int) -> list[Any]:
         docs = await self.mongo.find(

@@ -44,7 +44,7 @@ def partition_counts(settings: Settings, streams: tuple[str, ...] = STREAMS) -> 
 def make_handlers(mongo: Mongo, settings: Settings) -> dict[str, StreamHandler]:
     """One handler per stream in :data:`STREAMS`, on ``mongo``."""
     return {
-        "orders": OrdersStream(mongo),
+        "orders": OrdersStream(mongo, defer_shared=settings.defer_shared_totals),
         "inventory": InventoryStream(
             mongo,
             default_threshold=settings.low_stock_threshold,

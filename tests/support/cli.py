@@ -37,6 +37,7 @@ def cli_env(uri: str, database: str, **extra: str) -> dict[str, str]:
         "STREAMER_LOG_FORMAT": "json",
         "STREAMER_MAX_BATCH_WAIT_MS": "50",
         "STREAMER_IDLE_CHECKPOINT_INTERVAL_S": "0.2",
+        "STREAMER_FOLD_POLL_S": "0.1",
         "STREAMER_HTTP_PORT": "0",
         **extra,
     }

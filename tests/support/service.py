@@ -25,6 +25,7 @@ def test_settings(uri: str, database: str, **overrides: Any) -> Settings:
         "database": database,
         "max_batch_wait_ms": 50,
         "idle_checkpoint_interval_s": 0.2,
+        "fold_poll_s": 0.1,
         "retry_max_s": 10,
         "server_selection_timeout_ms": 3000,
     }
@@ -92,13 +93,15 @@ async def caught_up(
     """Wait until every stream's checkpoint (each partition's, for a split stream)
     covers every write made so far (or up to cluster time ``at``: the service's own
     writes move the cluster time too, which an idle stream's stored checkpoint covers
-    only at its next idle save)."""
+    only at its next idle save), and no share of a user's totals waits to be folded
+    (a split orders stream: streamer.core.deltas)."""
     target = at if at is not None else (await db.command("ping"))["operationTime"]
     docs: dict[Any, Any] = {}
     counts = {
         d["_id"]: d["count"]
         async for d in db.streamer_partitionings.find({"_id": {"$in": list(streams)}})
     }
+    names = list(streams)
     streams = tuple(key for name in streams for key in keys_of(name, counts.get(name, 1)))
 
     async def covered() -> bool:
@@ -113,6 +116,8 @@ async def caught_up(
             and docs[name].get("position") is not None
             and docs[name]["position"] >= target
             for name in streams
+        ) and not await db.streamer_totals_deltas.find_one(
+            {"s": {"$in": names}, "at": {"$lte": target}}
         )
 
     await eventually(

@@ -53,6 +53,7 @@ class ServiceProcess:
             "STREAMER_LOG_LEVEL": os.environ.get("CRASH_LOG_LEVEL", "WARNING"),
             "STREAMER_MAX_BATCH_WAIT_MS": "50",
             "STREAMER_IDLE_CHECKPOINT_INTERVAL_S": "0.2",
+            "STREAMER_FOLD_POLL_S": "0.1",
             "STREAMER_HTTP_PORT": "0",
             **{f"STREAMER_{k.upper()}": str(v) for k, v in settings.items()},
         }
