@@ -68,11 +68,13 @@ async def test_first_run_creates_every_collection_validator_and_index(
         "resync_generation",
     }
     assert set(await indexes_of(mongo, "user_totals")) == {"_id_"}
+    shares = (await indexes_of(mongo, "streamer_totals_deltas"))["stream_partition"]
+    assert shares["key"] == {"s": 1, "to": 1, "_id": 1}
 
     events = [e["event"] for e in logs]
-    assert events.count("bootstrap.index_created") == 11
+    assert events.count("bootstrap.index_created") == 12
     [done] = [e for e in logs if e["event"] == "bootstrap.done"]
-    assert done["create_collection"] == 10 and done["create_index"] == 11
+    assert done["create_collection"] == 11 and done["create_index"] == 12
 
 
 async def test_second_run_changes_nothing_and_says_so(mongo: Mongo, schema: Schema) -> None:

@@ -56,6 +56,26 @@ async def test_one_instance_owns_every_partition_and_applies_each_event_once(
         assert {k: v for k, v in ready.checks.items() if "#" in k} == dict.fromkeys(
             partition_keys(4), "ok"
         )
+        registry = running.metrics.registry
+
+        def shares(action: str) -> float:
+            value = registry.get_sample_value(
+                "streamer_totals_shares_total", {"stream": "orders", "action": action}
+            )
+            return value or 0.0
+
+        # Each user's totals have one writer: the hot user's orders in every partition
+        # reach its totals as shares, all folded by now, and no two transactions
+        # wrote one document (no write conflict to retry).
+        assert shares("deferred") > 0 and shares("folded") == shares("deferred")
+        conflicts = [
+            s
+            for m in registry.collect()
+            if m.name == "streamer_transaction_retries"
+            for s in m.samples
+            if s.name.endswith("_total") and "112" in s.labels["reason"] and s.value
+        ]
+        assert not conflicts, conflicts
     assert not await exact(db, traffic)
     mirror = await db.streamer_mirror_orders.find({}, {"p": 1}).to_list(None)
     assert {d["p"] for d in mirror} == {0, 1, 2, 3}  # every entry tagged with its partition

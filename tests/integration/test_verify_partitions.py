@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 from bson import Decimal128
+from mongosim.hashing import hash64
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
 from streamer.commands.verify import (
@@ -18,7 +19,7 @@ from streamer.commands.verify import (
     repair_under,
     verify_and_repair,
 )
-from streamer.core.partitions import and_filters, partitions_of
+from streamer.core.partitions import and_filters, owner_of, partitions_of
 from streamer.mongo import Mongo
 from streamer.runtime.checkpoints import CheckpointStore
 from tests.support.model import Traffic, continuous
@@ -167,3 +168,43 @@ async def test_a_commit_on_any_one_partition_between_the_read_and_the_repair_abo
     assert await repair_totals(mongo, await comparable_report(mongo, settings, wait_s=10)) == [
         "user_totals 'ida': rewritten (count 8, total 8)"
     ]
+
+
+def orders_outside_the_writer(user: str, n: int = 8) -> list[str]:
+    """``n`` order ids of ``user`` none of which falls in the partition that writes the
+    user's totals (the server's hash of each id, mongod's exact value in mongosim)."""
+    writer = owner_of(user, PARTITIONS)
+    ids = (f"{user}-{i}" for i in range(1000))
+    return [i for i in ids if abs(int(hash64(i))) % PARTITIONS != writer][:n]
+
+
+async def test_shares_waiting_to_be_folded_count_in_verify_and_a_repair_takes_them(
+    db: AsyncIOMotorDatabase[Any], mongo: Mongo, service: RunService
+) -> None:
+    """A user's orders, none in the partition that writes its totals, reach the totals
+    as shares for that partition to fold; with it idle and its look for them an hour
+    away, they wait. Verify counts them (no false drift), finds one edited, and the
+    repair rewrites the totals and takes the waiting shares in the same transaction."""
+    settings = test_settings(mongo.options.uri, db.name, partitions=PARTITIONS)
+    settings = settings.model_copy(update={"fold_poll_s": 3600.0})
+    async with service(settings):
+        await caught_up(db)
+        await db.orders.insert_many(
+            [
+                {"_id": i, "user_id": "jo", "amount": 1, "status": "completed"}
+                for i in orders_outside_the_writer("jo")
+            ]
+        )
+        await caught_up(db, folded=False)
+    waiting = await db.streamer_totals_deltas.find({"u": "jo"}).to_list(None)
+    assert waiting and sum(d["count"] for d in waiting) == 8
+    assert await db.user_totals.find_one({"_id": "jo"}) is None  # all of it still waits
+    report = await comparable_report(mongo, settings, wait_s=10)
+    assert not report.drift, report.lines()
+    await db.streamer_totals_deltas.update_one({"_id": waiting[0]["_id"]}, {"$inc": {"count": 1}})
+    drifted = await comparable_report(mongo, settings, wait_s=10)
+    assert [d.key for d in drifted.totals.drifts] == ["jo"], drifted.lines()
+    assert await repair_totals(mongo, drifted) == ["user_totals 'jo': rewritten (count 8, total 8)"]
+    assert not await db.streamer_totals_deltas.find_one({"u": "jo"})
+    clean = await comparable_report(mongo, settings, wait_s=10)
+    assert not clean.drift, clean.lines()

@@ -11,7 +11,7 @@ import aiohttp
 from motor.motor_asyncio import AsyncIOMotorDatabase
 from pydantic import SecretStr
 
-from streamer.core.partitions import partitions_of
+from streamer.core.partitions import parse_key, partitions_of
 from streamer.runtime.supervisor import Service
 from streamer.settings import Settings
 
@@ -89,19 +89,21 @@ async def caught_up(
     within_s: float = 20.0,
     *,
     at: Any = None,
+    folded: bool = True,
 ) -> None:
     """Wait until every stream's checkpoint (each partition's, for a split stream)
     covers every write made so far (or up to cluster time ``at``: the service's own
     writes move the cluster time too, which an idle stream's stored checkpoint covers
-    only at its next idle save), and no share of a user's totals waits to be folded
-    (a split orders stream: streamer.core.deltas)."""
+    only at its next idle save), and, unless ``folded`` is False, no share of a user's
+    totals from those writes waits to be folded (a split orders stream:
+    streamer.core.deltas)."""
     target = at if at is not None else (await db.command("ping"))["operationTime"]
     docs: dict[Any, Any] = {}
     counts = {
         d["_id"]: d["count"]
         async for d in db.streamer_partitionings.find({"_id": {"$in": list(streams)}})
     }
-    names = list(streams)
+    names = sorted({parse_key(name).stream for name in streams})
     streams = tuple(key for name in streams for key in keys_of(name, counts.get(name, 1)))
 
     async def covered() -> bool:
@@ -116,8 +118,11 @@ async def caught_up(
             and docs[name].get("position") is not None
             and docs[name]["position"] >= target
             for name in streams
-        ) and not await db.streamer_totals_deltas.find_one(
-            {"s": {"$in": names}, "at": {"$lte": target}}
+        ) and not (
+            folded
+            and await db.streamer_totals_deltas.find_one(
+                {"s": {"$in": names}, "at": {"$lte": target}}
+            )
         )
 
     await eventually(
