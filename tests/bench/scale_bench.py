@@ -165,7 +165,7 @@ async def scrape(port: int) -> dict[str, float]:
     return dict(out)
 
 
-def instance(uri: str, name: str, count: int, ttl_s: float) -> ServiceProcess:
+def instance(uri: str, name: str, count: int, ttl_s: float, defer: bool = True) -> ServiceProcess:
     return ServiceProcess(
         uri,
         DATABASE,
@@ -174,6 +174,7 @@ def instance(uri: str, name: str, count: int, ttl_s: float) -> ServiceProcess:
         lease_ttl_s=ttl_s,
         http_port=free_port(),
         batch_size=2000,
+        defer_shared_totals="true" if defer else "false",
         # Retries log a warning each; the child's stderr pipe is read only at exit, so
         # a hot run's warnings must not fill it and block the process.
         log_level="ERROR",
@@ -254,9 +255,14 @@ async def write_backlog(db: Any, n: int, hot: bool) -> tuple[int, Timestamp]:
     return events, reply["operationTime"]
 
 
+SHARES = "shares folded"
+
+
 async def until_covered(db: Any, count: int, target: Timestamp, began: float) -> dict[str, float]:
-    """Poll every partition's checkpoint until each covers ``target``; per key, the
-    seconds from ``began`` to the first poll that saw it covered."""
+    """Poll every partition's checkpoint until each covers ``target``, and then until
+    no share of a user's totals waits to be folded (streamer.core.deltas: the totals are
+    whole only then); per key (and ``SHARES``), the seconds from ``began`` to the first
+    poll that saw it done."""
     done: dict[str, float] = {}
     wanted = partition_keys(count)
 
@@ -266,7 +272,9 @@ async def until_covered(db: Any, count: int, target: Timestamp, began: float) ->
         async for d in db.streamer_checkpoints.find(query, {"position": 1, "phase": 1}):
             if d.get("phase") == "stream" and (d.get("position") or Timestamp(0, 0)) >= target:
                 done[d["_id"]] = now - began
-        return len(done) == len(wanted)
+        if len(done) == len(wanted) and not await db.streamer_totals_deltas.find_one({}):
+            done[SHARES] = now - began
+        return SHARES in done
 
     await eventually(
         all_covered,
@@ -278,15 +286,18 @@ async def until_covered(db: Any, count: int, target: Timestamp, began: float) ->
     return done
 
 
-async def drain(count: int, n_instances: int, workload: str, n: int) -> dict[str, Any]:
-    """One backlog drain with P = ``count`` over ``n_instances`` (see the module doc)."""
+async def drain(
+    count: int, n_instances: int, workload: str, n: int, defer: bool = True
+) -> dict[str, Any]:
+    """One backlog drain with P = ``count`` over ``n_instances`` (see the module doc);
+    ``defer``: each user's totals written by one partition (streamer.core.deltas)."""
     sim = MongoSimProcess(oplog_size=max(200_000, 4 * n))
     await sim.start()
     assert sim.pid is not None
     client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(sim.uri)
     db = client[DATABASE]
     names = list(NAMES[:n_instances])
-    services = [instance(sim.uri, name, count, DRAIN_TTL_S) for name in names]
+    services = [instance(sim.uri, name, count, DRAIN_TTL_S, defer) for name in names]
     try:
         before_split = await start_settled(db, services, names, count)
         # The idle floor: what the instances and mongosim spend with nothing to do
@@ -333,6 +344,7 @@ async def drain(count: int, n_instances: int, workload: str, n: int) -> dict[str
         "partitions": count,
         "instances": n_instances,
         "workload": workload,
+        "fallback": defer and count > 1,
         "events": events,
         "events_applied": applied_total,
         "backlog_write_s": write_s,
@@ -359,7 +371,7 @@ async def drain(count: int, n_instances: int, workload: str, n: int) -> dict[str
         "rss_mb": rss,
         "partition_catch_up_s": caught,
         "slowest_partition_s": max(caught.values()),
-        "fastest_partition_s": min(caught.values()),
+        "fastest_partition_s": min(v for k, v in caught.items() if k != SHARES),
         "leases_moved_during_drain": sum(
             before_split.get(k) != after_split.get(k) for k in partition_keys(count)
         ),
@@ -368,7 +380,7 @@ async def drain(count: int, n_instances: int, workload: str, n: int) -> dict[str
 
 # -- live traffic: retries and lag under a steady rate ----------------------------------------
 async def live(
-    count: int, n_instances: int, hot_share: float, seconds: float, rate: float
+    count: int, n_instances: int, hot_share: float, seconds: float, rate: float, defer: bool = True
 ) -> dict[str, Any]:
     """Single-statement writes (tests/support/model.Traffic, 200 users, ``hot_share`` of
     the orders user 0's) at ``rate``/s for ``seconds``, with every instance streaming:
@@ -379,7 +391,7 @@ async def live(
     client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(sim.uri)
     db = client[DATABASE]
     names = list(NAMES[:n_instances])
-    services = [instance(sim.uri, name, count, 15.0) for name in names]
+    services = [instance(sim.uri, name, count, 15.0, defer) for name in names]
     traffic = Traffic(
         db, random.Random(19), users=200, order_ids=3000, product_ids=300, hot_share=hot_share
     )
@@ -422,6 +434,7 @@ async def live(
         "partitions": count,
         "instances": n_instances,
         "hot_share": hot_share,
+        "fallback": defer and count > 1,
         "events": traffic.events,
         "rate_eps": traffic.events / written_s,
         "retries_per_1000_events": retries / traffic.events * 1000,
@@ -524,9 +537,18 @@ def ratio_lines(
     return lines
 
 
-def cell(results: list[dict[str, Any]], count: int, n: int, workload: str = "mixed") -> Any:
+def cell(
+    results: list[dict[str, Any]],
+    count: int,
+    n: int,
+    workload: str = "mixed",
+    fallback: bool = True,
+) -> Any:
+    """The run of that cell (with the fallback, where P > 1, unless ``fallback`` is False)."""
     for r in results:
-        if (r["partitions"], r["instances"], r["workload"]) == (count, n, workload):
+        if (r["partitions"], r["instances"], r["workload"]) == (count, n, workload) and r[
+            "fallback"
+        ] == (fallback and count > 1):
             return r
     return None
 
@@ -590,7 +612,8 @@ def targets(scale: dict[str, Any]) -> list[str]:
     hot = [r for r in runs if r["workload"] == "hot"]
     if hot:
         spread = ", ".join(
-            f"P={r['partitions']}/N={r['instances']}: {r['retries_per_1000_events']:.1f} "
+            f"P={r['partitions']}/N={r['instances']} one writer {writer(r)}: "
+            f"{r['retries_per_1000_events']:.1f} "
             f"retries/1k events ({r['retries_per_batch']:.2f} per batch), every partition "
             f"caught up in {r['slowest_partition_s']:.1f} s"
             for r in hot
@@ -598,7 +621,8 @@ def targets(scale: dict[str, Any]) -> list[str]:
         out.append(f"hot user, backlog drain: {spread}")
     for r in scale.get("live", []):
         out.append(
-            f"live traffic P={r['partitions']}/N={r['instances']}, hot share "
+            f"live traffic P={r['partitions']}/N={r['instances']}, one writer {writer(r)}, "
+            "hot share "
             f"{r['hot_share']:.2f}: {r['retries_per_1000_events']:.1f} retries/1k events "
             f"({r['retries_per_batch']:.2f} per batch), largest lag of any partition "
             f"{r['max_lag_s']:.2f} s, all caught up {r['caught_up_after_last_write_s']:.2f} s "
@@ -607,20 +631,27 @@ def targets(scale: dict[str, Any]) -> list[str]:
     return out
 
 
+def writer(r: dict[str, Any]) -> str:
+    """The fallback column: on, off, or not applicable (one partition writes everything)."""
+    return "-" if r["partitions"] == 1 else ("yes" if r["fallback"] else "no")
+
+
 def table(scale: dict[str, Any]) -> str:
     out = [
-        "| workload | P | N | events | drain (ev/s) | mongosim ceiling (ev/s) "
+        "| workload | P | N | one writer per user | events | drain (ev/s) "
+        "| mongosim ceiling (ev/s) "
         "| service CPU µs/ev: each (sum; net of idle) | mongosim CPU µs/ev (net of idle) "
         "| shares | retries / conflicts "
         "per 1k ev (per batch) | slowest partition (s) | RSS MB each | leases moved |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---|---|---:|---|---:|",
+        "|---|---:|---:|---|---:|---:|---:|---|---:|---|---|---:|---|---:|",
     ]
     for r in scale["runs"]:
         each = " / ".join(f"{c:.0f}" for c in r["service_cpu_us_per_event"])
         shares = " / ".join(f"{s:.0%}" for s in r["shares"])
         rss = " / ".join(f"{m:.0f}" for m in r["rss_mb"])
         out.append(
-            f"| {r['workload']} | {r['partitions']} | {r['instances']} | {r['events']:,} "
+            f"| {r['workload']} | {r['partitions']} | {r['instances']} | {writer(r)} "
+            f"| {r['events']:,} "
             f"| {r['drain_eps']:,.0f} | {r['server_ceiling_eps']:,.0f} "
             f"| {each} ({r['service_cpu_us_per_event_sum']:.0f}; "
             f"{r['service_cpu_us_per_event_net_sum']:.0f}) "
@@ -633,14 +664,16 @@ def table(scale: dict[str, Any]) -> str:
     if scale.get("live"):
         out.append("")
         out.append(
-            "| live traffic | P | N | hot share | events | rate (ev/s) | retries / conflicts "
+            "| live traffic | P | N | one writer per user | hot share | events | rate (ev/s) "
+            "| retries / conflicts "
             "per 1k ev | retries per batch | max lag, any partition (s) | caught up after "
             "the last write (s) |"
         )
-        out.append("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+        out.append("|---|---:|---:|---|---:|---:|---:|---|---:|---:|---:|")
         for r in scale["live"]:
             out.append(
-                f"| model traffic | {r['partitions']} | {r['instances']} | {r['hot_share']:.2f} "
+                f"| model traffic | {r['partitions']} | {r['instances']} | {writer(r)} "
+                f"| {r['hot_share']:.2f} "
                 f"| {r['events']:,} | {r['rate_eps']:,.0f} "
                 f"| {r['retries_per_1000_events']:.1f} / {r['conflicts_per_1000_events']:.1f} "
                 f"| {r['retries_per_batch']:.2f} | {r['max_lag_s']:.2f} "
@@ -657,35 +690,49 @@ def table(scale: dict[str, Any]) -> str:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    # Each cell: (P, N) or (P, N, hot share) and whether each user's totals have one
+    # writer (streamer.core.deltas); the runs without it show what the fallback removes.
     if args.quick:
-        grid = [(p, n) for p in (1, 4) for n in (1, 2)]
-        hot = [(4, 2)]
+        grid = [(p, n, True) for p in (1, 4) for n in (1, 2)] + [(4, 2, False)]
+        hot = [(4, 2, True), (4, 2, False)]
         repeats = 1
-        live_cases = [(4, 2, 1 / 3)]
+        live_cases = [(4, 2, 1 / 3, True), (4, 2, 1 / 3, False)]
         live_s = 5.0
     else:
-        grid = [(p, n) for p in (1, 2, 4, 8) for n in (1, 2, 4)]
-        hot = [(1, 1), (4, 4), (8, 4)]
+        grid = [(p, n, True) for p in (1, 2, 4, 8) for n in (1, 2, 4)]
+        grid += [(4, 4, False), (8, 4, False)]
+        hot = [(1, 1, True), (4, 4, True), (4, 4, False), (8, 4, True), (8, 4, False)]
         repeats = 3
-        live_cases = [(1, 1, 1 / 3), (8, 4, 0.0), (8, 4, 1 / 3)]
+        live_cases = [
+            (1, 1, 1 / 3, True),
+            (8, 4, 0.0, True),
+            (8, 4, 0.0, False),
+            (8, 4, 1 / 3, True),
+            (8, 4, 1 / 3, False),
+        ]
         live_s = 20.0
     if args.only:
         # Just these mixed drains, each --repeat times, interleaved (to see the spread of
         # one cell on a shared machine): no hot, live or takeover runs.
         cells = [(int(c.split("x")[0]), int(c.split("x")[1])) for c in args.only.split(",")]
-        grid, hot, live_cases = [c for _ in range(args.repeat) for c in cells], [], []
+        grid = [(p, n, True) for _ in range(args.repeat) for p, n in cells]
+        hot, live_cases = [], []
         repeats = 0
     runs = []
-    for count, n in grid:
-        print(f"mixed P={count} N={n} ...", file=sys.stderr, flush=True)
-        runs.append(await drain(count, n, "mixed", args.events))
-    for count, n in hot:
-        print(f"hot P={count} N={n} ...", file=sys.stderr, flush=True)
-        runs.append(await drain(count, n, "hot", args.events))
+    for count, n, defer in grid:
+        print(f"mixed P={count} N={n} fallback {defer} ...", file=sys.stderr, flush=True)
+        runs.append(await drain(count, n, "mixed", args.events, defer))
+    for count, n, defer in hot:
+        print(f"hot P={count} N={n} fallback {defer} ...", file=sys.stderr, flush=True)
+        runs.append(await drain(count, n, "hot", args.events, defer))
     scale: dict[str, Any] = {"runs": runs, "live": []}
-    for count, n, share in live_cases:
-        print(f"live P={count} N={n} hot share {share:.2f} ...", file=sys.stderr, flush=True)
-        scale["live"].append(await live(count, n, share, live_s, args.live_rate))
+    for count, n, share, defer in live_cases:
+        print(
+            f"live P={count} N={n} hot share {share:.2f} fallback {defer} ...",
+            file=sys.stderr,
+            flush=True,
+        )
+        scale["live"].append(await live(count, n, share, live_s, args.live_rate, defer))
     if repeats:
         print("takeover ...", file=sys.stderr, flush=True)
         scale["takeover"] = await takeover(repeats)
