@@ -35,6 +35,7 @@ from ..runtime.leases import COLLECTION as LEASES
 from ..runtime.leases import is_live as lease_is_live
 from ..runtime.partitionings import load as load_partitioning
 from ..runtime.snapshots import first_event_after
+from ..streams.orders import DELTAS
 
 SERVER_NOW = "_status_server_now"  # the server's $$NOW, added to each lease read
 
@@ -50,6 +51,9 @@ class PartitionStatus(BaseModel):
     gen: int | None = None
     last_event_at: dt.datetime | None = None
     resync_reason: str | None = None
+    # A split orders stream: shares of its users' totals that other partitions deferred
+    # to this one and it has not folded yet (streamer.core.deltas).
+    shares_waiting: int = 0
 
 
 class StreamStatus(BaseModel):
@@ -123,6 +127,8 @@ def lines(report: StatusReport) -> list[str]:
                 line += f" last_event_at={_iso(p.last_event_at)}"
             if p.resync_reason is not None:
                 line += f" resync_reason={p.resync_reason!r}"
+            if p.shares_waiting:
+                line += f" shares_waiting={p.shares_waiting}"
             out.append(line)
     return out
 
@@ -173,8 +179,10 @@ async def read_status(
     streams = []
     for name, source in sources.items():
         stored = await load_partitioning(mongo, name)
+        count = stored.count if stored is not None else 1
+        waiting = await shares_waiting(mongo, name) if count > 1 else {}
         partitions = []
-        for unit in partitions_of(name, stored.count if stored is not None else 1):
+        for unit in partitions_of(name, count):
             cp = checkpoints.get(unit.key)
             position = await stream_position(mongo, source, cp, at, unit) if cp else None
             p = partition_status(
@@ -186,9 +194,18 @@ async def read_status(
                 now=clock(),
                 partition=unit.index,
             )
+            p.shares_waiting = waiting.get(unit.index, 0)
             partitions.append(p)
         streams.append(StreamStatus(stream=name, partitions=partitions))
     return StatusReport(streams=streams)
+
+
+async def shares_waiting(mongo: Mongo, stream: str) -> dict[int, int]:
+    """How many shares wait for each partition of ``stream`` to fold them."""
+    rows = await mongo.aggregate(
+        DELTAS, [{"$match": {"s": stream}}, {"$group": {"_id": "$to", "n": {"$sum": 1}}}]
+    )
+    return {int(r["_id"]): int(r["n"]) for r in rows}
 
 
 def render(report: StatusReport, *, as_json: bool) -> Sequence[str]:

@@ -1,4 +1,7 @@
-"""The orders stream: keeps ``user_totals`` equal to the sum over each user's orders."""
+"""The orders stream: keeps ``user_totals`` equal to the sum over each user's orders.
+
+Split into partitions, each user's totals are written by one partition; the others defer
+their share to it and it folds them in (:mod:`streamer.core.deltas`)."""
 
 from __future__ import annotations
 
@@ -35,11 +38,12 @@ from ..mongo.types import DeleteOne, InsertOne, ReplaceOne
 from .handler import BatchOutcome, MirroredStream
 
 USER_TOTALS = "user_totals"
-# Bumped by every batch of a split stream that moves the user's totals: two partitions
-# moving one user's totals always write the same document, so one of them meets a
-# WriteConflict (112) and runs its batch again over the other's result. Today's
-# documents already change with every write (updated_at); the version states the
-# rule rather than leaning on a timestamp, and survives a same-millisecond write.
+# Bumped by every write of a split stream's user totals. One partition writes each
+# user's totals (the others defer shares), but should two write one user's anyway (an
+# instance on an older release or with defer_shared_totals off), the bump makes sure
+# they conflict (WriteConflict 112: mongod takes none for an update that changes
+# nothing) and one reruns its batch over the other's result, keeping last_order_at,
+# avg and the delete of an emptied document exact.
 VERSION = "v"
 
 

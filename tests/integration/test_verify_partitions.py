@@ -11,6 +11,7 @@ from bson import Decimal128
 from mongosim.hashing import hash64
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
+from streamer.commands.status import lines, read_status
 from streamer.commands.verify import (
     Options,
     Prepared,
@@ -199,6 +200,15 @@ async def test_shares_waiting_to_be_folded_count_in_verify_and_a_repair_takes_th
     waiting = await db.streamer_totals_deltas.find({"u": "jo"}).to_list(None)
     assert waiting and sum(d["count"] for d in waiting) == 8
     assert await db.user_totals.find_one({"_id": "jo"}) is None  # all of it still waits
+    # `streamer status` shows them on the partition that will fold them.
+    status = await read_status(mongo, {"orders": "orders"})
+    writer = owner_of("jo", PARTITIONS)
+    assert [p.shares_waiting for p in status.streams[0].partitions] == [
+        len(waiting) if i == writer else 0 for i in range(PARTITIONS)
+    ]
+    assert f"orders#{writer}/{PARTITIONS}: " in "\n".join(
+        line for line in lines(status) if f"shares_waiting={len(waiting)}" in line
+    )
     report = await comparable_report(mongo, settings, wait_s=10)
     assert not report.drift, report.lines()
     await db.streamer_totals_deltas.update_one({"_id": waiting[0]["_id"]}, {"$inc": {"count": 1}})
