@@ -76,6 +76,7 @@ METRICS = {
     "streamer_mongodb_pool_connections",
     "streamer_mongodb_pool_checked_out",
     "streamer_stream_owned",
+    "streamer_totals_shares_total",
     "streamer_partitions_owned",
     "streamer_rebalances_total",
     "streamer_resumes_total",
