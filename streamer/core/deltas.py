@@ -29,26 +29,21 @@ writes other users' totals meets the version bump's conflicts, as before).
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .keys import bson_key
-from .totals import COMPLETED, DECIMAL128, ZERO, Contribution, Totals
+from .totals import COMPLETED, DECIMAL128, Contribution, Sums, Totals, sums_fields
 from .values import Decimal128, Timestamp
 
 Move = tuple[Contribution | None, Contribution | None]
 
 
 @dataclass(slots=True)
-class Delta:
+class Delta(Sums):
     """The net effect of some orders' changes on one user's totals."""
 
-    user_id: Any
-    total: decimal.Decimal = ZERO
-    count: int = 0
-    by_status: dict[str, int] = field(default_factory=dict)
     # The latest created_at among the completed orders added, and among those removed.
     added_last: dt.datetime | None = None
     removed_last: dt.datetime | None = None
@@ -166,12 +161,8 @@ def delta_document(delta: Delta, *, stream: str, to: int, by: int, at: Timestamp
 
 
 def delta_from_document(doc: Mapping[str, Any]) -> Delta:
-    total = doc.get("total")
     return Delta(
-        user_id=doc["u"],
-        total=total.to_decimal() if isinstance(total, Decimal128) else ZERO,
-        count=int(doc.get("count") or 0),
-        by_status={str(k): int(v) for k, v in (doc.get("by_status") or {}).items()},
+        **sums_fields(doc, "u"),
         added_last=doc.get("added_last"),
         removed_last=doc.get("removed_last"),
     )

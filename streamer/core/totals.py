@@ -103,13 +103,31 @@ def assess_order(state: Mapping[str, Any] | None) -> Contribution | Invalid | No
 
 
 @dataclass(slots=True)
-class Totals:
-    """One user's totals, in Python types."""
+class Sums:
+    """Sums over some of one user's orders: what a user's totals and a share of them
+    (:class:`streamer.core.deltas.Delta`) have in common."""
 
     user_id: Any
     total: decimal.Decimal = ZERO
     count: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
+
+
+def sums_fields(doc: Mapping[str, Any], id_field: str) -> dict[str, Any]:
+    """A stored document's :class:`Sums` fields, its user's id read from ``id_field``."""
+    total = doc.get("total")
+    return {
+        "user_id": doc[id_field],
+        "total": total.to_decimal() if isinstance(total, Decimal128) else ZERO,
+        "count": int(doc.get("count") or 0),
+        "by_status": {str(k): int(v) for k, v in (doc.get("by_status") or {}).items()},
+    }
+
+
+@dataclass(slots=True)
+class Totals(Sums):
+    """One user's totals, in Python types."""
+
     last_order_at: dt.datetime | None = None
 
     def add(self, c: Contribution) -> None:
@@ -143,14 +161,7 @@ class Totals:
 
 
 def totals_from_document(doc: Mapping[str, Any]) -> Totals:
-    total = doc.get("total")
-    return Totals(
-        user_id=doc["_id"],
-        total=total.to_decimal() if isinstance(total, Decimal128) else ZERO,
-        count=int(doc.get("count") or 0),
-        by_status={str(k): int(v) for k, v in (doc.get("by_status") or {}).items()},
-        last_order_at=doc.get("last_order_at"),
-    )
+    return Totals(**sums_fields(doc, "_id"), last_order_at=doc.get("last_order_at"))
 
 
 def totals_document(t: Totals, now: dt.datetime) -> dict[str, Any]:
