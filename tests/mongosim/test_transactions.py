@@ -201,9 +201,7 @@ async def test_a_transaction_may_move_a_unique_key_from_one_document_to_another(
     assert info.value.code == 11000
 
 
-async def test_unique_checks_follow_each_version_a_transaction_writes(
-    client: Any, db: Any
-) -> None:
+async def test_unique_checks_follow_each_version_a_transaction_writes(client: Any, db: Any) -> None:
     """A key held by the transaction's own version is free again once that version
     changes or goes (update, key moved, delete), and taken by the version that now
     holds it; every step checked after the transaction's first unique check."""

@@ -272,13 +272,13 @@ class Engine:
             # check: each document's final version only, once (an earlier version the
             # transaction replaced holds nothing at commit).
             for ns, versions in txn.overlay_by_ns.items():
-                coll = colls[ns] = self._collection_by_ns(ns)
-                overlay = self.unique_overlay(coll, txn)
+                target = colls[ns] = self._collection_by_ns(ns)
+                overlay = self.unique_overlay(target, txn)
                 if overlay is None:
                     continue
                 for idk, doc in versions.items():
                     if doc is not None:
-                        coll.check_unique(idk, doc, is_insert=False, overlay=overlay)
+                        target.check_unique(idk, doc, is_insert=False, overlay=overlay)
         except MongoError as exc:
             self.sessions.abort(session)
             self.notify_locks_released()
