@@ -201,6 +201,56 @@ async def test_a_transaction_may_move_a_unique_key_from_one_document_to_another(
     assert info.value.code == 11000
 
 
+async def test_unique_checks_follow_each_version_a_transaction_writes(client: Any, db: Any) -> None:
+    """A key held by the transaction's own version is free again once that version
+    changes or goes (update, key moved, delete), and taken by the version that now
+    holds it; every step checked after the transaction's first unique check."""
+    await db.alerts.create_index("p", unique=True, partialFilterExpression={"state": "open"})
+    with pytest.raises(OperationFailure) as taken:
+        async with await client.start_session() as s, s.start_transaction():
+            await db.alerts.insert_one({"_id": 1, "p": 9, "state": "open"}, session=s)
+            await db.alerts.update_one({"_id": 1}, {"$set": {"state": "resolved"}}, session=s)
+            await db.alerts.insert_one({"_id": 2, "p": 9, "state": "open"}, session=s)
+            await db.alerts.update_one({"_id": 2}, {"$set": {"p": 10}}, session=s)
+            await db.alerts.insert_one({"_id": 3, "p": 9, "state": "open"}, session=s)
+            await db.alerts.delete_one({"_id": 3}, session=s)
+            await db.alerts.insert_one({"_id": 4, "p": 9, "state": "open"}, session=s)
+            await db.alerts.insert_one({"_id": 5, "p": 10, "state": "open"}, session=s)
+    # Only the last insert can clash on p: 10 (with _id 2's moved key).
+    assert taken.value.code == 11000
+    assert (taken.value.details or {}).get("keyValue") == {"p": 10}
+    assert await db.alerts.count_documents({}) == 0
+    async with await client.start_session() as s, s.start_transaction():
+        await db.alerts.insert_one({"_id": 1, "p": 9, "state": "open"}, session=s)
+        await db.alerts.update_one({"_id": 1}, {"$set": {"state": "resolved"}}, session=s)
+        await db.alerts.insert_one({"_id": 2, "p": 9, "state": "open"}, session=s)
+        await db.alerts.update_one({"_id": 2}, {"$set": {"p": 10}}, session=s)
+        await db.alerts.insert_one({"_id": 3, "p": 9, "state": "open"}, session=s)
+    open_keys = [d["p"] async for d in db.alerts.find({"state": "open"}).sort("p", 1)]
+    assert open_keys == [9, 10]
+
+
+async def test_a_unique_key_two_open_transactions_both_take_lets_only_one_commit(
+    client: Any, db: Any
+) -> None:
+    """Two transactions inserting one unique key: the second fails with a transient
+    WriteConflict (mongod at its insert, mongosim at its commit), and one holder stays."""
+    await db.alerts.create_index("p", unique=True, partialFilterExpression={"state": "open"})
+    async with await client.start_session() as a, await client.start_session() as b:
+        a.start_transaction()
+        await db.alerts.insert_one({"_id": 1, "p": 5, "state": "open"}, session=a)
+        b.start_transaction()
+        with pytest.raises(OperationFailure) as info:
+            await db.alerts.insert_one({"_id": 2, "p": 5, "state": "open"}, session=b)
+            await a.commit_transaction()
+            await b.commit_transaction()
+        assert info.value.code == 112
+        assert info.value.has_error_label("TransientTransactionError")
+        if a.in_transaction:
+            await a.commit_transaction()
+    assert [d["_id"] async for d in db.alerts.find({"p": 5})] == [1]
+
+
 async def test_kill_all_sessions_aborts_a_transaction_left_open(client: Any, db: Any) -> None:
     """Drivers' spec runners call killAllSessions between tests, so a transaction left
     open by one test must not hold its documents against the next."""

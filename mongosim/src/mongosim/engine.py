@@ -32,7 +32,7 @@ from .oplog import OpKind, Oplog, OplogEntry
 from .persistence import DataDir
 from .registry import Command, Registry, Runs
 from .sessions import PendingWrite, Session, SessionCatalog, Transaction
-from .storage import Collection
+from .storage import Collection, TxnVersions
 from .ttl import ttl_monitor
 
 log = logging.getLogger("mongosim")
@@ -225,7 +225,10 @@ class Engine:
         if op.txn is not None:
             self.sessions.lock_for(op.txn, key)
             op.txn.overlay[key] = doc
-            op.txn.overlay_by_ns.setdefault(coll.ns, {})[idk] = doc
+            versions = op.txn.overlay_by_ns.get(coll.ns)
+            if versions is None:
+                versions = op.txn.overlay_by_ns[coll.ns] = TxnVersions()
+            versions[idk] = doc
             op.txn.writes.append(PendingWrite(coll.ns, idk, op_kind, doc, pre, update_description))
             return
         self.sessions.before_commit_write(key, coll.get(idk), None)
@@ -248,16 +251,15 @@ class Engine:
         )
         op.ctx.operation_time = self.append([entry])
 
-    def unique_overlay(
-        self, coll: Collection, txn: Transaction | None
-    ) -> Mapping[Hashable, dict[str, Any] | None] | None:
+    def unique_overlay(self, coll: Collection, txn: Transaction | None) -> TxnVersions | None:
         """The transaction's own versions of ``coll``'s documents, for unique checks.
 
-        None when there is no transaction or no unique secondary index to check.
+        None when there is no transaction, no unique secondary index to check, or no
+        version yet (nothing of the transaction's own to check against).
         """
         if txn is None or not any(ix.unique for ix in coll.indexes.values()):
             return None
-        return txn_overlay(txn, coll.ns)
+        return txn.overlay_by_ns.get(coll.ns)
 
     def commit_transaction(self, session: Session, op: Op) -> None:
         txn = session.txn
@@ -266,15 +268,17 @@ class Engine:
         # Hot path (a commit holds a batch's writes): each namespace is resolved once.
         colls: dict[str, Collection] = {}
         try:
-            overlays: dict[str, Mapping[Hashable, dict[str, Any] | None] | None] = {}
-            for w in txn.writes:
-                coll = colls.get(w.ns)
-                if coll is None:
-                    coll = colls[w.ns] = self._collection_by_ns(w.ns)
-                if w.doc is not None:
-                    if w.ns not in overlays:
-                        overlays[w.ns] = self.unique_overlay(coll, txn)
-                    coll.check_unique(w.idk, w.doc, is_insert=False, overlay=overlays[w.ns])
+            # Unique keys again, against what others committed since each write's own
+            # check: each document's final version only, once (an earlier version the
+            # transaction replaced holds nothing at commit).
+            for ns, versions in txn.overlay_by_ns.items():
+                target = colls[ns] = self._collection_by_ns(ns)
+                overlay = self.unique_overlay(target, txn)
+                if overlay is None:
+                    continue
+                for idk, doc in versions.items():
+                    if doc is not None:
+                        target.check_unique(idk, doc, is_insert=False, overlay=overlay)
         except MongoError as exc:
             self.sessions.abort(session)
             self.notify_locks_released()
@@ -379,7 +383,3 @@ def check_size(op_kind: OpKind, doc: dict[str, Any]) -> None:
             2, f"object to insert too large. size in bytes: {size}, max size: {MAX_DOCUMENT_BYTES}"
         )
     raise MongoError(17419, f"Resulting document after update is larger than {MAX_DOCUMENT_BYTES}")
-
-
-def txn_overlay(txn: Transaction, ns: str) -> Mapping[Hashable, dict[str, Any] | None]:
-    return txn.overlay_by_ns.get(ns, {})

@@ -21,6 +21,7 @@ from bson.timestamp import Timestamp
 from .bsonutil import canonical
 from .errors import MongoError
 from .oplog import OpKind
+from .storage import TxnVersions
 
 DocKey = tuple[str, Hashable]  # (ns, canonical _id)
 
@@ -57,7 +58,7 @@ class Transaction:
     # The same versions by namespace, kept as writes arrive: a unique index check reads
     # one collection's versions once per write, so deriving them from ``overlay`` each
     # time would cost a pass over the whole transaction per write.
-    overlay_by_ns: dict[str, dict[Hashable, dict[str, Any] | None]] = field(default_factory=dict)
+    overlay_by_ns: dict[str, TxnVersions] = field(default_factory=dict)
     # Versions as of the snapshot of documents others changed since (None = absent then).
     snapshot: dict[DocKey, dict[str, Any] | None] = field(default_factory=dict)
     writes: list[PendingWrite] = field(default_factory=list)

@@ -138,7 +138,7 @@ class Index:
         self,
         idk: IdKey,
         doc: Mapping[str, Any],
-        overlay: Mapping[IdKey, Mapping[str, Any] | None] | None = None,
+        overlay: TxnVersions | None = None,
     ) -> tuple[Any, ...] | None:
         """The raw key values that another document already holds in this unique index.
 
@@ -148,20 +148,69 @@ class Index:
         """
         if not self.unique:
             return None
+        # Which of the transaction's versions hold each key: a look-up, not a pass over
+        # every version (a batch's transaction checks each of its writes, twice).
+        holders = overlay.holders(self) if overlay is not None else None
         for full, raw in self.full_keys(doc):
             owner = self.by_full.get(full, idk)
             if owner != idk and not (
                 overlay is not None and owner in overlay and not self._holds(overlay[owner], full)
             ):
                 return raw
-            if overlay is not None and any(
-                other != idk and self._holds(version, full) for other, version in overlay.items()
-            ):
+            if holders is not None and any(other != idk for other in holders.get(full, ())):
                 return raw
         return None
 
     def _holds(self, doc: Mapping[str, Any] | None, full: Hashable) -> bool:
         return doc is not None and any(f == full for f, _ in self.full_keys(doc))
+
+
+class TxnVersions(dict[IdKey, dict[str, Any] | None]):
+    """A transaction's versions of one collection's documents (None: deleted), keyed by
+    canonical ``_id``, with, per unique index, the ids whose version holds each key.
+
+    The key maps are built on a unique check's first look at an index and kept up to
+    date as versions are set, so a check costs the keys of the document checked, not a
+    pass over every version (which made a batch's transaction quadratic in its size).
+    Versions are never changed in place (each write stores a new document), so a key
+    map stays true between writes.
+    """
+
+    __slots__ = ("_holders",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._holders: dict[Index, dict[Hashable, set[IdKey]]] = {}
+
+    def holders(self, index: Index) -> dict[Hashable, set[IdKey]]:
+        """Full key -> the ids whose version holds it in ``index``."""
+        found = self._holders.get(index)
+        if found is None:
+            found = self._holders[index] = {}
+            for idk, doc in self.items():
+                _hold(found, index, idk, doc)
+        return found
+
+    def __setitem__(self, idk: IdKey, doc: dict[str, Any] | None) -> None:
+        old = self.get(idk)
+        for index, keys in self._holders.items():
+            if old is not None:
+                for full, _raw in index.full_keys(old):
+                    ids = keys.get(full)
+                    if ids is not None:
+                        ids.discard(idk)
+                        if not ids:
+                            del keys[full]
+            _hold(keys, index, idk, doc)
+        super().__setitem__(idk, doc)
+
+
+def _hold(
+    keys: dict[Hashable, set[IdKey]], index: Index, idk: IdKey, doc: Mapping[str, Any] | None
+) -> None:
+    if doc is not None:
+        for full, _raw in index.full_keys(doc):
+            keys.setdefault(full, set()).add(idk)
 
 
 def duplicate_key_error(ns: str, index: Index, raw: tuple[Any, ...]) -> MongoError:
@@ -216,7 +265,7 @@ class Collection:
         doc: Mapping[str, Any],
         *,
         is_insert: bool,
-        overlay: Mapping[IdKey, Mapping[str, Any] | None] | None = None,
+        overlay: TxnVersions | None = None,
     ) -> None:
         if is_insert and idk in self.docs:
             raise duplicate_key_error(self.ns, self.indexes["_id_"], (doc["_id"],))
