@@ -220,9 +220,11 @@ class ReplicaSet:
         if not member.up:
             return
         self._note_optime(member)
-        await self._stop_member(member)
-        if self._primary == index:
+        was_primary = self._primary == index
+        if was_primary:
             self._primary = None
+        await self._stop_member(member)
+        if was_primary:
             self._schedule_election()
         self._notify()
 
