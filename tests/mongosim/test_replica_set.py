@@ -124,10 +124,10 @@ async def test_step_down_on_a_secondary_is_not_writable_primary(
     try:
         with pytest.raises(NotPrimaryError) as step_down:
             await client.admin.command("replSetStepDown", 60)
-        assert step_down.value.code == 10107
+        assert step_down.value.details is not None and step_down.value.details["code"] == 10107
         with pytest.raises(NotPrimaryError) as write:
             await client.app.orders.insert_one({"_id": 1})
-        assert write.value.code == 10107
+        assert write.value.details is not None and write.value.details["code"] == 10107
     finally:
         client.close()
 
