@@ -194,7 +194,9 @@ def _apply_snapshot_record(engine: DataHost, record: dict[str, Any]) -> None:
         holder.put(canonical(doc["_id"]), doc)
     elif kind == "slot":
         ts = record["ts"]
-        engine.oplog.append(ts, [doc_to_entry(d, ts) for d in record["entries"]], record.get("t", 1))
+        engine.oplog.append(
+            ts, [doc_to_entry(d, ts) for d in record["entries"]], record.get("t", 1)
+        )
 
 
 def apply_slot(engine: DataHost, ts: Timestamp, entries: list[OplogEntry], term: int) -> None:
@@ -206,7 +208,12 @@ def apply_slot(engine: DataHost, ts: Timestamp, entries: list[OplogEntry], term:
     for entry in entries:
         apply_entry(engine, entry)
     first = entries[0] if entries else None
-    if first is not None and first.in_txn and first.lsid is not None and first.txn_number is not None:
+    if (
+        first is not None
+        and first.in_txn
+        and first.lsid is not None
+        and first.txn_number is not None
+    ):
         session = engine.sessions.get(first.lsid)
         if session.txn_number <= first.txn_number and session.txn is None:
             session.txn_number = first.txn_number

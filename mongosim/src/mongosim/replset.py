@@ -404,9 +404,7 @@ class ReplicaSet:
         for m in self.members:
             if m.up:
                 self._note_optime(m)
-        ahead = [
-            m for m in self.members if m.up and m is not member and self.connected(m, member)
-        ]
+        ahead = [m for m in self.members if m.up and m is not member and self.connected(m, member)]
         if not ahead:
             return
         source = max(ahead, key=lambda m: _key(m.optime))

@@ -3,9 +3,10 @@
 A member's ``Topology`` is its own state (primary or secondary, term, electionId,
 topologyVersion); where it belongs to a multi-member set (``replset.ReplicaSet``) it asks
 that set, through ``SetView``, for the other members, the primary and elections.
-Without one (the default) mongosim is the primary of a one-member set. ``hosts``/``me`` name exactly the address
-clients dial, or drivers drop the member (SDAM spec: "me" mismatch). A step-down makes it
-a secondary for the requested seconds, then it is re-elected with a new electionId; each
+Without one (the default) mongosim is the primary of a one-member set. ``hosts``/``me``
+name exactly the address clients dial, or drivers drop the member (SDAM spec: "me"
+mismatch). A lone member's step-down makes it a secondary for the requested seconds,
+then it is re-elected with a new electionId; each
 change bumps topologyVersion and answers awaiting hellos at once (server monitoring
 spec: streaming protocol).
 """
@@ -131,7 +132,11 @@ class Topology:
                 "majorityWriteDate": now,
             }
         else:
-            hosts, primary, set_version = self.set.hosts(), self.set.primary_host(), self.set.set_version
+            hosts, primary, set_version = (
+                self.set.hosts(),
+                self.set.primary_host(),
+                self.set.set_version,
+            )
             last_write = self.last_write()
         reply: dict[str, Any] = {
             "topologyVersion": self.topology_version(),
