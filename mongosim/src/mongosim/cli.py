@@ -10,7 +10,9 @@ import argparse
 import asyncio
 import signal
 import sys
+from typing import Any
 
+from .replset import DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_REPLICATION_DELAY_MS, ReplicaSet
 from .server import MongoSim
 
 
@@ -19,6 +21,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=27017, help="0 picks a free port")
     parser.add_argument("--replset", default="rs0")
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="data-bearing members, each on its own port from --port up (0: free ports)",
+    )
+    parser.add_argument(
+        "--replication-delay-ms",
+        type=float,
+        default=DEFAULT_REPLICATION_DELAY_MS,
+        metavar="MS",
+        help="with --members > 1: how long after a write secondaries apply it",
+    )
+    parser.add_argument(
+        "--election-timeout-ms",
+        type=float,
+        default=DEFAULT_ELECTION_TIMEOUT_MS,
+        metavar="MS",
+        help="with --members > 1: how long a set without a primary waits to elect one",
+    )
     parser.add_argument("--oplog-size", type=int, default=100_000, help="oplog entries kept")
     parser.add_argument("--ttl-monitor-interval", type=float, default=60.0, metavar="S")
     parser.add_argument(
@@ -52,10 +74,7 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    sim = MongoSim(
-        host=args.host,
-        port=args.port,
-        replset=args.replset,
+    options: dict[str, Any] = dict(
         oplog_size=args.oplog_size,
         ttl_monitor_interval=args.ttl_monitor_interval,
         data_dir=args.data_dir,
@@ -66,6 +85,19 @@ async def serve(args: argparse.Namespace) -> None:
         tls_ca_file=args.tls_ca_file,
         tls_allow_connections_without_certificates=args.tls_allow_connections_without_certificates,
     )
+    sim: MongoSim | ReplicaSet
+    if args.members > 1:
+        sim = ReplicaSet(
+            args.members,
+            host=args.host,
+            port=args.port,
+            replset=args.replset,
+            replication_delay_ms=args.replication_delay_ms,
+            election_timeout_ms=args.election_timeout_ms,
+            **options,
+        )
+    else:
+        sim = MongoSim(host=args.host, port=args.port, replset=args.replset, **options)
     async with sim:
         print(f"mongosim ready {sim.uri}", flush=True)
         await stop.wait()

@@ -29,7 +29,7 @@ from .expressions import COMMAND_VARIABLES, command_variables
 from .history import DEFAULT_WINDOW_S, SnapshotHistory
 from .operation import CommandContext, Op, Reply, prepare_op
 from .oplog import OpKind, Oplog, OplogEntry
-from .persistence import DataDir
+from .persistence import DataDir, apply_slot
 from .registry import Command, Registry, Runs
 from .sessions import PendingWrite, Session, SessionCatalog, Transaction
 from .storage import Collection, TxnVersions
@@ -62,6 +62,10 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._data_dir: DataDir | None = None
         self._closed = False
+        # False on a secondary of a replica set (replset.py): it writes nothing of its own
+        # (no no-op, no TTL deletion: mongod's TTL monitor runs on the primary and its
+        # deletes replicate), and takes its oplog from its primary through apply_replicated.
+        self.writable = True
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -69,7 +73,7 @@ class Engine:
         if self.data_dir_path is not None:
             self._data_dir = DataDir(self.data_dir_path)
             self._data_dir.load_into(self)
-        if not len(self.oplog):
+        if not len(self.oplog) and self.writable:
             self.append_noop("initiating set")
         self._tasks.append(asyncio.create_task(ttl_monitor(self), name="mongosim-ttl"))
         self._tasks.append(asyncio.create_task(self._noop_writer(), name="mongosim-noop"))
@@ -91,6 +95,8 @@ class Engine:
         """mongod writes a no-op every periodicNoopIntervalSecs (10 s) so cluster time moves."""
         while True:
             await asyncio.sleep(self.noop_interval)
+            if not self.writable:
+                continue
             newest = self.oplog.newest
             idle_for = _dt.datetime.now(_dt.UTC) - newest.entries[0].wall if newest else None
             if idle_for is None or idle_for.total_seconds() >= self.noop_interval:
@@ -125,8 +131,15 @@ class Engine:
                 entry.txn_index = i
         self.oplog.append(ts, entries)
         if self._data_dir is not None:
-            self._data_dir.journal(ts, entries)
+            self._data_dir.journal(ts, entries, self.oplog.term)
         return ts
+
+    def apply_replicated(self, ts: Timestamp, entries: list[OplogEntry], term: int) -> None:
+        """A secondary applies one slot of its primary's oplog: the same apply path as
+        recovery from the journal (persistence.apply_slot), then journals it."""
+        apply_slot(self, ts, entries, term)
+        if self._data_dir is not None:
+            self._data_dir.journal(ts, entries, term)
 
     def append_noop(self, msg: str) -> Timestamp:
         return self.append([OplogEntry(op="n", ns="", cmd={"msg": msg})])

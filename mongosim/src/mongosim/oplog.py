@@ -65,6 +65,7 @@ class OplogEntry:
 class OplogSlot:
     ts: Timestamp
     entries: list[OplogEntry]
+    term: int = 1  # the election term of the primary that wrote it (the optime's ``t``)
 
 
 class Oplog:
@@ -78,6 +79,9 @@ class Oplog:
         self._last = Timestamp(0, 0)
         self._changed = asyncio.Event()
         self.history_start = Timestamp(0, 0)  # earliest ts whose history is still complete
+        # The term new slots are written in: 1 for a one-member set; a replica set's
+        # election sets its new primary's (replset.py). A replicated slot keeps its own.
+        self.term = 1
 
     # -- clock ---------------------------------------------------------------
     def next_ts(self) -> Timestamp:
@@ -98,9 +102,10 @@ class Oplog:
             self._last = ts
 
     # -- log -----------------------------------------------------------------
-    def append(self, ts: Timestamp, entries: list[OplogEntry]) -> None:
-        """Append one slot (entries already carry ``ts``) and wake every waiter."""
-        self._slots.append(OplogSlot(ts, entries))
+    def append(self, ts: Timestamp, entries: list[OplogEntry], term: int | None = None) -> None:
+        """Append one slot (entries already carry ``ts``) and wake every waiter; ``term``
+        is the writer's (a replicated or recovered slot's), else this oplog's own."""
+        self._slots.append(OplogSlot(ts, entries, self.term if term is None else term))
         self._keys.append((ts.time, ts.inc))
         self.advance_clock_to(ts)
         live = len(self._slots) - self._start

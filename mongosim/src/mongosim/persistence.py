@@ -21,6 +21,7 @@ from bson.timestamp import Timestamp
 from .bsonutil import CODEC_OPTIONS, canonical
 from .catalog import CatalogHost, add_index, compile_validator, create_collection
 from .oplog import Oplog, OplogEntry
+from .sessions import SessionCatalog, TxnState
 from .storage import Collection
 
 
@@ -33,6 +34,9 @@ class DataHost(CatalogHost, Protocol):
     def get_collection(self, db: str, name: str) -> Collection | None: ...
 
     def iter_collections(self) -> Iterator[Collection]: ...
+
+    @property
+    def sessions(self) -> SessionCatalog: ...
 
 
 _FIELDS = ("key", "doc", "pre", "update_description", "cmd", "lsid", "txn_number")
@@ -108,15 +112,15 @@ class DataDir:
         for record in _read_bson_stream(self.journal_path):
             ts = record["ts"]
             entries = [doc_to_entry(d, ts) for d in record["entries"]]
-            for entry in entries:
-                apply_entry(engine, entry)
-            engine.oplog.append(ts, entries)
+            apply_slot(engine, ts, entries, record.get("t", 1))
         self.compact(engine)
 
-    def journal(self, ts: Timestamp, entries: list[OplogEntry]) -> None:
+    def journal(self, ts: Timestamp, entries: list[OplogEntry], term: int = 1) -> None:
         if self._fd is None:
             self._fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        record = {"ts": ts, "entries": [entry_to_doc(e) for e in entries]}
+        record: dict[str, Any] = {"ts": ts, "entries": [entry_to_doc(e) for e in entries]}
+        if term != 1:  # a one-member set's records stay as they were
+            record["t"] = term
         os.write(self._fd, bson.encode(record))
 
     def compact(self, engine: DataHost) -> None:
@@ -155,6 +159,7 @@ class DataDir:
                         {
                             "kind": "slot",
                             "ts": slot.ts,
+                            "t": slot.term,
                             "entries": [entry_to_doc(e) for e in slot.entries],
                         }
                     )
@@ -189,7 +194,31 @@ def _apply_snapshot_record(engine: DataHost, record: dict[str, Any]) -> None:
         holder.put(canonical(doc["_id"]), doc)
     elif kind == "slot":
         ts = record["ts"]
-        engine.oplog.append(ts, [doc_to_entry(d, ts) for d in record["entries"]])
+        engine.oplog.append(
+            ts, [doc_to_entry(d, ts) for d in record["entries"]], record.get("t", 1)
+        )
+
+
+def apply_slot(engine: DataHost, ts: Timestamp, entries: list[OplogEntry], term: int) -> None:
+    """Redo one committed oplog slot and append it to the oplog: the one apply path, for
+    recovery from the journal and for a secondary applying its primary's oplog
+    (``Engine.apply_replicated``). A transaction's slot also records, in the transaction
+    table, its session's txnNumber as committed, as mongod's config.transactions does, so
+    a commitTransaction retried after a restart or on a new primary is answered from it."""
+    for entry in entries:
+        apply_entry(engine, entry)
+    first = entries[0] if entries else None
+    if (
+        first is not None
+        and first.in_txn
+        and first.lsid is not None
+        and first.txn_number is not None
+    ):
+        session = engine.sessions.get(first.lsid)
+        if session.txn_number <= first.txn_number and session.txn is None:
+            session.txn_number = first.txn_number
+            session.state = TxnState.COMMITTED
+    engine.oplog.append(ts, entries, term)
 
 
 def apply_entry(engine: DataHost, entry: OplogEntry) -> None:

@@ -12,7 +12,7 @@ import dataclasses
 import itertools
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from .operation import CommandContext
 from .privileges import on_cluster
 from .registry import COMMANDS, Access, Runs, command
 from .tls import server_context
-from .topology import Topology
+from .topology import SetView, Topology
 from .users import Catalog
 from .wire import ProtocolError, Request, decode_request, encode_reply, parse_header
 
@@ -55,11 +55,19 @@ class Server:
     """Everything a connection needs to answer a command."""
 
     def __init__(
-        self, engine: Engine, topology: Topology, failpoints: FailPoints, auth: Auth
+        self,
+        engine: Engine,
+        topology: Topology,
+        failpoints: FailPoints,
+        auth: Auth,
+        members: int = MEMBERS,
+        shutdown: Callable[[], None] | None = None,
     ) -> None:
         self.engine, self.topology, self.failpoints = engine, topology, failpoints
         self.auth = auth
         self.registry = engine.registry
+        self.members = members  # data-bearing members, for the write concerns it can satisfy
+        self.shutdown = shutdown  # stops this member (a member of a multi-member set)
 
     async def handle(self, request: Request, conn: Connection) -> dict[str, Any] | None:
         """The reply for a request, or None when the connection must close without one."""
@@ -85,7 +93,9 @@ class Server:
             self.failpoints.check_max_time(cmd)
             reply = await self._dispatch(name, request, conn, ctx)
             if wc_error is None:
-                wc_error = unsatisfiable_write_concern(cmd.get("writeConcern"))
+                # TODO(commit point): w > 1 and "majority" wait here for the set's members
+                # (replset.ReplicaSet.commit_point) before the reply; today they return at once.
+                wc_error = unsatisfiable_write_concern(cmd.get("writeConcern"), self.members)
             if wc_error is not None:
                 reply["writeConcernError"] = dict(wc_error)
         except MongoError as exc:
@@ -187,6 +197,22 @@ async def _step_down(server: Server, request: Request, conn: Connection) -> dict
     return await server.topology.step_down(request.command)
 
 
+@command("shutdown", runs=Runs.SERVER, needs=on_cluster("shutdown"))
+async def _shutdown(server: Server, request: Request, conn: Connection) -> dict[str, Any]:
+    """Stop this member of a multi-member set. Unless ``force``, a primary steps down
+    first, failing as replSetStepDown does when no other member can take over (mongod's
+    shutdown command). The reply is the closed connection, as mongod's. A lone mongosim
+    refuses it as a command it does not have (its process is stopped by a signal)."""
+    if server.shutdown is None:
+        raise MongoError(59, "no such command: 'shutdown'")
+    cmd = request.command
+    if server.topology.primary and not cmd.get("force"):
+        seconds = cmd.get("timeoutSecs", 15)
+        await server.topology.step_down({"replSetStepDown": max(float(seconds), 60.0)})
+    server.shutdown()
+    raise CloseConnection()
+
+
 def _exhausts(request: Request, reply: Mapping[str, Any]) -> bool:
     """Whether a reply continues an exhaust stream: an open cursor's getMore batch."""
     cursor = reply.get("cursor")
@@ -200,7 +226,9 @@ def _exhausts(request: Request, reply: Mapping[str, Any]) -> bool:
     )
 
 
-def unsatisfiable_write_concern(write_concern: Any) -> dict[str, Any] | None:
+def unsatisfiable_write_concern(
+    write_concern: Any, members: int = MEMBERS
+) -> dict[str, Any] | None:
     """The writeConcernError mongod reports, after applying the write, for a write concern a
     one-member set cannot satisfy (replication_coordinator_impl.cpp,
     _checkIfWriteConcernCanBeSatisfied_inlock): w above the number of data-bearing members
@@ -209,7 +237,7 @@ def unsatisfiable_write_concern(write_concern: Any) -> dict[str, Any] | None:
     if not isinstance(write_concern, Mapping):
         return None
     w = write_concern.get("w")
-    if isinstance(w, (int, float)) and not isinstance(w, bool) and w > MEMBERS:
+    if isinstance(w, (int, float)) and not isinstance(w, bool) and w > members:
         return {
             "code": 100,
             "codeName": "UnsatisfiableWriteConcern",
@@ -374,9 +402,22 @@ class MongoSim:
         tls_cert_key_file: str | Path | None = None,
         tls_ca_file: str | Path | None = None,
         tls_allow_connections_without_certificates: bool = False,
+        auth_catalog: Catalog | None = None,
+        member_of: SetView | None = None,
+        members: int = MEMBERS,
+        primary: bool = True,
+        on_shutdown: Callable[[], None] | None = None,
     ) -> None:
+        """``auth_catalog``, ``member_of``, ``members``, ``primary`` and ``on_shutdown``
+        make it one member of a multi-member set (``replset.ReplicaSet`` passes them):
+        the users and roles the members share, the set it asks for hosts and elections,
+        the set's size, whether it starts as the primary (a secondary writes nothing of
+        its own), and what the shutdown command calls."""
         self.host, self.port, self.replset = host, port, replset
-        self.auth = Auth(Catalog(Path(data_dir) if data_dir else None), enabled=auth)
+        self.auth = Auth(
+            auth_catalog or Catalog(Path(data_dir) if data_dir else None), enabled=auth
+        )
+        self.member_of, self.members, self.on_shutdown = member_of, members, on_shutdown
         self.ssl = (
             server_context(
                 tls_cert_key_file, tls_ca_file, tls_allow_connections_without_certificates
@@ -392,6 +433,7 @@ class MongoSim:
             noop_interval=noop_interval,
             snapshot_history_window_s=snapshot_history_window_s,
         )
+        self.engine.writable = primary
         self.failpoints = FailPoints(enable_test_commands)
         self.topology: Topology | None = None
         self._server: asyncio.Server | None = None
@@ -407,7 +449,12 @@ class MongoSim:
         await self.engine.start()
         loop = asyncio.get_running_loop()
         self.topology = Topology(self.host, self.port, self.replset, self.engine)
-        server = Server(self.engine, self.topology, self.failpoints, self.auth)
+        if self.member_of is not None:
+            self.topology.set = self.member_of
+            self.topology.primary = self.engine.writable
+        server = Server(
+            self.engine, self.topology, self.failpoints, self.auth, self.members, self.on_shutdown
+        )
         self._server = await loop.create_server(
             lambda: Connection(server, self._live, self.ssl, self._tasks), self.host, self.port
         )

@@ -18,15 +18,21 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
+from .replset import ReplicaSet
 from .server import MongoSim
 
 
 class ThreadedMongoSim:
-    """``with ThreadedMongoSim(port=0) as sim: sim.uri`` — usable from sync or async code."""
+    """``with ThreadedMongoSim(port=0) as sim: sim.uri`` — usable from sync or async code.
 
-    def __init__(self, *, traced: bool = True, **options: Any) -> None:
+    ``members=3`` runs a ``ReplicaSet`` instead of one ``MongoSim``: ``replset`` is it, and
+    ``call(coro)`` runs one of its coroutines (``kill``, ``step_down``...) on the server's
+    loop from any thread; ``await acall(...)`` from async code."""
+
+    def __init__(self, *, traced: bool = True, members: int = 1, **options: Any) -> None:
         self.options = options
-        self.sim: MongoSim | None = None
+        self.member_count = members
+        self.sim: MongoSim | ReplicaSet | None = None
         self._traced = traced
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="mongosim", daemon=True)
@@ -48,8 +54,12 @@ class ThreadedMongoSim:
     def start(self) -> ThreadedMongoSim:
         self._thread.start()
 
-        async def make() -> MongoSim:
-            sim = MongoSim(**self.options)
+        async def make() -> MongoSim | ReplicaSet:
+            sim: MongoSim | ReplicaSet
+            if self.member_count > 1:
+                sim = ReplicaSet(self.member_count, **self.options)
+            else:
+                sim = MongoSim(**self.options)
             await sim.start()
             return sim
 
@@ -59,6 +69,18 @@ class ThreadedMongoSim:
             self.stop()  # a port in use, say: no thread or loop is left behind
             raise
         return self
+
+    @property
+    def replset(self) -> ReplicaSet:
+        assert isinstance(self.sim, ReplicaSet), "started with members=1"
+        return self.sim
+
+    def call(self, coro: Any) -> Any:
+        """Run a coroutine on the server's loop (a ReplicaSet's kill, step_down...)."""
+        return self._run(coro)
+
+    async def acall(self, coro: Any) -> Any:
+        return await asyncio.to_thread(self._run, coro)
 
     def stop(self) -> None:
         """Stop the server and its thread; a second call does nothing."""

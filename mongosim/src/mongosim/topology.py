@@ -1,8 +1,12 @@
 """The replica-set identity: hello, the informational admin commands, and step-down.
 
-mongosim is the primary of a one-member set. ``hosts``/``me`` name exactly the address
-clients dial, or drivers drop the member (SDAM spec: "me" mismatch). A step-down makes it
-a secondary for the requested seconds, then it is re-elected with a new electionId; each
+A member's ``Topology`` is its own state (primary or secondary, term, electionId,
+topologyVersion); where it belongs to a multi-member set (``replset.ReplicaSet``) it asks
+that set, through ``SetView``, for the other members, the primary and elections.
+Without one (the default) mongosim is the primary of a one-member set. ``hosts``/``me``
+name exactly the address clients dial, or drivers drop the member (SDAM spec: "me"
+mismatch). A lone member's step-down makes it a secondary for the requested seconds,
+then it is re-elected with a new electionId; each
 change bumps topologyVersion and answers awaiting hellos at once (server monitoring
 spec: streaming protocol).
 """
@@ -15,7 +19,7 @@ import datetime as _dt
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bson.int64 import Int64
 from bson.objectid import ObjectId
@@ -32,6 +36,31 @@ VERSION = "7.0.14"
 MAX_WIRE_VERSION = 21  # MongoDB 7.0
 
 
+class SetView(Protocol):
+    """What a member of a multi-member set asks of its set (``replset.ReplicaSet``)."""
+
+    @property
+    def set_version(self) -> int: ...
+
+    def hosts(self) -> list[str]: ...
+
+    def primary_host(self) -> str | None: ...
+
+    def majority_optime(self) -> dict[str, Any]: ...  # {"ts", "t"}: the commit point
+
+    def status(self, me: str) -> dict[str, Any]: ...  # replSetGetStatus's body
+
+    async def step_down_member(self, me: str, cmd: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def step_up_member(self, me: str) -> dict[str, Any]: ...
+
+
+def election_id(term: int) -> ObjectId:
+    """mongod's electionId: ``OID::fromTerm`` (0x7fffffff, then the term), so a later
+    term's id compares greater, as drivers' stale-primary check needs."""
+    return ObjectId(b"\x7f\xff\xff\xff" + term.to_bytes(8, "big"))
+
+
 class Topology:
     def __init__(self, host: str, port: int, replset: str, engine: Engine) -> None:
         self.host, self.port, self.replset, self.engine = host, port, replset, engine
@@ -42,6 +71,33 @@ class Topology:
         self.started = time.monotonic()
         self._changed = asyncio.Event()
         self._step_up: asyncio.Task[None] | None = None
+        self.set: SetView | None = None  # the multi-member set this member belongs to
+        self.term = 1  # this member's view of the election term
+
+    def become_primary(self, term: int) -> None:
+        """Won the election of ``term`` (replset.ReplicaSet decides)."""
+        self.primary, self.term, self.election_id = True, term, election_id(term)
+        self.engine.writable = True
+        self.engine.oplog.term = term
+        # mongod's new primary writes this no-op in its term first: the commit point
+        # can then advance in the new term before any client writes.
+        self.engine.append_noop("new primary")
+        self.changed()
+
+    def become_secondary(self, term: int) -> None:
+        """A secondary in ``term``: stepped down, or another member was elected. mongod
+        aborts the open transactions of a primary that steps down."""
+        was_primary = self.primary
+        self.primary, self.term = False, max(self.term, term)
+        self.engine.writable = False
+        if was_primary:
+            self.engine.sessions.kill_all()
+            self.engine.notify_locks_released()
+        self.changed()
+
+    def changed(self) -> None:
+        """Something hello reports changed: bump topologyVersion, answer awaiting hellos."""
+        self._bump()
 
     @property
     def me(self) -> str:
@@ -67,26 +123,36 @@ class Topology:
                 await asyncio.wait_for(self._changed.wait(), int(cmd["maxAwaitTimeMS"]) / 1000)
         ts = self.engine.cluster_time()
         now = _dt.datetime.now(_dt.UTC)
+        if self.set is None:
+            hosts, primary, set_version = [self.me], self.me if self.primary else None, 1
+            last_write = {
+                "opTime": {"ts": ts, "t": Int64(1)},
+                "lastWriteDate": now,
+                "majorityOpTime": {"ts": ts, "t": Int64(1)},
+                "majorityWriteDate": now,
+            }
+        else:
+            hosts, primary, set_version = (
+                self.set.hosts(),
+                self.set.primary_host(),
+                self.set.set_version,
+            )
+            last_write = self.last_write()
         reply: dict[str, Any] = {
             "topologyVersion": self.topology_version(),
-            "hosts": [self.me],
+            "hosts": hosts,
             "setName": self.replset,
-            "setVersion": 1,
+            "setVersion": set_version,
             ("ismaster" if legacy else "isWritablePrimary"): self.primary,
             "secondary": not self.primary,
         }
-        if self.primary:
-            reply["primary"] = self.me
+        if primary is not None:
+            reply["primary"] = primary
         reply.update(
             {
                 "me": self.me,
                 "electionId": self.election_id,
-                "lastWrite": {
-                    "opTime": {"ts": ts, "t": Int64(1)},
-                    "lastWriteDate": now,
-                    "majorityOpTime": {"ts": ts, "t": Int64(1)},
-                    "majorityWriteDate": now,
-                },
+                "lastWrite": last_write,
                 "maxBsonObjectSize": 16 * 1024 * 1024,
                 "maxMessageSizeBytes": 48_000_000,
                 "maxWriteBatchSize": 100_000,
@@ -101,6 +167,27 @@ class Topology:
         if not legacy:
             reply["helloOk"] = True
         return reply
+
+    def optime(self) -> dict[str, Any]:
+        """This member's last applied optime: its newest oplog slot's ts and term."""
+        newest = self.engine.oplog.newest
+        if newest is None:
+            return {"ts": self.engine.cluster_time(), "t": Int64(-1)}
+        return {"ts": newest.ts, "t": Int64(newest.term)}
+
+    def last_write(self) -> dict[str, Any]:
+        """hello's lastWrite for a member of a multi-member set: its own optime (a lagging
+        secondary's is behind) and the set's commit point."""
+        assert self.set is not None
+        newest = self.engine.oplog.newest
+        wrote = newest.entries[0].wall if newest is not None else _dt.datetime.now(_dt.UTC)
+        majority = self.set.majority_optime()
+        return {
+            "opTime": self.optime(),
+            "lastWriteDate": wrote,
+            "majorityOpTime": majority,
+            "majorityWriteDate": _dt.datetime.fromtimestamp(majority["ts"].time, _dt.UTC),
+        }
 
     def check_writable(self, found: Command, cmd: Mapping[str, Any]) -> None:
         """On a secondary: NotWritablePrimary for a write (an aggregate with ``$out`` or
@@ -121,6 +208,8 @@ class Topology:
         """replSetStepDown: a secondary for the requested seconds, then re-elected."""
         if not self.primary:
             raise MongoError(10107, "not primary so can't step down")
+        if self.set is not None:
+            return await self.set.step_down_member(self.me, cmd)
         seconds = float(cmd.get("replSetStepDown") or 60)
         self.primary = False
         self._bump()
@@ -132,6 +221,20 @@ class Topology:
         self.primary = True
         self.election_id = ObjectId()
         self._bump()
+
+    def step_up(self) -> dict[str, Any]:
+        """replSetStepUp: a primary answers OK (mongod's stepup.js); a secondary of a set
+        is elected at once; a lone member stepped down is re-elected now rather than at
+        the end of its step-down period."""
+        if self.set is not None:
+            return self.set.step_up_member(self.me)
+        if not self.primary:
+            if self._step_up is not None:
+                self._step_up.cancel()
+            self.primary = True
+            self.election_id = ObjectId()
+            self._bump()
+        return {}
 
     def close(self) -> None:
         if self._step_up is not None:
@@ -205,8 +308,8 @@ def _server_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[st
         "repl": {
             "setName": t.replset,
             "isWritablePrimary": t.primary,
-            "hosts": [t.me],
-            "primary": t.me if t.primary else None,
+            "hosts": [t.me] if t.set is None else t.set.hosts(),
+            "primary": (t.me if t.primary else None) if t.set is None else t.set.primary_host(),
             "me": t.me,
         },
         "storageEngine": {"name": "mongosim"},
@@ -216,6 +319,8 @@ def _server_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[st
 
 @command("replSetGetStatus", runs=Runs.TOPOLOGY, needs=on_cluster("replSetGetStatus"))
 def _repl_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
+    if t.set is not None:
+        return t.set.status(t.me)
     ts = t.engine.cluster_time()
     optime = {"ts": ts, "t": Int64(1)}
     return {
@@ -235,6 +340,11 @@ def _repl_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str,
         ],
         "optimes": {"lastCommittedOpTime": optime, "appliedOpTime": optime},
     }
+
+
+@command("replSetStepUp", runs=Runs.TOPOLOGY, needs=on_cluster("replSetStateChange"))
+def _step_up(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
+    return t.step_up()
 
 
 @command("ping", runs=Runs.TOPOLOGY, access=Access.PUBLIC)

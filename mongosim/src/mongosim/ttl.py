@@ -29,6 +29,9 @@ class TtlHost(Protocol):
     def ttl_monitor_interval(self) -> float: ...
 
     @property
+    def writable(self) -> bool: ...
+
+    @property
     def sessions(self) -> SessionCatalog: ...
 
     def iter_collections(self) -> Iterator[Collection]: ...
@@ -78,4 +81,5 @@ def delete_expired(engine: TtlHost) -> int:
 async def ttl_monitor(engine: TtlHost) -> None:
     while True:
         await asyncio.sleep(engine.ttl_monitor_interval)
-        delete_expired(engine)
+        if engine.writable:  # a secondary's expired documents go by its primary's deletes
+            delete_expired(engine)

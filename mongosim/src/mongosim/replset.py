@@ -1,0 +1,537 @@
+"""A replica set of several members in one process: replication, elections, kill/restart.
+
+Each member is a whole ``MongoSim`` (its own port, Engine, storage, oplog, history and data
+dir); the set owns them and is their ``topology.SetView``. All members share one event
+loop, so tests control elections (and, later, the network) deterministically through
+Python calls, and replication is a direct call rather than a protocol of its own.
+
+Where the state lives (the hooks later work builds on):
+
+- a member's last applied optime: its own oplog's newest slot (``ts``, ``term``),
+  ``Topology.optime()``; a member that is down keeps the last one seen (``Member.optime``);
+- the term: ``ReplicaSet.term``; each election increments it, each member's
+  ``Topology.term`` follows it, new oplog slots carry it (``Oplog.term``);
+- the commit point: ``ReplicaSet.commit_point()``, the newest optime a majority has;
+- who may talk to whom: ``ReplicaSet.connected(a, b)`` (always true today);
+- divergence (a member holding entries its sync source lacks, the case rollback undoes):
+  ``ReplicaSet._diverged``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as _dt
+import logging
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bson.int64 import Int64
+from bson.timestamp import Timestamp
+
+from .errors import MongoError
+from .oplog import OplogSlot
+from .server import MongoSim
+from .users import Catalog
+
+log = logging.getLogger("mongosim")
+
+DEFAULT_REPLICATION_DELAY_MS = 5
+# mongod's electionTimeoutMillis is 10 s; a primary that is killed or shut down is
+# replaced after this long unless a test elects one at once (ReplicaSet.elect).
+DEFAULT_ELECTION_TIMEOUT_MS = 10_000
+# mongod's default secondaryCatchUpPeriodSecs for replSetStepDown.
+_STEP_DOWN_PERIOD_S = 60.0
+
+
+@dataclass
+class Member:
+    index: int
+    port: int
+    data_dir: Path
+    sim: MongoSim | None = None  # None while the member is down
+    puller: asyncio.Task[None] | None = None
+    optime: tuple[Timestamp, int] = (Timestamp(0, 0), -1)  # last seen (kept while down)
+    diverged: bool = False  # holds entries its sync source lacks: rollback's case
+    host: str = field(default="")
+
+    @property
+    def up(self) -> bool:
+        return self.sim is not None
+
+
+def _key(optime: tuple[Timestamp, int]) -> tuple[int, int, int]:
+    ts, term = optime
+    return (term, ts.time, ts.inc)
+
+
+class ReplicaSet:
+    """``async with ReplicaSet(members=3) as rs: rs.uri`` — members 0..n-1, 0 the first
+    primary; ``kill``, ``restart``, ``step_down``, ``step_up``, ``elect``, ``primary``."""
+
+    def __init__(
+        self,
+        members: int = 3,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        replset: str = "rs0",
+        replication_delay_ms: float = DEFAULT_REPLICATION_DELAY_MS,
+        election_timeout_ms: float = DEFAULT_ELECTION_TIMEOUT_MS,
+        data_dir: str | Path | None = None,
+        auth: bool = False,
+        **member_options: Any,
+    ) -> None:
+        if members < 1:
+            raise ValueError("a replica set needs at least one member")
+        self.host, self.replset = host, replset
+        self.replication_delay_s = replication_delay_ms / 1000
+        self.election_timeout_s = election_timeout_ms / 1000
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if data_dir is None:
+            # Each member keeps a data dir so that restart() recovers it through the one
+            # recovery path (persistence.DataDir), as a restarted mongod reads its disk.
+            self._tmp = tempfile.TemporaryDirectory(prefix="mongosim-rs-")
+            data_dir = self._tmp.name
+        base = Path(data_dir)
+        self.members = [
+            Member(i, port + i if port else 0, base / f"member{i}") for i in range(members)
+        ]
+        # Users and roles: one catalog for the set, so secured scenarios survive a
+        # failover. TODO(replication): mongod replicates admin.system.users through the
+        # oplog; here a change is on every member at once, without lag.
+        self.catalog = Catalog(base if self._tmp is None else None)
+        self.auth = auth
+        self.member_options = member_options
+        self.term = 1
+        self.set_version = 1
+        self._primary: int | None = None
+        self._committed: tuple[Timestamp, int] = (Timestamp(0, 0), -1)
+        self._changed = asyncio.Event()
+        self._election: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------
+    @property
+    def uri(self) -> str:
+        hosts = ",".join(self.hosts())
+        tls = "&tls=true" if self.member_options.get("tls_cert_key_file") else ""
+        return f"mongodb://{hosts}/?replicaSet={self.replset}{tls}"
+
+    def uri_of(self, index: int) -> str:
+        """A direct connection to one member (a secondary answers reads there)."""
+        return f"mongodb://{self.members[index].host}/?directConnection=true"
+
+    async def start(self) -> None:
+        try:
+            for member in self.members:
+                await self._start_member(member, primary=member.index == 0)
+        except BaseException:
+            await self.close()
+            raise
+        self._primary = 0
+        first = self.members[0].sim
+        assert first is not None and first.topology is not None
+        first.topology.become_primary(self.term)
+        self._notify()
+
+    async def close(self) -> None:
+        if self._election is not None:
+            self._election.cancel()
+        for member in self.members:
+            await self._stop_member(member)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    async def __aenter__(self) -> ReplicaSet:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _start_member(self, member: Member, *, primary: bool) -> None:
+        sim = MongoSim(
+            host=self.host,
+            port=member.port,
+            replset=self.replset,
+            data_dir=member.data_dir,
+            auth=self.auth,
+            auth_catalog=self.catalog,
+            member_of=self,
+            members=len(self.members),
+            primary=primary,
+            on_shutdown=lambda: self._spawn(self.shutdown(member.index)),
+            **self.member_options,
+        )
+        await sim.start()
+        assert sim.topology is not None
+        sim.topology.term = self.term
+        member.port = sim.port
+        member.host = f"{self.host}:{sim.port}"
+        member.sim = sim
+        member.diverged = False
+        self._note_optime(member)
+        member.puller = asyncio.get_running_loop().create_task(
+            self._replicate(member), name=f"mongosim-replicate-{member.index}"
+        )
+
+    async def _stop_member(self, member: Member) -> None:
+        sim, member.sim = member.sim, None
+        if member.puller is not None:
+            member.puller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await member.puller
+            member.puller = None
+        if sim is not None:
+            # MongoSim.close runs no shutdown code of mongod's (no step-down, no
+            # compaction): connections are aborted and the journal is what survives.
+            await sim.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the Python API for tests ------------------------------------------------------
+    @property
+    def primary(self) -> int | None:
+        """The primary's index, or None while the set has none."""
+        return self._primary
+
+    def sim(self, index: int) -> MongoSim:
+        sim = self.members[index].sim
+        if sim is None:
+            raise RuntimeError(f"member {index} is down")
+        return sim
+
+    async def kill(self, index: int) -> None:
+        """As abrupt as SIGKILL: connections aborted, no step-down; what it journaled
+        survives for restart(). A killed primary is replaced after the election timeout
+        (or at once by elect())."""
+        member = self.members[index]
+        if not member.up:
+            return
+        self._note_optime(member)
+        was_primary = self._primary == index
+        if was_primary:
+            self._primary = None
+        await self._stop_member(member)
+        if was_primary:
+            self._schedule_election()
+        self._notify()
+
+    async def shutdown(self, index: int) -> None:
+        """The shutdown command's stop (its step-down, when not forced, came before)."""
+        await self.kill(index)
+
+    async def restart(self, index: int) -> None:
+        """Start a member that is down on its port again, from its data dir, as a
+        secondary that catches up from the primary."""
+        member = self.members[index]
+        if member.up:
+            return
+        await self._start_member(member, primary=False)
+        self._notify()
+
+    async def step_down(self) -> None:
+        """replSetStepDown on the primary: another member, caught up, is elected."""
+        if self._primary is None:
+            raise MongoError(10107, "not primary so can't step down")
+        await self.step_down_member(self.members[self._primary].host, {"replSetStepDown": 60})
+
+    async def step_up(self, index: int) -> None:
+        """replSetStepUp on member ``index``: it is elected; the old primary steps down."""
+        self.step_up_member(self.members[index].host)
+
+    async def elect(self, candidate: int | None = None) -> int:
+        """Hold an election now: ``candidate``, or the most up-to-date member that is up
+        (the lowest index among equals). Returns the new primary's index."""
+        if candidate is None:
+            live = [m for m in self.members if m.up]
+            if not live:
+                raise MongoError(133, "no member is up to elect")  # FailedToSatisfyReadPreference
+            for m in live:
+                self._note_optime(m)
+            candidate = max(live, key=lambda m: (_key(m.optime), -m.index)).index
+        self._elect(candidate)
+        return candidate
+
+    # -- SetView (what each member's Topology asks) --------------------------------------
+    def hosts(self) -> list[str]:
+        return [m.host for m in self.members]
+
+    def primary_host(self) -> str | None:
+        return self.members[self._primary].host if self._primary is not None else None
+
+    def majority_optime(self) -> dict[str, Any]:
+        ts, term = self.commit_point()
+        return {"ts": ts, "t": Int64(term)}
+
+    def status(self, me: str) -> dict[str, Any]:
+        """replSetGetStatus: every member, its state and optime, and the commit point."""
+        now = _dt.datetime.now(_dt.UTC)
+        mine = next(m for m in self.members if m.host == me)
+        members = []
+        for m in self.members:
+            if m.up:
+                self._note_optime(m)
+            ts, term = m.optime
+            optime = {"ts": ts, "t": Int64(term)}
+            state, state_str = (1, "PRIMARY") if m.index == self._primary else (2, "SECONDARY")
+            if not m.up:
+                state, state_str = 8, "(not reachable/healthy)"
+            entry: dict[str, Any] = {
+                "_id": m.index,
+                "name": m.host,
+                "health": 1.0 if m.up else 0.0,
+                "state": state,
+                "stateStr": state_str,
+                "optime": optime,
+                "optimeDate": _dt.datetime.fromtimestamp(ts.time, _dt.UTC),
+            }
+            if m is mine:
+                entry["self"] = True
+            elif self._primary is not None and m.index != self._primary and m.up:
+                entry["syncSourceHost"] = self.members[self._primary].host
+            members.append(entry)
+        self._note_optime(mine)
+        applied = {"ts": mine.optime[0], "t": Int64(mine.optime[1])}
+        committed = self.majority_optime()
+        return {
+            "set": self.replset,
+            "date": now,
+            "myState": 1 if mine.index == self._primary else 2,
+            "term": Int64(self.term),
+            "members": members,
+            "optimes": {
+                "lastCommittedOpTime": committed,
+                "readConcernMajorityOpTime": committed,
+                "appliedOpTime": applied,
+                "durableOpTime": applied,
+            },
+        }
+
+    async def step_down_member(self, me: str, cmd: Mapping[str, Any]) -> dict[str, Any]:
+        """replSetStepDown: the most up-to-date other member that is up is caught up and
+        elected at once; mongod waits up to secondaryCatchUpPeriodSecs for one to catch up,
+        and with none fails with ExceededTimeLimit (262) unless ``force``."""
+        index = self._index_of(me)
+        if index != self._primary:
+            raise MongoError(10107, "not primary so can't step down")
+        others = [m for m in self.members if m.up and m.index != index]
+        if not others:
+            if not cmd.get("force"):
+                raise MongoError(
+                    262,
+                    f"No electable secondaries caught up as of {_dt.datetime.now(_dt.UTC)}. "
+                    "Please use the replSetStepDown command with the argument {force: true} "
+                    "to force node to step down.",
+                )
+            self._step_down_alone(index, float(cmd.get("replSetStepDown") or _STEP_DOWN_PERIOD_S))
+            return {}
+        for m in others:
+            self._note_optime(m)
+        target = max(others, key=lambda m: (_key(m.optime), -m.index))
+        self._elect(target.index)
+        return {}
+
+    def step_up_member(self, me: str) -> dict[str, Any]:
+        index = self._index_of(me)
+        if index != self._primary:
+            self._elect(index)
+        return {}
+
+    # -- elections ----------------------------------------------------------------------
+    def _index_of(self, host: str) -> int:
+        return next(m.index for m in self.members if m.host == host)
+
+    def _elect(self, candidate: int) -> None:
+        """Elect ``candidate`` in a new term. The winner first catches up from the most
+        up-to-date member it can reach, as mongod's new primary does (its catch-up phase),
+        so nothing a reachable member holds is lost; then the others follow it."""
+        member = self.members[candidate]
+        if member.sim is None:
+            raise MongoError(125, "Election failed: the candidate is down")  # CommandFailed
+        if self._election is not None:
+            self._election.cancel()
+            self._election = None
+        self._catch_up(member)
+        self.term += 1
+        self._primary = candidate
+        for m in self.members:
+            if m.sim is not None and m.sim.topology is not None:
+                if m.index == candidate:
+                    m.sim.topology.become_primary(self.term)
+                else:
+                    m.sim.topology.become_secondary(self.term)
+        log.info("member %d (%s) elected primary in term %d", candidate, member.host, self.term)
+        self._notify()
+
+    def _step_down_alone(self, index: int, seconds: float) -> None:
+        """A forced step-down with no other member up: a secondary, re-elected after the
+        step-down period unless another member comes up and is elected first."""
+        self._primary = None
+        sim = self.members[index].sim
+        assert sim is not None and sim.topology is not None
+        sim.topology.become_secondary(self.term)
+        self._schedule_election(seconds)
+        self._notify()
+
+    def _schedule_election(self, after_s: float | None = None) -> None:
+        """The election timeout: with no primary, the set elects one after it.
+        TODO(elections): heartbeats, and a member that loses a majority stepping down."""
+        if self._election is not None:
+            self._election.cancel()
+        delay = self.election_timeout_s if after_s is None else after_s
+
+        def fire() -> None:
+            self._election = None
+            if self._primary is None and any(m.up for m in self.members):
+                self._spawn(self.elect())
+
+        self._election = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _catch_up(self, member: Member) -> None:
+        assert member.sim is not None
+        for m in self.members:
+            if m.up:
+                self._note_optime(m)
+        ahead = [m for m in self.members if m.up and m is not member and self.connected(m, member)]
+        if not ahead:
+            return
+        source = max(ahead, key=lambda m: _key(m.optime))
+        if _key(source.optime) > _key(member.optime):
+            # A candidate that diverged from it cannot catch up: it wins with its own log,
+            # and the member ahead is the one to roll back (TODO(rollback)).
+            self._apply_from(member, self._missing(member, source) or [])
+
+    # -- replication -----------------------------------------------------------------------
+    def connected(self, a: Member, b: Member) -> bool:
+        """Whether ``a`` and ``b`` can talk. TODO(network): partitions decide this."""
+        return a.up and b.up
+
+    def _sync_source(self, member: Member) -> Member | None:
+        if self._primary is None or self._primary == member.index:
+            return None
+        source = self.members[self._primary]
+        return source if self.connected(member, source) else None
+
+    def _missing(self, member: Member, source: Member) -> list[OplogSlot] | None:
+        """The source's slots after the member's newest; None when the member's newest
+        is not in the source's oplog (it diverged: it holds entries the source lacks)."""
+        assert member.sim is not None and source.sim is not None
+        mine = member.sim.engine.oplog.newest
+        theirs = source.sim.engine.oplog
+        if mine is None:
+            return list(theirs.slots())
+        at = next(theirs.slots_after(mine.ts, inclusive=True), None)
+        if at is None or at.ts != mine.ts or at.term != mine.term:
+            return None
+        return list(theirs.slots_after(mine.ts))
+
+    def _diverged(self, member: Member, source: Member) -> None:
+        """``member`` holds entries its sync source lacks (a deposed primary's writes that
+        never replicated). TODO(rollback): undo them, newest first, from the common point,
+        bump the rollback id, then resume pulling. Until then it stops replicating."""
+        if not member.diverged:
+            member.diverged = True
+            log.warning(
+                "member %d diverged from %d: rollback needed (not implemented)",
+                member.index,
+                source.index,
+            )
+
+    def _apply_from(self, member: Member, slots: list[OplogSlot]) -> None:
+        assert member.sim is not None
+        engine = member.sim.engine
+        for slot in slots:
+            newest = engine.oplog.newest
+            if newest is not None and (slot.ts.time, slot.ts.inc) <= (
+                newest.ts.time,
+                newest.ts.inc,
+            ):
+                continue  # applied already (by an election's catch-up, say)
+            # Entries are copied: each member's oplog is its own (pushdown caches, rollback).
+            entries = [dataclasses.replace(e, pushdown_doc=None) for e in slot.entries]
+            engine.apply_replicated(slot.ts, entries, slot.term)
+        self._note_optime(member)
+
+    async def _replicate(self, member: Member) -> None:
+        """A secondary's applier: take the primary's new slots, wait the replication delay,
+        apply them in order through Engine.apply_replicated."""
+        while True:
+            source = self._sync_source(member)
+            if source is None or member.diverged:
+                await self._wait(None)
+                continue
+            slots = self._missing(member, source)
+            if slots is None:
+                self._diverged(member, source)
+                continue
+            if not slots:
+                assert source.sim is not None
+                await self._wait(source)
+                continue
+            if self.replication_delay_s > 0:
+                await asyncio.sleep(self.replication_delay_s)
+            if self._sync_source(member) is not source or member.sim is None:
+                continue  # an election or a kill while it waited: start over
+            self._apply_from(member, slots)
+
+    async def _wait(self, source: Member | None) -> None:
+        """Until the set changes, or (with a source) the source's oplog grows."""
+        changed = asyncio.ensure_future(self._changed.wait())
+        waits: list[asyncio.Future[Any]] = [changed]
+        if source is not None and source.sim is not None:
+            waits.append(asyncio.ensure_future(source.sim.engine.oplog.wait_for_news(5.0)))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- the commit point -----------------------------------------------------------------
+    def _note_optime(self, member: Member) -> None:
+        if member.sim is not None:
+            newest = member.sim.engine.oplog.newest
+            if newest is not None:
+                member.optime = (newest.ts, newest.term)
+
+    def commit_point(self) -> tuple[Timestamp, int]:
+        """The newest optime of the primary's term that a majority of members have on
+        the primary's log (Raft's rule, as mongod's), never moving back.
+        TODO(commit point): computed when asked; w:"majority" waits, majority reads and
+        change streams are to be driven by its advance."""
+        if self._primary is None:
+            return self._committed
+        primary = self.members[self._primary]
+        if primary.sim is None:
+            return self._committed
+        oplog = primary.sim.engine.oplog
+        on_log: list[tuple[Timestamp, int]] = []
+        for m in self.members:
+            if m.up:
+                self._note_optime(m)
+            ts, term = m.optime
+            at = next(oplog.slots_after(ts, inclusive=True), None)
+            if at is not None and at.ts == ts and at.term == term:
+                on_log.append(m.optime)
+        majority = len(self.members) // 2 + 1
+        if len(on_log) < majority:
+            return self._committed
+        point = sorted(on_log, key=_key, reverse=True)[majority - 1]
+        if point[1] == self.term and _key(point) > _key(self._committed):
+            self._committed = point
+        return self._committed
