@@ -9,6 +9,7 @@ scanned time, so it advances even when nothing matched.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
@@ -61,6 +62,10 @@ class ChangeStreamHost(Protocol):
     def run_event_pipeline(
         self, events: list[dict[str, Any]], stages: list[Mapping[str, Any]]
     ) -> list[dict[str, Any]]: ...
+
+    def visible_ts(self) -> Timestamp | None: ...  # the newest ts streams see; None: all
+
+    async def wait_for_news(self, seconds: float) -> bool: ...  # what is visible may grow
 
 
 def _check_stages(stages: list[Mapping[str, Any]]) -> None:
@@ -303,10 +308,15 @@ class ChangeStream:
         ]
 
     # -- batches ---------------------------------------------------------------------
-    def _entries_after(self) -> Iterator[tuple[Position, OplogEntry]]:
-        """Each entry after ``position``, with its own position."""
+    def _entries_after(self, bound: Timestamp | None) -> Iterator[tuple[Position, OplogEntry]]:
+        """Each entry after ``position`` (up to ``bound``, the commit point, when given),
+        with its own position."""
         time, inc, index = self.position
-        for (t, i), slot in self.host.oplog.keyed_slots_after(Timestamp(time, inc), inclusive=True):
+        slots = self.host.oplog.keyed_slots_after(Timestamp(time, inc), inclusive=True)
+        if bound is not None:
+            limit = (bound.time, bound.inc)
+            slots = itertools.takewhile(lambda keyed: keyed[0] <= limit, slots)
+        for (t, i), slot in slots:
             # Only the slot at ``position`` itself holds entries at or before it.
             at_start = t == time and i == inc
             for entry in slot.entries:
@@ -322,7 +332,11 @@ class ChangeStream:
         # drops makes room, so scanning goes on. ``position`` is the last entry scanned,
         # which is the last entry of a full batch, as when events were piped one by one.
         pending: list[dict[str, Any]] = []
-        for position, entry in self._entries_after():
+        # mongod's change streams read majority-committed data only: an event past the
+        # commit point waits for it (it may yet be rolled back). A lone mongosim's last
+        # write is committed, so there the bound is the whole oplog (None).
+        bound = self.host.visible_ts()
+        for position, entry in self._entries_after(bound):
             self.position = position
             if entry.op == "n" or not self._in_scope(entry):
                 continue
@@ -344,7 +358,7 @@ class ChangeStream:
                     break
         else:
             events += self._piped(pending)
-            last = self.host.oplog.last_ts
+            last = self.host.oplog.last_ts if bound is None else bound
             self.position = max(self.position, (last.time, last.inc, 0xFFFFFFFF))
         self._update_token(events)
         return events
@@ -381,4 +395,4 @@ class ChangeStream:
             remaining = deadline - loop.time()
             if events or self.closed or remaining <= 0:
                 return events
-            await self.host.oplog.wait_for_news(remaining)
+            await self.host.wait_for_news(remaining)

@@ -41,6 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="MS",
         help="with --members > 1: how long a set without a primary waits to elect one",
     )
+    parser.add_argument(
+        "--unsafe-uncommitted-change-streams",
+        action="store_true",
+        help="with --members > 1, TEST ONLY: change streams return events the majority "
+        "does not have yet (mongod never does; the negative control of rollback tests)",
+    )
     parser.add_argument("--oplog-size", type=int, default=100_000, help="oplog entries kept")
     parser.add_argument("--ttl-monitor-interval", type=float, default=60.0, metavar="S")
     parser.add_argument(
@@ -94,6 +100,7 @@ async def serve(args: argparse.Namespace) -> None:
             replset=args.replset,
             replication_delay_ms=args.replication_delay_ms,
             election_timeout_ms=args.election_timeout_ms,
+            unsafe_uncommitted_change_streams=args.unsafe_uncommitted_change_streams,
             **options,
         )
     else:

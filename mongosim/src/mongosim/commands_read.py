@@ -66,7 +66,24 @@ def _snapshot_read_time(engine: Engine, cmd: Mapping[str, Any], op: Op) -> Times
     if wanted is not None and wanted < now:
         engine.history.check(engine, wanted)
         return wanted  # type: ignore[no-any-return]
-    return now
+    # Without atClusterTime mongod reads the majority-committed snapshot: a member of a
+    # multi-member set reads at its commit point (a lone mongosim's is its last write).
+    return now if engine.replication is None else engine.replication.committed_ts()
+
+
+def _read_time(engine: Engine, cmd: Mapping[str, Any], op: Op) -> tuple[Timestamp | None, bool]:
+    """When a read outside a transaction reads (None: the current data), and whether its
+    reply names it (atClusterTime, for snapshot reads). readConcern "majority" on a
+    member of a multi-member set reads at its commit point, through the snapshot history,
+    so it never sees a write the majority does not have yet."""
+    snapshot = _snapshot_read_time(engine, cmd, op)
+    if snapshot is not None:
+        return snapshot, True
+    if engine.replication is None or op.txn is not None:
+        return None, False
+    if (cmd.get("readConcern") or {}).get("level") != "majority":
+        return None, False
+    return engine.replication.committed_ts(), False
 
 
 def _collated(query: Mapping[str, Any], collation: Any) -> tuple[Any, Mapping[str, Any]]:
@@ -106,7 +123,7 @@ def _open_cursor(
 async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Reply:
 
     coll_name = cmd["find"]
-    at_cluster_time = _snapshot_read_time(engine, cmd, op)
+    read_at, reported = _read_time(engine, cmd, op)
     query = cmd.get("filter") or {}
     sort = cmd.get("sort") or {}
     coll = engine.get_collection(db, coll_name)
@@ -119,7 +136,7 @@ async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
     docs: Iterator[dict[str, Any]] = (
         d
         for d in _source(
-            engine, db, coll_name, lookup, op, reverse=natural == -1, at=at_cluster_time
+            engine, db, coll_name, lookup, op, reverse=natural == -1, at=read_at
         )
         if matcher(d) and (within is None or within(d))
     )
@@ -147,7 +164,7 @@ async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
         transform=transform,
         remaining=limit or None,
         single_batch=single_batch,
-        at_cluster_time=at_cluster_time,
+        at_cluster_time=read_at if reported else None,
         max_time_ms=cmd.get("maxTimeMS"),
     )
 
@@ -218,10 +235,12 @@ async def cmd_count(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Rep
     coll = engine.get_collection(db, cmd["count"])
     if coll is None:
         return {"n": 0}
-    if not query and op.txn is None:
+    read_at, _ = _read_time(engine, cmd, op)
+    if not query and op.txn is None and read_at is None:
         n = len(coll)
     else:
-        n = sum(1 for d in _source(engine, db, cmd["count"], lookup, op) if matcher(d))
+        source = _source(engine, db, cmd["count"], lookup, op, at=read_at)
+        n = sum(1 for d in source if matcher(d))
     n = max(0, n - int(cmd.get("skip") or 0))
     limit = abs(int(cmd.get("limit") or 0))
     return {"n": min(n, limit) if limit else n}
@@ -250,14 +269,14 @@ async def cmd_distinct(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
     matcher, lookup = _collated(query, cmd.get("collation"))
     parts = str(cmd["key"]).split(".")
     seen: dict[Any, Any] = {}
-    at_cluster_time = _snapshot_read_time(engine, cmd, op)
-    for doc in _source(engine, db, cmd["distinct"], lookup, op, at=at_cluster_time):
+    read_at, reported = _read_time(engine, cmd, op)
+    for doc in _source(engine, db, cmd["distinct"], lookup, op, at=read_at):
         if matcher(doc):
             for v in _distinct_values(doc, parts):
                 seen.setdefault(canonical(v), v)
     reply: Reply = {"values": sorted(seen.values(), key=SortKey)}
-    if at_cluster_time is not None:
-        reply["atClusterTime"] = at_cluster_time  # drivers take the snapshot time from it
+    if reported:
+        reply["atClusterTime"] = read_at  # drivers take the snapshot time from it
     return reply
 
 
@@ -281,18 +300,19 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
     if level == "linearizable" and writer is not None:
         # document_source_out.cpp / document_source_merge.cpp: InvalidOptions.
         raise MongoError(72, f"{writer} cannot be used with a 'linearizable' read concern level")
-    at_cluster_time = _snapshot_read_time(engine, cmd, op)
+    read_at, reported = _read_time(engine, cmd, op)
     if target == 1:
         source: Iterable[dict[str, Any]] = []
         ns = f"{db}.$cmd.aggregate"
     else:
         first_match = pipeline[0].get("$match") if pipeline else None
         _, lookup = _collated(first_match or {}, cmd.get("collation"))
-        source = _source(engine, db, target, lookup, op, at=at_cluster_time)
+        source = _source(engine, db, target, lookup, op, at=read_at)
         ns = f"{db}.{target}"
     ctx = PipelineContext(engine, db, op)
     ctx.collation = cmd.get("collation")
     results = run_pipeline(source, pipeline, ctx)
+    at_cluster_time = read_at if reported else None
     return _open_cursor(engine, ns, iter(results), batch_size, at_cluster_time=at_cluster_time)
 
 

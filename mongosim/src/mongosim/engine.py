@@ -16,7 +16,7 @@ import datetime as _dt
 import logging
 from collections.abc import Hashable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bson
 from bson.timestamp import Timestamp
@@ -34,6 +34,9 @@ from .registry import Command, Registry, Runs
 from .sessions import PendingWrite, Session, SessionCatalog, Transaction
 from .storage import Collection, TxnVersions
 from .ttl import ttl_monitor
+
+if TYPE_CHECKING:
+    from .majority import MemberReplication
 
 log = logging.getLogger("mongosim")
 
@@ -66,6 +69,10 @@ class Engine:
         # (no no-op, no TTL deletion: mongod's TTL monitor runs on the primary and its
         # deletes replicate), and takes its oplog from its primary through apply_replicated.
         self.writable = True
+        # A member of a multi-member set: its set's commit point, for write concerns,
+        # majority reads, change streams and afterClusterTime (majority.py). None for a
+        # lone mongosim, whose last write is majority-committed once written.
+        self.replication: MemberReplication | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -132,6 +139,8 @@ class Engine:
         self.oplog.append(ts, entries)
         if self._data_dir is not None:
             self._data_dir.journal(ts, entries, self.oplog.term)
+        if self.replication is not None:
+            self.replication.note_write()
         return ts
 
     def apply_replicated(self, ts: Timestamp, entries: list[OplogEntry], term: int) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bson.binary import Binary
+from bson.timestamp import Timestamp
 
 from .aggregation import run_pipeline
 from .engine import Engine
@@ -72,3 +73,17 @@ class StreamHost:
         return run_pipeline(
             events, stages, PipelineContext(self.engine, "admin", Op(CommandContext(0, None)))
         )
+
+    def visible_ts(self) -> Timestamp | None:
+        """The member's commit point in a multi-member set (unless the test-only switch
+        lets streams run past it); None, the whole oplog, for a lone mongosim."""
+        replication = self.engine.replication
+        if replication is None or replication.unsafe_uncommitted_change_streams:
+            return None
+        return replication.committed_ts()
+
+    async def wait_for_news(self, seconds: float) -> bool:
+        replication = self.engine.replication
+        if replication is None or replication.unsafe_uncommitted_change_streams:
+            return await self.engine.oplog.wait_for_news(seconds)
+        return await replication.wait_for_news(seconds)

@@ -11,7 +11,10 @@ Where the state lives (the hooks later work builds on):
   ``Topology.optime()``; a member that is down keeps the last one seen (``Member.optime``);
 - the term: ``ReplicaSet.term``; each election increments it, each member's
   ``Topology.term`` follows it, new oplog slots carry it (``Oplog.term``);
-- the commit point: ``ReplicaSet.commit_point()``, the newest optime a majority has;
+- the commit point: ``ReplicaSet.commit_point()``, the newest optime a majority has,
+  advanced as members apply; ``ReplicaSet.progress`` wakes whoever waits on it (each
+  member's ``Engine.replication``, a ``_Replication``: write concerns, majority reads,
+  change streams, afterClusterTime);
 - who may talk to whom: ``ReplicaSet.connected(a, b)`` (always true today);
 - divergence (a member holding entries its sync source lacks, the case rollback undoes):
   ``ReplicaSet._diverged``.
@@ -34,6 +37,7 @@ from bson.int64 import Int64
 from bson.timestamp import Timestamp
 
 from .errors import MongoError
+from .majority import Progress
 from .oplog import OplogSlot
 from .server import MongoSim
 from .users import Catalog
@@ -84,8 +88,12 @@ class ReplicaSet:
         election_timeout_ms: float = DEFAULT_ELECTION_TIMEOUT_MS,
         data_dir: str | Path | None = None,
         auth: bool = False,
+        unsafe_uncommitted_change_streams: bool = False,
         **member_options: Any,
     ) -> None:
+        """``unsafe_uncommitted_change_streams`` is for tests only, the negative control of
+        the rollback scenarios: change streams return events the majority does not have
+        yet (mongod never does), so a consumer can see writes that are later rolled back."""
         if members < 1:
             raise ValueError("a replica set needs at least one member")
         self.host, self.replset = host, replset
@@ -111,6 +119,8 @@ class ReplicaSet:
         self.set_version = 1
         self._primary: int | None = None
         self._committed: tuple[Timestamp, int] = (Timestamp(0, 0), -1)
+        self.unsafe_uncommitted_change_streams = unsafe_uncommitted_change_streams
+        self.progress = Progress()  # a member applied, the commit point moved, the set changed
         self._changed = asyncio.Event()
         self._election: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -137,6 +147,11 @@ class ReplicaSet:
         first = self.members[0].sim
         assert first is not None and first.topology is not None
         first.topology.become_primary(self.term)
+        # replSetInitiate: the other members initial-sync from the first before the set
+        # serves, so it starts with a commit point (majority reads have one to read at).
+        for member in self.members[1:]:
+            if member.sim is not None:
+                self._apply_from(member, self._missing(member, self.members[0]) or [])
         self._notify()
 
     async def close(self) -> None:
@@ -178,6 +193,7 @@ class ReplicaSet:
         member.host = f"{self.host}:{sim.port}"
         member.sim = sim
         member.diverged = False
+        sim.engine.replication = _Replication(self, member)
         self._note_optime(member)
         member.puller = asyncio.get_running_loop().create_task(
             self._replicate(member), name=f"mongosim-replicate-{member.index}"
@@ -463,6 +479,8 @@ class ReplicaSet:
             entries = [dataclasses.replace(e, pushdown_doc=None) for e in slot.entries]
             engine.apply_replicated(slot.ts, entries, slot.term)
         self._note_optime(member)
+        self.commit_point()  # advance it (and wake its waiters) as the member applies
+        self.progress.notify()  # w: N counts members
 
     async def _replicate(self, member: Member) -> None:
         """A secondary's applier: take the primary's new slots, wait the replication delay,
@@ -501,6 +519,7 @@ class ReplicaSet:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+        self.progress.notify()
 
     # -- the commit point -----------------------------------------------------------------
     def _note_optime(self, member: Member) -> None:
@@ -511,9 +530,9 @@ class ReplicaSet:
 
     def commit_point(self) -> tuple[Timestamp, int]:
         """The newest optime of the primary's term that a majority of members have on
-        the primary's log (Raft's rule, as mongod's), never moving back.
-        TODO(commit point): computed when asked; w:"majority" waits, majority reads and
-        change streams are to be driven by its advance."""
+        the primary's log (Raft's rule, as mongod's), never moving back. Advanced as
+        members apply (``_apply_from``) and whenever asked; each advance wakes the waiters
+        on ``progress``."""
         if self._primary is None:
             return self._committed
         primary = self.members[self._primary]
@@ -534,4 +553,104 @@ class ReplicaSet:
         point = sorted(on_log, key=_key, reverse=True)[majority - 1]
         if point[1] == self.term and _key(point) > _key(self._committed):
             self._committed = point
+            self.progress.notify()
         return self._committed
+
+    @property
+    def majority(self) -> int:
+        return len(self.members) // 2 + 1
+
+    def holds(self, member: Member, ts: Timestamp, term: int) -> bool:
+        """Whether ``member`` is up and its oplog has the slot of optime (ts, term)."""
+        if member.sim is None:
+            return False
+        slot = next(member.sim.engine.oplog.slots_after(ts, inclusive=True), None)
+        return slot is not None and slot.ts == ts and slot.term == term
+
+
+class _Replication:
+    """One member's view of its set's replication (``majority.MemberReplication``): what
+    its write concerns, majority reads, change streams and afterClusterTime wait for."""
+
+    def __init__(self, rs: ReplicaSet, member: Member) -> None:
+        self.rs, self.member = rs, member
+
+    @property
+    def unsafe_uncommitted_change_streams(self) -> bool:
+        return self.rs.unsafe_uncommitted_change_streams
+
+    def _newest(self) -> Timestamp:
+        sim = self.member.sim
+        newest = sim.engine.oplog.newest if sim is not None else None
+        return newest.ts if newest is not None else Timestamp(0, 0)
+
+    def committed_ts(self) -> Timestamp:
+        """The commit point as of this member: never past what it has applied itself
+        (a lagging secondary reads, and streams, only what it holds)."""
+        committed, _ = self.rs.commit_point()
+        newest = self._newest()
+        return committed if (committed.time, committed.inc) <= (newest.time, newest.inc) else newest
+
+    def note_write(self) -> None:
+        # Only a set of one is a majority by its primary's write alone.
+        if self.rs.majority == 1:
+            self.rs.commit_point()
+
+    async def wait_for_news(self, seconds: float) -> bool:
+        return await self.rs.progress.wait_for_news(seconds)
+
+    def _term_of(self, ts: Timestamp) -> int | None:
+        sim = self.member.sim
+        if sim is None:
+            return None
+        slot = next(sim.engine.oplog.slots_after(ts, inclusive=True), None)
+        return slot.term if slot is not None and slot.ts == ts else None
+
+    async def await_replication(self, ts: Timestamp, w: int | str, timeout_s: float | None) -> bool:
+        """Until the write at ``ts`` (this member's) is majority-committed (w "majority":
+        the commit point is at or past it, on the primary's log) or ``w`` members that are
+        up hold it; False when ``timeout_s`` passes first."""
+        rs = self.rs
+        term = self._term_of(ts)
+        if term is None:
+            newest = self.member.sim.engine.oplog.newest if self.member.sim else None
+            if newest is None:
+                return True
+            ts, term = newest.ts, newest.term  # a write that wrote nothing: the last op
+        optime = (ts, term)
+
+        def on_majority_log() -> bool:
+            primary = rs.members[rs.primary] if rs.primary is not None else None
+            return rs.holds(self.member, *optime) and (
+                primary is None or rs.holds(primary, *optime)
+            )
+
+        def done() -> bool:
+            if w == "majority":
+                point, _ = rs.commit_point()
+                return (point.time, point.inc) >= (ts.time, ts.inc) and on_majority_log()
+            assert isinstance(w, int)
+            return sum(1 for m in rs.members if rs.holds(m, *optime)) >= w
+
+        return await rs.progress.wait_until(done, timeout_s)
+
+    async def await_applied(
+        self, ts: Timestamp, *, committed: bool, timeout_s: float | None
+    ) -> bool:
+        """Until this member has applied up to ``ts`` (its commit point has, when
+        ``committed``). A cluster time past the primary's newest write is made real by a
+        no-op on the primary, as mongod's makeNoopWriteIfNeeded (read_concern_mongod.cpp)."""
+        rs = self.rs
+        target = (ts.time, ts.inc)
+        primary = rs.members[rs._primary].sim if rs._primary is not None else None
+        if primary is not None and primary.engine.writable:
+            newest = primary.engine.oplog.newest
+            if newest is None or (newest.ts.time, newest.ts.inc) < target:
+                primary.engine.oplog.advance_clock_to(ts)  # the no-op's time is past ts
+                primary.engine.append_noop("advance cluster time for afterClusterTime")
+
+        def done() -> bool:
+            at = self.committed_ts() if committed else self._newest()
+            return (at.time, at.inc) >= target
+
+        return await rs.progress.wait_until(done, timeout_s)

@@ -33,6 +33,7 @@ from .engine import Engine
 from .errors import CloseConnection, MongoError
 from .failpoints import FailPoints
 from .history import DEFAULT_WINDOW_S
+from .majority import wait_after_cluster_time, wait_for_write_concern
 from .operation import CommandContext
 from .privileges import on_cluster
 from .registry import COMMANDS, Access, Runs, command
@@ -91,11 +92,20 @@ class Server:
                     )
                 wc_error = injected.get("writeConcernError")
             self.failpoints.check_max_time(cmd)
+            replication = self.engine.replication  # None for a lone mongosim: no waits
+            if replication is not None and "readConcern" in cmd:
+                if not await wait_after_cluster_time(
+                    replication, cmd["readConcern"], cmd.get("maxTimeMS")
+                ):
+                    raise MongoError(50, "operation exceeded time limit")
             reply = await self._dispatch(name, request, conn, ctx)
             if wc_error is None:
-                # TODO(commit point): w > 1 and "majority" wait here for the set's members
-                # (replset.ReplicaSet.commit_point) before the reply; today they return at once.
                 wc_error = unsatisfiable_write_concern(cmd.get("writeConcern"), self.members)
+                if wc_error is None and replication is not None and "writeConcern" in cmd:
+                    # w > 1 and "majority" wait for the set's members before the reply
+                    # (the write itself stands whatever the wait's outcome).
+                    ts = ctx.operation_time or self.engine.oplog.last_ts
+                    wc_error = await wait_for_write_concern(replication, cmd["writeConcern"], ts)
             if wc_error is not None:
                 reply["writeConcernError"] = dict(wc_error)
         except MongoError as exc:

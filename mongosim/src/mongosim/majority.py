@@ -1,0 +1,141 @@
+"""The majority commit point as a member sees it: write concerns, majority reads, change
+streams and ``afterClusterTime`` waits.
+
+A lone mongosim has none of this (``Engine.replication`` is None): its last write is
+majority-committed as soon as it is written, so every wait here returns at once and no
+code of this module runs on its path. A member of a multi-member set
+(``replset.ReplicaSet``) gets a :class:`MemberReplication` from its set.
+
+Waits are driven by :class:`Progress`, an event the set fires whenever a member applies
+a slot, the commit point moves or the set changes (a kill, a restart, an election); a
+waiter re-checks its condition then, never on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from bson.timestamp import Timestamp
+
+WRITE_CONCERN_FAILED = 64
+
+
+class Progress:
+    """Replication news, observable: ``notify()`` wakes every waiter at once."""
+
+    def __init__(self) -> None:
+        self._news = asyncio.Event()
+
+    def notify(self) -> None:
+        self._news.set()
+        self._news = asyncio.Event()
+
+    async def wait_for_news(self, seconds: float | None) -> bool:
+        """Until the next notify(), at most ``seconds`` (None: no limit). True if it came."""
+        event = self._news
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_until(self, check: Callable[[], bool], timeout_s: float | None) -> bool:
+        """Until ``check()`` holds, re-checked at each notify(); False when ``timeout_s``
+        (None: no limit) passes first."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while not check():
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            await self.wait_for_news(remaining)
+        return True
+
+
+class MemberReplication(Protocol):
+    """What one member of a multi-member set asks its set (``replset.ReplicaSet``)."""
+
+    @property
+    def unsafe_uncommitted_change_streams(self) -> bool: ...
+
+    def committed_ts(self) -> Timestamp: ...  # what majority reads and change streams see
+
+    def note_write(self) -> None: ...  # this member (the primary) wrote a slot
+
+    async def wait_for_news(self, seconds: float) -> bool: ...
+
+    async def await_replication(self, ts: Timestamp, w: int | str, timeout_s: float | None) -> bool: ...
+
+    async def await_applied(
+        self, ts: Timestamp, *, committed: bool, timeout_s: float | None
+    ) -> bool: ...
+
+
+def requested_w(write_concern: Any) -> tuple[int | str, float | None] | None:
+    """The ``w`` a write concern waits for and its ``wtimeout`` in seconds (None: wait
+    without limit, as ``wtimeout`` 0 or absent means to mongod); None when it waits for
+    nothing beyond the primary (``w`` 0 or 1, or no write concern)."""
+    if not isinstance(write_concern, Mapping):
+        return None
+    w = write_concern.get("w")
+    if isinstance(w, bool) or w is None:
+        return None
+    if isinstance(w, int | float) and w <= 1:
+        return None
+    if isinstance(w, int | float):
+        w = int(w)
+    elif w != "majority":
+        return None  # a tag set: refused before any wait (UnknownReplWriteConcern)
+    wtimeout = write_concern.get("wtimeout") or write_concern.get("wtimeoutMS") or 0
+    return w, (float(wtimeout) / 1000 if wtimeout else None)
+
+
+def timed_out_error(write_concern: Mapping[str, Any]) -> dict[str, Any]:
+    """The writeConcernError of a write that succeeded but whose write concern was not
+    satisfied within ``wtimeout``: mongod's ``waitForWriteConcern``
+    (src/mongo/db/write_concern.cpp) fails with WriteConcernFailed, "waiting for
+    replication timed out" (replication_coordinator_impl.cpp), and the reply's errInfo
+    carries ``wtimeout: true`` and, since 4.4, the write concern it waited for with its
+    provenance (the manual's "Write Concern" page, "wtimeout", and its example of a
+    timed-out write)."""
+    applied = {k: v for k, v in write_concern.items() if k in ("w", "wtimeout", "j")}
+    applied["provenance"] = "clientSupplied"
+    return {
+        "code": WRITE_CONCERN_FAILED,
+        "codeName": "WriteConcernFailed",
+        "errmsg": "waiting for replication timed out",
+        "errInfo": {"wtimeout": True, "writeConcern": applied},
+    }
+
+
+async def wait_for_write_concern(
+    replication: MemberReplication, write_concern: Any, ts: Timestamp
+) -> dict[str, Any] | None:
+    """After a write at ``ts`` on the primary: wait until the members its write concern
+    names have it; the writeConcernError when ``wtimeout`` passes first, else None."""
+    wanted = requested_w(write_concern)
+    if wanted is None:
+        return None
+    w, timeout_s = wanted
+    if await replication.await_replication(ts, w, timeout_s):
+        return None
+    assert isinstance(write_concern, Mapping)
+    return timed_out_error(write_concern)
+
+
+async def wait_after_cluster_time(
+    replication: MemberReplication, read_concern: Any, max_time_ms: Any
+) -> bool:
+    """readConcern ``afterClusterTime``: wait until this member has applied up to it (its
+    commit point has, for ``majority`` and ``snapshot``), at most ``maxTimeMS`` when
+    given. False when the time limit passed first."""
+    if not isinstance(read_concern, Mapping):
+        return True
+    after = read_concern.get("afterClusterTime")
+    if not isinstance(after, Timestamp):
+        return True
+    committed = read_concern.get("level") in ("majority", "snapshot")
+    timeout_s = float(max_time_ms) / 1000 if max_time_ms else None
+    return await replication.await_applied(after, committed=committed, timeout_s=timeout_s)
