@@ -135,9 +135,7 @@ async def cmd_find(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> Repl
     natural = sort.get("$natural") if sort else None
     docs: Iterator[dict[str, Any]] = (
         d
-        for d in _source(
-            engine, db, coll_name, lookup, op, reverse=natural == -1, at=read_at
-        )
+        for d in _source(engine, db, coll_name, lookup, op, reverse=natural == -1, at=read_at)
         if matcher(d) and (within is None or within(d))
     )
     skip = int(cmd.get("skip") or 0)

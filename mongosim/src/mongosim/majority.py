@@ -66,7 +66,9 @@ class MemberReplication(Protocol):
 
     async def wait_for_news(self, seconds: float) -> bool: ...
 
-    async def await_replication(self, ts: Timestamp, w: int | str, timeout_s: float | None) -> bool: ...
+    async def await_replication(
+        self, ts: Timestamp, w: int | str, timeout_s: float | None
+    ) -> bool: ...
 
     async def await_applied(
         self, ts: Timestamp, *, committed: bool, timeout_s: float | None

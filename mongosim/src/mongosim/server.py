@@ -33,7 +33,7 @@ from .engine import Engine
 from .errors import CloseConnection, MongoError
 from .failpoints import FailPoints
 from .history import DEFAULT_WINDOW_S
-from .majority import wait_after_cluster_time, wait_for_write_concern
+from .majority import MemberReplication, wait_after_cluster_time, wait_for_write_concern
 from .operation import CommandContext
 from .privileges import on_cluster
 from .registry import COMMANDS, Access, Runs, command
@@ -93,19 +93,13 @@ class Server:
                 wc_error = injected.get("writeConcernError")
             self.failpoints.check_max_time(cmd)
             replication = self.engine.replication  # None for a lone mongosim: no waits
-            if replication is not None and "readConcern" in cmd:
-                if not await wait_after_cluster_time(
-                    replication, cmd["readConcern"], cmd.get("maxTimeMS")
-                ):
-                    raise MongoError(50, "operation exceeded time limit")
+            if replication is not None:
+                await _caught_up(replication, cmd)
             reply = await self._dispatch(name, request, conn, ctx)
             if wc_error is None:
                 wc_error = unsatisfiable_write_concern(cmd.get("writeConcern"), self.members)
-                if wc_error is None and replication is not None and "writeConcern" in cmd:
-                    # w > 1 and "majority" wait for the set's members before the reply
-                    # (the write itself stands whatever the wait's outcome).
-                    ts = ctx.operation_time or self.engine.oplog.last_ts
-                    wc_error = await wait_for_write_concern(replication, cmd["writeConcern"], ts)
+                if wc_error is None and replication is not None:
+                    wc_error = await self._replicated(replication, cmd, ctx)
             if wc_error is not None:
                 reply["writeConcernError"] = dict(wc_error)
         except MongoError as exc:
@@ -122,6 +116,16 @@ class Server:
             if found:
                 reply["errorLabels"] = found
         return self._decorate(reply, ctx)
+
+    async def _replicated(
+        self, replication: MemberReplication, cmd: Mapping[str, Any], ctx: CommandContext
+    ) -> dict[str, Any] | None:
+        """w > 1 and "majority": wait for the set's members before the reply; the
+        writeConcernError when wtimeout passed first (the write itself stands)."""
+        if "writeConcern" not in cmd:
+            return None
+        ts = ctx.operation_time or self.engine.oplog.last_ts
+        return await wait_for_write_concern(replication, cmd["writeConcern"], ts)
 
     async def _dispatch(
         self, name: str, request: Request, conn: Connection, ctx: CommandContext
@@ -179,6 +183,14 @@ class Server:
         }
         reply["operationTime"] = ctx.operation_time or now
         return reply
+
+
+async def _caught_up(replication: MemberReplication, cmd: Mapping[str, Any]) -> None:
+    """readConcern afterClusterTime: wait for this member to catch up, up to maxTimeMS."""
+    if "readConcern" in cmd and not await wait_after_cluster_time(
+        replication, cmd["readConcern"], cmd.get("maxTimeMS")
+    ):
+        raise MongoError(50, "operation exceeded time limit")
 
 
 # The connection layer's own commands (Runs.SERVER: handler(server, request, connection)).
