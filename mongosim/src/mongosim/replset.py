@@ -300,7 +300,7 @@ class ReplicaSet:
                 return self._primary
             await asyncio.wait_for(changed.wait(), max(0.0, deadline - loop.time()))
 
-    def timeout_now(self) -> None:
+    async def timeout_now(self) -> None:
         """As if the election timeout passed now: each primary that cannot see a majority
         steps down, and a majority with no primary elects one. What the timers do, at
         once, so tests need not wait on the clock."""
@@ -311,7 +311,7 @@ class ReplicaSet:
             self._run_election()
 
     # -- the network (tests) ----------------------------------------------------------------
-    def partition(self, *groups: Iterable[int]) -> None:
+    async def partition(self, *groups: Iterable[int]) -> None:
         """Cut the network: members in different groups can no longer talk (replication,
         votes, heartbeats). Every member must be in exactly one group; ``heal`` undoes it.
         Clients still reach every member (``isolate(from_clients=True)`` cuts them too)."""
@@ -327,17 +327,17 @@ class ReplicaSet:
         log.info("network partitioned: %s", [sorted(g) for g in groups])
         self._network_changed()
 
-    def isolate(self, index: int, *, from_clients: bool = False) -> None:
+    async def isolate(self, index: int, *, from_clients: bool = False) -> None:
         """Cut member ``index`` off from the others; with ``from_clients``, from clients
         too: its connections are aborted and new ones aborted as they are accepted."""
-        self.partition([index], [m.index for m in self.members if m.index != index])
+        await self.partition([index], [m.index for m in self.members if m.index != index])
         if from_clients:
             member = self.members[index]
             member.clients_cut = True
             if member.sim is not None:
                 member.sim.cut_clients(True)
 
-    def heal(self) -> None:
+    async def heal(self) -> None:
         """Every member can talk to every other, and clients to every member, again."""
         self._group_of = {}
         for member in self.members:
