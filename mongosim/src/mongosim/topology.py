@@ -322,9 +322,10 @@ def _server_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[st
     }
 
 
-@command("replSetGetRBID", runs=Runs.TOPOLOGY, needs=privileges.root)
+@command("replSetGetRBID", runs=Runs.TOPOLOGY, needs=on_cluster("internal"))
 def _repl_rbid(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
-    """mongod's rollback id: ``{rbid: N, ok: 1}``, N bumped by each rollback."""
+    """mongod's rollback id: ``{rbid: N, ok: 1}``, N bumped by each rollback. Needs the
+    ``internal`` action on the cluster, as mongod's ReplSetCommand (root has it)."""
     return {"rbid": t.rbid}
 
 
