@@ -31,6 +31,7 @@ from .operation import CommandContext, Op, Reply, prepare_op
 from .oplog import OpKind, Oplog, OplogEntry
 from .persistence import DataDir, apply_slot
 from .registry import Command, Registry, Runs
+from .rollback import RolledBack, undo_after
 from .sessions import PendingWrite, Session, SessionCatalog, Transaction
 from .storage import Collection, TxnVersions
 from .ttl import ttl_monitor
@@ -149,6 +150,15 @@ class Engine:
         apply_slot(self, ts, entries, term)
         if self._data_dir is not None:
             self._data_dir.journal(ts, entries, term)
+
+    def roll_back_to(self, common: Timestamp) -> list[RolledBack]:
+        """Undo this member's slots after ``common`` (``rollback.undo_after``; the caller
+        ran ``rollback.check``), then rewrite the data dir from the state rolled back to,
+        so that a restart does not replay the undone slots from the journal."""
+        undone = undo_after(self, common)
+        if self._data_dir is not None:
+            self._data_dir.compact(self)
+        return undone
 
     def append_noop(self, msg: str) -> Timestamp:
         return self.append([OplogEntry(op="n", ns="", cmd={"msg": msg})])

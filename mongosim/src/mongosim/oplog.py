@@ -119,6 +119,13 @@ class Oplog:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def truncate_after(self, ts: Timestamp) -> None:
+        """Drop every slot after ``ts`` (a rollback's undone slots). The clock keeps its
+        place: a time once handed out is never handed out again."""
+        i = max(bisect.bisect_right(self._keys, (ts.time, ts.inc)), self._start)
+        del self._slots[i:]
+        del self._keys[i:]
+
     def __len__(self) -> int:
         return len(self._slots) - self._start
 

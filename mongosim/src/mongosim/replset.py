@@ -15,9 +15,15 @@ Where the state lives (the hooks later work builds on):
   advanced as members apply; ``ReplicaSet.progress`` wakes whoever waits on it (each
   member's ``Engine.replication``, a ``_Replication``: write concerns, majority reads,
   change streams, afterClusterTime);
-- who may talk to whom: ``ReplicaSet.connected(a, b)`` (always true today);
-- divergence (a member holding entries its sync source lacks, the case rollback undoes):
-  ``ReplicaSet._diverged``.
+- who may talk to whom: ``ReplicaSet.connected(a, b)``, the network the tests control
+  (``partition``, ``isolate``, ``heal``);
+- divergence (a member holding entries its sync source lacks): ``ReplicaSet._diverged``
+  rolls it back (``rollback.py``).
+
+Heartbeats are not timed messages: whether two members hear each other is the network
+graph, known to both at the moment it changes. The election timeout runs from that
+moment, so a loaded event loop that runs late never makes a member miss heartbeats and
+never causes a spurious election; tests skip the wait with ``timeout_now()``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import dataclasses
 import datetime as _dt
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,7 @@ from typing import Any
 from bson.int64 import Int64
 from bson.timestamp import Timestamp
 
+from . import rollback
 from .errors import MongoError
 from .majority import Progress
 from .oplog import OplogSlot
@@ -60,7 +67,9 @@ class Member:
     sim: MongoSim | None = None  # None while the member is down
     puller: asyncio.Task[None] | None = None
     optime: tuple[Timestamp, int] = (Timestamp(0, 0), -1)  # last seen (kept while down)
-    diverged: bool = False  # holds entries its sync source lacks: rollback's case
+    diverged: bool = False  # holds entries it could not roll back: needs a resync
+    rbid: int = 1  # replSetGetRBID's rollback id, kept across restarts
+    clients_cut: bool = False  # isolated from clients as well (isolate(from_clients=True))
     host: str = field(default="")
 
     @property
@@ -123,6 +132,11 @@ class ReplicaSet:
         self.progress = Progress()  # a member applied, the commit point moved, the set changed
         self._changed = asyncio.Event()
         self._election: asyncio.TimerHandle | None = None
+        # Per member, the step-down of a primary that cannot see a majority (mongod's
+        # liveness check), due an election timeout after it lost contact.
+        self._stepdowns: dict[int, asyncio.TimerHandle] = {}
+        # The network: each member's group; members in different groups cannot talk.
+        self._group_of: dict[int, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -157,6 +171,8 @@ class ReplicaSet:
     async def close(self) -> None:
         if self._election is not None:
             self._election.cancel()
+        for handle in self._stepdowns.values():
+            handle.cancel()
         for member in self.members:
             await self._stop_member(member)
         for task in list(self._tasks):
@@ -189,6 +205,9 @@ class ReplicaSet:
         await sim.start()
         assert sim.topology is not None
         sim.topology.term = self.term
+        sim.topology.rbid = member.rbid
+        if member.clients_cut:
+            sim.cut_clients(True)
         member.port = sim.port
         member.host = f"{self.host}:{sim.port}"
         member.sim = sim
@@ -236,13 +255,14 @@ class ReplicaSet:
         if not member.up:
             return
         self._note_optime(member)
-        was_primary = self._primary == index
-        if was_primary:
+        if self._primary == index:
             self._primary = None
+        handle = self._stepdowns.pop(index, None)
+        if handle is not None:
+            handle.cancel()
         await self._stop_member(member)
-        if was_primary:
-            self._schedule_election()
         self._notify()
+        self._reconsider()  # a primary gone: the others elect one after the timeout
 
     async def shutdown(self, index: int) -> None:
         """The shutdown command's stop (its step-down, when not forced, came before)."""
@@ -255,7 +275,9 @@ class ReplicaSet:
         if member.up:
             return
         await self._start_member(member, primary=False)
+        self._refresh_views()
         self._notify()
+        self._reconsider()
 
     async def step_down(self) -> None:
         """replSetStepDown on the primary: another member, caught up, is elected."""
@@ -271,14 +293,81 @@ class ReplicaSet:
         """Hold an election now: ``candidate``, or the most up-to-date member that is up
         (the lowest index among equals). Returns the new primary's index."""
         if candidate is None:
-            live = [m for m in self.members if m.up]
+            live = [m for m in self.members if self._sees_majority(m)]
             if not live:
-                raise MongoError(133, "no member is up to elect")  # FailedToSatisfyReadPreference
+                # FailedToSatisfyReadPreference: no member can gather a majority's votes.
+                raise MongoError(133, "no member that is up can see a majority to elect")
             for m in live:
                 self._note_optime(m)
             candidate = max(live, key=lambda m: (_key(m.optime), -m.index)).index
         self._elect(candidate)
         return candidate
+
+    async def wait_for_primary(
+        self, *, other_than: int | None = None, timeout_s: float = 30.0
+    ) -> int:
+        """Until the set has a primary (other than member ``other_than``): its index.
+        Woken by each change of the set, never polled; TimeoutError after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            changed = self._changed
+            if self._primary is not None and self._primary != other_than:
+                return self._primary
+            await asyncio.wait_for(changed.wait(), max(0.0, deadline - loop.time()))
+
+    async def timeout_now(self) -> None:
+        """As if the election timeout passed now: each primary that cannot see a majority
+        steps down, and a majority with no primary elects one. What the timers do, at
+        once, so tests need not wait on the clock."""
+        for index in list(self._stepdowns):
+            self._stepdowns.pop(index).cancel()
+            self._lost_majority(index)
+        if self._needs_election():
+            self._run_election()
+
+    # -- the network (tests) ----------------------------------------------------------------
+    async def partition(self, *groups: Iterable[int]) -> None:
+        """Cut the network: members in different groups can no longer talk (replication,
+        votes, heartbeats). Every member must be in exactly one group; ``heal`` undoes it.
+        Clients still reach every member (``isolate(from_clients=True)`` cuts them too)."""
+        group_of: dict[int, int] = {}
+        for g, group in enumerate(groups):
+            for index in group:
+                if index in group_of or not 0 <= index < len(self.members):
+                    raise ValueError(f"member {index} named twice or not in the set")
+                group_of[index] = g
+        if len(group_of) != len(self.members):
+            raise ValueError("a partition names every member once")
+        self._group_of = group_of
+        log.info("network partitioned: %s", [sorted(g) for g in groups])
+        self._network_changed()
+
+    async def isolate(self, index: int, *, from_clients: bool = False) -> None:
+        """Cut member ``index`` off from the others; with ``from_clients``, from clients
+        too: its connections are aborted and new ones aborted as they are accepted."""
+        await self.partition([index], [m.index for m in self.members if m.index != index])
+        if from_clients:
+            member = self.members[index]
+            member.clients_cut = True
+            if member.sim is not None:
+                member.sim.cut_clients(True)
+
+    async def heal(self) -> None:
+        """Every member can talk to every other, and clients to every member, again."""
+        self._group_of = {}
+        for member in self.members:
+            if member.clients_cut:
+                member.clients_cut = False
+                if member.sim is not None:
+                    member.sim.cut_clients(False)
+        log.info("network healed")
+        self._network_changed()
+
+    def _network_changed(self) -> None:
+        self._refresh_views()
+        self._notify()
+        self._reconsider()
 
     # -- SetView (what each member's Topology asks) --------------------------------------
     def hosts(self) -> list[str]:
@@ -292,22 +381,24 @@ class ReplicaSet:
         return {"ts": ts, "t": Int64(term)}
 
     def status(self, me: str) -> dict[str, Any]:
-        """replSetGetStatus: every member, its state and optime, and the commit point."""
+        """replSetGetStatus as member ``me`` sees the set: every member, its state and
+        optime (one it cannot reach: health 0, state 8), and the commit point."""
         now = _dt.datetime.now(_dt.UTC)
         mine = next(m for m in self.members if m.host == me)
         members = []
         for m in self.members:
-            if m.up:
+            reachable = m is mine or self.connected(mine, m)
+            if reachable:
                 self._note_optime(m)
             ts, term = m.optime
             optime = {"ts": ts, "t": Int64(term)}
-            state, state_str = (1, "PRIMARY") if m.index == self._primary else (2, "SECONDARY")
-            if not m.up:
+            state, state_str = (1, "PRIMARY") if self._is_primary(m) else (2, "SECONDARY")
+            if not reachable:
                 state, state_str = 8, "(not reachable/healthy)"
             entry: dict[str, Any] = {
                 "_id": m.index,
                 "name": m.host,
-                "health": 1.0 if m.up else 0.0,
+                "health": 1.0 if reachable else 0.0,
                 "state": state,
                 "stateStr": state_str,
                 "optime": optime,
@@ -315,17 +406,19 @@ class ReplicaSet:
             }
             if m is mine:
                 entry["self"] = True
-            elif self._primary is not None and m.index != self._primary and m.up:
-                entry["syncSourceHost"] = self.members[self._primary].host
+            source = self._sync_source(m) if reachable else None
+            if source is not None:
+                entry["syncSourceHost"] = source.host
             members.append(entry)
         self._note_optime(mine)
         applied = {"ts": mine.optime[0], "t": Int64(mine.optime[1])}
         committed = self.majority_optime()
+        topology = mine.sim.topology if mine.sim is not None else None
         return {
             "set": self.replset,
             "date": now,
-            "myState": 1 if mine.index == self._primary else 2,
-            "term": Int64(self.term),
+            "myState": 1 if self._is_primary(mine) else 2,
+            "term": Int64(topology.term if topology is not None else self.term),
             "members": members,
             "optimes": {
                 "lastCommittedOpTime": committed,
@@ -340,9 +433,11 @@ class ReplicaSet:
         elected at once; mongod waits up to secondaryCatchUpPeriodSecs for one to catch up,
         and with none fails with ExceededTimeLimit (262) unless ``force``."""
         index = self._index_of(me)
-        if index != self._primary:
+        if not self._is_primary(self.members[index]):
             raise MongoError(10107, "not primary so can't step down")
-        others = [m for m in self.members if m.up and m.index != index]
+        others = [
+            m for m in self.members if m.index != index and self.connected(m, self.members[index])
+        ]
         if not others:
             if not cmd.get("force"):
                 raise MongoError(
@@ -376,6 +471,8 @@ class ReplicaSet:
         member = self.members[candidate]
         if member.sim is None:
             raise MongoError(125, "Election failed: the candidate is down")  # CommandFailed
+        if not self._sees_majority(member):
+            raise MongoError(125, "Election failed: the candidate cannot reach a majority")
         if self._election is not None:
             self._election.cancel()
             self._election = None
@@ -386,34 +483,137 @@ class ReplicaSet:
             if m.sim is not None and m.sim.topology is not None:
                 if m.index == candidate:
                     m.sim.topology.become_primary(self.term)
-                else:
+                elif self.connected(m, member):
                     m.sim.topology.become_secondary(self.term)
+                # A member it cannot reach (a deposed primary among them) learns of the
+                # new term when the network heals (_refresh_views).
         log.info("member %d (%s) elected primary in term %d", candidate, member.host, self.term)
         self._notify()
+        self._reconsider()
 
     def _step_down_alone(self, index: int, seconds: float) -> None:
         """A forced step-down with no other member up: a secondary, re-elected after the
         step-down period unless another member comes up and is elected first."""
-        self._primary = None
+        if self._primary == index:
+            self._primary = None
         sim = self.members[index].sim
         assert sim is not None and sim.topology is not None
-        sim.topology.become_secondary(self.term)
-        self._schedule_election(seconds)
+        sim.topology.become_secondary(sim.topology.term)
+        handle = self._stepdowns.pop(index, None)
+        if handle is not None:
+            handle.cancel()
         self._notify()
+        if any(m.up for m in self.members if m.index != index):
+            self._reconsider()  # members cut off from it elect on their own timeout
+        else:
+            self._schedule_election(seconds)  # alone: re-elected after the period
 
     def _schedule_election(self, after_s: float | None = None) -> None:
-        """The election timeout: with no primary, the set elects one after it.
-        TODO(elections): heartbeats, and a member that loses a majority stepping down."""
+        """The election timeout: a majority that has no primary elects one after it."""
         if self._election is not None:
             self._election.cancel()
         delay = self.election_timeout_s if after_s is None else after_s
 
         def fire() -> None:
             self._election = None
-            if self._primary is None and any(m.up for m in self.members):
-                self._spawn(self.elect())
+            if self._needs_election():
+                self._run_election()
 
         self._election = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _run_election(self) -> None:
+        try:
+            self._elect_best()
+        except MongoError as exc:  # nobody electable after all: the next change retries
+            log.warning("election failed: %s", exc)
+
+    def _elect_best(self) -> int:
+        live = [m for m in self.members if self._sees_majority(m)]
+        if not live:
+            raise MongoError(133, "no member that is up can see a majority to elect")
+        for m in live:
+            self._note_optime(m)
+        candidate = max(live, key=lambda m: (_key(m.optime), -m.index)).index
+        self._elect(candidate)
+        return candidate
+
+    def _is_primary(self, member: Member) -> bool:
+        """Whether ``member`` acts as a primary: the set's, or a deposed one that has not
+        yet stepped down (cut off, it still takes w:1 writes in its older term)."""
+        topology = member.sim.topology if member.sim is not None else None
+        return topology is not None and topology.primary
+
+    def _sees_majority(self, member: Member) -> bool:
+        if not member.up:
+            return False
+        reach = sum(1 for m in self.members if m is member or self.connected(member, m))
+        return reach >= len(self.members) // 2 + 1
+
+    def _needs_election(self) -> bool:
+        """No primary a majority can reach, and a member that could win one."""
+        primary = self.members[self._primary] if self._primary is not None else None
+        if primary is not None and self._sees_majority(primary):
+            return False
+        return any(self._sees_majority(m) for m in self.members)
+
+    def _reconsider(self) -> None:
+        """After any change: a primary that cannot see a majority steps down an election
+        timeout later (mongod's liveness check), and a majority without a primary elects
+        one an election timeout later. Contact regained first cancels the step-down."""
+        loop = asyncio.get_running_loop()
+        for m in self.members:
+            if self._is_primary(m) and not self._sees_majority(m):
+                if m.index not in self._stepdowns:
+                    self._stepdowns[m.index] = loop.call_later(
+                        self.election_timeout_s, self._lost_majority, m.index
+                    )
+            else:
+                handle = self._stepdowns.pop(m.index, None)
+                if handle is not None:
+                    handle.cancel()
+        if self._election is None and self._needs_election():
+            self._schedule_election()
+
+    def _lost_majority(self, index: int) -> None:
+        self._stepdowns.pop(index, None)
+        member = self.members[index]
+        if not self._is_primary(member) or self._sees_majority(member):
+            return
+        assert member.sim is not None and member.sim.topology is not None
+        log.warning(
+            "member %d (%s) steps down: it cannot see a majority of the set",
+            index,
+            member.host,
+        )
+        member.sim.topology.become_secondary(member.sim.topology.term)
+        if self._primary == index:
+            self._primary = None
+        self._notify()
+        self._reconsider()
+
+    def _refresh_views(self) -> None:
+        """Members that can reach the primary learn its term; a deposed primary among
+        them steps down (mongod's primary steps down on seeing a higher term)."""
+        if self._primary is None:
+            return
+        primary = self.members[self._primary]
+        for m in self.members:
+            if m is primary or m.sim is None or m.sim.topology is None:
+                continue
+            if not self.connected(m, primary):
+                continue
+            topology = m.sim.topology
+            if topology.primary:
+                log.warning(
+                    "member %d (%s) steps down: member %d is primary in term %d",
+                    m.index,
+                    m.host,
+                    primary.index,
+                    self.term,
+                )
+                topology.become_secondary(self.term)
+            elif topology.term < self.term:
+                topology.become_secondary(self.term)
 
     def _catch_up(self, member: Member) -> None:
         assert member.sim is not None
@@ -431,8 +631,10 @@ class ReplicaSet:
 
     # -- replication -----------------------------------------------------------------------
     def connected(self, a: Member, b: Member) -> bool:
-        """Whether ``a`` and ``b`` can talk. TODO(network): partitions decide this."""
-        return a.up and b.up
+        """Whether ``a`` and ``b`` can talk: both up, and on the same side of a partition."""
+        if not (a.up and b.up):
+            return False
+        return self._group_of.get(a.index, 0) == self._group_of.get(b.index, 0)
 
     def _sync_source(self, member: Member) -> Member | None:
         if self._primary is None or self._primary == member.index:
@@ -455,15 +657,45 @@ class ReplicaSet:
 
     def _diverged(self, member: Member, source: Member) -> None:
         """``member`` holds entries its sync source lacks (a deposed primary's writes that
-        never replicated). TODO(rollback): undo them, newest first, from the common point,
-        bump the rollback id, then resume pulling. Until then it stops replicating."""
-        if not member.diverged:
-            member.diverged = True
+        never replicated): roll back to the common point, newest first, one log line per
+        document, bump the rollback id; the caller then resumes pulling from there. One
+        that cannot be rolled back stops replicating (it would need a resync)."""
+        assert member.sim is not None and source.sim is not None
+        mine = member.sim.engine.oplog
+        common = rollback.common_point(mine, source.sim.engine.oplog)
+        why = "no common point" if common is None else rollback.check(mine, common.ts)
+        if why is not None or common is None:
+            if not member.diverged:
+                member.diverged = True
+                log.error("member %d cannot roll back (%s): it needs a resync", member.index, why)
+            return
+        log.warning(
+            "member %d (%s) rolling back to %s in term %d, its common point with member %d",
+            member.index,
+            member.host,
+            common.ts,
+            common.term,
+            source.index,
+        )
+        undone = member.sim.engine.roll_back_to(common.ts)
+        for doc in undone:
             log.warning(
-                "member %d diverged from %d: rollback needed (not implemented)",
+                "rollback on member %d: %s %s {_id: %r}",
                 member.index,
-                source.index,
+                "removed" if doc.removed else "restored",
+                doc.ns,
+                doc.id,
             )
+        member.rbid += 1
+        assert member.sim.topology is not None
+        member.sim.topology.rbid = member.rbid
+        self._note_optime(member)
+        log.warning(
+            "member %d rollback complete: %d documents, rbid %d",
+            member.index,
+            len(undone),
+            member.rbid,
+        )
 
     def _apply_from(self, member: Member, slots: list[OplogSlot]) -> None:
         assert member.sim is not None
@@ -487,7 +719,7 @@ class ReplicaSet:
         apply them in order through Engine.apply_replicated."""
         while True:
             source = self._sync_source(member)
-            if source is None or member.diverged:
+            if source is None or member.diverged or self._is_primary(member):
                 await self._wait(None)
                 continue
             slots = self._missing(member, source)

@@ -295,9 +295,13 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None  # what replies go through
         self.task: asyncio.Task[None] | None = None
         self.auth = make_connection_auth(None)
+        self.refused = False  # its member is cut off from clients (replset's network)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        if self.refused:
+            transport.abort()
+            return
         self._raw = transport
         self.auth = make_connection_auth(transport.get_extra_info("peername"))
         self.live.add(self)
@@ -460,6 +464,7 @@ class MongoSim:
         self.topology: Topology | None = None
         self._server: asyncio.Server | None = None
         self._live: set[Connection] = set()
+        self.clients_cut = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -478,10 +483,23 @@ class MongoSim:
             self.engine, self.topology, self.failpoints, self.auth, self.members, self.on_shutdown
         )
         self._server = await loop.create_server(
-            lambda: Connection(server, self._live, self.ssl, self._tasks), self.host, self.port
+            lambda: self._connection(server), self.host, self.port
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self.topology.port = self.port
+
+    def _connection(self, server: Server) -> Connection:
+        conn = Connection(server, self._live, self.ssl, self._tasks)
+        conn.refused = self.clients_cut
+        return conn
+
+    def cut_clients(self, cut: bool) -> None:
+        """Cut this member off from clients (a network partition, ``replset``): its
+        connections are aborted and new ones aborted as they are accepted, until healed."""
+        self.clients_cut = cut
+        if cut:
+            for conn in list(self._live):
+                conn.close()
 
     async def close(self) -> None:
         if self._server is not None:

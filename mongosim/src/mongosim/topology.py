@@ -73,6 +73,9 @@ class Topology:
         self._step_up: asyncio.Task[None] | None = None
         self.set: SetView | None = None  # the multi-member set this member belongs to
         self.term = 1  # this member's view of the election term
+        # replSetGetRBID's rollback id: bumped by each rollback (replset.ReplicaSet keeps
+        # it across a restart, as mongod keeps it in local.system.rollback.id).
+        self.rbid = 1
 
     def become_primary(self, term: int) -> None:
         """Won the election of ``term`` (replset.ReplicaSet decides)."""
@@ -132,9 +135,11 @@ class Topology:
                 "majorityWriteDate": now,
             }
         else:
+            # A primary cut off from the set still believes it is the primary (in its
+            # older term) until it steps down; drivers pick by electionId (SDAM spec).
             hosts, primary, set_version = (
                 self.set.hosts(),
-                self.set.primary_host(),
+                self.me if self.primary else self.set.primary_host(),
                 self.set.set_version,
             )
             last_write = self.last_write()
@@ -315,6 +320,13 @@ def _server_status(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[st
         "storageEngine": {"name": "mongosim"},
         "oplog": {"entries": len(t.engine.oplog)},
     }
+
+
+@command("replSetGetRBID", runs=Runs.TOPOLOGY, needs=on_cluster("internal"))
+def _repl_rbid(t: Topology, cmd: Mapping[str, Any], conn_id: int) -> dict[str, Any]:
+    """mongod's rollback id: ``{rbid: N, ok: 1}``, N bumped by each rollback. Needs the
+    ``internal`` action on the cluster, as mongod's ReplSetCommand (root has it)."""
+    return {"rbid": t.rbid}
 
 
 @command("replSetGetStatus", runs=Runs.TOPOLOGY, needs=on_cluster("replSetGetStatus"))
