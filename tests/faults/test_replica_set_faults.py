@@ -175,13 +175,18 @@ async def test_primary_killed_with_a_commit_in_flight_is_replaced_and_nothing_lo
                 await drive(traffic, 100)
                 await caught_up(rs.db, within_s=90)
                 retries = _retries(service)
-        unknown = [
-            e
+        # The commit's reply never comes (its connection dies with the member). The driver
+        # retries commitTransaction once on the new primary, which never saw it:
+        # NoSuchTransaction (251), and the service reruns the transaction (counted in
+        # streamer_transaction_retries_total); a retry the driver could not place either
+        # is retried by the service in place (mongo.retry, commitTransaction).
+        in_place = sum(
+            e.get("event") == "mongo.retry" and e.get("operation") == "commitTransaction"
             for e in logs
-            if e.get("event") == "mongo.retry" and e.get("operation") == "commitTransaction"
-        ]
-        print(f"\ncommit retries in place: {len(unknown)}; transaction retries: {retries}")
-        assert unknown, "the commit in flight was never retried as an unknown commit result"
+        )
+        reruns = sum(v for reason, v in retries.items() if "251" in reason)
+        print(f"\nunknown commit results: {in_place} retried in place, {reruns} reruns (251)")
+        assert in_place + reruns >= kills, (in_place, retries)
         check(await rs.score("replica set: primary killed, commit in flight", traffic, kills))
 
 
