@@ -222,36 +222,55 @@ async def _kill_with_a_commit_in_flight(rs: Set, index: int, traffic: Traffic) -
     await rs.sim.acall(replset.kill(index))
 
 
-async def _rolled_back_scenario(rs: Set, traffic: Traffic, cut_off_writes: int) -> tuple[int, int]:
-    """Member 0 is cut off from the others (not from clients); the others elect; the
-    applications write w:1 to member 0 (directly) while the mixed traffic goes to the new
-    primary; heal: member 0 rolls back. Returns (acknowledged w:1 writes rolled back,
-    the new primary's index)."""
+async def _rolled_back_scenario(
+    rs: Set, traffic: Traffic, cut_off_writes: int, *, seen_by_the_service: bool = False
+) -> int:
+    """Member 0 is cut off from the others (not from clients) and takes w:1 writes
+    directly from an application; the others elect; more w:1 writes go to member 0 while
+    the mixed traffic goes to the new primary; heal: member 0 rolls back. Returns how many
+    acknowledged w:1 writes were rolled back.
+
+    ``seen_by_the_service``: before the election, wait until the service has applied the
+    first w:1 writes on member 0 (its transaction there waits for a majority it cannot
+    have). Only change streams that return uncommitted events let it (the negative
+    control); it makes that control fail by events, not by the driver's timing."""
     replset = rs.sim.replset
     assert replset.primary == 0
     old = rs.direct(0)
+    rng = random.Random(79)
+    acknowledged: list[int] = []
+    cut_off = old.shop.orders  # w:1: the deposed primary acknowledges alone
+
+    async def write_cut_off() -> None:
+        oid = 1_000_000 + len(acknowledged)  # never one of the traffic's ids
+        order = {
+            "_id": oid,
+            "user_id": rng.randrange(traffic.users),
+            "amount": rng.randrange(1, 500),
+            "status": rng.choice(STATUSES),
+            "created_at": T0,
+        }
+        await cut_off.insert_one(order)
+        acknowledged.append(oid)
+
     try:
         rbid = (await old.admin.command("replSetGetRBID"))["rbid"]
         await rs.sim.acall(replset.isolate(0))
+        for _ in range(cut_off_writes // 2):
+            await write_cut_off()  # member 0 is still the set's primary
+        if seen_by_the_service:
+            last = acknowledged[-1]
+            mirror = old.shop.streamer_mirror_orders
+            await eventually(
+                lambda: mirror.find_one({"_id": last}),
+                what="the service applied member 0's w:1 writes there",
+            )
         new = await rs.sim.acall(replset.elect())
         assert new in (1, 2)
-        await rs.follows(new)
-        rng = random.Random(79)
-        acknowledged: list[int] = []
-        cut_off = old.shop.orders  # w:1: the deposed primary acknowledges alone
-        for i in range(cut_off_writes):
-            oid = 1_000_000 + i  # never one of the traffic's ids
-            await cut_off.insert_one(
-                {
-                    "_id": oid,
-                    "user_id": rng.randrange(traffic.users),
-                    "amount": rng.randrange(1, 500),
-                    "status": rng.choice(STATUSES),
-                    "created_at": T0,
-                }
-            )
-            acknowledged.append(oid)
-            await drive(traffic, 3)  # to the new primary meanwhile
+        await rs.follows(new)  # the traffic goes to the new primary, never to member 0
+        while len(acknowledged) < cut_off_writes:
+            await write_cut_off()
+            await drive(traffic, 3)
         await rs.sim.acall(replset.heal())
 
         async def rolled_back() -> bool:
@@ -260,7 +279,7 @@ async def _rolled_back_scenario(rs: Set, traffic: Traffic, cut_off_writes: int) 
 
         await eventually(rolled_back, what="member 0 rolled back (replSetGetRBID bumped)")
         survived = await rs.db.orders.count_documents({"_id": {"$in": acknowledged}})
-        return len(acknowledged) - survived, new
+        return len(acknowledged) - survived
     finally:
         old.close()
 
@@ -273,7 +292,7 @@ async def test_a_deposed_primarys_rolled_back_w1_writes_never_reach_the_totals(
         async with run_service(rs.settings):
             await drive(traffic, size(150, 1000))
             await caught_up(rs.db, within_s=60)
-            rolled, _ = await _rolled_back_scenario(rs, traffic, size(10, 50))
+            rolled = await _rolled_back_scenario(rs, traffic, size(10, 50))
             assert rolled >= 1, "no acknowledged w:1 write was rolled back"
             await drive(traffic, size(100, 1000))
             await caught_up(rs.db, within_s=90)
@@ -293,7 +312,9 @@ async def test_negative_control_uncommitted_change_streams_fail_the_rollback_sce
         async with run_service(rs.settings):
             await drive(traffic, size(150, 1000))
             await caught_up(rs.db, within_s=60)
-            rolled, _ = await _rolled_back_scenario(rs, traffic, size(10, 50))
+            rolled = await _rolled_back_scenario(
+                rs, traffic, size(10, 50), seen_by_the_service=True
+            )
             assert rolled >= 1
             await drive(traffic, size(100, 1000))
             await caught_up(rs.db, within_s=90)
