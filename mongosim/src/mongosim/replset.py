@@ -821,7 +821,8 @@ class _Replication:
         (a lagging secondary reads, and streams, only what it holds)."""
         committed, term = self.rs.commit_point()
         newest = self._newest()
-        point = committed if (committed.time, committed.inc) <= (newest.time, newest.inc) else newest
+        behind = (committed.time, committed.inc) <= (newest.time, newest.inc)
+        point = committed if behind else newest
         member, rs = self.member, self.rs
         if rs.holds(member, committed, term) or rs.primary in (None, member.index):
             return point
