@@ -819,9 +819,30 @@ class _Replication:
     def committed_ts(self) -> Timestamp:
         """The commit point as of this member: never past what it has applied itself
         (a lagging secondary reads, and streams, only what it holds)."""
-        committed, _ = self.rs.commit_point()
+        committed, term = self.rs.commit_point()
         newest = self._newest()
-        return committed if (committed.time, committed.inc) <= (newest.time, newest.inc) else newest
+        behind = (committed.time, committed.inc) <= (newest.time, newest.inc)
+        point = committed if behind else newest
+        member, rs = self.member, self.rs
+        if rs.holds(member, committed, term) or rs.primary in (None, member.index):
+            return point
+        # Its log may have diverged from the majority's (a deposed primary cut off, its
+        # w:1 writes past the common point): a timestamp alone would cover them once the
+        # other side's commit point passes it. Never past the newest entry of its own
+        # that the primary's log holds too (mongod's member knows the commit point only
+        # on its own branch, and learns it from its sync source).
+        primary = rs.members[rs.primary].sim
+        if member.sim is None or primary is None:
+            return point
+        newest_slot = member.sim.engine.oplog.newest
+        if newest_slot is not None and rs.holds(
+            rs.members[rs.primary], newest_slot.ts, newest_slot.term
+        ):
+            return point  # a lagging member on the primary's branch
+        common = rollback.common_point(member.sim.engine.oplog, primary.engine.oplog)
+        if common is None:
+            return Timestamp(0, 0)
+        return common.ts if (common.ts.time, common.ts.inc) < (point.time, point.inc) else point
 
     def note_write(self) -> None:
         # Only a set of one is a majority by its primary's write alone.
