@@ -4,10 +4,11 @@ Fetches PyMongo's sdist (the version locked in requirements-dev.txt) through pip
 ``conformance-cache/``, unpacks it once, then runs each suite, sync and async, against a
 fresh ``mongosim --port 0`` child process (``DB_IP``/``DB_PORT`` point PyMongo's test
 harness at it): three members (``--members 3``) for the suites that need secondaries
-(``MEMBERS``), one for the rest. pytest's junit XML is counted; every failure is given a root cause from
-``mongosim/conformance-causes.toml``; tests kept out of scope on purpose are deselected
-through ``mongosim/conformance-skips.toml`` (the plugin ``conformance_plugin.py``, never
-by editing PyMongo's tests). Prints a table and writes ``conformance-results.json``.
+(``MEMBERS``), one for the rest. pytest's junit XML is counted; every failure is given a
+root cause from ``mongosim/conformance-causes.toml``; tests kept out of scope on purpose
+are deselected through ``mongosim/conformance-skips.toml`` (the plugin
+``conformance_plugin.py``, never by editing PyMongo's tests). Prints a table and writes
+``conformance-results.json``.
 
     .venv/bin/python scripts/conformance.py [--suite NAME ...] [--mode sync|async] [--members N]
 """
@@ -242,8 +243,8 @@ def print_table(results: list[SuiteResult]) -> None:
     print(head)
     print("-" * len(head))
     for r in results:
-        print(f"{r.suite:<28} {r.mode:<5} {r.members:>7} {r.passed:>6} {r.failed:>6} {r.skipped:>7} "
-              f"{r.deselected:>10} {r.rate:>7.1%}")  # fmt: skip
+        print(f"{r.suite:<28} {r.mode:<5} {r.members:>7} {r.passed:>6} {r.failed:>6} "
+              f"{r.skipped:>7} {r.deselected:>10} {r.rate:>7.1%}")  # fmt: skip
     causes = Counter(f.cause for r in results for f in r.failures)
     if causes:
         print("\nfailures by root cause:")
