@@ -3,12 +3,14 @@
 Fetches PyMongo's sdist (the version locked in requirements-dev.txt) through pip into
 ``conformance-cache/``, unpacks it once, then runs each suite, sync and async, against a
 fresh ``mongosim --port 0`` child process (``DB_IP``/``DB_PORT`` point PyMongo's test
-harness at it). pytest's junit XML is counted; every failure is given a root cause from
-``mongosim/conformance-causes.toml``; tests kept out of scope on purpose are deselected
-through ``mongosim/conformance-skips.toml`` (the plugin ``conformance_plugin.py``, never
-by editing PyMongo's tests). Prints a table and writes ``conformance-results.json``.
+harness at it): three members (``--members 3``) for the suites that need secondaries
+(``MEMBERS``), one for the rest. pytest's junit XML is counted; every failure is given a
+root cause from ``mongosim/conformance-causes.toml``; tests kept out of scope on purpose
+are deselected through ``mongosim/conformance-skips.toml`` (the plugin
+``conformance_plugin.py``, never by editing PyMongo's tests). Prints a table and writes
+``conformance-results.json``.
 
-    .venv/bin/python scripts/conformance.py [--suite NAME ...] [--mode sync|async]
+    .venv/bin/python scripts/conformance.py [--suite NAME ...] [--mode sync|async] [--members N]
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ SUITES = {
     "collection": "test_collection.py",
     "bulk": "test_bulk.py",
 }
+# Suites with tests that route an operation to a secondary. The transactions tests expect
+# the driver's "read preference in a transaction must be primary", which the driver raises
+# only after it has selected a secondary, so these suites run against a three-member set.
+# The rest run against one member, where PyMongo's harness skips its tests that need
+# secondaries. With three members those suites took 16 % longer, and they ran tests that
+# need the majority commit point or $out on a secondary (mongosim/README.md, Conformance).
+MEMBERS = {"transactions (unified)": 3}
 MODES = ("sync", "async")
 SUITE_TIMEOUT_S = 1200
 TEST_TIMEOUT_S = 120
@@ -59,6 +68,7 @@ class Failure:
 class SuiteResult:
     suite: str
     mode: str
+    members: int = 1
     passed: int = 0
     failed: int = 0
     skipped: int = 0
@@ -99,22 +109,24 @@ def fetch_sdist(version: str) -> Path:
 
 
 class MongoSimChild:
-    """``mongosim --port 0`` as a child process; the port is read from its ready line."""
+    """``mongosim --port 0 --members N`` as a child process; the port is the first host's
+    in its ready line (member 0, the first primary: PyMongo's harness discovers the rest)."""
 
-    def __init__(self) -> None:
+    def __init__(self, members: int = 1) -> None:
         self.proc: subprocess.Popen[str] | None = None
+        self.members = members
         self.port = 0
 
     def __enter__(self) -> MongoSimChild:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mongosim", "--port", "0"],
+            [sys.executable, "-m", "mongosim", "--port", "0", "--members", str(self.members)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        match = re.match(r"mongosim ready mongodb://[^:]+:(\d+)/", line)
+        match = re.match(r"mongosim ready mongodb://[^:]+:(\d+)[,/]", line)
         if match is None:
             self.__exit__()
             raise RuntimeError(f"mongosim did not start: {line!r}")
@@ -153,16 +165,16 @@ def classify(test: str, message: str, causes: list[Cause]) -> str:
 
 
 def run_suite(
-    tree: Path, suite: str, mode: str, causes: list[Cause], output_stem: str
+    tree: Path, suite: str, mode: str, members: int, causes: list[Cause], output_stem: str
 ) -> SuiteResult:
     folder = "test" if mode == "sync" else "test/asynchronous"
     path = f"{folder}/{SUITES[suite]}"
     xml = CACHE / "junit" / output_stem / f"{mode}-{SUITES[suite]}.xml"
     xml.parent.mkdir(parents=True, exist_ok=True)
     xml.unlink(missing_ok=True)
-    result = SuiteResult(suite, mode)
+    result = SuiteResult(suite, mode, members)
     started = time.monotonic()
-    with MongoSimChild() as sim:
+    with MongoSimChild(members) as sim:
         env = {
             **os.environ,
             "DB_IP": "127.0.0.1",
@@ -191,10 +203,12 @@ def run_suite(
     return result
 
 
-def recount(suite: str, mode: str, causes: list[Cause], output_stem: str) -> SuiteResult:
+def recount(
+    suite: str, mode: str, members: int, causes: list[Cause], output_stem: str
+) -> SuiteResult:
     """A suite's result from the junit report and log an earlier run left."""
     xml = CACHE / "junit" / output_stem / f"{mode}-{SUITES[suite]}.xml"
-    result = SuiteResult(suite, mode)
+    result = SuiteResult(suite, mode, members)
     if not xml.exists():
         result.failures.append(Failure(str(xml), "no junit report", ""))
         result.failed += 1
@@ -224,14 +238,14 @@ def count_junit(xml: Path, result: SuiteResult, causes: list[Cause]) -> None:
 
 def print_table(results: list[SuiteResult]) -> None:
     head = (
-        f"{'suite':<28} {'mode':<5} {'passed':>6} {'failed':>6} {'skipped':>7} "
+        f"{'suite':<28} {'mode':<5} {'members':>7} {'passed':>6} {'failed':>6} {'skipped':>7} "
         f"{'deselected':>10} {'rate':>7}"
     )
     print(head)
     print("-" * len(head))
     for r in results:
-        print(f"{r.suite:<28} {r.mode:<5} {r.passed:>6} {r.failed:>6} {r.skipped:>7} "
-              f"{r.deselected:>10} {r.rate:>7.1%}")  # fmt: skip
+        print(f"{r.suite:<28} {r.mode:<5} {r.members:>7} {r.passed:>6} {r.failed:>6} "
+              f"{r.skipped:>7} {r.deselected:>10} {r.rate:>7.1%}")  # fmt: skip
     causes = Counter(f.cause for r in results for f in r.failures)
     if causes:
         print("\nfailures by root cause:")
@@ -249,6 +263,12 @@ def main() -> int:
     )
     parser.add_argument("--suite", action="append", choices=sorted(SUITES), help="default: all")
     parser.add_argument("--mode", choices=MODES, action="append", help="default: both")
+    parser.add_argument(
+        "--members",
+        type=int,
+        help="every suite against this many members (default: 3 for the suites in MEMBERS, "
+        "1 for the rest)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="default: %(default)s")
     parser.add_argument(
         "--report-only",
@@ -260,12 +280,13 @@ def main() -> int:
     causes = load_causes()
     results: list[SuiteResult] = []
     for suite in args.suite or SUITES:
+        members = args.members or MEMBERS.get(suite, 1)
         for mode in args.mode or MODES:
-            print(f"==> {suite} ({mode})", flush=True)
+            print(f"==> {suite} ({mode}, {members} member{'s' if members > 1 else ''})", flush=True)
             if args.report_only:
-                results.append(recount(suite, mode, causes, args.output.stem))
+                results.append(recount(suite, mode, members, causes, args.output.stem))
             else:
-                results.append(run_suite(tree, suite, mode, causes, args.output.stem))
+                results.append(run_suite(tree, suite, mode, members, causes, args.output.stem))
             r = results[-1]
             print(f"    {r.passed} passed, {r.failed} failed, {r.skipped} skipped, "
                   f"{r.deselected} deselected in {r.seconds}s", flush=True)  # fmt: skip
