@@ -47,7 +47,7 @@ from .errors import MongoError
 from .majority import Progress
 from .oplog import OplogSlot
 from .server import MongoSim
-from .users import Catalog
+from .users import Catalog, EngineStore
 
 log = logging.getLogger("mongosim")
 
@@ -118,10 +118,6 @@ class ReplicaSet:
         self.members = [
             Member(i, port + i if port else 0, base / f"member{i}") for i in range(members)
         ]
-        # Users and roles: one catalog for the set, so secured scenarios survive a
-        # failover. TODO(replication): mongod replicates admin.system.users through the
-        # oplog; here a change is on every member at once, without lag.
-        self.catalog = Catalog(base if self._tmp is None else None)
         self.auth = auth
         self.member_options = member_options
         self.term = 1
@@ -195,13 +191,15 @@ class ReplicaSet:
             replset=self.replset,
             data_dir=member.data_dir,
             auth=self.auth,
-            auth_catalog=self.catalog,
             member_of=self,
             members=len(self.members),
             primary=primary,
             on_shutdown=lambda: self._spawn(self.shutdown(member.index)),
             **self.member_options,
         )
+        # Users and roles are each member's own, in its admin.system.users/system.roles,
+        # replicated, journaled and rolled back with its data, as mongod's (users.py).
+        sim.auth.catalog = Catalog(store=EngineStore(sim.engine))
         await sim.start()
         assert sim.topology is not None
         sim.topology.term = self.term

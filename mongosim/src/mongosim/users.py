@@ -6,6 +6,11 @@ base64 ``salt``/``storedKey``/``serverKey`` and ``iterationCount``), so ``usersI
 ``auth.bson`` after every change (write to a temporary file, then rename) and loaded at
 start-up. Sources: the manual's "createUser", "createRole", "usersInfo", "rolesInfo"
 pages and ``src/mongo/db/commands/user_management_commands.cpp``.
+
+A member of a multi-member set (``replset.py``) keeps them as mongod does: documents of its
+own ``admin.system.users`` and ``admin.system.roles`` collections (:class:`EngineStore`),
+written by the primary as ordinary oplog entries, so they replicate, are journaled, and
+roll back through the one apply path the data uses; no ``auth.bson`` then.
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ from __future__ import annotations
 import base64
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import bson
 from bson.binary import Binary, UuidRepresentation
 
 from . import privileges, scram
+from .bsonutil import canonical
 from .errors import MongoError
+from .oplog import OpKind, Oplog, OplogEntry
+from .storage import Collection
 
 Doc = dict[str, Any]
 RoleRef = tuple[str, str]  # (db, role)
@@ -78,26 +86,143 @@ def role_refs(value: Any, db: str) -> list[Doc]:
     return out
 
 
-class Catalog:
-    """Every user and user-defined role; built-in roles are computed."""
+USERS, ROLES = "system.users", "system.roles"  # in the admin database, as mongod's
 
-    def __init__(self, data_dir: Path | None = None) -> None:
-        self.users: dict[tuple[str, str], Doc] = {}
-        self.roles: dict[tuple[str, str], Doc] = {}
-        self._path = data_dir / "auth.bson" if data_dir is not None else None
+
+class UserStore(Protocol):
+    """Where a set member's users and roles live (its ``admin.system.*`` collections)."""
+
+    def version(self) -> Hashable:
+        """Changes whenever the documents may have (a write, a replicated slot, a rollback)."""
+        ...
+
+    def load(self, coll: str) -> list[Doc]: ...
+
+    def write(self, coll: str, key: str, doc: Doc | None) -> None:
+        """Insert, replace (``doc``) or delete (None) the document ``_id: key``."""
+        ...
+
+
+class _StoreHost(Protocol):
+    oplog: Oplog
+
+    def get_collection(self, db: str, name: str) -> Collection | None: ...
+
+    def collection_or_create(self, db: str, name: str) -> Collection: ...
+
+    def append(self, entries: list[OplogEntry]) -> Any: ...
+
+
+class EngineStore:
+    """A member's ``admin.system.users``/``system.roles``: each change is one oplog entry
+    (i, r or d, with its pre-image), so secondaries apply it, the journal keeps it and a
+    rollback undoes it like any document write (mongod's user management commands write
+    these collections the same way)."""
+
+    def __init__(self, engine: _StoreHost) -> None:
+        self.engine = engine
+
+    def version(self) -> Hashable:
+        # The newest slot's optime: two oplogs with the same newest (ts, term) hold the
+        # same history (the log matching property elections keep), so the same documents.
+        newest = self.engine.oplog.newest
+        return None if newest is None else (newest.ts, newest.term, len(self.engine.oplog))
+
+    def load(self, coll: str) -> list[Doc]:
+        found = self.engine.get_collection("admin", coll)
+        return [] if found is None else [bson.decode(bson.encode(d)) for d in found.docs.values()]
+
+    def write(self, coll: str, key: str, doc: Doc | None) -> None:
+        target = self.engine.collection_or_create("admin", coll)  # logs its create once
+        idk = canonical(key)
+        pre = target.get(idk)
+        if doc is None:
+            if pre is None:
+                return
+            target.remove(idk)
+            op: OpKind = "d"
+        else:
+            doc = bson.decode(bson.encode(doc))  # the stored copy, never the caller's
+            target.put(idk, doc)
+            op = "i" if pre is None else "r"
+        entry = OplogEntry(
+            op=op,
+            ns=target.ns,
+            key={"_id": key},
+            doc=doc,
+            pre=pre,
+            collection_uuid=target.uuid,
+        )
+        self.engine.append([entry])
+
+
+class Catalog:
+    """Every user and user-defined role; built-in roles are computed.
+
+    ``users``/``roles`` are the working copies the commands read and change in place;
+    ``save`` makes a change durable: to ``auth.bson`` (a lone mongosim with a data dir),
+    or as writes to the member's ``store``, whose documents the copies are rebuilt from
+    whenever they may have changed (a replicated slot, a rollback)."""
+
+    def __init__(self, data_dir: Path | None = None, store: UserStore | None = None) -> None:
+        self._users: dict[tuple[str, str], Doc] = {}
+        self._roles: dict[tuple[str, str], Doc] = {}
+        self.store = store
+        self._version: Hashable = object()  # never a store's: the first read loads
+        self._saved: dict[tuple[str, str, str], bytes] = {}  # (coll, db, name): as stored
+        self._path = data_dir / "auth.bson" if data_dir is not None and store is None else None
         if self._path is not None and self._path.exists():
             saved = bson.decode(self._path.read_bytes())
-            self.users = {(u["db"], u["user"]): u for u in saved.get("users", [])}
-            self.roles = {(r["db"], r["role"]): r for r in saved.get("roles", [])}
+            self._users = {(u["db"], u["user"]): u for u in saved.get("users", [])}
+            self._roles = {(r["db"], r["role"]): r for r in saved.get("roles", [])}
+
+    @property
+    def users(self) -> dict[tuple[str, str], Doc]:
+        self._refresh()
+        return self._users
+
+    @property
+    def roles(self) -> dict[tuple[str, str], Doc]:
+        self._refresh()
+        return self._roles
+
+    def _refresh(self) -> None:
+        if self.store is None or self.store.version() == self._version:
+            return
+        self._users = {(u["db"], u["user"]): u for u in self.store.load(USERS)}
+        self._roles = {(r["db"], r["role"]): r for r in self.store.load(ROLES)}
+        self._saved = self._encoded()
+        self._version = self.store.version()
+
+    def _encoded(self) -> dict[tuple[str, str, str], bytes]:
+        out = {(USERS, db, name): bson.encode(u) for (db, name), u in self._users.items()}
+        out.update({(ROLES, db, name): bson.encode(r) for (db, name), r in self._roles.items()})
+        return out
 
     def save(self) -> None:
+        if self.store is not None:
+            self._save_to_store(self.store)
+            return
         if self._path is None:
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_suffix(".tmp")
-        payload = {"users": list(self.users.values()), "roles": list(self.roles.values())}
+        payload = {"users": list(self._users.values()), "roles": list(self._roles.values())}
         tmp.write_bytes(bson.encode(payload))
         os.replace(tmp, self._path)
+
+    def _save_to_store(self, store: UserStore) -> None:
+        """Write what the commands changed since the last load or save, one document per
+        oplog entry (a dropRole that edits its holders writes each of them)."""
+        now = self._encoded()
+        for key in sorted(self._saved.keys() | now.keys()):
+            if self._saved.get(key) == now.get(key):
+                continue
+            coll, db, name = key
+            doc = self._users.get((db, name)) if coll == USERS else self._roles.get((db, name))
+            store.write(coll, f"{db}.{name}", doc)
+        self._saved = now
+        self._version = store.version()
 
     # -- users ---------------------------------------------------------------------
     def add_user(self, db: str, name: str, password: str | None, roles: list[Doc],
