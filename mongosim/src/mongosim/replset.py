@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import datetime as _dt
 import logging
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,13 @@ from bson.int64 import Int64
 from bson.timestamp import Timestamp
 
 from . import rollback
+from .bsonutil import canonical
+from .engine import Engine
 from .errors import MongoError
 from .majority import Progress
-from .oplog import OplogSlot
+from .oplog import OpKind, OplogEntry, OplogSlot
 from .server import MongoSim
-from .users import Catalog, EngineStore
+from .users import Catalog, Doc
 
 log = logging.getLogger("mongosim")
 
@@ -796,6 +799,49 @@ class ReplicaSet:
             return False
         slot = next(member.sim.engine.oplog.slots_after(ts, inclusive=True), None)
         return slot is not None and slot.ts == ts and slot.term == term
+
+
+class EngineStore:
+    """A member's ``admin.system.users``/``system.roles``: each change is one oplog entry
+    (i, r or d, with its pre-image), so secondaries apply it, the journal keeps it and a
+    rollback undoes it like any document write (mongod's user management commands write
+    these collections the same way)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def version(self) -> Hashable:
+        # The newest slot's optime: two oplogs with the same newest (ts, term) hold the
+        # same history (the log matching property elections keep), so the same documents.
+        newest = self.engine.oplog.newest
+        return None if newest is None else (newest.ts, newest.term, len(self.engine.oplog))
+
+    def load(self, coll: str) -> list[Doc]:
+        found = self.engine.get_collection("admin", coll)
+        return [] if found is None else [copy.deepcopy(d) for d in found.docs.values()]
+
+    def write(self, coll: str, key: str, doc: Doc | None) -> None:
+        target = self.engine.collection_or_create("admin", coll)  # logs its create once
+        idk = canonical(key)
+        pre = target.get(idk)
+        if doc is None:
+            if pre is None:
+                return
+            target.remove(idk)
+            op: OpKind = "d"
+        else:
+            doc = copy.deepcopy(doc)  # the stored copy, never the catalog's working one
+            target.put(idk, doc)
+            op = "i" if pre is None else "r"
+        entry = OplogEntry(
+            op=op,
+            ns=target.ns,
+            key={"_id": key},
+            doc=doc,
+            pre=pre,
+            collection_uuid=target.uuid,
+        )
+        self.engine.append([entry])
 
 
 class _Replication:

@@ -8,7 +8,8 @@ start-up. Sources: the manual's "createUser", "createRole", "usersInfo", "rolesI
 pages and ``src/mongo/db/commands/user_management_commands.cpp``.
 
 A member of a multi-member set (``replset.py``) keeps them as mongod does: documents of its
-own ``admin.system.users`` and ``admin.system.roles`` collections (:class:`EngineStore`),
+own ``admin.system.users`` and ``admin.system.roles`` collections (a :class:`UserStore`,
+``replset.EngineStore``),
 written by the primary as ordinary oplog entries, so they replicate, are journaled, and
 roll back through the one apply path the data uses; no ``auth.bson`` then.
 """
@@ -26,10 +27,7 @@ import bson
 from bson.binary import Binary, UuidRepresentation
 
 from . import privileges, scram
-from .bsonutil import canonical
 from .errors import MongoError
-from .oplog import OpKind, Oplog, OplogEntry
-from .storage import Collection
 
 Doc = dict[str, Any]
 RoleRef = tuple[str, str]  # (db, role)
@@ -101,59 +99,6 @@ class UserStore(Protocol):
     def write(self, coll: str, key: str, doc: Doc | None) -> None:
         """Insert, replace (``doc``) or delete (None) the document ``_id: key``."""
         ...
-
-
-class _StoreHost(Protocol):
-    oplog: Oplog
-
-    def get_collection(self, db: str, name: str) -> Collection | None: ...
-
-    def collection_or_create(self, db: str, name: str) -> Collection: ...
-
-    def append(self, entries: list[OplogEntry]) -> Any: ...
-
-
-class EngineStore:
-    """A member's ``admin.system.users``/``system.roles``: each change is one oplog entry
-    (i, r or d, with its pre-image), so secondaries apply it, the journal keeps it and a
-    rollback undoes it like any document write (mongod's user management commands write
-    these collections the same way)."""
-
-    def __init__(self, engine: _StoreHost) -> None:
-        self.engine = engine
-
-    def version(self) -> Hashable:
-        # The newest slot's optime: two oplogs with the same newest (ts, term) hold the
-        # same history (the log matching property elections keep), so the same documents.
-        newest = self.engine.oplog.newest
-        return None if newest is None else (newest.ts, newest.term, len(self.engine.oplog))
-
-    def load(self, coll: str) -> list[Doc]:
-        found = self.engine.get_collection("admin", coll)
-        return [] if found is None else [bson.decode(bson.encode(d)) for d in found.docs.values()]
-
-    def write(self, coll: str, key: str, doc: Doc | None) -> None:
-        target = self.engine.collection_or_create("admin", coll)  # logs its create once
-        idk = canonical(key)
-        pre = target.get(idk)
-        if doc is None:
-            if pre is None:
-                return
-            target.remove(idk)
-            op: OpKind = "d"
-        else:
-            doc = bson.decode(bson.encode(doc))  # the stored copy, never the caller's
-            target.put(idk, doc)
-            op = "i" if pre is None else "r"
-        entry = OplogEntry(
-            op=op,
-            ns=target.ns,
-            key={"_id": key},
-            doc=doc,
-            pre=pre,
-            collection_uuid=target.uuid,
-        )
-        self.engine.append([entry])
 
 
 class Catalog:
