@@ -35,7 +35,7 @@ import dataclasses
 import datetime as _dt
 import logging
 import tempfile
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ from .errors import MongoError
 from .majority import Progress
 from .oplog import OpKind, OplogEntry, OplogSlot
 from .server import MongoSim
-from .users import Catalog, Doc
+from .users import ROLES, USERS, Catalog, Doc
 
 log = logging.getLogger("mongosim")
 
@@ -810,11 +810,16 @@ class EngineStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def version(self) -> Hashable:
-        # The newest slot's optime: two oplogs with the same newest (ts, term) hold the
-        # same history (the log matching property elections keep), so the same documents.
-        newest = self.engine.oplog.newest
-        return None if newest is None else (newest.ts, newest.term, len(self.engine.oplog))
+    def version(self) -> object:
+        # The stored documents themselves, which are never changed in place (a write, a
+        # replicated entry or a rollback puts another object): equal tuples, same users.
+        # Compared element by element, identity first, so an unchanged catalog costs a
+        # tuple of a few references per command rather than a rebuild after every write.
+        return tuple(
+            None if (coll := self.engine.get_collection("admin", name)) is None
+            else tuple(coll.docs.values())
+            for name in (USERS, ROLES)
+        )  # fmt: skip
 
     def load(self, coll: str) -> list[Doc]:
         found = self.engine.get_collection("admin", coll)

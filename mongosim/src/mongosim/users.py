@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import os
 import uuid
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -90,8 +90,9 @@ USERS, ROLES = "system.users", "system.roles"  # in the admin database, as mongo
 class UserStore(Protocol):
     """Where a set member's users and roles live (its ``admin.system.*`` collections)."""
 
-    def version(self) -> Hashable:
-        """Changes whenever the documents may have (a write, a replicated slot, a rollback)."""
+    def version(self) -> object:
+        """Unequal to any earlier one whenever the documents changed (a write, a replicated
+        entry, a rollback)."""
         ...
 
     def load(self, coll: str) -> list[Doc]: ...
@@ -107,13 +108,13 @@ class Catalog:
     ``users``/``roles`` are the working copies the commands read and change in place;
     ``save`` makes a change durable: to ``auth.bson`` (a lone mongosim with a data dir),
     or as writes to the member's ``store``, whose documents the copies are rebuilt from
-    whenever they may have changed (a replicated slot, a rollback)."""
+    whenever they changed (a replicated entry, a rollback)."""
 
     def __init__(self, data_dir: Path | None = None, store: UserStore | None = None) -> None:
         self._users: dict[tuple[str, str], Doc] = {}
         self._roles: dict[tuple[str, str], Doc] = {}
         self.store = store
-        self._version: Hashable = object()  # never a store's: the first read loads
+        self._version: object = object()  # equal to no store's: the first read loads
         self._saved: dict[tuple[str, str, str], bytes] = {}  # (coll, db, name): as stored
         self._path = data_dir / "auth.bson" if data_dir is not None and store is None else None
         if self._path is not None and self._path.exists():
