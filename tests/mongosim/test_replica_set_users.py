@@ -2,7 +2,8 @@
 ``admin.system.users``/``system.roles``, replicated through the oplog as mongod's are. A
 user created on the primary authenticates (SCRAM) on the new primary after a stepdown,
 reaches a lagging secondary only once it has replicated, is refused on a secondary
-(NotWritablePrimary), and one a deposed primary took alone is rolled back.
+(NotWritablePrimary), one a deposed primary took alone is rolled back, and a member's
+users survive its kill and restart (its journal).
 
 They step members down and cut the network, so they run against a private mongosim only
 (skipped against MONGODB_URI).
@@ -171,3 +172,13 @@ async def test_a_user_a_deposed_primary_created_alone_is_rolled_back(
 
 async def _rbid_is(client: AsyncIOMotorClient[Any], rbid: int) -> bool:
     return bool((await client.admin.command("replSetGetRBID"))["rbid"] == rbid)
+
+
+async def test_a_member_killed_and_restarted_keeps_its_users_from_its_journal(
+    rs_auth: ThreadedMongoSim,
+) -> None:
+    rs = rs_auth.replset
+    await rs_auth.acall(rs.isolate(2))  # what it has after the restart is its own
+    await rs_auth.acall(rs.kill(2))  # as SIGKILL: its data dir is all that survives
+    await rs_auth.acall(rs.restart(2))
+    assert await _authenticates(rs.uri_of(2), ROOT)
