@@ -60,7 +60,7 @@ lock: $(STAMP)
 # and `make run` exits with the demo's status, 0 after a Ctrl-C.
 MONGOSIM_PORT ?= 27017
 DEMO_FLAGS := $(if $(filter 1,$(AUTH)),--auth) $(if $(filter 1,$(TLS)),--tls) \
-	$(if $(filter 1,$(KEEP_LOGS)),--keep-logs)
+	$(if $(filter 1,$(KEEP_LOGS)),--keep-logs) $(if $(MEMBERS),--members $(MEMBERS))
 run: $(STAMP)
 	@exec $(BIN)/streamer demo --port $(MONGOSIM_PORT) $(strip $(DEMO_FLAGS))
 

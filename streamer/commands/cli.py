@@ -61,6 +61,17 @@ def command(
     return sub.add_parser(name, help=summary, description=summary)
 
 
+def _members(value: str) -> int:
+    """``demo --members``: a whole number of members, at least one."""
+    try:
+        members = int(value)
+    except ValueError:
+        members = 0
+    if members < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {value!r}")
+    return members
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamer",
@@ -155,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="TLS with client certificates, from a throw-away CA (needs mongo-streamer[demo])",
     )
     demo.add_argument(
+        "--members",
+        type=_members,
+        default=1,
+        metavar="N",
+        help="mongosim as a replica set of N members on --port and the ports after it "
+        "(default 1); the service discovers them and follows the primary",
+    )
+    demo.add_argument(
         "--keep-logs",
         action="store_true",
         help="keep the log when the demo ends (its path is printed); by default the demo's "
@@ -242,7 +261,12 @@ async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return await run_demo(
-        settings, args.port, auth=args.auth, tls=args.tls, keep_logs=args.keep_logs
+        settings,
+        args.port,
+        auth=args.auth,
+        tls=args.tls,
+        keep_logs=args.keep_logs,
+        members=args.members,
     )
 
 

@@ -14,7 +14,9 @@ use, a bad schema file) ends the demo at once with the service's one-line error.
 
 ``--auth`` and ``--tls`` (``make run AUTH=1 TLS=1``) turn on mongosim's authentication
 and TLS and run the service as the README's least-privilege role: see
-:mod:`streamer.commands.demo_secure`.
+:mod:`streamer.commands.demo_secure`. ``--members 3`` (``make run MEMBERS=3``) makes
+mongosim a three-member replica set on ``--port`` and the next two ports; the service and
+the writer get a URI that lists all three with ``replicaSet``, and follow the primary.
 """
 
 from __future__ import annotations
@@ -163,12 +165,14 @@ class Workdir:
                 entry.unlink(missing_ok=True)
 
 
-def start_mongosim(port: int, **options: Any) -> ThreadedMongoSim:
+def start_mongosim(port: int, members: int = 1, **options: Any) -> ThreadedMongoSim:
+    """mongosim on ``port`` (a set of ``members`` on it and the ports after it)."""
     try:
-        return ThreadedMongoSim(port=port, **options).start()
+        return ThreadedMongoSim(port=port, members=members, **options).start()
     except OSError as exc:
+        where = f"port {port}" if members == 1 or not port else f"ports {port}-{port + members - 1}"
         raise SettingsError(
-            f"cannot start mongosim on port {port} (--port, MONGOSIM_PORT for make run): "
+            f"cannot start mongosim on {where} (--port, MONGOSIM_PORT for make run): "
             f"{exc.strerror or exc}"
         ) from None
 
@@ -180,6 +184,7 @@ async def run_demo(
     auth: bool = False,
     tls: bool = False,
     keep_logs: bool = False,
+    members: int = 1,
 ) -> int:
     if tls:  # before anything is made or printed: then the error is the only line
         demo_secure.require_cryptography()
@@ -195,7 +200,9 @@ async def run_demo(
         with workdir.open_log() as log_file:
             configure_logging(settings.log_level, "json", stream=log_file)
             print(f"logs: {workdir.log}")
-            return await _secured_demo(settings, port, auth, tls, workdir.path, rng, on_force)
+            return await _secured_demo(
+                settings, port, members, auth, tls, workdir.path, rng, on_force
+            )
     finally:
         workdir.close()
         if keep_logs:
@@ -206,6 +213,7 @@ async def run_demo(
 async def _secured_demo(
     settings: Settings,
     port: int,
+    members: int,
     auth: bool,
     tls: bool,
     directory: Path,
@@ -217,9 +225,11 @@ async def _secured_demo(
     if certs is not None:
         print(f"tls: a throw-away CA, a server and a client certificate in {directory}")
     options = demo_secure.mongosim_options(certs, auth)
-    sim = await asyncio.to_thread(start_mongosim, port, **options)
+    sim = await asyncio.to_thread(start_mongosim, port, members, **options)
     try:
         on = [f for f, i in (("--auth", auth), ("TLS, client certificates", tls)) if i]
+        if members > 1:
+            on.insert(0, f"{members} members")
         print(f"mongosim at {sim.uri}" + (f" with {' and '.join(on)}" if on else ""))
         anonymous = settings.model_copy(
             update={"mongodb_uri": SecretStr(sim.uri), **demo_secure.tls_settings(certs)}

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import datetime as _dt
 import logging
@@ -43,11 +44,13 @@ from bson.int64 import Int64
 from bson.timestamp import Timestamp
 
 from . import rollback
+from .bsonutil import canonical
+from .engine import Engine
 from .errors import MongoError
 from .majority import Progress
-from .oplog import OplogSlot
+from .oplog import OpKind, OplogEntry, OplogSlot
 from .server import MongoSim
-from .users import Catalog
+from .users import ROLES, USERS, Catalog, Doc
 
 log = logging.getLogger("mongosim")
 
@@ -118,10 +121,6 @@ class ReplicaSet:
         self.members = [
             Member(i, port + i if port else 0, base / f"member{i}") for i in range(members)
         ]
-        # Users and roles: one catalog for the set, so secured scenarios survive a
-        # failover. TODO(replication): mongod replicates admin.system.users through the
-        # oplog; here a change is on every member at once, without lag.
-        self.catalog = Catalog(base if self._tmp is None else None)
         self.auth = auth
         self.member_options = member_options
         self.term = 1
@@ -195,13 +194,15 @@ class ReplicaSet:
             replset=self.replset,
             data_dir=member.data_dir,
             auth=self.auth,
-            auth_catalog=self.catalog,
             member_of=self,
             members=len(self.members),
             primary=primary,
             on_shutdown=lambda: self._spawn(self.shutdown(member.index)),
             **self.member_options,
         )
+        # Users and roles are each member's own, in its admin.system.users/system.roles,
+        # replicated, journaled and rolled back with its data, as mongod's (users.py).
+        sim.auth.catalog = Catalog(store=EngineStore(sim.engine))
         await sim.start()
         assert sim.topology is not None
         sim.topology.term = self.term
@@ -798,6 +799,54 @@ class ReplicaSet:
             return False
         slot = next(member.sim.engine.oplog.slots_after(ts, inclusive=True), None)
         return slot is not None and slot.ts == ts and slot.term == term
+
+
+class EngineStore:
+    """A member's ``admin.system.users``/``system.roles``: each change is one oplog entry
+    (i, r or d, with its pre-image), so secondaries apply it, the journal keeps it and a
+    rollback undoes it like any document write (mongod's user management commands write
+    these collections the same way)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def version(self) -> object:
+        # The stored documents themselves, which are never changed in place (a write, a
+        # replicated entry or a rollback puts another object): equal tuples, same users.
+        # Compared element by element, identity first, so an unchanged catalog costs a
+        # tuple of a few references per command rather than a rebuild after every write.
+        return tuple(
+            None if (coll := self.engine.get_collection("admin", name)) is None
+            else tuple(coll.docs.values())
+            for name in (USERS, ROLES)
+        )  # fmt: skip
+
+    def load(self, coll: str) -> list[Doc]:
+        found = self.engine.get_collection("admin", coll)
+        return [] if found is None else [copy.deepcopy(d) for d in found.docs.values()]
+
+    def write(self, coll: str, key: str, doc: Doc | None) -> None:
+        target = self.engine.collection_or_create("admin", coll)  # logs its create once
+        idk = canonical(key)
+        pre = target.get(idk)
+        if doc is None:
+            if pre is None:
+                return
+            target.remove(idk)
+            op: OpKind = "d"
+        else:
+            doc = copy.deepcopy(doc)  # the stored copy, never the catalog's working one
+            target.put(idk, doc)
+            op = "i" if pre is None else "r"
+        entry = OplogEntry(
+            op=op,
+            ns=target.ns,
+            key={"_id": key},
+            doc=doc,
+            pre=pre,
+            collection_uuid=target.uuid,
+        )
+        self.engine.append([entry])
 
 
 class _Replication:

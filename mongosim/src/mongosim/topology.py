@@ -196,10 +196,16 @@ class Topology:
 
     def check_writable(self, found: Command, cmd: Mapping[str, Any]) -> None:
         """On a secondary: NotWritablePrimary for a write (an aggregate with ``$out`` or
-        ``$merge`` is one), NotPrimaryNoSecondaryOk for a read the preference keeps on
-        the primary."""
+        ``$merge`` is one) and for any command of a transaction, NotPrimaryNoSecondaryOk
+        for a read the preference keeps on the primary."""
         if self.primary:
             return
+        if cmd.get("autocommit") is False:
+            # A multi-document transaction runs on the primary only, whatever its read
+            # preference: mongod's command dispatch cannot opt in to a secondary read
+            # inside one (couldHaveOptedIn is false in service_entry_point_common.cpp;
+            # jstests/replsets/transactions_only_allowed_on_primaries.js).
+            raise MongoError(10107, "not primary")
         writes = found.writes or (
             found.name == "aggregate"
             and any("$out" in s or "$merge" in s for s in cmd.get("pipeline", []))

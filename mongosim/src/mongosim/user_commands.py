@@ -32,7 +32,7 @@ def _mechanisms(cmd: Mapping[str, Any]) -> list[str]:
     return [str(m) for m in mechs]
 
 
-@command("createUser", runs=Runs.AUTH, needs=on_database("createUser"))
+@command("createUser", runs=Runs.AUTH, writes=True, needs=on_database("createUser"))
 def create_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "createUser")
     password = cmd.get("pwd")
@@ -43,16 +43,18 @@ def create_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAut
     return {}
 
 
-@command("updateUser", runs=Runs.AUTH, needs=on_database("changePassword"))
+@command("updateUser", runs=Runs.AUTH, writes=True, needs=on_database("changePassword"))
 def update_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "updateUser")
     user = auth.catalog.user(db, name)
+    # Every check before the first change: the catalog's copies are changed in place.
+    roles = role_refs(cmd["roles"], db) if "roles" in cmd else None
+    if roles is not None:
+        auth.catalog.check_roles(roles)
     if "pwd" in cmd:
         mechs = cmd.get("mechanisms") or list(user.get("credentials") or scram.MECHANISMS)
         user["credentials"] = credentials_doc(name, str(cmd["pwd"]), mechs)
-    if "roles" in cmd:
-        roles = role_refs(cmd["roles"], db)
-        auth.catalog.check_roles(roles)
+    if roles is not None:
         user["roles"] = roles
     if "customData" in cmd:
         user["customData"] = cmd["customData"]
@@ -60,7 +62,7 @@ def update_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAut
     return {}
 
 
-@command("dropUser", runs=Runs.AUTH, needs=on_database("dropUser"))
+@command("dropUser", runs=Runs.AUTH, writes=True, needs=on_database("dropUser"))
 def drop_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "dropUser")
     auth.catalog.user(db, name)
@@ -133,7 +135,7 @@ def _privileges_arg(cmd: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"resource": dict(p["resource"]), "actions": list(p["actions"])} for p in privs]
 
 
-@command("createRole", runs=Runs.AUTH, needs=on_database("createRole"))
+@command("createRole", runs=Runs.AUTH, writes=True, needs=on_database("createRole"))
 def create_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "createRole")
     if "privileges" not in cmd or "roles" not in cmd:
@@ -153,23 +155,24 @@ def create_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAut
     return {}
 
 
-@command("updateRole", runs=Runs.AUTH, needs=on_database("createRole"))
+@command("updateRole", runs=Runs.AUTH, writes=True, needs=on_database("createRole"))
 def update_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "updateRole")
     role = auth.catalog.roles.get((db, name))
     if role is None:
         raise role_not_found(name, db)
+    roles = role_refs(cmd["roles"], db) if "roles" in cmd else None
+    if roles is not None:
+        auth.catalog.check_roles(roles)
     if "privileges" in cmd:
         role["privileges"] = _privileges_arg(cmd)
-    if "roles" in cmd:
-        roles = role_refs(cmd["roles"], db)
-        auth.catalog.check_roles(roles)
+    if roles is not None:
         role["roles"] = roles
     auth.catalog.save()
     return {}
 
 
-@command("dropRole", runs=Runs.AUTH, needs=on_database("dropRole"))
+@command("dropRole", runs=Runs.AUTH, writes=True, needs=on_database("dropRole"))
 def drop_role(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     name = _name(cmd, "dropRole")
     if privileges.builtin_privileges(name, db) is not None:
@@ -199,12 +202,12 @@ def roles_info(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth
     }
 
 
-@command("grantRolesToUser", runs=Runs.AUTH, needs=on_database("grantRole"))
+@command("grantRolesToUser", runs=Runs.AUTH, writes=True, needs=on_database("grantRole"))
 def grant_roles_to_user(auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth) -> Reply:
     return _grant(auth, db, cmd, "grantRolesToUser", True)
 
 
-@command("revokeRolesFromUser", runs=Runs.AUTH, needs=on_database("revokeRole"))
+@command("revokeRolesFromUser", runs=Runs.AUTH, writes=True, needs=on_database("revokeRole"))
 def revoke_roles_from_user(
     auth: Auth, db: str, cmd: Mapping[str, Any], conn: ConnectionAuth
 ) -> Reply:

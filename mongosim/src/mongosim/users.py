@@ -6,6 +6,12 @@ base64 ``salt``/``storedKey``/``serverKey`` and ``iterationCount``), so ``usersI
 ``auth.bson`` after every change (write to a temporary file, then rename) and loaded at
 start-up. Sources: the manual's "createUser", "createRole", "usersInfo", "rolesInfo"
 pages and ``src/mongo/db/commands/user_management_commands.cpp``.
+
+A member of a multi-member set (``replset.py``) keeps them as mongod does: documents of its
+own ``admin.system.users`` and ``admin.system.roles`` collections (a :class:`UserStore`,
+``replset.EngineStore``),
+written by the primary as ordinary oplog entries, so they replicate, are journaled, and
+roll back through the one apply path the data uses; no ``auth.bson`` then.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import bson
 from bson.binary import Binary, UuidRepresentation
@@ -78,26 +84,91 @@ def role_refs(value: Any, db: str) -> list[Doc]:
     return out
 
 
-class Catalog:
-    """Every user and user-defined role; built-in roles are computed."""
+USERS, ROLES = "system.users", "system.roles"  # in the admin database, as mongod's
 
-    def __init__(self, data_dir: Path | None = None) -> None:
-        self.users: dict[tuple[str, str], Doc] = {}
-        self.roles: dict[tuple[str, str], Doc] = {}
-        self._path = data_dir / "auth.bson" if data_dir is not None else None
+
+class UserStore(Protocol):
+    """Where a set member's users and roles live (its ``admin.system.*`` collections)."""
+
+    def version(self) -> object:
+        """Unequal to any earlier one whenever the documents changed (a write, a replicated
+        entry, a rollback)."""
+        ...
+
+    def load(self, coll: str) -> list[Doc]: ...
+
+    def write(self, coll: str, key: str, doc: Doc | None) -> None:
+        """Insert, replace (``doc``) or delete (None) the document ``_id: key``."""
+        ...
+
+
+class Catalog:
+    """Every user and user-defined role; built-in roles are computed.
+
+    ``users``/``roles`` are the working copies the commands read and change in place;
+    ``save`` makes a change durable: to ``auth.bson`` (a lone mongosim with a data dir),
+    or as writes to the member's ``store``, whose documents the copies are rebuilt from
+    whenever they changed (a replicated entry, a rollback)."""
+
+    def __init__(self, data_dir: Path | None = None, store: UserStore | None = None) -> None:
+        self._users: dict[tuple[str, str], Doc] = {}
+        self._roles: dict[tuple[str, str], Doc] = {}
+        self.store = store
+        self._version: object = object()  # equal to no store's: the first read loads
+        self._saved: dict[tuple[str, str, str], bytes] = {}  # (coll, db, name): as stored
+        self._path = data_dir / "auth.bson" if data_dir is not None and store is None else None
         if self._path is not None and self._path.exists():
             saved = bson.decode(self._path.read_bytes())
-            self.users = {(u["db"], u["user"]): u for u in saved.get("users", [])}
-            self.roles = {(r["db"], r["role"]): r for r in saved.get("roles", [])}
+            self._users = {(u["db"], u["user"]): u for u in saved.get("users", [])}
+            self._roles = {(r["db"], r["role"]): r for r in saved.get("roles", [])}
+
+    @property
+    def users(self) -> dict[tuple[str, str], Doc]:
+        self._refresh()
+        return self._users
+
+    @property
+    def roles(self) -> dict[tuple[str, str], Doc]:
+        self._refresh()
+        return self._roles
+
+    def _refresh(self) -> None:
+        if self.store is None or self.store.version() == self._version:
+            return
+        self._users = {(u["db"], u["user"]): u for u in self.store.load(USERS)}
+        self._roles = {(r["db"], r["role"]): r for r in self.store.load(ROLES)}
+        self._saved = self._encoded()
+        self._version = self.store.version()
+
+    def _encoded(self) -> dict[tuple[str, str, str], bytes]:
+        out = {(USERS, db, name): bson.encode(u) for (db, name), u in self._users.items()}
+        out.update({(ROLES, db, name): bson.encode(r) for (db, name), r in self._roles.items()})
+        return out
 
     def save(self) -> None:
+        if self.store is not None:
+            self._save_to_store(self.store)
+            return
         if self._path is None:
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_suffix(".tmp")
-        payload = {"users": list(self.users.values()), "roles": list(self.roles.values())}
+        payload = {"users": list(self._users.values()), "roles": list(self._roles.values())}
         tmp.write_bytes(bson.encode(payload))
         os.replace(tmp, self._path)
+
+    def _save_to_store(self, store: UserStore) -> None:
+        """Write what the commands changed since the last load or save, one document per
+        oplog entry (a dropRole that edits its holders writes each of them)."""
+        now = self._encoded()
+        for key in sorted(self._saved.keys() | now.keys()):
+            if self._saved.get(key) == now.get(key):
+                continue
+            coll, db, name = key
+            doc = self._users.get((db, name)) if coll == USERS else self._roles.get((db, name))
+            store.write(coll, f"{db}.{name}", doc)
+        self._saved = now
+        self._version = store.version()
 
     # -- users ---------------------------------------------------------------------
     def add_user(self, db: str, name: str, password: str | None, roles: list[Doc],

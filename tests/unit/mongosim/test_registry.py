@@ -44,6 +44,9 @@ def test_writes_and_reads_refused_on_a_secondary() -> None:
         "insert", "update", "delete", "findAndModify", "create", "createIndexes", "drop",
         "dropIndexes", "collMod", "dropDatabase", "renameCollection",
         "commitTransaction", "abortTransaction",
+        # user management writes admin.system.users/system.roles (NotWritablePrimary)
+        "createUser", "updateUser", "dropUser", "grantRolesToUser", "revokeRolesFromUser",
+        "createRole", "updateRole", "dropRole",
     }  # fmt: skip
     assert _names(reads_data=True) == {
         "find",
