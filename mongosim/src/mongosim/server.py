@@ -18,6 +18,7 @@ from typing import Any
 
 from bson.binary import Binary
 from bson.int64 import Int64
+from bson.timestamp import Timestamp
 
 from . import (
     commands_catalog,
@@ -115,7 +116,7 @@ class Server:
                 found = list(wc_error["errorLabels"])
             if found:
                 reply["errorLabels"] = found
-        return self._decorate(reply, ctx)
+        return self._decorate(reply, ctx, cmd)
 
     async def _replicated(
         self, replication: MemberReplication, cmd: Mapping[str, Any], ctx: CommandContext
@@ -174,15 +175,37 @@ class Server:
             reply["topologyVersion"] = self.topology.topology_version()
         return reply
 
-    def _decorate(self, reply: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
+    def _decorate(
+        self, reply: dict[str, Any], ctx: CommandContext, cmd: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         reply.setdefault("ok", 1.0)
         now = self.engine.cluster_time()
         reply["$clusterTime"] = {
             "clusterTime": now,
             "signature": {"hash": Binary(b"\0" * 20, 0), "keyId": Int64(0)},
         }
-        reply["operationTime"] = ctx.operation_time or now
+        reply["operationTime"] = ctx.operation_time or self._read_time(ctx, cmd, now)
         return reply
+
+    def _read_time(
+        self, ctx: CommandContext, cmd: Mapping[str, Any] | None, now: Timestamp
+    ) -> Timestamp:
+        """A command that wrote nothing is a read: on a member of a replica set a
+        majority read's operationTime is the majority-committed snapshot, not the
+        member's last applied optime (mongod's computeOperationTime and
+        getReadOperationTime, src/mongo/db/service_entry_point_common.cpp; jstest
+        replsets/operation_time_read_and_write_concern.js). A change stream reads
+        majority-committed data, so its aggregate and getMores answer the same: a client
+        must never learn a time past events the stream has not returned yet. A lone
+        mongosim's commit point is its last write, so nothing changes there."""
+        replication = self.engine.replication
+        if replication is None:
+            return now
+        level = ((cmd or {}).get("readConcern") or {}).get("level")
+        if ctx.is_change_stream or level == "majority":
+            committed: Timestamp = replication.committed_ts()
+            return committed
+        return now
 
 
 async def _caught_up(replication: MemberReplication, cmd: Mapping[str, Any]) -> None:
