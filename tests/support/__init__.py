@@ -9,6 +9,7 @@ A test module imports from here, never from another test module
 - ``cli``: ``streamer`` as a child process: its environment, running and reading it.
 - ``service_process``: ``streamer run`` as a child process to SIGKILL and restart.
 - ``model``: traffic and the expected derived data, written apart from the service.
+- ``replica_set``: the service's scenarios against a three-member mongosim set.
 - ``secured``: mongosim with auth and TLS, and the least-privilege user's settings.
 - ``tools``: external programs (promtool, prometheus, hadolint), skip or fail if missing.
 """
