@@ -17,12 +17,11 @@ import contextlib
 import random
 from typing import Any
 
-import pytest
 from bson.timestamp import Timestamp
 from mongosim.replset import ReplicaSet
 from pymongo.errors import AutoReconnect
 
-from tests.support.faults import RESULTS, check, size
+from tests.support.faults import check, size
 from tests.support.model import Traffic, continuous, drive
 from tests.support.polling import eventually
 from tests.support.replica_set import Set, Start, private_set_only, replica_set, samples
@@ -80,12 +79,6 @@ async def _fall_behind(replset: ReplicaSet, ms: float) -> None:
     replset.replication_delay_s = ms / 1000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mongosim bug: a change stream getMore's operationTime is the primary's newest "
-    "write, not the majority commit point (mongod: computeOperationTime, majority reads), "
-    "so the service's idle checkpoint and lag claim events the stream has not returned yet",
-)
 async def test_secondaries_two_seconds_behind_slow_each_batch_but_lose_nothing_and_lag_is_reported(
     private_mongosim: Start,
 ) -> None:
@@ -136,10 +129,7 @@ async def test_secondaries_two_seconds_behind_slow_each_batch_but_lose_nothing_a
         # only once a majority has them (2 s after they were written), and its commit
         # waits as long again. Asserted at half the delay: the figure is measured above.
         assert max(lags) >= DELAY_MS / 1000 / 2, lags
-        outcome = await rs.score("replica set: secondaries 2 s behind", traffic, 1)
-        if (outcome.lost, outcome.duplicated) != (0, 0) or outcome.diverged:
-            RESULTS.remove(outcome)  # the known mongosim bug (xfail): not the session's line
-        check(outcome)
+        check(await rs.score("replica set: secondaries 2 s behind", traffic, 1))
 
 
 # -- a rolling restart ----------------------------------------------------------------------
