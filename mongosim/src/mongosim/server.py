@@ -115,17 +115,25 @@ class Server:
                 found = list(wc_error["errorLabels"])
             if found:
                 reply["errorLabels"] = found
+            if labels.is_state_change(int(wc_error.get("code", 0))):
+                # So does a writeConcernError of those categories: mongod's
+                # appendErrorLabelsAndTopologyVersion checks the reply's code and its
+                # writeConcernError's code alike.
+                reply["topologyVersion"] = self.topology.topology_version()
         return self._decorate(reply, ctx)
 
     async def _replicated(
         self, replication: MemberReplication, cmd: Mapping[str, Any], ctx: CommandContext
     ) -> dict[str, Any] | None:
         """w > 1 and "majority": wait for the set's members before the reply; the
-        writeConcernError when wtimeout passed first (the write itself stands)."""
+        writeConcernError when wtimeout passed first or the primary stepped down (the
+        write itself stands)."""
         if "writeConcern" not in cmd:
             return None
         ts = ctx.operation_time or self.engine.oplog.last_ts
-        return await wait_for_write_concern(replication, cmd["writeConcern"], ts)
+        return await wait_for_write_concern(
+            replication, cmd["writeConcern"], ts, wrote=ctx.operation_time is not None
+        )
 
     async def _dispatch(
         self, name: str, request: Request, conn: Connection, ctx: CommandContext
