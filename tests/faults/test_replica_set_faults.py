@@ -3,12 +3,12 @@
 rolled back (and, as the negative control, the same scenario with change streams that
 return uncommitted events fails the check).
 
-Every election is triggered (``step_down``, ``elect``) and the deposed primary stays
-primary until the network heals (an election timeout no test run reaches), so nothing
-depends on the wall clock. Each scenario asserts that its fault happened (the primary's
-index moved; the commit was in flight when its primary died; the rollback id bumped
-with acknowledged w:1 writes gone) and ends with lost 0 and duplicated 0 against the
-model, alerts equal to it, and `verify` clean.
+Every election and step-down is triggered (``step_down``, ``elect``, ``timeout_now``;
+the election timeout is one no test run reaches), so nothing depends on the wall clock.
+Each scenario asserts that its fault happened (the primary's index moved; the commit was
+in flight when its primary died; the rollback id bumped with acknowledged w:1 writes
+gone) and ends with lost 0 and duplicated 0 against the model, alerts equal to it, and
+`verify` clean.
 
 They control the members and the network, so they run against a private mongosim only.
 """
