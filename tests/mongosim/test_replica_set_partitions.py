@@ -12,21 +12,39 @@ itself. They control the network, so they run against a private mongosim only
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from mongosim.replset import ReplicaSet
 from mongosim.threaded import ThreadedMongoSim
 from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import ReadPreference
-from pymongo.errors import ConnectionFailure
+from pymongo import ReadPreference, WriteConcern
+from pymongo.errors import ConnectionFailure, OperationFailure, WriteConcernError
+from pymongo.monitoring import (
+    CommandFailedEvent,
+    CommandListener,
+    CommandStartedEvent,
+    CommandSucceededEvent,
+)
 
 from tests.support.polling import eventually
 
 Start = Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]
+T = TypeVar("T")
+# No wtimeout: before mongosim interrupted the waiters of a primary that steps down, such a
+# write on a cut-off primary waited for ever (or until the client's socket timeout).
+MAJORITY_NO_WTIMEOUT = WriteConcern("majority")
+# A guard against that hang, never the assertion: the error decides. The step-down is
+# triggered at once (timeout_now, heal), so the reply comes within milliseconds.
+HANG_GUARD_S = 60.0
+# After a state-change error the driver marks the member Unknown while its monitor may sit
+# in an awaitable hello for heartbeatFrequencyMS (10 s by default), as against mongod;
+# closing the client (endSessions) then waits that long. 500 ms is the drivers' minimum.
+FAST_MONITOR = {"heartbeatFrequencyMS": 500}
 
 
 @pytest.fixture
@@ -176,6 +194,115 @@ async def test_deposed_primary_w1_writes_are_rolled_back_when_it_rejoins(
     finally:
         client.close()
         old.close()
+
+
+class _CommitReplies(CommandListener):
+    """Each commitTransaction the driver sent (a retry included): its reply, or for one
+    that failed (a writeConcernError included), its error document."""
+
+    def __init__(self) -> None:
+        self.replies: list[dict[str, Any]] = []
+
+    def started(self, event: CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        if event.command_name == "commitTransaction":
+            self.replies.append(dict(event.reply))
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        if event.command_name == "commitTransaction":
+            self.replies.append(dict(event.failure))
+
+
+async def _while_waiting(
+    sim: ThreadedMongoSim, operation: Awaitable[T], fault: Callable[[], Awaitable[Any]]
+) -> asyncio.Future[T]:
+    """Start ``operation`` (a w:"majority" command to member 0), wait until it waits for
+    its write concern there, then make ``fault``; the operation, to await."""
+    rs = sim.replset
+    pending = asyncio.ensure_future(operation)
+    await eventually(
+        lambda: pending.done() or rs.write_concern_waiters(0) == 1,
+        what="the command waits for its write concern on member 0",
+    )
+    assert not pending.done(), "the write concern was satisfied with no majority reachable"
+    await sim.acall(fault())
+    return pending
+
+
+async def _lose_majority(sim: ThreadedMongoSim) -> None:
+    """The liveness check: member 0, cut off, steps down as the election timeout passes."""
+    await sim.replset.timeout_now()
+
+
+async def _see_higher_term(sim: ThreadedMongoSim) -> None:
+    """Member 0 (deposed by an election it did not see) steps down on rejoining."""
+    await sim.replset.heal()
+
+
+@pytest.mark.parametrize("heal_after_election", [False, True], ids=["lost-majority", "heal"])
+async def test_w_majority_write_waiting_on_a_primary_that_steps_down_fails_interrupted(
+    rs_sim: ThreadedMongoSim, heal_after_election: bool
+) -> None:
+    rs = rs_sim.replset
+    # No retry, so the client sees the member's own reply (a retry would run the insert
+    # again on the new primary).
+    direct = _direct(rs, 0, retryWrites=False, **FAST_MONITOR)
+    try:
+        await direct.admin.command("ping")
+        await rs_sim.acall(rs.isolate(0))
+        if heal_after_election:
+            assert await rs_sim.acall(rs.elect()) in (1, 2)  # 0 has not stepped down yet
+        coll = direct.app.orders.with_options(write_concern=MAJORITY_NO_WTIMEOUT)
+        fault = _see_higher_term if heal_after_election else _lose_majority
+        pending = await _while_waiting(
+            rs_sim, coll.insert_one({"_id": "waits"}), lambda: fault(rs_sim)
+        )
+        with pytest.raises(WriteConcernError) as failed:
+            await asyncio.wait_for(pending, HANG_GUARD_S)
+        # mongod's step-down kills the operations that wrote (the RSTL kill-op thread):
+        # the write stands (ok 1) and its write concern fails InterruptedDueToReplStateChange.
+        error = failed.value.details  # the reply's writeConcernError
+        assert error is not None
+        assert error["code"] == 11602, error
+        assert error["codeName"] == "InterruptedDueToReplStateChange"
+        assert await _is_secondary(direct)
+        assert rs.write_concern_waiters(0) == 0
+    finally:
+        direct.close()
+
+
+async def test_w_majority_commit_waiting_on_a_primary_that_steps_down_has_an_unknown_result(
+    rs_sim: ThreadedMongoSim,
+) -> None:
+    rs = rs_sim.replset
+    commits = _CommitReplies()
+    direct = _direct(rs, 0, event_listeners=[commits], **FAST_MONITOR)
+    try:
+        orders = direct.app.orders
+        await orders.insert_one({"_id": 0})
+        await rs_sim.acall(rs.isolate(0))
+        async with await direct.start_session() as session:
+            session.start_transaction(write_concern=MAJORITY_NO_WTIMEOUT)
+            await orders.insert_one({"_id": "in-txn"}, session=session)
+            pending = await _while_waiting(
+                rs_sim, session.commit_transaction(), lambda: _lose_majority(rs_sim)
+            )
+            with pytest.raises(OperationFailure) as failed:
+                await asyncio.wait_for(pending, HANG_GUARD_S)
+        # The commit's reply: committed on member 0 (ok 1), its write concern interrupted
+        # as mongod's step-down kills it, RetryableWriteError from the server; the
+        # driver does not retry it on a member now Unknown and labels the result unknown
+        # (transactions spec), so a caller retries the commit on the new primary.
+        assert [r["code"] for r in commits.replies] == [11602], commits.replies
+        assert commits.replies[0]["codeName"] == "InterruptedDueToReplStateChange"
+        assert "RetryableWriteError" in commits.replies[0]["errorLabels"]
+        assert isinstance(failed.value, WriteConcernError)
+        assert failed.value.has_error_label("UnknownTransactionCommitResult"), failed.value
+        assert rs.write_concern_waiters(0) == 0
+    finally:
+        direct.close()
 
 
 async def _answers(client: AsyncIOMotorClient[Any]) -> bool:

@@ -14,12 +14,24 @@ waiter re-checks its condition then, never on a timer.
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from bson.timestamp import Timestamp
 
 WRITE_CONCERN_FAILED = 64
+INTERRUPTED_DUE_TO_REPL_STATE_CHANGE = 11602
+PRIMARY_STEPPED_DOWN = 189
+
+
+class Replicated(enum.Enum):
+    """How a write-concern wait ended."""
+
+    SATISFIED = "satisfied"
+    TIMED_OUT = "timed out"  # wtimeout passed first
+    INTERRUPTED = "interrupted"  # the primary stepped down while it waited
+    NOT_PRIMARY = "not primary"  # the member was no longer primary when the wait began
 
 
 class Progress:
@@ -67,8 +79,8 @@ class MemberReplication(Protocol):
     async def wait_for_news(self, seconds: float) -> bool: ...
 
     async def await_replication(
-        self, ts: Timestamp, w: int | str, timeout_s: float | None
-    ) -> bool: ...
+        self, ts: Timestamp, w: int | str, timeout_s: float | None, *, wrote: bool
+    ) -> Replicated: ...
 
     async def await_applied(
         self, ts: Timestamp, *, committed: bool, timeout_s: float | None
@@ -112,19 +124,53 @@ def timed_out_error(write_concern: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def stepped_down_error(outcome: Replicated) -> dict[str, Any]:
+    """The writeConcernError of a write whose primary stepped down while it waited for
+    its write concern. The write itself stands (ok: 1): mongod appends the status of
+    ``waitForWriteConcern`` to the reply as writeConcernError
+    (``CommandHelpers::appendCommandWCStatus``), and the server adds RetryableWriteError
+    to a retryable write or a commit (labels.py), which the drivers turn into
+    UnknownTransactionCommitResult for commitTransaction (transactions spec).
+
+    Which code: a step-down (replSetStepDown, the liveness check of a primary that lost
+    the majority, a higher term seen) first takes the RSTL in mode X and kills every
+    operation that took the global lock in a mode conflicting with writes, as each write
+    did before it began to wait (replication_coordinator_impl.cpp,
+    ``_killConflictingOpsOnStepUpAndStepDown`` with InterruptedDueToReplStateChange):
+    its wait is interrupted with 11602, "operation was interrupted". A wait that begins
+    on a member that is no longer primary fails at once with PrimarySteppedDown (189),
+    as ``awaitReplication``'s ``checkForStepDown`` answers, the same status
+    ``_updateMemberStateFromTopologyCoordinator`` sets on every waiter left."""
+    if outcome is Replicated.INTERRUPTED:
+        return {
+            "code": INTERRUPTED_DUE_TO_REPL_STATE_CHANGE,
+            "codeName": "InterruptedDueToReplStateChange",
+            "errmsg": "operation was interrupted",
+        }
+    return {
+        "code": PRIMARY_STEPPED_DOWN,
+        "codeName": "PrimarySteppedDown",
+        "errmsg": "Primary stepped down while waiting for replication",
+    }
+
+
 async def wait_for_write_concern(
-    replication: MemberReplication, write_concern: Any, ts: Timestamp
+    replication: MemberReplication, write_concern: Any, ts: Timestamp, *, wrote: bool
 ) -> dict[str, Any] | None:
-    """After a write at ``ts`` on the primary: wait until the members its write concern
-    names have it; the writeConcernError when ``wtimeout`` passes first, else None."""
+    """After a command at ``ts`` (``wrote``: its write's): wait until the members its
+    write concern names have it; the writeConcernError when ``wtimeout`` passes first or
+    the primary steps down before or while it waits, else None."""
     wanted = requested_w(write_concern)
     if wanted is None:
         return None
     w, timeout_s = wanted
-    if await replication.await_replication(ts, w, timeout_s):
+    outcome = await replication.await_replication(ts, w, timeout_s, wrote=wrote)
+    if outcome is Replicated.SATISFIED:
         return None
-    assert isinstance(write_concern, Mapping)
-    return timed_out_error(write_concern)
+    if outcome is Replicated.TIMED_OUT:
+        assert isinstance(write_concern, Mapping)
+        return timed_out_error(write_concern)
+    return stepped_down_error(outcome)
 
 
 async def wait_after_cluster_time(

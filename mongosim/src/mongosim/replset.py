@@ -47,7 +47,7 @@ from . import rollback
 from .bsonutil import canonical
 from .engine import Engine
 from .errors import MongoError
-from .majority import Progress
+from .majority import Progress, Replicated
 from .oplog import OpKind, OplogEntry, OplogSlot
 from .server import MongoSim
 from .users import ROLES, USERS, Catalog, Doc
@@ -73,6 +73,7 @@ class Member:
     diverged: bool = False  # holds entries it could not roll back: needs a resync
     rbid: int = 1  # replSetGetRBID's rollback id, kept across restarts
     clients_cut: bool = False  # isolated from clients as well (isolate(from_clients=True))
+    waiters: int = 0  # commands waiting for their write concern on it (tests watch this)
     host: str = field(default="")
 
     @property
@@ -316,6 +317,11 @@ class ReplicaSet:
             if self._primary is not None and self._primary != other_than:
                 return self._primary
             await asyncio.wait_for(changed.wait(), max(0.0, deadline - loop.time()))
+
+    def write_concern_waiters(self, index: int) -> int:
+        """How many commands wait for their write concern on member ``index`` now (a test
+        knows its write is waiting before it makes the fault)."""
+        return self.members[index].waiters
 
     async def timeout_now(self) -> None:
         """As if the election timeout passed now: each primary that cannot see a majority
@@ -908,16 +914,35 @@ class _Replication:
         slot = next(sim.engine.oplog.slots_after(ts, inclusive=True), None)
         return slot.term if slot is not None and slot.ts == ts else None
 
-    async def await_replication(self, ts: Timestamp, w: int | str, timeout_s: float | None) -> bool:
+    async def await_replication(
+        self, ts: Timestamp, w: int | str, timeout_s: float | None, *, wrote: bool
+    ) -> Replicated:
         """Until the write at ``ts`` (this member's) is majority-committed (w "majority":
         the commit point is at or past it, on the primary's log) or ``w`` members that are
-        up hold it; False when ``timeout_s`` passes first."""
+        up hold it; TIMED_OUT when ``timeout_s`` passes first. A primary that steps down
+        while the write waits (replSetStepDown, another member elected, the majority
+        lost, a higher term seen on heal, killed) ends the wait at once, INTERRUPTED, as
+        mongod's step-down kills it (majority.stepped_down_error); a write whose member
+        was no longer primary when its wait began fails at once, NOT_PRIMARY."""
         rs = self.rs
+        sim = self.member.sim
+        topology = sim.topology if sim is not None else None
+        as_primary = topology is not None and topology.primary
+        if wrote and not as_primary:
+            return Replicated.NOT_PRIMARY
+        primary_term = topology.term if topology is not None else None
+
+        def stepped_down() -> bool:
+            # Another MongoSim (killed, restarted) or a new term is a step-down too.
+            if not as_primary or self.member.sim is not sim or topology is None:
+                return as_primary
+            return not topology.primary or topology.term != primary_term
+
         term = self._term_of(ts)
         if term is None:
             newest = self.member.sim.engine.oplog.newest if self.member.sim else None
             if newest is None:
-                return True
+                return Replicated.SATISFIED
             ts, term = newest.ts, newest.term  # a write that wrote nothing: the last op
         optime = (ts, term)
 
@@ -934,7 +959,14 @@ class _Replication:
             assert isinstance(w, int)
             return sum(1 for m in rs.members if rs.holds(m, *optime)) >= w
 
-        return await rs.progress.wait_until(done, timeout_s)
+        self.member.waiters += 1
+        try:
+            ended = await rs.progress.wait_until(lambda: done() or stepped_down(), timeout_s)
+        finally:
+            self.member.waiters -= 1
+        if ended and done():
+            return Replicated.SATISFIED
+        return Replicated.INTERRUPTED if ended else Replicated.TIMED_OUT
 
     async def await_applied(
         self, ts: Timestamp, *, committed: bool, timeout_s: float | None

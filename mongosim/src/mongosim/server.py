@@ -111,22 +111,36 @@ class Server:
             log.exception("internal error running %s", name)
             reply = MongoError(1, f"{type(exc).__name__}: {exc}").to_reply()
         if wc_error is not None and "errorLabels" not in reply:
-            found = labels.compute(name, cmd, None, int(wc_error.get("code", 0)), False)
-            if wc_error.get("errorLabels") is not None:
-                found = list(wc_error["errorLabels"])
-            if found:
-                reply["errorLabels"] = found
+            self._label_write_concern_error(name, cmd, reply, wc_error)
         return self._decorate(reply, ctx, cmd)
+
+    def _label_write_concern_error(
+        self, name: str, cmd: Mapping[str, Any], reply: dict[str, Any], wc_error: Mapping[str, Any]
+    ) -> None:
+        code = int(wc_error.get("code", 0))
+        found = labels.compute(name, cmd, None, code, False)
+        if wc_error.get("errorLabels") is not None:
+            found = list(wc_error["errorLabels"])
+        if found:
+            reply["errorLabels"] = found
+        if labels.is_state_change(code):
+            # mongod's appendErrorLabelsAndTopologyVersion (service_entry_point_common.cpp)
+            # attaches topologyVersion for a writeConcernError's code of those categories
+            # as for the reply's own (_error_reply).
+            reply["topologyVersion"] = self.topology.topology_version()
 
     async def _replicated(
         self, replication: MemberReplication, cmd: Mapping[str, Any], ctx: CommandContext
     ) -> dict[str, Any] | None:
         """w > 1 and "majority": wait for the set's members before the reply; the
-        writeConcernError when wtimeout passed first (the write itself stands)."""
+        writeConcernError when wtimeout passed first or the primary stepped down (the
+        write itself stands)."""
         if "writeConcern" not in cmd:
             return None
         ts = ctx.operation_time or self.engine.oplog.last_ts
-        return await wait_for_write_concern(replication, cmd["writeConcern"], ts)
+        return await wait_for_write_concern(
+            replication, cmd["writeConcern"], ts, wrote=ctx.operation_time is not None
+        )
 
     async def _dispatch(
         self, name: str, request: Request, conn: Connection, ctx: CommandContext
