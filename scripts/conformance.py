@@ -52,6 +52,12 @@ SUITES = {
 # secondaries. With three members those suites took 16 % longer, and they ran tests that
 # need the majority commit point or $out on a secondary (mongosim/README.md, Conformance).
 MEMBERS = {"transactions (unified)": 3}
+# The oplog (in entries) of each member of a three-member run. bulk's test_numerous_inserts
+# writes 100,100 documents in one command, more than mongosim's default oplog of 100,000:
+# its secondaries, which apply between commands, would find their newest entry gone from
+# the primary's oplog and fall off it (mongod's "too stale"). mongod's oplog is at least
+# 990 MB, which holds ten times that many small entries.
+REPLICA_OPLOG_SIZE = 1_000_000
 MODES = ("sync", "async")
 SUITE_TIMEOUT_S = 1200
 TEST_TIMEOUT_S = 120
@@ -119,7 +125,16 @@ class MongoSimChild:
 
     def __enter__(self) -> MongoSimChild:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mongosim", "--port", "0", "--members", str(self.members)],
+            [
+                sys.executable,
+                "-m",
+                "mongosim",
+                "--port",
+                "0",
+                "--members",
+                str(self.members),
+                *(["--oplog-size", str(REPLICA_OPLOG_SIZE)] if self.members > 1 else []),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

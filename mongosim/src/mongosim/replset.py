@@ -214,6 +214,7 @@ class ReplicaSet:
         member.sim = sim
         member.diverged = False
         sim.engine.replication = _Replication(self, member)
+        sim.failpoints.on_configure = self._notify  # wakes an applier held by stopReplProducer
         self._note_optime(member)
         member.puller = asyncio.get_running_loop().create_task(
             self._replicate(member), name=f"mongosim-replicate-{member.index}"
@@ -723,6 +724,9 @@ class ReplicaSet:
             if source is None or member.diverged or self._is_primary(member):
                 await self._wait(None)
                 continue
+            if self._producer_stopped(member):
+                await self._wait(None)  # configureFailPoint wakes it (on_configure)
+                continue
             slots = self._missing(member, source)
             if slots is None:
                 self._diverged(member, source)
@@ -735,7 +739,14 @@ class ReplicaSet:
                 await asyncio.sleep(self.replication_delay_s)
             if self._sync_source(member) is not source or member.sim is None:
                 continue  # an election or a kill while it waited: start over
+            if self._producer_stopped(member):
+                continue  # mongod's oplog fetcher drops the batch it fetched (fail point)
             self._apply_from(member, slots)
+
+    @staticmethod
+    def _producer_stopped(member: Member) -> bool:
+        """The stopReplProducer fail point is on for ``member`` (failpoints.py)."""
+        return member.sim is not None and member.sim.failpoints.stop_repl_producer()
 
     async def _wait(self, source: Member | None) -> None:
         """Until the set changes, or (with a source) the source's oplog grows."""
