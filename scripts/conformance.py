@@ -45,13 +45,19 @@ SUITES = {
     "collection": "test_collection.py",
     "bulk": "test_bulk.py",
 }
-# Suites with tests that route an operation to a secondary. The transactions tests expect
-# the driver's "read preference in a transaction must be primary", which the driver raises
-# only after it has selected a secondary, so these suites run against a three-member set.
-# The rest run against one member, where PyMongo's harness skips its tests that need
-# secondaries. With three members those suites took 16 % longer, and they ran tests that
-# need the majority commit point or $out on a secondary (mongosim/README.md, Conformance).
-MEMBERS = {"transactions (unified)": 3}
+# Suites with tests that route an operation to a secondary, run against a three-member
+# set. The transactions tests expect the driver's "read preference in a transaction must
+# be primary", which the driver raises only after it has selected a secondary; collection
+# reads a w:3 write from a secondary; bulk holds a secondary back with stopReplProducer;
+# CRUD sends $out/$merge aggregates to a secondary. The rest run against one member, where
+# PyMongo's harness skips its tests that need secondaries (and start-up is cheaper).
+MEMBERS = {"transactions (unified)": 3, "collection": 3, "bulk": 3, "CRUD (unified)": 3}
+# The oplog (in entries) of each member of a three-member run. bulk's test_numerous_inserts
+# writes 100,100 documents in one command, more than mongosim's default oplog of 100,000:
+# its secondaries, which apply between commands, would find their newest entry gone from
+# the primary's oplog and fall off it (mongod's "too stale"). mongod's oplog is at least
+# 990 MB, which holds ten times that many small entries.
+REPLICA_OPLOG_SIZE = 1_000_000
 MODES = ("sync", "async")
 SUITE_TIMEOUT_S = 1200
 TEST_TIMEOUT_S = 120
@@ -119,7 +125,16 @@ class MongoSimChild:
 
     def __enter__(self) -> MongoSimChild:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mongosim", "--port", "0", "--members", str(self.members)],
+            [
+                sys.executable,
+                "-m",
+                "mongosim",
+                "--port",
+                "0",
+                "--members",
+                str(self.members),
+                *(["--oplog-size", str(REPLICA_OPLOG_SIZE)] if self.members > 1 else []),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

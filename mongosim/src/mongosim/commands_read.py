@@ -307,11 +307,23 @@ async def cmd_aggregate(engine: Engine, db: str, cmd: dict[str, Any], op: Op) ->
         _, lookup = _collated(first_match or {}, cmd.get("collation"))
         source = _source(engine, db, target, lookup, op, at=read_at)
         ns = f"{db}.{target}"
-    ctx = PipelineContext(engine, db, op)
+    ctx = PipelineContext(engine, db, op, _writes_to(engine) if writer is not None else None)
     ctx.collation = cmd.get("collation")
     results = run_pipeline(source, pipeline, ctx)
     at_cluster_time = read_at if reported else None
     return _open_cursor(engine, ns, iter(results), batch_size, at_cluster_time=at_cluster_time)
+
+
+def _writes_to(engine: Engine) -> Engine:
+    """Where an aggregate's $out/$merge writes: this engine on a primary; on a secondary
+    (the read preference let it run there, topology.check_writable) the primary's, as
+    mongod 5.0+ does ("$out Read Operations Run on Secondary Replica Set Members")."""
+    if engine.writable:
+        return engine
+    primary = engine.primary_engine() if engine.primary_engine is not None else None
+    if primary is None or not primary.writable:
+        raise MongoError(10107, "not primary")
+    return primary
 
 
 async def _open_change_stream(

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import datetime as _dt
 import logging
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +74,11 @@ class Engine:
         # majority reads, change streams and afterClusterTime (majority.py). None for a
         # lone mongosim, whose last write is majority-committed once written.
         self.replication: MemberReplication | None = None
+        # A member of a multi-member set: the engine an aggregate's $out/$merge writes
+        # into when this member is a secondary, the primary's as its set sees it (None
+        # when it reaches none). mongod 5.0+ runs such an aggregate on a secondary, reading
+        # there and writing through the primary.
+        self.primary_engine: Callable[[], Engine | None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:

@@ -10,12 +10,16 @@ closes the connection unless ``closeConnection: false`` (the statement still com
 with ``failBeforeCommitExceptionCode`` the statement fails and is not reflected.
 ``maxTimeAlwaysTimeOut`` makes every command with ``maxTimeMS`` fail with 50
 MaxTimeMSExpired (src/mongo/db/operation_context.cpp).
+``stopReplProducer`` (a member of ``--members N``) stops the member replicating from its
+sync source: mongod's BackgroundSync::_produce blocks while it is on, and its oplog
+fetcher drops a batch it fetched when it finds it on (src/mongo/db/repl/bgsync.cpp,
+oplog_fetcher.cpp). What the member applied stays; it catches up once the point is off.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +31,7 @@ KNOWN = frozenset(
         "failGetMoreAfterCursorCheckout",
         "onPrimaryTransactionalWrite",
         "maxTimeAlwaysTimeOut",
+        "stopReplProducer",
     }
 )
 # mongod never fails these through failCommand (they are needed to talk to the server).
@@ -90,6 +95,9 @@ class FailPoints:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.points: dict[str, FailPoint] = {name: FailPoint() for name in KNOWN}
+        # Called after every configureFailPoint (a replica set member's applier waits
+        # on stopReplProducer and must wake when it is turned off).
+        self.on_configure: Callable[[], None] | None = None
 
     def configure(self, cmd: Mapping[str, Any]) -> dict[str, Any]:
         if not self.enabled:
@@ -99,6 +107,8 @@ class FailPoints:
         if point is None:
             raise MongoError(2, f"Cannot find fail point named {name}")
         count = point.configure(cmd.get("mode", "off"), cmd.get("data") or {})
+        if self.on_configure is not None:
+            self.on_configure()
         return {"count": count}
 
     def for_command(self, command_name: str, app_name: str | None) -> dict[str, Any] | None:
@@ -128,3 +138,7 @@ class FailPoints:
         """maxTimeAlwaysTimeOut: a command with maxTimeMS times out at once."""
         if cmd.get("maxTimeMS") and self.points["maxTimeAlwaysTimeOut"].should_fire():
             raise MongoError(50, "operation exceeded time limit")
+
+    def stop_repl_producer(self) -> bool:
+        """stopReplProducer: whether the member must not fetch from its sync source now."""
+        return self.points["stopReplProducer"].should_fire()

@@ -25,10 +25,14 @@ from .oplog import Oplog
 
 
 class PipelineContext:
-    """What aggregation stages need from the engine: other collections and writes."""
+    """What aggregation stages need from the engine: other collections and writes.
 
-    def __init__(self, engine: Engine, db: str, op: Op) -> None:
+    ``writes_to`` is the engine that $out and $merge write into when it is not the one
+    read (a secondary's aggregate writes through its primary, as mongod 5.0+'s)."""
+
+    def __init__(self, engine: Engine, db: str, op: Op, writes_to: Engine | None = None) -> None:
         self.engine, self.db, self.op = engine, db, op
+        self.writes_to = engine if writes_to is None else writes_to
         self.now = _dt.datetime.now(_dt.UTC)
         self.variables = dict(COMMAND_VARIABLES.get())
         self.collation: Any = None
@@ -47,11 +51,11 @@ class PipelineContext:
 
     def merge_documents(self, spec: Mapping[str, Any], docs: list[dict[str, Any]]) -> None:
 
-        merge_documents(self.engine, self.db, spec, docs, self.op)
+        merge_documents(self.writes_to, self.db, spec, docs, self.op)
 
     def out_documents(self, target: str | Mapping[str, Any], docs: list[dict[str, Any]]) -> None:
 
-        out_documents(self.engine, self.db, target, docs, self.op)
+        out_documents(self.writes_to, self.db, target, docs, self.op)
 
 
 class StreamHost:

@@ -215,6 +215,8 @@ class ReplicaSet:
         member.sim = sim
         member.diverged = False
         sim.engine.replication = _Replication(self, member)
+        sim.failpoints.on_configure = self._notify  # wakes an applier held by stopReplProducer
+        sim.engine.primary_engine = lambda: self._reachable_primary_engine(member)
         self._note_optime(member)
         member.puller = asyncio.get_running_loop().create_task(
             self._replicate(member), name=f"mongosim-replicate-{member.index}"
@@ -729,6 +731,9 @@ class ReplicaSet:
             if source is None or member.diverged or self._is_primary(member):
                 await self._wait(None)
                 continue
+            if self._producer_stopped(member):
+                await self._wait(None)  # configureFailPoint wakes it (on_configure)
+                continue
             slots = self._missing(member, source)
             if slots is None:
                 self._diverged(member, source)
@@ -741,7 +746,23 @@ class ReplicaSet:
                 await asyncio.sleep(self.replication_delay_s)
             if self._sync_source(member) is not source or member.sim is None:
                 continue  # an election or a kill while it waited: start over
+            if self._producer_stopped(member):
+                continue  # mongod's oplog fetcher drops the batch it fetched (fail point)
             self._apply_from(member, slots)
+
+    def _reachable_primary_engine(self, member: Member) -> Engine | None:
+        """The primary's engine if ``member`` can reach it (a secondary's $out/$merge)."""
+        if self._primary is None:
+            return None
+        primary = self.members[self._primary]
+        if primary.sim is None or not self.connected(member, primary):
+            return None
+        return primary.sim.engine
+
+    @staticmethod
+    def _producer_stopped(member: Member) -> bool:
+        """The stopReplProducer fail point is on for ``member`` (failpoints.py)."""
+        return member.sim is not None and member.sim.failpoints.stop_repl_producer()
 
     async def _wait(self, source: Member | None) -> None:
         """Until the set changes, or (with a source) the source's oplog grows."""
@@ -908,11 +929,17 @@ class _Replication:
         return await self.rs.progress.wait_for_news(seconds)
 
     def _term_of(self, ts: Timestamp) -> int | None:
-        sim = self.member.sim
-        if sim is None:
-            return None
-        slot = next(sim.engine.oplog.slots_after(ts, inclusive=True), None)
-        return slot.term if slot is not None and slot.ts == ts else None
+        """The term of this member's entry at ``ts``; else the primary's, for a write this
+        member sent through it (a secondary's $out/$merge) and has not applied yet."""
+        rs = self.rs
+        primary = rs.members[rs.primary].sim if rs.primary is not None else None
+        for sim in (self.member.sim, primary):
+            if sim is None:
+                continue
+            slot = next(sim.engine.oplog.slots_after(ts, inclusive=True), None)
+            if slot is not None and slot.ts == ts:
+                return slot.term
+        return None
 
     async def await_replication(
         self, ts: Timestamp, w: int | str, timeout_s: float | None, *, wrote: bool

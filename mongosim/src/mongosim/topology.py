@@ -196,8 +196,9 @@ class Topology:
 
     def check_writable(self, found: Command, cmd: Mapping[str, Any]) -> None:
         """On a secondary: NotWritablePrimary for a write (an aggregate with ``$out`` or
-        ``$merge`` is one) and for any command of a transaction, NotPrimaryNoSecondaryOk
-        for a read the preference keeps on the primary."""
+        ``$merge`` is one, unless its read preference allows a secondary, on a member of
+        a set) and for any command of a transaction, NotPrimaryNoSecondaryOk for a read
+        the preference keeps on the primary."""
         if self.primary:
             return
         if cmd.get("autocommit") is False:
@@ -206,11 +207,14 @@ class Topology:
             # inside one (couldHaveOptedIn is false in service_entry_point_common.cpp;
             # jstests/replsets/transactions_only_allowed_on_primaries.js).
             raise MongoError(10107, "not primary")
-        writes = found.writes or (
-            found.name == "aggregate"
-            and any("$out" in s or "$merge" in s for s in cmd.get("pipeline", []))
+        writing_aggregate = found.name == "aggregate" and any(
+            "$out" in s or "$merge" in s for s in cmd.get("pipeline", [])
         )
-        if writes:
+        if writing_aggregate and self.set is not None and _allows_secondary(cmd):
+            # mongod 5.0+ runs it on a secondary the read preference chose: it reads
+            # there and writes through the primary (commands_read._writes_to).
+            return
+        if found.writes or writing_aggregate:
             raise MongoError(10107, "not primary")
         if found.reads_data and not _allows_secondary(cmd):
             raise MongoError(13435, "not primary and secondaryOk=false")
