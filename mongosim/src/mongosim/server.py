@@ -77,8 +77,14 @@ class Server:
         name = next(iter(cmd), "")
         ctx = CommandContext(conn.id, conn.app_name, self.failpoints)
         wc_error: dict[str, Any] | None = None
+        after_run: dict[str, Any] | None = None
         try:
             injected = self.failpoints.for_command(name, conn.app_name)
+            if injected is not None and injected.get("mongosimAfterRun"):
+                # mongosim only: the command runs (its write concern waited for), then its
+                # reply is held or dropped: a reply lost after the work was done, which
+                # mongod's failCommand (it acts before the command runs) cannot make.
+                after_run, injected = injected, None
             if injected is not None:
                 if injected.get("blockConnection"):
                     await asyncio.sleep(int(injected.get("blockTimeMS", 0)) / 1000)
@@ -112,6 +118,11 @@ class Server:
             reply = MongoError(1, f"{type(exc).__name__}: {exc}").to_reply()
         if wc_error is not None and "errorLabels" not in reply:
             self._label_write_concern_error(name, cmd, reply, wc_error)
+        if after_run is not None:
+            if after_run.get("blockConnection"):
+                await asyncio.sleep(int(after_run.get("blockTimeMS", 0)) / 1000)
+            if after_run.get("closeConnection"):
+                return None
         return self._decorate(reply, ctx, cmd)
 
     def _label_write_concern_error(
