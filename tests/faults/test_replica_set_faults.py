@@ -256,7 +256,8 @@ async def test_primary_killed_after_a_commit_applied_and_replicated_before_its_r
         unknown = _unknown_commits(logs)
         print(f"\nunknown commit results retried in place: {unknown} ({kills} kills)")
         assert unknown >= kills, unknown
-        check(await rs.score("replica set: primary killed, commit applied, reply lost", traffic, kills))
+        name = "replica set: primary killed, commit applied, reply lost"
+        check(await rs.score(name, traffic, kills))
 
 
 def _unknown_commits(logs: list[dict[str, Any]]) -> int:

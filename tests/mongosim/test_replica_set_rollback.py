@@ -29,7 +29,7 @@ from tests.support.polling import eventually
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("MONGODB_URI")),
-    reason="cuts the network of a private mongosim set to make a rollback; a real set's is not ours",
+    reason="cuts a private mongosim set's network to make a rollback; a real set's is not ours",
 )
 
 Start = Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]
@@ -147,9 +147,7 @@ async def test_a_rolled_back_transaction_commit_is_no_longer_answered_as_committ
             await rs_sim.acall(rs.timeout_now())
             await _roll_back_member_0(rs_sim, old)
             await rs_sim.acall(rs.step_up(0))  # member 0 primary again: retries reach it
-            await eventually(
-                lambda: _is_primary(old), what="member 0 answers as the primary again"
-            )
+            await eventually(lambda: _is_primary(old), what="member 0 answers as the primary again")
             assert await old.app.orders.find_one({"_id": "in-txn"}) is None
             # The driver sends commitTransaction again, same txnNumber; before the fix
             # member 0's table still had it as committed and answered ok.

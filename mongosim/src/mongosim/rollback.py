@@ -64,9 +64,7 @@ def undo_after(host: DataHost, after: Timestamp) -> list[RolledBack]:
     the documents changed, one each, newest write's document first. ``check`` first."""
     undone: dict[tuple[str, Hashable], RolledBack] = {}
     slots = list(host.oplog.slots_after(after))
-    lsids = {
-        lsid_key(e.lsid): e.lsid for slot in slots for e in slot.entries if e.lsid is not None
-    }
+    lsids = {lsid_key(e.lsid): e.lsid for slot in slots for e in slot.entries if e.lsid is not None}
     for slot in reversed(slots):
         for entry in reversed(slot.entries):
             doc = _undo(host, entry)

@@ -53,6 +53,24 @@ MEMBERS = 1  # data-bearing members of the replica set
 _connection_ids = itertools.count(1)
 
 
+async def _fail_command(injected: Mapping[str, Any]) -> dict[str, Any] | None:
+    """failCommand before the command runs: block, close (CloseConnection), fail with
+    errorCode; or the writeConcernError to put on its reply."""
+    if injected.get("blockConnection"):
+        await asyncio.sleep(int(injected.get("blockTimeMS", 0)) / 1000)
+    if injected.get("closeConnection"):
+        raise CloseConnection()
+    if "errorCode" in injected:
+        raise MongoError(
+            int(injected["errorCode"]),
+            "Failing command via 'failCommand' failpoint",
+            labels=injected.get("errorLabels", []),
+            extra={"_explicit_labels": "errorLabels" in injected},
+        )
+    wc_error = injected.get("writeConcernError")
+    return None if wc_error is None else dict(wc_error)
+
+
 class Server:
     """Everything a connection needs to answer a command."""
 
@@ -84,20 +102,9 @@ class Server:
                 # mongosim only: the command runs (its write concern waited for), then its
                 # reply is held or dropped: a reply lost after the work was done, which
                 # mongod's failCommand (it acts before the command runs) cannot make.
-                after_run, injected = injected, None
-            if injected is not None:
-                if injected.get("blockConnection"):
-                    await asyncio.sleep(int(injected.get("blockTimeMS", 0)) / 1000)
-                if injected.get("closeConnection"):
-                    return None
-                if "errorCode" in injected:
-                    raise MongoError(
-                        int(injected["errorCode"]),
-                        "Failing command via 'failCommand' failpoint",
-                        labels=injected.get("errorLabels", []),
-                        extra={"_explicit_labels": "errorLabels" in injected},
-                    )
-                wc_error = injected.get("writeConcernError")
+                after_run = injected
+            elif injected is not None:
+                wc_error = await _fail_command(injected)
             self.failpoints.check_max_time(cmd)
             replication = self.engine.replication  # None for a lone mongosim: no waits
             if replication is not None:
