@@ -226,6 +226,85 @@ async def _kill_with_a_commit_in_flight(rs: Set, index: int, traffic: Traffic) -
     await rs.sim.acall(replset.kill(index))
 
 
+async def test_primary_killed_after_a_commit_applied_and_replicated_before_its_reply(
+    replica_set: Callable[..., AbstractAsyncContextManager[Set]],
+) -> None:
+    """The other branch of a kill between a commit sent and its reply: the service's
+    commitTransaction ran on the primary and a majority has it (it waits for w:"majority"
+    before its reply), but the reply is lost (mongosim's failCommand ``mongosimAfterRun``
+    closes the connection after the command ran), the driver's own retry too, and the
+    primary is killed while the service retries the commit in place. The retry reaches
+    the new primary, which answers it from its replicated transaction table."""
+    async with replica_set() as rs:
+        replset = rs.sim.replset
+        traffic = Traffic(rs.db, random.Random(89))
+        kills = size(1, 3)
+        with capture_logs() as logs:
+            async with run_service(rs.settings):
+                await drive(traffic, size(150, 1000))
+                for _ in range(kills):
+                    old = replset.primary
+                    assert old is not None
+                    await _kill_after_a_commit_applied(rs, old, traffic, logs)
+                    new = await rs.sim.acall(replset.elect())
+                    assert new != old
+                    await drive(traffic, size(150, 1000))  # to the new primary
+                    await caught_up(rs.db, within_s=90)
+                    await rs.sim.acall(replset.restart(old))  # back as a secondary
+                await drive(traffic, 100)
+                await caught_up(rs.db, within_s=90)
+        unknown = _unknown_commits(logs)
+        print(f"\nunknown commit results retried in place: {unknown} ({kills} kills)")
+        assert unknown >= kills, unknown
+        name = "replica set: primary killed, commit applied, reply lost"
+        check(await rs.score(name, traffic, kills))
+
+
+def _unknown_commits(logs: list[dict[str, Any]]) -> int:
+    """The service's commits whose outcome was unknown, retried in place (commits.py)."""
+    return sum(
+        e.get("event") == "mongo.retry"
+        and e.get("operation") == "commitTransaction"
+        and e.get("reason") == "UnknownTransactionCommitResult"
+        for e in logs
+    )
+
+
+async def _kill_after_a_commit_applied(
+    rs: Set, index: int, traffic: Traffic, logs: list[dict[str, Any]]
+) -> None:
+    """Every commitTransaction of the service on member ``index`` runs (w:"majority"
+    satisfied) and loses its reply, until the service retries one in place (its outcome
+    unknown: the driver's own retry lost its reply too); then kill the member."""
+    direct = rs.direct(index)
+    replset = rs.sim.replset
+    seen = _unknown_commits(logs)
+    try:
+        await direct.admin.command(
+            {
+                "configureFailPoint": "failCommand",
+                "mode": "alwaysOn",
+                "data": {
+                    "failCommands": ["commitTransaction"],
+                    "appName": "streamer",
+                    "closeConnection": True,
+                    "mongosimAfterRun": True,
+                },
+            }
+        )
+
+        async def unknown() -> bool:
+            if _unknown_commits(logs) > seen:
+                return True
+            await drive(traffic, 5)  # the service commits each batch of these
+            return False
+
+        await eventually(unknown, what="a commit of the service applied, its outcome unknown")
+    finally:
+        direct.close()
+    await rs.sim.acall(replset.kill(index))
+
+
 BeforeHeal = Callable[[list[int]], Awaitable[None]]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -68,3 +69,23 @@ async def test_a_retried_write_gets_its_result_without_the_first_write_concern_e
         result = await db.c.insert_one({"_id": 1})
     assert result.inserted_id == 1
     assert await db.c.count_documents({}) == 1
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("MONGODB_URI")),
+    reason="mongosimAfterRun is mongosim's own failCommand option; mongod's acts before running",
+)
+async def test_mongosim_after_run_option_drops_the_reply_of_a_command_that_ran(
+    db: Any, fail_point: Any
+) -> None:
+    """failCommand with ``mongosimAfterRun``: the command runs, then its connection closes
+    without the reply (a reply lost after the work was done)."""
+    spec = {
+        "configureFailPoint": "failCommand",
+        "mode": "alwaysOn",
+        "data": {"failCommands": ["insert"], "closeConnection": True, "mongosimAfterRun": True},
+    }
+    async with fail_point(spec):
+        with pytest.raises(AutoReconnect):
+            await db.c.insert_one({"_id": 1})  # the driver's retry: answered, reply lost too
+    assert await db.c.find().to_list() == [{"_id": 1}]  # it ran, once

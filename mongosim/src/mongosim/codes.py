@@ -94,6 +94,7 @@ CODES: dict[int, tuple[str, Cat]] = {
     166: ("CommandNotSupportedOnView", Cat.NONE),
     167: ("OptionNotSupportedOnView", Cat.NONE),
     168: ("InvalidPipelineOperator", Cat.NONE),
+    175: ("QueryPlanKilled", Cat.NONE),
     189: ("PrimarySteppedDown", _P | _R),
     197: ("InvalidIndexSpecificationOption", Cat.NONE),
     206: ("NoSuchSession", Cat.NONE),

@@ -191,11 +191,20 @@ async def _stream_batch(
 ) -> Reply:
     stream = cursor.stream
     assert stream is not None
+    cursor.waiting = True
     try:
         events = await stream.next_batch(batch_size=batch_size, max_await_ms=max_await_ms)
     except MongoError:
         engine.cursors.kill(cursor.id)
         raise
+    finally:
+        cursor.waiting = False
+    if cursor.invalidated is not None:
+        # Invalidated while this getMore waited (a rollback): mongod's rollback kills the
+        # operations running then with InterruptedDueToReplStateChange
+        # (RollbackImpl::_killAllUserOperations, src/mongo/db/repl/rollback_impl.cpp).
+        engine.cursors.kill(cursor.id)
+        raise MongoError(11602, "operation was interrupted: rollback")
     cursor_id = cursor.id
     if stream.closed:
         engine.cursors.kill(cursor.id)

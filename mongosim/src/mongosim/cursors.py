@@ -29,6 +29,10 @@ class Cursor:
     lsid_key: Any = None
     max_time_ms: int | None = None  # the find's maxTimeMS, which bounds its getMores too
     pending: list[dict[str, Any]] = field(default_factory=list)
+    # Why the cursor is gone though still registered (a rollback, ``invalidate_all``):
+    # its next getMore fails with it, as mongod's plan executor fails on restore.
+    invalidated: str | None = None
+    waiting: bool = False  # a change stream's getMore awaits events on it (tests watch)
 
 
 def take_batch(cursor: Cursor, batch_size: int | None) -> tuple[list[dict[str, Any]], bool]:
@@ -81,6 +85,9 @@ class CursorManager:
         cursor = self._cursors.get(cursor_id)
         if cursor is None:
             raise MongoError(43, f"cursor id {cursor_id} not found")
+        if cursor.invalidated is not None:
+            del self._cursors[cursor_id]
+            raise MongoError(175, cursor.invalidated)  # QueryPlanKilled
         return cursor
 
     def kill(self, cursor_id: int) -> bool:
@@ -89,6 +96,15 @@ class CursorManager:
     def kill_for_ns(self, ns: str) -> None:
         for cid in [c.id for c in self._cursors.values() if c.ns == ns and c.stream is None]:
             del self._cursors[cid]
+
+    def invalidate_all(self, why: str) -> None:
+        """Each open cursor fails its next getMore with QueryPlanKilled ``why``; a change
+        stream's getMore waiting now ends (its caller sees ``invalidated``, the wait's
+        owner wakes it)."""
+        for cursor in self._cursors.values():
+            cursor.invalidated = why
+            if cursor.stream is not None:
+                cursor.stream.closed = True
 
     def close_all(self) -> None:
         self._cursors.clear()

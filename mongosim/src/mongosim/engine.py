@@ -159,7 +159,15 @@ class Engine:
     def roll_back_to(self, common: Timestamp) -> list[RolledBack]:
         """Undo this member's slots after ``common`` (``rollback.undo_after``; the caller
         ran ``rollback.check``), then rewrite the data dir from the state rolled back to,
-        so that a restart does not replay the undone slots from the journal."""
+        so that a restart does not replay the undone slots from the journal.
+
+        As mongod's: the open cursors die (recovering to the stable timestamp closes and
+        reopens the catalog, so each fails its next getMore with QueryPlanKilled,
+        src/mongo/db/exec/requires_collection_stage.cpp; a getMore running now is killed
+        with InterruptedDueToReplStateChange, rollback_impl.cpp _killAllUserOperations),
+        and the transaction table forgets the commits undone (rollback_impl.cpp
+        invalidates the sessions and reloads config.transactions as of the common point)."""
+        self.cursors.invalidate_all("the catalog was closed and reopened (rollback)")
         undone = undo_after(self, common)
         if self._data_dir is not None:
             self._data_dir.compact(self)

@@ -699,6 +699,7 @@ class ReplicaSet:
         assert member.sim.topology is not None
         member.sim.topology.rbid = member.rbid
         self._note_optime(member)
+        self.progress.notify()  # a getMore waiting on the member ends (its cursor died)
         log.warning(
             "member %d rollback complete: %d documents, rbid %d",
             member.index,

@@ -15,7 +15,7 @@ Other commands (drop, rename, dropDatabase, index and option changes) are not un
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from bson.timestamp import Timestamp
 from .bsonutil import canonical
 from .oplog import Oplog, OplogEntry, OplogSlot
 from .persistence import DataHost
+from .sessions import TxnState, lsid_key
 
 _UNDOABLE_COMMANDS = ("create",)
 
@@ -62,14 +63,42 @@ def undo_after(host: DataHost, after: Timestamp) -> list[RolledBack]:
     """Undo the slots after ``after`` newest first, drop them from the oplog, and return
     the documents changed, one each, newest write's document first. ``check`` first."""
     undone: dict[tuple[str, Hashable], RolledBack] = {}
-    for slot in reversed(list(host.oplog.slots_after(after))):
+    slots = list(host.oplog.slots_after(after))
+    lsids = {lsid_key(e.lsid): e.lsid for slot in slots for e in slot.entries if e.lsid is not None}
+    for slot in reversed(slots):
         for entry in reversed(slot.entries):
             doc = _undo(host, entry)
             if doc is not None:
                 # The oldest undone write decides: an insert means the document is gone.
                 undone[(entry.ns, canonical(doc.id))] = doc
     host.oplog.truncate_after(after)
+    _restore_sessions(host, lsids)
     return list(undone.values())
+
+
+def _restore_sessions(host: DataHost, lsids: Mapping[Hashable, Mapping[str, Any]]) -> None:
+    """The transaction table as of the common point for each session whose transaction
+    commits were undone: its newest commit the oplog still holds, or none. A retried
+    commitTransaction of an undone commit is then NoSuchTransaction, never "committed"
+    (mongod invalidates the sessions and reloads config.transactions, which recovered to
+    the stable timestamp with the data: ``rollback_impl.cpp``)."""
+    for key, lsid in lsids.items():
+        if key not in host.sessions.sessions:
+            continue
+        host.sessions.end(lsid)  # a transaction still open on it is aborted
+        restored = host.sessions.get(lsid)
+        for slot in host.oplog.slots_reversed():
+            first = slot.entries[0] if slot.entries else None
+            if (
+                first is not None
+                and first.in_txn
+                and first.lsid is not None
+                and first.txn_number is not None
+                and lsid_key(first.lsid) == key
+            ):
+                restored.txn_number = first.txn_number
+                restored.state = TxnState.COMMITTED
+                break
 
 
 def _undo(host: DataHost, entry: OplogEntry) -> RolledBack | None:

@@ -53,6 +53,24 @@ MEMBERS = 1  # data-bearing members of the replica set
 _connection_ids = itertools.count(1)
 
 
+async def _fail_command(injected: Mapping[str, Any]) -> dict[str, Any] | None:
+    """failCommand before the command runs: block, close (CloseConnection), fail with
+    errorCode; or the writeConcernError to put on its reply."""
+    if injected.get("blockConnection"):
+        await asyncio.sleep(int(injected.get("blockTimeMS", 0)) / 1000)
+    if injected.get("closeConnection"):
+        raise CloseConnection()
+    if "errorCode" in injected:
+        raise MongoError(
+            int(injected["errorCode"]),
+            "Failing command via 'failCommand' failpoint",
+            labels=injected.get("errorLabels", []),
+            extra={"_explicit_labels": "errorLabels" in injected},
+        )
+    wc_error = injected.get("writeConcernError")
+    return None if wc_error is None else dict(wc_error)
+
+
 class Server:
     """Everything a connection needs to answer a command."""
 
@@ -77,21 +95,16 @@ class Server:
         name = next(iter(cmd), "")
         ctx = CommandContext(conn.id, conn.app_name, self.failpoints)
         wc_error: dict[str, Any] | None = None
+        after_run: dict[str, Any] | None = None
         try:
             injected = self.failpoints.for_command(name, conn.app_name)
-            if injected is not None:
-                if injected.get("blockConnection"):
-                    await asyncio.sleep(int(injected.get("blockTimeMS", 0)) / 1000)
-                if injected.get("closeConnection"):
-                    return None
-                if "errorCode" in injected:
-                    raise MongoError(
-                        int(injected["errorCode"]),
-                        "Failing command via 'failCommand' failpoint",
-                        labels=injected.get("errorLabels", []),
-                        extra={"_explicit_labels": "errorLabels" in injected},
-                    )
-                wc_error = injected.get("writeConcernError")
+            if injected is not None and injected.get("mongosimAfterRun"):
+                # mongosim only: the command runs (its write concern waited for), then its
+                # reply is held or dropped: a reply lost after the work was done, which
+                # mongod's failCommand (it acts before the command runs) cannot make.
+                after_run = injected
+            elif injected is not None:
+                wc_error = await _fail_command(injected)
             self.failpoints.check_max_time(cmd)
             replication = self.engine.replication  # None for a lone mongosim: no waits
             if replication is not None:
@@ -112,6 +125,11 @@ class Server:
             reply = MongoError(1, f"{type(exc).__name__}: {exc}").to_reply()
         if wc_error is not None and "errorLabels" not in reply:
             self._label_write_concern_error(name, cmd, reply, wc_error)
+        if after_run is not None:
+            if after_run.get("blockConnection"):
+                await asyncio.sleep(int(after_run.get("blockTimeMS", 0)) / 1000)
+            if after_run.get("closeConnection"):
+                return None
         return self._decorate(reply, ctx, cmd)
 
     def _label_write_concern_error(
