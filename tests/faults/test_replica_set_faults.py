@@ -60,21 +60,14 @@ async def test_primary_killed_with_a_commit_in_flight_is_replaced_and_nothing_lo
     """The service's commitTransaction is held on the primary (failCommand blockConnection:
     sent, no reply) when the primary is killed; another member is elected at once."""
     async with replica_set(private_mongosim) as rs:
-        replset = rs.sim.replset
         traffic = Traffic(rs.db, random.Random(73))
         kills = size(1, 3)
         with capture_logs() as logs:
             async with run_service(rs.settings) as service:
                 await drive(traffic, size(150, 1000))
-                for _ in range(kills):
-                    old = replset.primary
-                    assert old is not None
-                    await _kill_with_a_commit_in_flight(rs, old, traffic)
-                    new = await rs.sim.acall(replset.elect())
-                    assert new != old
-                    await drive(traffic, size(150, 1000))  # to the new primary
-                    await caught_up(rs.db, within_s=90)
-                    await rs.sim.acall(replset.restart(old))  # back as a secondary
+                await _kill_the_primary(
+                    rs, traffic, kills, lambda old: _kill_with_a_commit_in_flight(rs, old, traffic)
+                )
                 await drive(traffic, 100)
                 await caught_up(rs.db, within_s=90)
                 counted = retries(service)
@@ -91,6 +84,23 @@ async def test_primary_killed_with_a_commit_in_flight_is_replaced_and_nothing_lo
         print(f"\nunknown commit results: {in_place} retried in place, {reruns} reruns (251)")
         assert in_place + reruns >= kills, (in_place, counted)
         check(await rs.score("replica set: primary killed, commit in flight", traffic, kills))
+
+
+async def _kill_the_primary(
+    rs: Set, traffic: Traffic, kills: int, kill: Callable[[int], Awaitable[None]]
+) -> None:
+    """``kills`` times: ``kill`` the primary (given its index), elect another, traffic to
+    it, and the killed member back as a secondary."""
+    replset = rs.sim.replset
+    for _ in range(kills):
+        old = replset.primary
+        assert old is not None
+        await kill(old)
+        new = await rs.sim.acall(replset.elect())
+        assert new != old
+        await drive(traffic, size(150, 1000))  # to the new primary
+        await caught_up(rs.db, within_s=90)
+        await rs.sim.acall(replset.restart(old))  # back as a secondary
 
 
 async def _kill_once_a_commit_is_caught(
@@ -149,21 +159,17 @@ async def test_primary_killed_after_a_commit_applied_and_replicated_before_its_r
     primary is killed while the service retries the commit in place. The retry reaches
     the new primary, which answers it from its replicated transaction table."""
     async with replica_set(private_mongosim) as rs:
-        replset = rs.sim.replset
         traffic = Traffic(rs.db, random.Random(89))
         kills = size(1, 3)
         with capture_logs() as logs:
             async with run_service(rs.settings):
                 await drive(traffic, size(150, 1000))
-                for _ in range(kills):
-                    old = replset.primary
-                    assert old is not None
-                    await _kill_after_a_commit_applied(rs, old, traffic, logs)
-                    new = await rs.sim.acall(replset.elect())
-                    assert new != old
-                    await drive(traffic, size(150, 1000))  # to the new primary
-                    await caught_up(rs.db, within_s=90)
-                    await rs.sim.acall(replset.restart(old))  # back as a secondary
+                await _kill_the_primary(
+                    rs,
+                    traffic,
+                    kills,
+                    lambda old: _kill_after_a_commit_applied(rs, old, traffic, logs),
+                )
                 await drive(traffic, 100)
                 await caught_up(rs.db, within_s=90)
         unknown = _unknown_commits(logs)

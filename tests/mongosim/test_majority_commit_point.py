@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -25,21 +24,15 @@ from pymongo import MongoClient, ReadPreference, WriteConcern
 from pymongo.errors import ExecutionTimeout, OperationFailure, WriteConcernError
 from pymongo.read_concern import ReadConcern
 
-from tests.support.members import has, member, motor
+from tests.support.members import Start, has, member, motor, three_members
 from tests.support.polling import eventually
 
-Start = Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]
-# A set that has lost its majority never elects or steps down here: the tests decide
-# when members die and come back (mongod's primary would step down after 10 s).
-NO_ELECTIONS_MS = 600_000
 MAJORITY = WriteConcern("majority", wtimeout=30_000)
 
 
 @pytest.fixture
 async def rs_sim(private_mongosim: Start) -> AsyncIterator[ThreadedMongoSim]:
-    async with private_mongosim(
-        members=3, replication_delay_ms=5, election_timeout_ms=NO_ELECTIONS_MS
-    ) as sim:
+    async with three_members(private_mongosim) as sim:
         yield sim
 
 
@@ -160,12 +153,7 @@ async def test_the_unsafe_switch_lets_a_change_stream_return_an_uncommitted_even
     private_mongosim: Start,
 ) -> None:
     async with (
-        private_mongosim(
-            members=3,
-            replication_delay_ms=5,
-            election_timeout_ms=NO_ELECTIONS_MS,
-            unsafe_uncommitted_change_streams=True,
-        ) as sim,
+        three_members(private_mongosim, unsafe_uncommitted_change_streams=True) as sim,
         motor(sim.replset.uri) as client,
     ):
         coll = client.app.orders
@@ -206,9 +194,7 @@ async def test_a_majority_read_does_not_see_a_write_only_the_primary_has(
 async def test_after_cluster_time_on_a_lagging_secondary_waits_for_it_to_catch_up(
     private_mongosim: Start,
 ) -> None:
-    async with private_mongosim(
-        members=3, replication_delay_ms=2000, election_timeout_ms=NO_ELECTIONS_MS
-    ) as sim:
+    async with three_members(private_mongosim, replication_delay_ms=2000) as sim:
         rs = sim.replset
         async with motor(rs.uri) as client:
             await client.admin.command("ping")

@@ -11,8 +11,7 @@ These need a private three-member set (skipped against MONGODB_URI).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,18 +20,14 @@ from mongosim.threaded import ThreadedMongoSim
 from pymongo import ReadPreference, WriteConcern
 from pymongo.errors import NotPrimaryError, OperationFailure
 
-from tests.support.members import fail_point, member, motor
+from tests.support.members import Start, fail_point, member, motor, three_members
 
-Start = Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]
-NO_ELECTIONS_MS = 600_000  # the tests decide every change of primary (none here)
 ALL = WriteConcern(3)  # no wtimeout: returns once every member holds the write
 
 
 @pytest.fixture
 async def rs_sim(private_mongosim: Start) -> AsyncIterator[ThreadedMongoSim]:
-    async with private_mongosim(
-        members=3, replication_delay_ms=5, election_timeout_ms=NO_ELECTIONS_MS
-    ) as sim:
+    async with three_members(private_mongosim) as sim:
         yield sim
 
 

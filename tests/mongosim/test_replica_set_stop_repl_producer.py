@@ -15,18 +15,15 @@ These need a private three-member set (skipped against MONGODB_URI).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 
 import pytest
 from mongosim.threaded import ThreadedMongoSim
 from pymongo import WriteConcern
 from pymongo.errors import WriteConcernError
 
-from tests.support.members import fail_point, has, motor
+from tests.support.members import Start, fail_point, has, motor, three_members
 
-Start = Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]
-NO_ELECTIONS_MS = 600_000  # the tests decide every change of primary (none here)
 # Replication takes ~5 ms here (the delay): a write every member could hold within 2 s
 # is held back by nothing but the fail point.
 HELD_BACK_WTIMEOUT_MS = 2_000
@@ -34,9 +31,7 @@ HELD_BACK_WTIMEOUT_MS = 2_000
 
 @pytest.fixture
 async def rs_sim(private_mongosim: Start) -> AsyncIterator[ThreadedMongoSim]:
-    async with private_mongosim(
-        members=3, replication_delay_ms=5, election_timeout_ms=NO_ELECTIONS_MS
-    ) as sim:
+    async with three_members(private_mongosim) as sim:
         yield sim
 
 

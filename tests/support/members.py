@@ -4,15 +4,33 @@ one, and what a member's own engine holds."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from mongosim.replset import ReplicaSet
+from mongosim.threaded import ThreadedMongoSim
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import ReadPreference
 
 from .polling import eventually
+
+Start = Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]
+# The tests decide every change of primary: a set that lost its majority never elects or
+# steps down by itself (mongod's primary would step down after 10 s).
+NO_ELECTIONS_MS = 600_000
+
+
+def three_members(
+    private_mongosim: Start, *, replication_delay_ms: float = 5, **options: Any
+) -> AbstractAsyncContextManager[ThreadedMongoSim]:
+    """A private set of three whose elections are only those the test triggers."""
+    return private_mongosim(
+        members=3,
+        replication_delay_ms=replication_delay_ms,
+        election_timeout_ms=NO_ELECTIONS_MS,
+        **options,
+    )
 
 
 @asynccontextmanager
