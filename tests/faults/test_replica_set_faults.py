@@ -15,140 +15,39 @@ They control the members and the network, so they run against a private mongosim
 
 from __future__ import annotations
 
-import asyncio
-import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from mongosim.threaded import ThreadedMongoSim
-from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
-from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from streamer.mongo import Mongo
-from streamer.runtime.supervisor import Service
-from streamer.settings import Settings
-from tests.support.faults import RESULTS, Outcome, check, score, size
+from tests.support.faults import RESULTS, check, size
 from tests.support.model import STATUSES, T0, Traffic, drive
 from tests.support.polling import eventually
-from tests.support.service import caught_up, run_service, test_settings
-
-pytestmark = pytest.mark.skipif(
-    bool(os.environ.get("MONGODB_URI")),
-    reason="kills members and cuts the network of a private mongosim; a real set's are not ours",
+from tests.support.replica_set import (
+    Set,
+    Start,
+    private_set_only,
+    replica_set,
+    retries,
+    step_down_mid_traffic,
 )
+from tests.support.service import caught_up, run_service
 
-Start = Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]
-
-# No election but the ones a test triggers: a member cut off from the majority stays
-# primary (taking w:1 writes) until the network heals, however loaded the machine is.
-NO_TIMEOUT_MS = 600_000
-# The drivers' heartbeat (their minimum, 500 ms): they find the new primary quickly.
-HEARTBEAT = "&heartbeatFrequencyMS=500"
-
-
-@dataclass
-class Set:
-    """A three-member set, the applications' client to it, and the service's settings."""
-
-    sim: ThreadedMongoSim
-    client: AsyncIOMotorClient[Any]
-    settings: Settings
-
-    @property
-    def db(self) -> AsyncIOMotorDatabase[Any]:
-        return self.client.shop
-
-    def host(self, index: int) -> tuple[str, int]:
-        host, port = self.sim.replset.members[index].host.rsplit(":", 1)
-        return host, int(port)
-
-    def direct(self, index: int) -> AsyncIOMotorClient[Any]:
-        """A direct connection to one member (an application pinned to it)."""
-        return AsyncIOMotorClient(self.sim.replset.uri_of(index), serverSelectionTimeoutMS=20_000)
-
-    async def follows(self, index: int) -> None:
-        """Until the applications' client sends its writes to member ``index``."""
-
-        async def there() -> bool:
-            await self.client.admin.command("ping")
-            return self.client.primary == self.host(index)
-
-        await eventually(there, what=f"the applications' client following member {index}")
-
-    async def score(self, name: str, traffic: Traffic, faults: int) -> Outcome:
-        async with Mongo(self.settings.mongo_options()) as store:
-            return await score(name, self.db, store, traffic, faults)
-
-
-def _rs(private_mongosim: Start, **options: Any) -> Callable[[], AbstractAsyncContextManager[Set]]:
-    """A set per scenario (it kills and deposes members)."""
-
-    @asynccontextmanager
-    async def start() -> AsyncIterator[Set]:
-        async with private_mongosim(
-            members=3, replication_delay_ms=5, election_timeout_ms=NO_TIMEOUT_MS, **options
-        ) as sim:
-            uri = sim.replset.uri + HEARTBEAT
-            client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(
-                uri, serverSelectionTimeoutMS=30_000
-            )
-            # socket_timeout_ms: a bound, never the path a scenario takes: a w:majority
-            # write waiting on a member that steps down ends at once (writeConcernError
-            # InterruptedDueToReplStateChange, as on mongod).
-            settings = test_settings(
-                uri, "shop", retry_max_s=30, lease_ttl_s=5, socket_timeout_ms=5000
-            )
-            try:
-                yield Set(sim, client, settings)
-            finally:
-                client.close()
-
-    return start
-
-
-@pytest.fixture
-def replica_set(private_mongosim: Start) -> Callable[..., AbstractAsyncContextManager[Set]]:
-    def make(**options: Any) -> AbstractAsyncContextManager[Set]:
-        return _rs(private_mongosim, **options)()
-
-    return make
-
-
-def _retries(service: Service) -> dict[str, float]:
-    """streamer_transaction_retries_total by reason, summed over the streams."""
-    out: dict[str, float] = {}
-    registry: CollectorRegistry = service.metrics.registry
-    for metric in registry.collect():
-        for sample in metric.samples:
-            if sample.name == "streamer_transaction_retries_total":
-                reason = sample.labels["reason"]
-                out[reason] = out.get(reason, 0) + sample.value
-    return out
+pytestmark = private_set_only
 
 
 async def test_stepdown_moves_the_primary_to_another_host_and_the_service_follows(
-    replica_set: Callable[..., AbstractAsyncContextManager[Set]],
+    private_mongosim: Start,
 ) -> None:
-    async with replica_set() as rs:
-        replset = rs.sim.replset
+    async with replica_set(private_mongosim) as rs:
         traffic = Traffic(rs.db, random.Random(71))
         stepdowns = size(1, 3)
         async with run_service(rs.settings):
             await drive(traffic, size(150, 1000))
             for _ in range(stepdowns):
-                old = replset.primary
-                halfway = asyncio.Event()
-                writer = asyncio.create_task(drive(traffic, size(200, 1000), halfway))
-                await halfway.wait()  # mid-traffic: the rest is written to the new primary
-                await rs.sim.acall(replset.step_down())
-                new = replset.primary
-                assert new is not None and new != old, (old, new)
-                await writer
+                new = await step_down_mid_traffic(rs, traffic, size(200, 1000))
                 await rs.follows(new)
             await drive(traffic, 100)  # after the last move: the service still applies
             await caught_up(rs.db, within_s=90)
@@ -156,29 +55,22 @@ async def test_stepdown_moves_the_primary_to_another_host_and_the_service_follow
 
 
 async def test_primary_killed_with_a_commit_in_flight_is_replaced_and_nothing_lost(
-    replica_set: Callable[..., AbstractAsyncContextManager[Set]],
+    private_mongosim: Start,
 ) -> None:
     """The service's commitTransaction is held on the primary (failCommand blockConnection:
     sent, no reply) when the primary is killed; another member is elected at once."""
-    async with replica_set() as rs:
-        replset = rs.sim.replset
+    async with replica_set(private_mongosim) as rs:
         traffic = Traffic(rs.db, random.Random(73))
         kills = size(1, 3)
         with capture_logs() as logs:
             async with run_service(rs.settings) as service:
                 await drive(traffic, size(150, 1000))
-                for _ in range(kills):
-                    old = replset.primary
-                    assert old is not None
-                    await _kill_with_a_commit_in_flight(rs, old, traffic)
-                    new = await rs.sim.acall(replset.elect())
-                    assert new != old
-                    await drive(traffic, size(150, 1000))  # to the new primary
-                    await caught_up(rs.db, within_s=90)
-                    await rs.sim.acall(replset.restart(old))  # back as a secondary
+                await _kill_the_primary(
+                    rs, traffic, kills, lambda old: _kill_with_a_commit_in_flight(rs, old, traffic)
+                )
                 await drive(traffic, 100)
                 await caught_up(rs.db, within_s=90)
-                retries = _retries(service)
+                counted = retries(service)
         # The commit's reply never comes (its connection dies with the member). The driver
         # retries commitTransaction once on the new primary, which never saw it:
         # NoSuchTransaction (251), and the service reruns the transaction (counted in
@@ -188,46 +80,77 @@ async def test_primary_killed_with_a_commit_in_flight_is_replaced_and_nothing_lo
             e.get("event") == "mongo.retry" and e.get("operation") == "commitTransaction"
             for e in logs
         )
-        reruns = sum(v for reason, v in retries.items() if "251" in reason)
+        reruns = sum(v for reason, v in counted.items() if "251" in reason)
         print(f"\nunknown commit results: {in_place} retried in place, {reruns} reruns (251)")
-        assert in_place + reruns >= kills, (in_place, retries)
+        assert in_place + reruns >= kills, (in_place, counted)
         check(await rs.score("replica set: primary killed, commit in flight", traffic, kills))
+
+
+async def _kill_the_primary(
+    rs: Set, traffic: Traffic, kills: int, kill: Callable[[int], Awaitable[None]]
+) -> None:
+    """``kills`` times: ``kill`` the primary (given its index), elect another, traffic to
+    it, and the killed member back as a secondary."""
+    replset = rs.sim.replset
+    for _ in range(kills):
+        old = replset.primary
+        assert old is not None
+        await kill(old)
+        new = await rs.sim.acall(replset.elect())
+        assert new != old
+        await drive(traffic, size(150, 1000))  # to the new primary
+        await caught_up(rs.db, within_s=90)
+        await rs.sim.acall(replset.restart(old))  # back as a secondary
+
+
+async def _kill_once_a_commit_is_caught(
+    rs: Set,
+    index: int,
+    traffic: Traffic,
+    mode: Any,
+    data: dict[str, Any],
+    caught: Callable[[], bool],
+    what: str,
+) -> None:
+    """failCommand (``mode``, ``data``) on the service's commitTransaction on member
+    ``index``; traffic until ``caught()``; then kill the member."""
+    async with rs.direct(index) as direct:
+        await direct.admin.command(
+            {
+                "configureFailPoint": "failCommand",
+                "mode": mode,
+                "data": {"failCommands": ["commitTransaction"], "appName": "streamer", **data},
+            }
+        )
+
+        async def done() -> bool:
+            if caught():
+                return True
+            await drive(traffic, 5)  # the service commits each batch of these
+            return False
+
+        await eventually(done, what=what)
+    await rs.sim.acall(rs.sim.replset.kill(index))
 
 
 async def _kill_with_a_commit_in_flight(rs: Set, index: int, traffic: Traffic) -> None:
     """Hold the service's next commitTransaction on member ``index`` and kill the member
     while it is held: the commit was sent and its reply never comes."""
-    direct = rs.direct(index)
-    replset = rs.sim.replset
-    point = replset.sim(index).failpoints.points["failCommand"]
-    try:
-        await direct.admin.command(
-            {
-                "configureFailPoint": "failCommand",
-                "mode": {"times": 1},
-                "data": {
-                    "failCommands": ["commitTransaction"],
-                    "appName": "streamer",
-                    "blockConnection": True,
-                    "blockTimeMS": 60_000,  # far past the kill: it is the kill that ends it
-                },
-            }
-        )
-
-        async def held() -> bool:
-            if point.fired:
-                return True
-            await drive(traffic, 5)  # the service commits each batch of these
-            return False
-
-        await eventually(held, what="a commitTransaction of the service held on the primary")
-    finally:
-        direct.close()
-    await rs.sim.acall(replset.kill(index))
+    point = rs.sim.replset.sim(index).failpoints.points["failCommand"]
+    await _kill_once_a_commit_is_caught(
+        rs,
+        index,
+        traffic,
+        {"times": 1},
+        # blockTimeMS far past the kill: it is the kill that ends it.
+        {"blockConnection": True, "blockTimeMS": 60_000},
+        lambda: bool(point.fired),
+        "a commitTransaction of the service held on the primary",
+    )
 
 
 async def test_primary_killed_after_a_commit_applied_and_replicated_before_its_reply(
-    replica_set: Callable[..., AbstractAsyncContextManager[Set]],
+    private_mongosim: Start,
 ) -> None:
     """The other branch of a kill between a commit sent and its reply: the service's
     commitTransaction ran on the primary and a majority has it (it waits for w:"majority"
@@ -235,22 +158,18 @@ async def test_primary_killed_after_a_commit_applied_and_replicated_before_its_r
     closes the connection after the command ran), the driver's own retry too, and the
     primary is killed while the service retries the commit in place. The retry reaches
     the new primary, which answers it from its replicated transaction table."""
-    async with replica_set() as rs:
-        replset = rs.sim.replset
+    async with replica_set(private_mongosim) as rs:
         traffic = Traffic(rs.db, random.Random(89))
         kills = size(1, 3)
         with capture_logs() as logs:
             async with run_service(rs.settings):
                 await drive(traffic, size(150, 1000))
-                for _ in range(kills):
-                    old = replset.primary
-                    assert old is not None
-                    await _kill_after_a_commit_applied(rs, old, traffic, logs)
-                    new = await rs.sim.acall(replset.elect())
-                    assert new != old
-                    await drive(traffic, size(150, 1000))  # to the new primary
-                    await caught_up(rs.db, within_s=90)
-                    await rs.sim.acall(replset.restart(old))  # back as a secondary
+                await _kill_the_primary(
+                    rs,
+                    traffic,
+                    kills,
+                    lambda old: _kill_after_a_commit_applied(rs, old, traffic, logs),
+                )
                 await drive(traffic, 100)
                 await caught_up(rs.db, within_s=90)
         unknown = _unknown_commits(logs)
@@ -276,33 +195,16 @@ async def _kill_after_a_commit_applied(
     """Every commitTransaction of the service on member ``index`` runs (w:"majority"
     satisfied) and loses its reply, until the service retries one in place (its outcome
     unknown: the driver's own retry lost its reply too); then kill the member."""
-    direct = rs.direct(index)
-    replset = rs.sim.replset
     seen = _unknown_commits(logs)
-    try:
-        await direct.admin.command(
-            {
-                "configureFailPoint": "failCommand",
-                "mode": "alwaysOn",
-                "data": {
-                    "failCommands": ["commitTransaction"],
-                    "appName": "streamer",
-                    "closeConnection": True,
-                    "mongosimAfterRun": True,
-                },
-            }
-        )
-
-        async def unknown() -> bool:
-            if _unknown_commits(logs) > seen:
-                return True
-            await drive(traffic, 5)  # the service commits each batch of these
-            return False
-
-        await eventually(unknown, what="a commit of the service applied, its outcome unknown")
-    finally:
-        direct.close()
-    await rs.sim.acall(replset.kill(index))
+    await _kill_once_a_commit_is_caught(
+        rs,
+        index,
+        traffic,
+        "alwaysOn",
+        {"closeConnection": True, "mongosimAfterRun": True},
+        lambda: _unknown_commits(logs) > seen,
+        "a commit of the service applied, its outcome unknown",
+    )
 
 
 BeforeHeal = Callable[[list[int]], Awaitable[None]]
@@ -320,24 +222,23 @@ async def _rolled_back_scenario(
     """
     replset = rs.sim.replset
     assert replset.primary == 0
-    old = rs.direct(0)
-    rng = random.Random(79)
-    acknowledged: list[int] = []
-    cut_off = old.shop.orders  # w:1: the deposed primary acknowledges alone
+    async with rs.direct(0) as old:
+        rng = random.Random(79)
+        acknowledged: list[int] = []
+        cut_off = old.shop.orders  # w:1: the deposed primary acknowledges alone
 
-    async def write_cut_off() -> None:
-        oid = 1_000_000 + len(acknowledged)  # never one of the traffic's ids
-        order = {
-            "_id": oid,
-            "user_id": rng.randrange(traffic.users),
-            "amount": rng.randrange(1, 500),
-            "status": rng.choice(STATUSES),
-            "created_at": T0,
-        }
-        await cut_off.insert_one(order)
-        acknowledged.append(oid)
+        async def write_cut_off() -> None:
+            oid = 1_000_000 + len(acknowledged)  # never one of the traffic's ids
+            order = {
+                "_id": oid,
+                "user_id": rng.randrange(traffic.users),
+                "amount": rng.randrange(1, 500),
+                "status": rng.choice(STATUSES),
+                "created_at": T0,
+            }
+            await cut_off.insert_one(order)
+            acknowledged.append(oid)
 
-    try:
         rbid = (await old.admin.command("replSetGetRBID"))["rbid"]
         await rs.sim.acall(replset.isolate(0))
         for _ in range(cut_off_writes // 2):
@@ -367,14 +268,12 @@ async def _rolled_back_scenario(
         await eventually(rolled_back, what="member 0 rolled back (replSetGetRBID bumped)")
         survived = await rs.db.orders.count_documents({"_id": {"$in": acknowledged}})
         return len(acknowledged) - survived
-    finally:
-        old.close()
 
 
 async def test_a_deposed_primarys_rolled_back_w1_writes_never_reach_the_totals(
-    replica_set: Callable[..., AbstractAsyncContextManager[Set]],
+    private_mongosim: Start,
 ) -> None:
-    async with replica_set() as rs:
+    async with replica_set(private_mongosim) as rs:
         traffic = Traffic(rs.db, random.Random(83))
         async with run_service(rs.settings):
             await drive(traffic, size(150, 1000))
@@ -389,12 +288,12 @@ async def test_a_deposed_primarys_rolled_back_w1_writes_never_reach_the_totals(
 
 
 async def test_negative_control_uncommitted_change_streams_fail_the_rollback_scenario(
-    replica_set: Callable[..., AbstractAsyncContextManager[Set]],
+    private_mongosim: Start,
 ) -> None:
     """With change streams that return events the majority lacks (a mongosim switch,
     never mongod's behaviour), the same scenario must fail: the service applies writes
     that are later rolled back."""
-    async with replica_set(unsafe_uncommitted_change_streams=True) as rs:
+    async with replica_set(private_mongosim, unsafe_uncommitted_change_streams=True) as rs:
         traffic = Traffic(rs.db, random.Random(83))
         async with run_service(rs.settings):
             await drive(traffic, size(150, 1000))

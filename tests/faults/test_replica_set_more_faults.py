@@ -24,7 +24,14 @@ from pymongo.errors import AutoReconnect
 from tests.support.faults import check, size
 from tests.support.model import Traffic, continuous, drive
 from tests.support.polling import eventually
-from tests.support.replica_set import Set, Start, private_set_only, replica_set, samples
+from tests.support.replica_set import (
+    Set,
+    Start,
+    private_set_only,
+    replica_set,
+    samples,
+    step_down_mid_traffic,
+)
 from tests.support.service import caught_up, partition_keys, run_service
 
 pytestmark = private_set_only
@@ -48,12 +55,11 @@ async def _a_secondary_read_misses_a_fresh_write(rs: Set) -> None:
     """A write acknowledged by the primary (w:1) is not on a secondary read at once, and
     is there later: the secondaries are behind, and they do catch up."""
     secondary = next(i for i in range(3) if i != rs.sim.replset.primary)
-    direct = rs.direct(secondary)
     probes = rs.db.lag_probe  # no stream of the service reads it
-    seen = direct.shop.lag_probe
     loop = asyncio.get_running_loop()
     attempt = 0
-    try:
+    async with rs.direct(secondary) as direct:
+        seen = direct.shop.lag_probe
 
         async def missed() -> bool:
             nonlocal attempt
@@ -70,8 +76,6 @@ async def _a_secondary_read_misses_a_fresh_write(rs: Set) -> None:
             lambda: seen.find_one({"_id": attempt}),
             what="the secondary applying the write 2 s later",
         )
-    finally:
-        direct.close()
 
 
 async def _fall_behind(replset: ReplicaSet, ms: float) -> None:
@@ -136,11 +140,8 @@ async def test_secondaries_two_seconds_behind_slow_each_batch_but_lose_nothing_a
 
 
 async def _process_id(rs: Set, index: int) -> Any:
-    direct = rs.direct(index)
-    try:
+    async with rs.direct(index) as direct:
         return (await direct.admin.command("hello"))["topologyVersion"]["processId"]
-    finally:
-        direct.close()
 
 
 async def _primary_optime(rs: Set) -> Timestamp:
@@ -159,17 +160,13 @@ async def _restart(rs: Set, index: int, how: str, traffic: Traffic, writes: int)
     if how == "kill":
         await rs.sim.acall(replset.kill(index))
     else:
-        direct = rs.direct(index)
-        try:
+        async with rs.direct(index) as direct:
             with contextlib.suppress(AutoReconnect):  # its reply is the closed connection
                 await direct.admin.command({"shutdown": 1})
-        finally:
-            direct.close()
         await eventually(lambda: not replset.members[index].up, what=f"member {index} down")
     await rs.sim.acall(replset.restart(index))
     target = await _primary_optime(rs)
-    direct = rs.direct(index)
-    try:
+    async with rs.direct(index) as direct:
 
         async def caught_up_secondary() -> bool:
             status = await direct.admin.command("replSetGetStatus")
@@ -185,8 +182,6 @@ async def _restart(rs: Set, index: int, how: str, traffic: Traffic, writes: int)
             what=f"member {index} back as a secondary, caught up to {target}",
             within_s=60,
         )
-    finally:
-        direct.close()
     assert await _process_id(rs, index) != before, f"member {index} was not restarted"
 
 
@@ -209,11 +204,8 @@ async def test_a_rolling_restart_of_all_three_members_under_traffic_loses_nothin
                 for index, how in zip(secondaries, ("kill", "shutdown"), strict=True):
                     await _restart(rs, index, how, traffic, writes)
                     restarted.append(index)
-                direct = rs.direct(first)
-                try:
+                async with rs.direct(first) as direct:
                     await direct.admin.command({"replSetStepDown": 60})
-                finally:
-                    direct.close()
                 moved = replset.primary
                 assert moved is not None and moved != first, (first, moved)
                 await _restart(rs, first, "shutdown", traffic, writes)
@@ -241,14 +233,7 @@ async def test_a_stream_split_in_four_follows_a_stepdown_and_a_primary_kill(
         async with run_service(rs.settings) as service:
             assert sorted(service.owners) == sorted(keys)
             await drive(traffic, size(150, 1000))
-            old = replset.primary
-            halfway = asyncio.Event()
-            writer = asyncio.create_task(drive(traffic, size(150, 1000), halfway))
-            await halfway.wait()  # mid-traffic: the rest is written to the new primary
-            await rs.sim.acall(replset.step_down())
-            stepped = replset.primary
-            assert stepped is not None and stepped != old, (old, stepped)
-            await writer
+            stepped = await step_down_mid_traffic(rs, traffic, size(150, 1000))
             await caught_up(rs.db, keys, within_s=90)
             await drive(traffic, size(100, 500))  # the service is mid-batch as it lands
             await rs.sim.acall(replset.kill(stepped))

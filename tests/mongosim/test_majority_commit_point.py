@@ -14,32 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from mongosim.replset import ReplicaSet
 from mongosim.threaded import ThreadedMongoSim
 from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import MongoClient, ReadPreference, WriteConcern
 from pymongo.errors import ExecutionTimeout, OperationFailure, WriteConcernError
 from pymongo.read_concern import ReadConcern
 
+from tests.support.members import Start, has, member, motor, three_members
 from tests.support.polling import eventually
 
-Start = Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]
-# A set that has lost its majority never elects or steps down here: the tests decide
-# when members die and come back (mongod's primary would step down after 10 s).
-NO_ELECTIONS_MS = 600_000
 MAJORITY = WriteConcern("majority", wtimeout=30_000)
 
 
 @pytest.fixture
 async def rs_sim(private_mongosim: Start) -> AsyncIterator[ThreadedMongoSim]:
-    async with private_mongosim(
-        members=3, replication_delay_ms=5, election_timeout_ms=NO_ELECTIONS_MS
-    ) as sim:
+    async with three_members(private_mongosim) as sim:
         yield sim
 
 
@@ -49,44 +42,33 @@ async def _kill_secondaries(sim: ThreadedMongoSim) -> None:
         await sim.acall(rs.kill(index))
 
 
-def _has(rs: ReplicaSet, index: int, doc_id: Any) -> bool:
-    coll = rs.sim(index).engine.get_collection("app", "orders")
-    return coll is not None and any(d.get("_id") == doc_id for d in coll.docs.values())
-
-
 async def test_w_majority_waits_on_a_lagging_set_until_a_majority_has_the_write(
     private_mongosim: Start,
 ) -> None:
     async with private_mongosim(members=3, replication_delay_ms=2000) as sim:
         rs = sim.replset
-        client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri)
-        try:
+        async with motor(rs.uri) as client:
             coll = client.app.orders
             await coll.insert_one({"_id": "w1"})
             # 2 s of lag: a w:1 write returns before any secondary has it ...
-            assert not _has(rs, 1, "w1") and not _has(rs, 2, "w1")
+            assert not has(rs, 1, "w1") and not has(rs, 2, "w1")
             await coll.with_options(write_concern=MAJORITY).insert_one({"_id": "wmaj"})
             # ... a w:"majority" write only once a majority (the primary and one more) has it.
-            assert sum(_has(rs, i, "wmaj") for i in range(3)) >= 2
+            assert sum(has(rs, i, "wmaj") for i in range(3)) >= 2
             await coll.with_options(write_concern=WriteConcern(3, wtimeout=30_000)).insert_one(
                 {"_id": "w3"}
             )
-            assert all(_has(rs, i, "w3") for i in range(3))
-        finally:
-            client.close()
+            assert all(has(rs, i, "w3") for i in range(3))
 
 
 async def test_w_majority_succeeds_with_one_secondary_killed(rs_sim: ThreadedMongoSim) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri)
-    try:
+    async with motor(rs.uri) as client:
         await client.admin.command("ping")
         await rs_sim.acall(rs.kill(2))
         coll = client.app.orders.with_options(write_concern=MAJORITY)
         await coll.insert_one({"_id": 1})  # two of three
-        assert _has(rs, 1, 1)
-    finally:
-        client.close()
+        assert has(rs, 1, 1)
 
 
 async def test_w_majority_fails_with_write_concern_failed_after_wtimeout_when_no_majority_is_up(
@@ -129,8 +111,7 @@ async def test_a_transaction_commit_with_w_majority_waits_for_the_majority(
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri)
-    try:
+    async with motor(rs.uri) as client:
         coll = client.app.orders
         await coll.insert_one({"_id": 0})
         await _kill_secondaries(rs_sim)
@@ -147,60 +128,48 @@ async def test_a_transaction_commit_with_w_majority_waits_for_the_majority(
             session.start_transaction(write_concern=MAJORITY)
             await coll.insert_one({"_id": 2}, session=session)
             await session.commit_transaction()  # the restarted secondary makes a majority
-        assert _has(rs, 1, 2)
-    finally:
-        client.close()
+        assert has(rs, 1, 2)
 
 
 async def test_a_change_stream_returns_an_event_only_once_the_majority_has_it(
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri)
-    try:
+    async with motor(rs.uri) as client:
         coll = client.app.orders
         await coll.insert_one({"_id": "before"})
         async with coll.watch(max_await_time_ms=200) as stream:
             await _kill_secondaries(rs_sim)
             await coll.insert_one({"_id": "uncommitted"})
-            assert _has(rs, 0, "uncommitted")
+            assert has(rs, 0, "uncommitted")
             for _ in range(3):  # three getMores on the primary: nothing past the commit point
                 assert await stream.try_next() is None
             await rs_sim.acall(rs.restart(1))
             event = await eventually(stream.try_next, what="the event once a majority has it")
             assert event["documentKey"] == {"_id": "uncommitted"}
-    finally:
-        client.close()
 
 
 async def test_the_unsafe_switch_lets_a_change_stream_return_an_uncommitted_event(
     private_mongosim: Start,
 ) -> None:
-    async with private_mongosim(
-        members=3,
-        replication_delay_ms=5,
-        election_timeout_ms=NO_ELECTIONS_MS,
-        unsafe_uncommitted_change_streams=True,
-    ) as sim:
-        client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(sim.replset.uri)
-        try:
-            coll = client.app.orders
-            await coll.insert_one({"_id": "before"})
-            async with coll.watch(max_await_time_ms=200) as stream:
-                await _kill_secondaries(sim)
-                await coll.insert_one({"_id": "uncommitted"})
-                event = await eventually(stream.try_next, what="the uncommitted event")
-                assert event["documentKey"] == {"_id": "uncommitted"}
-        finally:
-            client.close()
+    async with (
+        three_members(private_mongosim, unsafe_uncommitted_change_streams=True) as sim,
+        motor(sim.replset.uri) as client,
+    ):
+        coll = client.app.orders
+        await coll.insert_one({"_id": "before"})
+        async with coll.watch(max_await_time_ms=200) as stream:
+            await _kill_secondaries(sim)
+            await coll.insert_one({"_id": "uncommitted"})
+            event = await eventually(stream.try_next, what="the uncommitted event")
+            assert event["documentKey"] == {"_id": "uncommitted"}
 
 
 async def test_a_majority_read_does_not_see_a_write_only_the_primary_has(
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri)
-    try:
+    async with motor(rs.uri) as client:
         coll = client.app.orders
         await coll.with_options(write_concern=MAJORITY).insert_one({"_id": "committed"})
         await _kill_secondaries(rs_sim)
@@ -220,19 +189,14 @@ async def test_a_majority_read_does_not_see_a_write_only_the_primary_has(
             lambda: majority.find_one({"_id": "primary-only"}),
             what="the write in a majority read once a majority has it",
         )
-    finally:
-        client.close()
 
 
 async def test_after_cluster_time_on_a_lagging_secondary_waits_for_it_to_catch_up(
     private_mongosim: Start,
 ) -> None:
-    async with private_mongosim(
-        members=3, replication_delay_ms=2000, election_timeout_ms=NO_ELECTIONS_MS
-    ) as sim:
+    async with three_members(private_mongosim, replication_delay_ms=2000) as sim:
         rs = sim.replset
-        client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri)
-        try:
+        async with motor(rs.uri) as client:
             await client.admin.command("ping")
             await eventually(lambda: len(client.secondaries) == 2, what="two secondaries")
             secondary = client.app.get_collection(
@@ -242,7 +206,7 @@ async def test_after_cluster_time_on_a_lagging_secondary_waits_for_it_to_catch_u
                 await client.app.orders.insert_one({"_id": "mine"}, session=session)
                 # 2 s of lag; the causally consistent read sends afterClusterTime, and
                 # the secondary answers once it has applied the write.
-                assert not _has(rs, 1, "mine") and not _has(rs, 2, "mine")
+                assert not has(rs, 1, "mine") and not has(rs, 2, "mine")
                 found = await secondary.find_one({"_id": "mine"}, session=session)
                 assert found == {"_id": "mine"}
                 operation_time = session.operation_time
@@ -251,10 +215,7 @@ async def test_after_cluster_time_on_a_lagging_secondary_waits_for_it_to_catch_u
             await client.app.orders.insert_one({"_id": "lost"})
             lost_at = rs.sim(0).engine.oplog.last_ts
             await sim.acall(rs.kill(0))
-            direct: AsyncIOMotorClient[Any] = AsyncIOMotorClient(
-                rs.uri_of(1), read_preference=ReadPreference.SECONDARY_PREFERRED
-            )
-            try:
+            async with member(rs, 1, read_preference=ReadPreference.SECONDARY_PREFERRED) as direct:
                 with pytest.raises(ExecutionTimeout):
                     await direct.app.command(
                         "find",
@@ -267,7 +228,3 @@ async def test_after_cluster_time_on_a_lagging_secondary_waits_for_it_to_catch_u
                     "find", "orders", readConcern={"afterClusterTime": operation_time}
                 )
                 assert {"_id": "mine"} in reply["cursor"]["firstBatch"]
-            finally:
-                direct.close()
-        finally:
-            client.close()

@@ -20,6 +20,7 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import MongoClient, ReadPreference
 from pymongo.errors import AutoReconnect, NotPrimaryError
 
+from tests.support.members import member, motor, until_member_has
 from tests.support.polling import eventually
 
 Start = Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]
@@ -74,14 +75,11 @@ async def test_hello_on_each_member_answers_as_a_member_of_the_set(
 ) -> None:
     rs = rs_sim.replset
     hosts = [m.host for m in rs.members]
-    for index, member in enumerate(rs.members):
-        client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri_of(index))
-        try:
+    for index, info in enumerate(rs.members):
+        async with member(rs, index) as client:
             hello = await client.admin.command("hello")
-        finally:
-            client.close()
         assert hello["hosts"] == hosts
-        assert hello["me"] == member.host
+        assert hello["me"] == info.host
         assert hello["primary"] == hosts[0]
         assert hello["isWritablePrimary"] is (index == 0)
         assert hello["secondary"] is (index != 0)
@@ -96,8 +94,7 @@ async def test_step_down_moves_the_primary_to_another_host_where_writes_succeed(
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(_seed(rs, 1))
-    try:
+    async with motor(_seed(rs, 1)) as client:
         coll = client.app.orders
         await coll.insert_one({"_id": "before"})
         old = await eventually(lambda: client.primary, what="a primary")
@@ -114,43 +111,34 @@ async def test_step_down_moves_the_primary_to_another_host_where_writes_succeed(
         status = await client.admin.command("replSetGetStatus")
         assert [m["stateStr"] for m in status["members"]].count("PRIMARY") == 1
         assert "lastCommittedOpTime" in status["optimes"]
-    finally:
-        client.close()
 
 
 async def test_step_down_on_a_secondary_is_not_writable_primary(
     rs_sim: ThreadedMongoSim,
 ) -> None:
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs_sim.replset.uri_of(1))
-    try:
+    async with member(rs_sim.replset, 1) as client:
         with pytest.raises(NotPrimaryError) as step_down:
             await client.admin.command("replSetStepDown", 60)
         assert step_down.value.details is not None and step_down.value.details["code"] == 10107
         with pytest.raises(NotPrimaryError) as write:
             await client.app.orders.insert_one({"_id": 1})
         assert write.value.details is not None and write.value.details["code"] == 10107
-    finally:
-        client.close()
 
 
 async def test_step_up_of_a_secondary_makes_it_the_primary(rs_sim: ThreadedMongoSim) -> None:
     rs = rs_sim.replset
-    direct: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri_of(2))
-    try:
+    async with member(rs, 2) as direct:
         await direct.admin.command("replSetStepUp")
         hello = await direct.admin.command("hello")
         assert hello["isWritablePrimary"] is True
         assert rs.primary == 2
-    finally:
-        direct.close()
 
 
 async def test_killing_the_primary_elects_another_that_has_the_replicated_data(
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri, serverSelectionTimeoutMS=20_000)
-    try:
+    async with motor(rs.uri, serverSelectionTimeoutMS=20_000) as client:
         coll = client.app.orders
         await coll.insert_many([{"_id": i} for i in range(50)])
         await eventually(lambda: _replicated(client), what="all members caught up")
@@ -161,29 +149,17 @@ async def test_killing_the_primary_elects_another_that_has_the_replicated_data(
         assert await coll.count_documents({}) == 50
         await coll.insert_one({"_id": "after"})
         await rs_sim.acall(rs.restart(0))
-        restarted: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri_of(0))
-        try:
-            # The old primary rejoins as a secondary and catches up from the new one.
-            orders = restarted.app.get_collection(
-                "orders", read_preference=ReadPreference.SECONDARY_PREFERRED
-            )
-            await eventually(
-                lambda: orders.find_one({"_id": "after"}),
-                what="the restarted member has the new primary's write",
-            )
-        finally:
-            restarted.close()
-    finally:
-        client.close()
+        # The old primary rejoins as a secondary and catches up from the new one.
+        await until_member_has(
+            rs, 0, "after", what="the restarted member has the new primary's write"
+        )
 
 
 async def test_shutdown_force_of_the_primary_stops_it_and_another_is_elected(
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri, serverSelectionTimeoutMS=20_000)
-    direct: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri_of(0))
-    try:
+    async with motor(rs.uri, serverSelectionTimeoutMS=20_000) as client, member(rs, 0) as direct:
         await client.app.orders.insert_one({"_id": 1})
         await eventually(lambda: _replicated(client), what="all members caught up")
         with pytest.raises(AutoReconnect):  # mongod closes the connection, no reply
@@ -193,31 +169,24 @@ async def test_shutdown_force_of_the_primary_stops_it_and_another_is_elected(
         await rs_sim.acall(rs.elect())  # instead of waiting the election timeout
         assert rs.primary in (1, 2)
         assert await client.app.orders.find_one({"_id": 1}) == {"_id": 1}
-    finally:
-        client.close()
-        direct.close()
 
 
 async def test_shutdown_of_the_primary_without_force_steps_down_first(
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    direct: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri_of(0))
-    try:
+    async with member(rs, 0) as direct:
         with pytest.raises(AutoReconnect):
             await direct.admin.command("shutdown")
         await eventually(lambda: not rs.members[0].up, what="member 0 down")
         assert rs.primary in (1, 2)  # elected by the step-down, not by a timeout
-    finally:
-        direct.close()
 
 
 async def test_a_commit_retried_on_the_new_primary_is_answered_from_the_transaction_table(
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri)
-    try:
+    async with motor(rs.uri) as client:
         coll = client.app.orders
         await coll.insert_one({"_id": 0})
         async with await client.start_session() as session:
@@ -230,29 +199,24 @@ async def test_a_commit_retried_on_the_new_primary_is_answered_from_the_transact
             await eventually(lambda: _primary_moved(client, old), what="a new primary")
             await session.commit_transaction()  # the driver's retry of the commit
         assert await coll.count_documents({}) == 2
-    finally:
-        client.close()
 
 
 async def test_a_secondary_read_sees_a_write_only_after_the_replication_delay(
     private_mongosim: Start,
 ) -> None:
-    async with private_mongosim(members=3, replication_delay_ms=3000) as sim:
-        client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(sim.replset.uri)
-        try:
-            await client.admin.command("ping")
-            await eventually(lambda: len(client.secondaries) == 2, what="two secondaries")
-            primary = client.app.orders
-            secondary = client.app.get_collection(
-                "orders", read_preference=ReadPreference.SECONDARY
-            )
-            await primary.insert_one({"_id": "fresh"})
-            # 3 s of lag: a read straight after the write is served by a secondary's
-            # own data, which cannot have it yet.
-            assert await secondary.find_one({"_id": "fresh"}) is None
-            assert await primary.find_one({"_id": "fresh"}) == {"_id": "fresh"}
-            await eventually(
-                lambda: secondary.find_one({"_id": "fresh"}), what="the write on a secondary"
-            )
-        finally:
-            client.close()
+    async with (
+        private_mongosim(members=3, replication_delay_ms=3000) as sim,
+        motor(sim.replset.uri) as client,
+    ):
+        await client.admin.command("ping")
+        await eventually(lambda: len(client.secondaries) == 2, what="two secondaries")
+        primary = client.app.orders
+        secondary = client.app.get_collection("orders", read_preference=ReadPreference.SECONDARY)
+        await primary.insert_one({"_id": "fresh"})
+        # 3 s of lag: a read straight after the write is served by a secondary's
+        # own data, which cannot have it yet.
+        assert await secondary.find_one({"_id": "fresh"}) is None
+        assert await primary.find_one({"_id": "fresh"}) == {"_id": "fresh"}
+        await eventually(
+            lambda: secondary.find_one({"_id": "fresh"}), what="the write on a secondary"
+        )

@@ -11,41 +11,29 @@ These need a private three-member set (skipped against MONGODB_URI).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from mongosim.replset import ReplicaSet
 from mongosim.threaded import ThreadedMongoSim
-from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import ReadPreference, WriteConcern
 from pymongo.errors import NotPrimaryError, OperationFailure
 
-Start = Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]
-NO_ELECTIONS_MS = 600_000  # the tests decide every change of primary (none here)
+from tests.support.members import Start, fail_point, member, motor, three_members
+
 ALL = WriteConcern(3)  # no wtimeout: returns once every member holds the write
 
 
 @pytest.fixture
 async def rs_sim(private_mongosim: Start) -> AsyncIterator[ThreadedMongoSim]:
-    async with private_mongosim(
-        members=3, replication_delay_ms=5, election_timeout_ms=NO_ELECTIONS_MS
-    ) as sim:
+    async with three_members(private_mongosim) as sim:
         yield sim
 
 
 def _ids(rs: ReplicaSet, index: int, coll: str) -> list[Any] | None:
     found = rs.sim(index).engine.get_collection("app", coll)
     return None if found is None else sorted(d["_id"] for d in found.docs.values())
-
-
-async def _hold_back(rs: ReplicaSet, index: int, mode: str) -> None:
-    member: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri_of(index))
-    try:
-        await member.admin.command("configureFailPoint", "stopReplProducer", mode=mode)
-    finally:
-        member.close()
 
 
 @pytest.mark.parametrize(
@@ -57,14 +45,10 @@ async def test_aggregate_writing_stage_on_a_secondary_reads_there_and_writes_thr
     rs_sim: ThreadedMongoSim, stage: dict[str, Any]
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri)
-    secondary: AsyncIOMotorClient[Any] = AsyncIOMotorClient(
-        rs.uri_of(1), readPreference="secondary"
-    )
-    try:
+    async with motor(rs.uri) as client, member(rs, 1, readPreference="secondary") as secondary:
         orders = client.app.orders
         await orders.with_options(write_concern=ALL).insert_many([{"_id": 1}, {"_id": 2}])
-        await _hold_back(rs, 1, "alwaysOn")
+        await fail_point(rs, 1, "stopReplProducer", "alwaysOn")
         await orders.with_options(write_concern=WriteConcern(2)).insert_one({"_id": 3})
         assert _ids(rs, 1, "orders") == [1, 2]  # member 1 lacks the newest order
 
@@ -75,39 +59,29 @@ async def test_aggregate_writing_stage_on_a_secondary_reads_there_and_writes_thr
         # kept from replicating: the output exists on the primary only.
         assert _ids(rs, 0, "copy") == [1, 2]
         assert _ids(rs, 1, "copy") is None
-        await _hold_back(rs, 1, "off")
+        await fail_point(rs, 1, "stopReplProducer", "off")
         await orders.with_options(write_concern=ALL).insert_one({"_id": 4})
         assert _ids(rs, 1, "copy") == [1, 2]
-    finally:
-        client.close()
-        secondary.close()
 
 
 async def test_aggregate_with_out_through_the_replica_set_uri_honours_a_secondary_read_preference(
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri)
-    try:
+    async with motor(rs.uri) as client:
         orders = client.app.orders
         await orders.with_options(write_concern=ALL).insert_many([{"_id": 1}, {"_id": 2}])
         on_secondary = orders.with_options(read_preference=ReadPreference.SECONDARY)
         await on_secondary.aggregate([{"$out": "copy"}]).to_list(None)
         copy = client.app.copy.with_options(read_preference=ReadPreference.PRIMARY)
         assert sorted(d["_id"] for d in await copy.find().to_list(None)) == [1, 2]
-    finally:
-        client.close()
 
 
 async def test_aggregate_with_merge_on_a_secondary_cut_off_from_the_primary_fails_not_primary(
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri)
-    secondary: AsyncIOMotorClient[Any] = AsyncIOMotorClient(
-        rs.uri_of(1), readPreference="secondary"
-    )
-    try:
+    async with motor(rs.uri) as client, member(rs, 1, readPreference="secondary") as secondary:
         await client.app.orders.with_options(write_concern=ALL).insert_one({"_id": 1})
         await rs_sim.acall(rs.partition([0], [1, 2]))  # no elections: 0 stays primary
         with pytest.raises((NotPrimaryError, OperationFailure)) as refused:
@@ -115,6 +89,3 @@ async def test_aggregate_with_merge_on_a_secondary_cut_off_from_the_primary_fail
         details = refused.value.details
         assert details is not None and details["code"] == 10107  # NotWritablePrimary
         assert _ids(rs, 0, "copy") is None
-    finally:
-        client.close()
-        secondary.close()

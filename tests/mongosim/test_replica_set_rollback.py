@@ -25,6 +25,7 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import ReadPreference
 from pymongo.errors import NotPrimaryError, OperationFailure
 
+from tests.support.members import member, motor
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.skipif(
@@ -46,8 +47,8 @@ async def rs_sim(private_mongosim: Start) -> AsyncIterator[ThreadedMongoSim]:
         yield sim
 
 
-def _direct(rs: ReplicaSet, index: int) -> AsyncIOMotorClient[Any]:
-    return AsyncIOMotorClient(rs.uri_of(index), heartbeatFrequencyMS=500)
+def _direct(rs: ReplicaSet, index: int) -> AbstractAsyncContextManager[AsyncIOMotorClient[Any]]:
+    return member(rs, index, heartbeatFrequencyMS=500)
 
 
 async def _rbid(client: AsyncIOMotorClient[Any]) -> int:
@@ -84,9 +85,10 @@ async def _roll_back_member_0(sim: ThreadedMongoSim, old: AsyncIOMotorClient[Any
 
 async def test_rollback_kills_the_cursors_open_on_the_member(rs_sim: ThreadedMongoSim) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri, serverSelectionTimeoutMS=20_000)
-    old = _direct(rs, 0)
-    try:
+    async with (
+        motor(rs.uri, serverSelectionTimeoutMS=20_000) as client,
+        _direct(rs, 0) as old,
+    ):
         await _depose_member_0(rs_sim, client)
         await old.app.orders.insert_one({"_id": "lost"})  # w:1, rolled back later
         await rs_sim.acall(rs.timeout_now())  # member 0 steps down: a secondary now
@@ -126,18 +128,16 @@ async def test_rollback_kills_the_cursors_open_on_the_member(rs_sim: ThreadedMon
         # A cursor opened after the rollback reads the rolled-back state.
         after = await db.orders.find().to_list(None)
         assert sorted(str(d["_id"]) for d in after) == [str(i) for i in range(5)]
-    finally:
-        client.close()
-        old.close()
 
 
 async def test_a_rolled_back_transaction_commit_is_no_longer_answered_as_committed(
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri, serverSelectionTimeoutMS=20_000)
-    old = _direct(rs, 0)
-    try:
+    async with (
+        motor(rs.uri, serverSelectionTimeoutMS=20_000) as client,
+        _direct(rs, 0) as old,
+    ):
         await _depose_member_0(rs_sim, client)
         async with await old.start_session() as session:
             # Committed w:1 on the cut-off primary: acknowledged, never on the majority.
@@ -154,9 +154,6 @@ async def test_a_rolled_back_transaction_commit_is_no_longer_answered_as_committ
             with pytest.raises(OperationFailure) as failed:
                 await session.commit_transaction()
             assert failed.value.code == NO_SUCH_TRANSACTION, failed.value.details
-    finally:
-        client.close()
-        old.close()
 
 
 async def _is_primary(client: AsyncIOMotorClient[Any]) -> bool:

@@ -15,19 +15,15 @@ These need a private three-member set (skipped against MONGODB_URI).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
-from mongosim.replset import ReplicaSet
 from mongosim.threaded import ThreadedMongoSim
-from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import WriteConcern
 from pymongo.errors import WriteConcernError
 
-Start = Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]
-NO_ELECTIONS_MS = 600_000  # the tests decide every change of primary (none here)
+from tests.support.members import Start, fail_point, has, motor, three_members
+
 # Replication takes ~5 ms here (the delay): a write every member could hold within 2 s
 # is held back by nothing but the fail point.
 HELD_BACK_WTIMEOUT_MS = 2_000
@@ -35,37 +31,18 @@ HELD_BACK_WTIMEOUT_MS = 2_000
 
 @pytest.fixture
 async def rs_sim(private_mongosim: Start) -> AsyncIterator[ThreadedMongoSim]:
-    async with private_mongosim(
-        members=3, replication_delay_ms=5, election_timeout_ms=NO_ELECTIONS_MS
-    ) as sim:
+    async with three_members(private_mongosim) as sim:
         yield sim
-
-
-def _has(rs: ReplicaSet, index: int, doc_id: Any) -> bool:
-    coll = rs.sim(index).engine.get_collection("app", "orders")
-    return coll is not None and any(d.get("_id") == doc_id for d in coll.docs.values())
-
-
-async def _fail_point(rs: ReplicaSet, index: int, mode: Any) -> dict[str, Any]:
-    member: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri_of(index))
-    try:
-        reply: dict[str, Any] = await member.admin.command(
-            "configureFailPoint", "stopReplProducer", mode=mode
-        )
-        return reply
-    finally:
-        member.close()
 
 
 async def test_stop_repl_producer_holds_a_secondary_back_so_w_all_fails_with_write_concern_failed(
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri)
-    try:
+    async with motor(rs.uri) as client:
         coll = client.app.orders
         await coll.with_options(write_concern=WriteConcern(3)).insert_one({"_id": "before"})
-        await _fail_point(rs, 1, "alwaysOn")
+        await fail_point(rs, 1, "stopReplProducer", "alwaysOn")
 
         # The primary and member 2 make two: w:2 is satisfied without member 1.
         await coll.with_options(write_concern=WriteConcern(2)).insert_one({"_id": "w2"})
@@ -78,29 +55,24 @@ async def test_stop_repl_producer_holds_a_secondary_back_so_w_all_fails_with_wri
         assert failed.value.details is not None
         assert failed.value.details["errInfo"]["wtimeout"] is True
         # The write stands on the primary and member 2; member 1 replicated none of it.
-        assert [_has(rs, i, "w3") for i in range(3)] == [True, False, True]
-        assert [_has(rs, i, "w2") for i in range(3)] == [True, False, True]
-        assert _has(rs, 1, "before")
-    finally:
-        client.close()
+        assert [has(rs, i, "w3") for i in range(3)] == [True, False, True]
+        assert [has(rs, i, "w2") for i in range(3)] == [True, False, True]
+        assert has(rs, 1, "before")
 
 
 async def test_turning_stop_repl_producer_off_lets_the_secondary_catch_up(
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri)
-    try:
+    async with motor(rs.uri) as client:
         coll = client.app.orders
-        await _fail_point(rs, 1, "alwaysOn")
+        await fail_point(rs, 1, "stopReplProducer", "alwaysOn")
         await coll.with_options(write_concern=WriteConcern(2)).insert_one({"_id": "held"})
-        assert not _has(rs, 1, "held")
+        assert not has(rs, 1, "held")
 
         # configureFailPoint answers with how often the point fired: at least once, the
         # applier checked it before it would have fetched "held".
-        assert (await _fail_point(rs, 1, "off"))["count"] >= 1
+        assert (await fail_point(rs, 1, "stopReplProducer", "off"))["count"] >= 1
         # No wtimeout: this returns only once every member, member 1 too, holds it.
         await coll.with_options(write_concern=WriteConcern(3)).insert_one({"_id": "after"})
-        assert _has(rs, 1, "held") and _has(rs, 1, "after")
-    finally:
-        client.close()
+        assert has(rs, 1, "held") and has(rs, 1, "after")

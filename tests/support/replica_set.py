@@ -8,6 +8,7 @@ reaches), so nothing depends on the wall clock.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -24,7 +25,8 @@ from streamer.runtime.supervisor import Service
 from streamer.settings import Settings
 
 from .faults import Outcome, score
-from .model import Traffic
+from .members import motor
+from .model import Traffic, drive
 from .polling import eventually
 from .service import test_settings
 
@@ -59,9 +61,10 @@ class Set:
         host, port = self.sim.replset.members[index].host.rsplit(":", 1)
         return host, int(port)
 
-    def direct(self, index: int) -> AsyncIOMotorClient[Any]:
-        """A direct connection to one member (an application pinned to it)."""
-        return AsyncIOMotorClient(self.sim.replset.uri_of(index), serverSelectionTimeoutMS=20_000)
+    def direct(self, index: int) -> AbstractAsyncContextManager[AsyncIOMotorClient[Any]]:
+        """A direct connection to one member (an application pinned to it), closed when
+        the block ends."""
+        return motor(self.sim.replset.uri_of(index), serverSelectionTimeoutMS=20_000)
 
     async def follows(self, index: int) -> None:
         """Until the applications' client sends its writes to member ``index``."""
@@ -94,19 +97,32 @@ async def replica_set(
         **options,
     ) as sim:
         uri = sim.replset.uri + HEARTBEAT
-        client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(uri, serverSelectionTimeoutMS=30_000)
-        # socket_timeout_ms: a w:majority write to the cut-off member waits past its
-        # step-down (mongosim keeps such waiters; mongod fails them): 5 s ends it.
+        # socket_timeout_ms: a bound, never the path a scenario takes: a w:majority
+        # write waiting on a member that steps down ends at once (writeConcernError
+        # InterruptedDueToReplStateChange, as on mongod).
         values: dict[str, Any] = {
             "retry_max_s": 30,
             "lease_ttl_s": 5,
             "socket_timeout_ms": 5000,
             **(settings or {}),
         }
-        try:
+        async with motor(uri, serverSelectionTimeoutMS=30_000) as client:
             yield Set(sim, client, test_settings(uri, "shop", **values))
-        finally:
-            client.close()
+
+
+async def step_down_mid_traffic(rs: Set, traffic: Traffic, events: int) -> int:
+    """Drive ``events`` events of ``traffic`` and step the primary down halfway through
+    them (the rest is written to the new primary). The new primary's index."""
+    replset = rs.sim.replset
+    old = replset.primary
+    halfway = asyncio.Event()
+    writer = asyncio.create_task(drive(traffic, events, halfway))
+    await halfway.wait()
+    await rs.sim.acall(replset.step_down())
+    new = replset.primary
+    assert new is not None and new != old, (old, new)
+    await writer
+    return new
 
 
 def samples(service: Service, name: str) -> list[tuple[dict[str, str], float]]:

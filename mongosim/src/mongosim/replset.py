@@ -297,13 +297,7 @@ class ReplicaSet:
         """Hold an election now: ``candidate``, or the most up-to-date member that is up
         (the lowest index among equals). Returns the new primary's index."""
         if candidate is None:
-            live = [m for m in self.members if self._sees_majority(m)]
-            if not live:
-                # FailedToSatisfyReadPreference: no member can gather a majority's votes.
-                raise MongoError(133, "no member that is up can see a majority to elect")
-            for m in live:
-                self._note_optime(m)
-            candidate = max(live, key=lambda m: (_key(m.optime), -m.index)).index
+            return self._elect_best()
         self._elect(candidate)
         return candidate
 
@@ -539,6 +533,7 @@ class ReplicaSet:
     def _elect_best(self) -> int:
         live = [m for m in self.members if self._sees_majority(m)]
         if not live:
+            # FailedToSatisfyReadPreference: no member can gather a majority's votes.
             raise MongoError(133, "no member that is up can see a majority to elect")
         for m in live:
             self._note_optime(m)
