@@ -32,6 +32,11 @@ itself, claiming the resync and removing the request in one transaction. A resyn
 found interrupted is resumed where it stopped (see :mod:`streamer.runtime.resync`): the lease
 says this instance owns the stream, whoever started it.
 
+A partition of a split orders stream also folds in the shares of its users' totals that
+other partitions deferred to it (:mod:`streamer.core.deltas`): every batch it commits
+folds them, and while its own stream is quiet it looks for them every ``fold_poll_s``
+and folds them in a batch of no events, fenced by the checkpoint like any batch.
+
 ``streamer verify --repair`` against a running service asks the owner to hold still
 (:class:`~streamer.core.checkpoint.Hold`), found by the same look between batches: the
 watcher grants it and commits nothing until the repair withdraws it, at most the hold's
