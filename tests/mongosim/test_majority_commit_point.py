@@ -131,6 +131,37 @@ async def test_a_transaction_commit_with_w_majority_waits_for_the_majority(
         assert has(rs, 1, 2)
 
 
+async def test_a_read_only_transaction_reads_the_newest_data_and_its_majority_commit_waits_for_it(
+    rs_sim: ThreadedMongoSim,
+) -> None:
+    """mongod runs a transaction's reads speculatively at the newest snapshot, not at the
+    commit point; a commit with w: "majority" then waits until what it read is
+    majority-committed, even when it wrote nothing (jstests/replsets/
+    speculative_read_transaction.js; TransactionParticipant's speculative read optime)."""
+    rs = rs_sim.replset
+    async with motor(rs.uri) as client:
+        coll = client.app.orders
+        await coll.with_options(write_concern=MAJORITY).insert_one({"_id": 0, "x": 0})
+        await _kill_secondaries(rs_sim)
+        await coll.update_one({"_id": 0}, {"$set": {"x": 1}})  # only the primary has it
+        async with await client.start_session() as session:
+            session.start_transaction(
+                read_concern=ReadConcern("snapshot"),
+                write_concern=WriteConcern("majority", wtimeout=300),
+            )
+            assert await coll.find_one({"_id": 0}, session=session) == {"_id": 0, "x": 1}
+            with pytest.raises(OperationFailure) as failed:
+                await session.commit_transaction()
+            assert failed.value.code == 64  # what it read is not majority-committed
+        await rs_sim.acall(rs.restart(1))
+        async with await client.start_session() as session:
+            session.start_transaction(
+                read_concern=ReadConcern("snapshot"), write_concern=MAJORITY
+            )
+            assert await coll.find_one({"_id": 0}, session=session) == {"_id": 0, "x": 1}
+            await session.commit_transaction()  # the restarted secondary makes a majority
+
+
 async def test_a_change_stream_returns_an_event_only_once_the_majority_has_it(
     rs_sim: ThreadedMongoSim,
 ) -> None:

@@ -155,6 +155,10 @@ class Server:
         write itself stands)."""
         if "writeConcern" not in cmd:
             return None
+        # A command that wrote nothing (a read-only commitTransaction among them) waits
+        # for the newest optime, so what it read is majority-committed when it returns:
+        # mongod sets the client's last optime to the system's for such a command
+        # (service_entry_point_common.cpp; jstests/replsets/speculative_read_transaction.js).
         ts = ctx.operation_time or self.engine.oplog.last_ts
         return await wait_for_write_concern(
             replication, cmd["writeConcern"], ts, wrote=ctx.operation_time is not None
