@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from ..core.checkpoint import Checkpoint
 from ..core.errors import DatabaseError
-from ..core.lag import Position, caught_up_position, lag_seconds, recorded_position
+from ..core.lag import Position, caught_up_as_of, lag_seconds, recorded_position
 from ..core.partitions import Partition, partitions_of
 from ..core.values import Timestamp
 from ..mongo import Mongo
@@ -147,10 +147,14 @@ async def stream_position(
     cp: Checkpoint,
     at: Timestamp | None,
     unit: Partition | None = None,
+    *,
+    newest: Timestamp | None = None,
+    asked_at: dt.datetime | None = None,
 ) -> Position | None:
     """How far the stream (or partition ``unit``) has processed: caught up to ``at`` when
-    no change of ``source`` (of the partition's) waits after the checkpoint up to ``at``,
-    else what the checkpoint records."""
+    no change of ``source`` (of the partition's) waits after the checkpoint up to ``at``
+    (as of ``asked_at``, when the ping that returned ``at`` knew of nothing newer:
+    ``newest``), else what the checkpoint records."""
     recorded = recorded_position(cp)
     if recorded is None or at is None:
         return recorded
@@ -162,7 +166,7 @@ async def stream_position(
             )
     except DatabaseError:
         return recorded  # its history is gone, say: the owner must resync from there
-    return caught_up_position(cp, at) if first is None else recorded
+    return caught_up_as_of(cp, at, newest, asked_at) if first is None else recorded
 
 
 async def read_status(
@@ -172,8 +176,10 @@ async def read_status(
     clock: Callable[[], float] = time.time,
 ) -> StatusReport:
     """Each stream of ``sources`` (stream name to source collection), read now."""
+    asked_at = dt.datetime.fromtimestamp(clock(), dt.UTC)
     reply = await mongo.command({"ping": 1})
-    at: Timestamp | None = reply.get("operationTime")
+    newest: Timestamp | None = (reply.get("$clusterTime") or {}).get("clusterTime")
+    at = committed_time(reply.get("operationTime"), await mongo.command({"hello": 1}))
     checkpoints = {cp.stream: cp for cp in await CheckpointStore(mongo, "status").load_all()}
     leases, server_now = await read_leases(mongo)
     streams = []
@@ -184,7 +190,11 @@ async def read_status(
         partitions = []
         for unit in partitions_of(name, count):
             cp = checkpoints.get(unit.key)
-            position = await stream_position(mongo, source, cp, at, unit) if cp else None
+            position = (
+                await stream_position(mongo, source, cp, at, unit, newest=newest, asked_at=asked_at)
+                if cp
+                else None
+            )
             p = partition_status(
                 cp,
                 leases.get(unit.key),
@@ -198,6 +208,17 @@ async def read_status(
             partitions.append(p)
         streams.append(StreamStatus(stream=name, partitions=partitions))
     return StatusReport(streams=streams)
+
+
+def committed_time(operation_time: Timestamp | None, hello: Mapping[str, Any]) -> Timestamp | None:
+    """The newest cluster time a change stream can have returned everything up to: a
+    replica set member's majority commit point (``hello``'s ``lastWrite.majorityOpTime``;
+    a change stream returns only majority-committed changes, so a write only the
+    primary has is not caught up to yet), else the ping's ``operationTime``."""
+    majority = ((hello.get("lastWrite") or {}).get("majorityOpTime") or {}).get("ts")
+    if not isinstance(majority, Timestamp) or operation_time is None:
+        return operation_time
+    return min(operation_time, majority)
 
 
 async def shares_waiting(mongo: Mongo, stream: str) -> dict[int, int]:

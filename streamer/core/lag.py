@@ -23,7 +23,22 @@ Where the position comes from, and why the two sources agree:
   (:func:`recorded_position`), as after the owner's batch with events, which commits
   that checkpoint.
 
-So both take the position by the same two rules, and differ only by when they looked:
+An idle source still moves cluster time only by its own writes: the primary's no-op every
+10 s (``periodicNoopIntervalSecs``) on mongod and mongosim alike. So "caught up to the
+reply's ``operationTime``" alone made an idle stream's lag climb from 0 to 10 s and more
+between no-ops, on one member or three. The reply's ``$clusterTime`` says more: it is the
+newest cluster time the source knew when it answered. When it is not past the
+``operationTime`` (no write anywhere that the stream could not yet see, not even one
+waiting for a majority), every change that existed when the command was *sent* has
+been applied: the stream is caught up as of that wall time (``asked_at``, the caller's
+clock, so no skew either). Sent, not received: a getMore may wait up to
+``max_batch_wait_ms`` on the server, and a write during that wait is one the reply may
+not cover; so an idle lag reads at most one getMore wait, never less than the truth. A
+newer ``$clusterTime`` (writes waiting for the majority, secondaries behind) keeps the
+``operationTime`` rule, so a lagging set shows its lag. And the owner's position never
+moves back while it streams (:func:`later`): what was applied stays applied.
+
+So both take the position by the same rules, and differ only by when they looked:
 the owner's view is at most one getMore (``max_batch_wait_ms``) old. Cluster times count
 whole seconds; the last applied event's wall time (milliseconds) refines a position
 within its second, so a lag is at most 1 s above the truth, never below it. During a
@@ -44,8 +59,9 @@ from .values import Timestamp
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """The newest cluster time a stream has processed, and the wall time of the last
-    event it applied (None before the first)."""
+    """The newest cluster time a stream has processed, and a wall time it is known to be
+    caught up to: the last event it applied, or the moment a reply found nothing newer
+    (None before either)."""
 
     cluster_time: Timestamp
     wall_time: dt.datetime | None = None
@@ -88,14 +104,40 @@ def caught_up_position(cp: Checkpoint, at: Timestamp) -> Position | None:
     return Position(max(at, recorded.cluster_time), recorded.wall_time)
 
 
+def caught_up_as_of(
+    cp: Checkpoint, at: Timestamp, newest: Timestamp | None, asked_at: dt.datetime | None
+) -> Position | None:
+    """The position of a stream known to have nothing to apply up to cluster time ``at``,
+    in an answer to a command sent at ``asked_at`` whose ``$clusterTime`` was ``newest``:
+    caught up as of ``asked_at`` when nothing newer than ``at`` existed, else up to ``at``."""
+    caught_up = caught_up_position(cp, at)
+    if caught_up is None or newest is None or asked_at is None or newest > at:
+        return caught_up
+    return Position(caught_up.cluster_time, asked_at)
+
+
+def later(before: Position | None, now: Position | None) -> Position | None:
+    """The later of two positions of one stream (``now`` when either is unknown)."""
+    if before is None or now is None:
+        return now
+    return now if now.seconds >= before.seconds else before
+
+
 def position_after_batch(
-    cp: Checkpoint, events: int, observed: Timestamp | None
+    cp: Checkpoint,
+    events: int,
+    observed: Timestamp | None,
+    *,
+    newest: Timestamp | None = None,
+    asked_at: dt.datetime | None = None,
 ) -> Position | None:
     """The owner's position once a reply of ``events`` events is processed into ``cp``.
 
     With events, what ``cp`` records (their last event: a full batch may have more
-    behind it). Without, the reply's ``operationTime`` (``observed``), where known.
+    behind it). Without, caught up to the reply's ``operationTime`` (``observed``), where
+    known, and as of ``asked_at`` when the reply's ``$clusterTime`` (``newest``) is not
+    past it (:func:`caught_up_as_of`).
     """
     if events or observed is None:
         return recorded_position(cp)
-    return caught_up_position(cp, observed)
+    return caught_up_as_of(cp, observed, newest, asked_at)

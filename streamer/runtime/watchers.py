@@ -47,6 +47,7 @@ keeps both sides exact whatever the timing.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -67,7 +68,7 @@ from ..core.errors import (
     StreamInterrupted,
     TransientError,
 )
-from ..core.lag import Position, position_after_batch
+from ..core.lag import Position, later, position_after_batch
 from ..core.resync_plan import FIRST_START, covered_stage
 from ..core.values import Int64, Timestamp
 from ..mongo import Mongo, Session
@@ -339,6 +340,7 @@ class Watcher:
     async def _stream(self, cp: Checkpoint) -> None:
         """Apply batches from ``cp`` on; returns when stopping, raises to reopen."""
         async with self.work.mongo.session() as session:
+            asked_at = _wall_now()
             reply = await self._retry(
                 lambda: self._command(self._open_command(cp), session), "changestream.open"
             )
@@ -352,7 +354,7 @@ class Watcher:
             last_saved = time.monotonic()
             last_check = float("-inf")
             # The getMore for the next batch, sent before this one is applied.
-            ahead: asyncio.Task[dict[str, Any]] | None = None
+            ahead: asyncio.Task[tuple[dict[str, Any], dt.datetime]] | None = None
             try:
                 batch = cursor["firstBatch"]
                 while True:
@@ -366,13 +368,22 @@ class Watcher:
                         last_saved,
                     )
                     self.checkpoint = cp
-                    self.position = position_after_batch(cp, len(batch), reply.get("operationTime"))
+                    self.position = later(
+                        self.position,
+                        position_after_batch(
+                            cp,
+                            len(batch),
+                            reply.get("operationTime"),
+                            newest=(reply.get("$clusterTime") or {}).get("clusterTime"),
+                            asked_at=asked_at,
+                        ),
+                    )
                     self.outage = None
                     if self.stopping.is_set() or ahead is None or self.drained:
                         return
                     if self.drain_to is None:
                         last_check = await self._check_request(last_check)
-                    reply, ahead = await ahead, None
+                    (reply, asked_at), ahead = await ahead, None
                     cursor = reply["cursor"]
                     batch, cursor_id = cursor["nextBatch"], cursor["id"]
             finally:
@@ -389,7 +400,7 @@ class Watcher:
                             session=session,
                         )
 
-    async def _discard(self, ahead: asyncio.Task[dict[str, Any]]) -> None:
+    async def _discard(self, ahead: asyncio.Task[tuple[dict[str, Any], dt.datetime]]) -> None:
         """Let a read-ahead getMore end (the server bounds it by maxTimeMS) so that the
         session is idle again for killCursors; cancel it if it takes longer, or at once
         when this task is being cancelled. Its result or error no longer matters."""
@@ -406,15 +417,19 @@ class Watcher:
         if current is not None and current.cancelling():
             raise asyncio.CancelledError
 
-    async def _get_more(self, cursor_id: int, session: Session) -> dict[str, Any]:
+    async def _get_more(
+        self, cursor_id: int, session: Session
+    ) -> tuple[dict[str, Any], dt.datetime]:
+        """The next batch's reply, and when it was asked for (streamer.core.lag)."""
         cmd = {
             "getMore": Int64(cursor_id),
             "collection": self.work.handler.source,
             "batchSize": self.work.options.batch_size,
             "maxTimeMS": self.work.options.max_batch_wait_ms,
         }
+        asked_at = _wall_now()
         try:
-            return await self._command(cmd, session)
+            return await self._command(cmd, session), asked_at
         except (TransientError, StreamInterrupted) as exc:
             # Resumable: reopen from the last committed checkpoint.
             self.log.warning("stream.interrupted", reason=exc.reason)
@@ -580,3 +595,7 @@ class _ResyncRequested(Exception):
 
 async def _nothing(session: Session) -> None:
     return None
+
+
+def _wall_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

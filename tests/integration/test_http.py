@@ -91,12 +91,15 @@ async def test_health_is_live_and_ready_while_streaming(
 async def test_a_stalled_stream_makes_the_instance_unready_until_it_recovers(
     settings: Settings, service: RunService, fail_point: Any
 ) -> None:
-    """Every getMore failing: lag passes the bound, /readyz 503; fixed: ready again."""
+    """Every change-stream read failing: lag passes the bound, /readyz 503; fixed: ready
+    again. Both commands fail: a stream whose getMores fail but whose reopening
+    aggregate answers is not stalled, it catches up at each reopening (streamer.core.lag)."""
     strict = settings.model_copy(update={"ready_max_lag_s": 1.0})
     async with service(strict, probe_interval_s=0.1) as svc:
         await until_status(svc, "/readyz", 200)
+        reads = ["aggregate", "getMore"]
         async with fail_point(
-            {"mode": "alwaysOn", "data": {"failCommands": ["getMore"], "errorCode": 10107}}
+            {"mode": "alwaysOn", "data": {"failCommands": reads, "errorCode": 10107}}
         ):
             # Lagging is the reason awaited: with probes every 0.1 s a loaded machine
             # may also answer 503 for a moment because a ping is still out (the

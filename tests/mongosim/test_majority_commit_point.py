@@ -155,9 +155,7 @@ async def test_a_read_only_transaction_reads_the_newest_data_and_its_majority_co
             assert failed.value.code == 64  # what it read is not majority-committed
         await rs_sim.acall(rs.restart(1))
         async with await client.start_session() as session:
-            session.start_transaction(
-                read_concern=ReadConcern("snapshot"), write_concern=MAJORITY
-            )
+            session.start_transaction(read_concern=ReadConcern("snapshot"), write_concern=MAJORITY)
             assert await coll.find_one({"_id": 0}, session=session) == {"_id": 0, "x": 1}
             await session.commit_transaction()  # the restarted secondary makes a majority
 

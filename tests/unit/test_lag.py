@@ -14,6 +14,7 @@ from streamer.commands.status import (
     PartitionStatus,
     StatusReport,
     StreamStatus,
+    committed_time,
     lease_is_live,
     lines,
     partition_status,
@@ -22,8 +23,10 @@ from streamer.commands.status import (
 from streamer.core.checkpoint import Checkpoint, Resync
 from streamer.core.lag import (
     Position,
+    caught_up_as_of,
     caught_up_position,
     lag_seconds,
+    later,
     position_after_batch,
     recorded_position,
 )
@@ -118,6 +121,54 @@ def test_status_on_an_idle_stream_agrees_with_the_owner_not_with_a_stale_checkpo
     assert owner == status
     assert lag_seconds(status, T + 0.7) == pytest.approx(0.7)
     assert lag_seconds(recorded_position(stale), T + 0.7) == pytest.approx(9.7)
+
+
+def test_an_empty_reply_that_knew_of_nothing_newer_is_caught_up_as_of_when_it_was_asked() -> None:
+    """The last write was 9 s ago and the reply's $clusterTime is its operationTime: no
+    change waited anywhere when the getMore was sent, so the lag is from then, not from
+    the last write."""
+    cp = streaming(Timestamp(T - 9, 1), wall(-9.0))
+    seen = Timestamp(T - 9, 1)
+    asked = wall(0.5)
+    position = position_after_batch(cp, 0, seen, newest=seen, asked_at=asked)
+    assert position == Position(seen, asked)
+    assert lag_seconds(position, T + 0.6) == pytest.approx(0.1)
+    # Without the reply's $clusterTime (a standalone), the operationTime rule alone.
+    assert position_after_batch(cp, 0, seen, asked_at=asked) == Position(seen, wall(-9.0))
+
+
+def test_a_reply_that_knew_of_a_newer_write_keeps_the_stream_behind_by_its_operation_time() -> None:
+    """A write only the primary has (the secondaries lag): the change stream cannot return
+    it yet, so the stream is behind since its operationTime (the commit point)."""
+    cp = streaming(Timestamp(T - 2, 1), wall(-2.0))
+    position = position_after_batch(
+        cp, 0, Timestamp(T - 2, 1), newest=Timestamp(T, 3), asked_at=wall(0.5)
+    )
+    assert lag_seconds(position, T + 0.6) == pytest.approx(2.6)
+    assert caught_up_as_of(cp, Timestamp(T - 2, 1), None, wall(0.5)) == Position(
+        Timestamp(T - 2, 1), wall(-2.0)
+    )
+
+
+def test_the_owners_position_never_moves_back_while_it_streams() -> None:
+    caught_up = Position(Timestamp(T - 9, 1), wall(0.5))
+    behind = Position(Timestamp(T - 2, 1), wall(-2.0))
+    assert later(caught_up, behind) == caught_up  # a newer write appeared after it asked
+    assert later(behind, caught_up) == caught_up
+    assert later(None, behind) == behind
+    assert later(caught_up, None) is None  # resyncing: no position at all
+
+
+def test_status_asks_the_source_up_to_its_majority_commit_point() -> None:
+    """A change stream returns only majority-committed changes, so on a replica set status
+    asks up to the commit point (hello's lastWrite), not the ping's newer time."""
+    behind = {"lastWrite": {"majorityOpTime": {"ts": Timestamp(T - 2, 1), "t": 1}}}
+    level = {"lastWrite": {"majorityOpTime": {"ts": Timestamp(T, 5), "t": 1}}}
+    assert committed_time(Timestamp(T, 5), behind) == Timestamp(T - 2, 1)
+    assert committed_time(Timestamp(T, 5), level) == Timestamp(T, 5)
+    # A standalone has no lastWrite: the ping's own time.
+    assert committed_time(Timestamp(T, 5), {"isWritablePrimary": True}) == Timestamp(T, 5)
+    assert committed_time(None, behind) is None
 
 
 def test_a_caught_up_position_never_goes_back_before_the_checkpoint() -> None:
