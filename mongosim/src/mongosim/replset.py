@@ -633,7 +633,7 @@ class ReplicaSet:
         source = max(ahead, key=lambda m: _key(m.optime))
         if _key(source.optime) > _key(member.optime):
             # A candidate that diverged from it cannot catch up: it wins with its own log,
-            # and the member ahead is the one to roll back (TODO(rollback)).
+            # and the member ahead is the one to roll back (_diverged).
             self._apply_from(member, self._missing(member, source) or [])
 
     # -- replication -----------------------------------------------------------------------
