@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -363,3 +364,34 @@ async def test_a_dropped_collection_is_kept_only_until_its_drop_is_majority_comm
             return all(len(rs.sim(i).engine.drop_pending) == 0 for i in range(3))
 
         await eventually(reaped, what="every member reaped the majority-committed drop")
+
+
+async def test_a_member_whose_storage_is_gone_resyncs_when_the_oplog_no_longer_reaches_back(
+    private_mongosim: Start,
+) -> None:
+    """Its data dir lost, a member has no oplog, and its source's (20 entries) no longer
+    starts at the set's beginning: replaying it would miss the oldest writes, so the
+    member copies the source whole (mongod's initial sync of an empty member)."""
+    async with three_members(private_mongosim, oplog_size=20) as sim:
+        rs = sim.replset
+        async with motor(rs.uri, serverSelectionTimeoutMS=20_000) as client:
+            await client.app.orders.insert_many([{"_id": i} for i in range(50)], ordered=True)
+            for i in range(50, 80):  # one oplog entry each: the first ones leave the oplog
+                await client.app.orders.insert_one({"_id": i})
+            await sim.acall(rs.kill(2))
+            shutil.rmtree(rs.members[2].data_dir)
+            await sim.acall(rs.restart(2))
+            async with _direct(rs, 2) as lost:
+                await eventually(lambda: _rbid_above(lost, 1), what="member 2 resynced")
+                orders = lost.app.get_collection("orders", read_preference=SECONDARY_OK)
+                assert await orders.count_documents({}) == 80
+                await client.app.orders.insert_one({"_id": "after"})
+
+                async def caught_up() -> bool:
+                    return await orders.find_one({"_id": "after"}) is not None
+
+                await eventually(caught_up, what="member 2 replicates after its resync")
+
+
+async def _rbid_above(client: AsyncIOMotorClient[Any], rbid: int) -> bool:
+    return await _rbid(client) > rbid
