@@ -40,7 +40,12 @@ class CatalogHost(Protocol):
     def databases(self) -> dict[str, dict[str, Collection]]: ...
 
     def append_command(
-        self, ns: str, cmd: dict[str, Any], coll: Collection | None
+        self,
+        ns: str,
+        cmd: dict[str, Any],
+        coll: Collection | None,
+        *,
+        pre: dict[str, Any] | None = None,
     ) -> Timestamp: ...
 
 

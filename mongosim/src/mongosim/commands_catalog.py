@@ -23,6 +23,7 @@ from .registry import command
 from .storage import Collection, Index, default_index_name, normalize_index_spec
 
 _VALIDATION_OPTIONS = ("validator", "validationLevel", "validationAction")
+_INDEX_MOD_OPTIONS = ("expireAfterSeconds", "hidden")  # what collMod's index change sets
 
 
 @command("create", in_txn=True, writes=True, needs=on_collection("createCollection"))
@@ -66,6 +67,16 @@ async def cmd_coll_mod(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
     coll = engine.get_collection(db, name)
     if coll is None:
         raise MongoError(26, f"ns does not exist: {db}.{name}")
+    # What the change replaces, for a rollback to put back: mongod logs it in the entry's
+    # o2 (collectionOptions_old, indexOptions_old: OpObserverImpl::onCollMod,
+    # src/mongo/db/op_observer/op_observer_impl.cpp).
+    pre: dict[str, Any] = {"collectionOptions_old": dict(coll.options)}
+    if "index" in cmd:
+        index = _find_index(coll, cmd["index"].get("name") or cmd["index"].get("keyPattern"))
+        pre["indexOptions_old"] = {
+            "name": index.name,
+            **{k: index.spec[k] for k in _INDEX_MOD_OPTIONS if k in index.spec},
+        }
     reply: dict[str, Any] = {}
     changed: dict[str, Any] = {}
     for key in (*_VALIDATION_OPTIONS, "changeStreamPreAndPostImages"):
@@ -77,14 +88,15 @@ async def cmd_coll_mod(engine: Engine, db: str, cmd: dict[str, Any], op: Op) -> 
     if "index" in cmd:
         reply.update(_apply_index_change(engine, coll, cmd["index"]))
         changed["index"] = dict(cmd["index"])
-    engine.append_command(f"{db}.$cmd", {"collMod": name, **changed}, coll)
+    engine.append_command(f"{db}.$cmd", {"collMod": name, **changed}, coll, pre=pre)
     return reply
 
 
 def drop_collection(engine: Engine, coll: Collection) -> None:
     engine.databases.get(coll.db, {}).pop(coll.name, None)
     engine.cursors.kill_for_ns(coll.ns)
-    engine.append_command(f"{coll.db}.$cmd", {"drop": coll.name}, coll)
+    ts = engine.append_command(f"{coll.db}.$cmd", {"drop": coll.name}, coll)
+    engine.drop_pending.keep(ts, coll)  # until the drop is majority-committed
 
 
 @command("drop", writes=True, needs=on_collection("dropCollection"))
@@ -228,12 +240,16 @@ async def cmd_list_indexes(engine: Engine, db: str, cmd: dict[str, Any], op: Op)
 def drop_index(engine: Engine, coll: Collection, index: Index, *, log: bool = True) -> None:
     if index.name == "_id_":
         raise MongoError(72, "cannot drop _id index")
+    position = list(coll.indexes).index(index.name)
     del coll.indexes[index.name]
     if log:
+        # The spec (mongod's o2 holds it too) and the index's place let a rollback rebuild
+        # it where it was (listIndexes' order).
         engine.append_command(
             f"{coll.db}.$cmd",
             {"dropIndexes": coll.name, "index": index.name, "spec": index.spec},
             coll,
+            pre={"position": position},
         )
 
 

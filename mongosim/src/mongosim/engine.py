@@ -24,6 +24,7 @@ from bson.timestamp import Timestamp
 from .bsonutil import canonical
 from .catalog import create_collection
 from .cursors import CursorManager
+from .drop_pending import DropPending
 from .errors import MongoError
 from .expressions import COMMAND_VARIABLES, command_variables
 from .history import DEFAULT_WINDOW_S, SnapshotHistory
@@ -31,7 +32,7 @@ from .operation import CommandContext, Op, Reply, prepare_op
 from .oplog import OpKind, Oplog, OplogEntry
 from .persistence import DataDir, apply_slot
 from .registry import Command, Registry, Runs
-from .rollback import RolledBack, undo_after
+from .rollback import Undone, undo_after
 from .sessions import PendingWrite, Session, SessionCatalog, Transaction
 from .storage import Collection, TxnVersions
 from .ttl import ttl_monitor
@@ -61,6 +62,9 @@ class Engine:
         self.noop_interval = noop_interval
         self.databases: dict[str, dict[str, Collection]] = {}
         self.sessions = SessionCatalog()
+        # Collections dropped here, kept until their drop is majority-committed (a member
+        # of a multi-member set turns it on; drop_pending.py).
+        self.drop_pending = DropPending()
         self.cursors: CursorManager = CursorManager()
         self.lock_released = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -156,7 +160,7 @@ class Engine:
         if self._data_dir is not None:
             self._data_dir.journal(ts, entries, term)
 
-    def roll_back_to(self, common: Timestamp) -> list[RolledBack]:
+    def roll_back_to(self, common: Timestamp) -> Undone:
         """Undo this member's slots after ``common`` (``rollback.undo_after``; the caller
         ran ``rollback.check``), then rewrite the data dir from the state rolled back to,
         so that a restart does not replay the undone slots from the journal.
@@ -169,18 +173,36 @@ class Engine:
         invalidates the sessions and reloads config.transactions as of the common point)."""
         self.cursors.invalidate_all("the catalog was closed and reopened (rollback)")
         undone = undo_after(self, common)
-        if self._data_dir is not None:
-            self._data_dir.compact(self)
+        self.checkpoint()
         return undone
 
     def append_noop(self, msg: str) -> Timestamp:
         return self.append([OplogEntry(op="n", ns="", cmd={"msg": msg})])
 
-    def append_command(self, ns: str, cmd: dict[str, Any], coll: Collection | None) -> Timestamp:
+    def append_command(
+        self,
+        ns: str,
+        cmd: dict[str, Any],
+        coll: Collection | None,
+        *,
+        pre: dict[str, Any] | None = None,
+    ) -> Timestamp:
+        """Log a catalog command; ``pre`` is the state it changed, which a rollback puts
+        back (collMod's old options, a dropped index's place: ``OplogEntry.pre``)."""
         entry = OplogEntry(
-            op="c", ns=ns, cmd=cmd, collection_uuid=coll.uuid if coll is not None else None
+            op="c",
+            ns=ns,
+            cmd=cmd,
+            pre=pre,
+            collection_uuid=coll.uuid if coll is not None else None,
         )
         return self.append([entry])
+
+    def checkpoint(self) -> None:
+        """Rewrite the data dir from the state now (after a rollback or an initial sync),
+        so that a restart does not replay what the journal held before."""
+        if self._data_dir is not None:
+            self._data_dir.compact(self)
 
     def read(
         self, coll: Collection, idk: Hashable, txn: Transaction | None

@@ -38,7 +38,9 @@ class OplogEntry:
     wall: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.UTC))
     key: dict[str, Any] | None = None  # documentKey: {"_id": ...}
     doc: dict[str, Any] | None = None  # post-image for i/u/r
-    pre: dict[str, Any] | None = None  # pre-image for u/r/d (always kept internally)
+    # u/r/d: the pre-image (always kept internally). c: the state the command changed,
+    # for a rollback (mongod's o2): collMod's old options, a dropped index's place.
+    pre: dict[str, Any] | None = None
     pre_images: bool = False  # collection had changeStreamPreAndPostImages at write time
     update_description: dict[str, Any] | None = None  # for "u"
     cmd: dict[str, Any] | None = None  # for "c"
@@ -125,6 +127,19 @@ class Oplog:
         i = max(bisect.bisect_right(self._keys, (ts.time, ts.inc)), self._start)
         del self._slots[i:]
         del self._keys[i:]
+
+    def reset(self, slots: list[OplogSlot], history_start: Timestamp) -> None:
+        """Hold exactly ``slots`` (an initial sync's copy of its source's oplog, whose
+        history starts at ``history_start``), and wake every waiter. The clock keeps its
+        place: a time once handed out is never handed out again."""
+        self._slots, self._keys, self._start = [], [], 0
+        for slot in slots:
+            self._slots.append(slot)
+            self._keys.append((slot.ts.time, slot.ts.inc))
+            self.advance_clock_to(slot.ts)
+        self.history_start = history_start
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._slots) - self._start

@@ -20,6 +20,7 @@ from bson.timestamp import Timestamp
 
 from .bsonutil import CODEC_OPTIONS, canonical
 from .catalog import CatalogHost, add_index, compile_validator, create_collection
+from .drop_pending import DropPending
 from .oplog import Oplog, OplogEntry
 from .sessions import SessionCatalog, TxnState
 from .storage import Collection
@@ -37,6 +38,9 @@ class DataHost(CatalogHost, Protocol):
 
     @property
     def sessions(self) -> SessionCatalog: ...
+
+    @property
+    def drop_pending(self) -> DropPending: ...
 
 
 _FIELDS = ("key", "doc", "pre", "update_description", "cmd", "lsid", "txn_number")
@@ -253,7 +257,9 @@ def _apply_command(engine: DataHost, entry: OplogEntry) -> None:
         if entry.collection_uuid is not None:
             coll.uuid = entry.collection_uuid
     elif name == "drop":
-        engine.databases.get(db, {}).pop(cmd["drop"], None)
+        dropped = engine.databases.get(db, {}).pop(cmd["drop"], None)
+        if dropped is not None:
+            engine.drop_pending.keep(entry.ts, dropped)
     elif name == "dropDatabase":
         engine.databases.pop(db, None)
     elif name == "renameCollection":

@@ -18,7 +18,10 @@ Where the state lives (the hooks later work builds on):
 - who may talk to whom: ``ReplicaSet.connected(a, b)``, the network the tests control
   (``partition``, ``isolate``, ``heal``);
 - divergence (a member holding entries its sync source lacks): ``ReplicaSet._diverged``
-  rolls it back (``rollback.py``).
+  rolls it back (``rollback.py``: documents and catalog commands, a dropped collection
+  kept drop-pending until the commit point passes its drop, ``drop_pending.py``); a
+  member that cannot roll back, or whose oplog its source's no longer reaches (its data
+  dir lost, say), resyncs: an initial sync from its source (``initial_sync.py``).
 
 Heartbeats are not timed messages: whether two members hear each other is the network
 graph, known to both at the moment it changes. The election timeout runs from that
@@ -43,7 +46,7 @@ from typing import Any
 from bson.int64 import Int64
 from bson.timestamp import Timestamp
 
-from . import rollback
+from . import initial_sync, rollback
 from .bsonutil import canonical
 from .engine import Engine
 from .errors import MongoError
@@ -70,7 +73,6 @@ class Member:
     sim: MongoSim | None = None  # None while the member is down
     puller: asyncio.Task[None] | None = None
     optime: tuple[Timestamp, int] = (Timestamp(0, 0), -1)  # last seen (kept while down)
-    diverged: bool = False  # holds entries it could not roll back: needs a resync
     rbid: int = 1  # replSetGetRBID's rollback id, kept across restarts
     clients_cut: bool = False  # isolated from clients as well (isolate(from_clients=True))
     waiters: int = 0  # commands waiting for their write concern on it (tests watch this)
@@ -213,7 +215,8 @@ class ReplicaSet:
         member.port = sim.port
         member.host = f"{self.host}:{sim.port}"
         member.sim = sim
-        member.diverged = False
+        # It keeps what it drops until the drop is majority-committed, for a rollback.
+        sim.engine.drop_pending.enabled = True
         sim.engine.replication = _Replication(self, member)
         sim.failpoints.on_configure = self._notify  # wakes an applier held by stopReplProducer
         sim.engine.primary_engine = lambda: self._reachable_primary_engine(member)
@@ -630,7 +633,7 @@ class ReplicaSet:
         source = max(ahead, key=lambda m: _key(m.optime))
         if _key(source.optime) > _key(member.optime):
             # A candidate that diverged from it cannot catch up: it wins with its own log,
-            # and the member ahead is the one to roll back (TODO(rollback)).
+            # and the member ahead is the one to roll back (_diverged).
             self._apply_from(member, self._missing(member, source) or [])
 
     # -- replication -----------------------------------------------------------------------
@@ -648,12 +651,14 @@ class ReplicaSet:
 
     def _missing(self, member: Member, source: Member) -> list[OplogSlot] | None:
         """The source's slots after the member's newest; None when the member's newest
-        is not in the source's oplog (it diverged: it holds entries the source lacks)."""
+        is not in the source's oplog (it diverged: it holds entries the source lacks; or
+        the source no longer holds it), or when the member has no oplog and the source's
+        no longer starts at the set's beginning (it needs an initial sync)."""
         assert member.sim is not None and source.sim is not None
         mine = member.sim.engine.oplog.newest
         theirs = source.sim.engine.oplog
         if mine is None:
-            return list(theirs.slots())
+            return list(theirs.slots()) if theirs.history_start == Timestamp(0, 0) else None
         at = next(theirs.slots_after(mine.ts, inclusive=True), None)
         if at is None or at.ts != mine.ts or at.term != mine.term:
             return None
@@ -662,16 +667,15 @@ class ReplicaSet:
     def _diverged(self, member: Member, source: Member) -> None:
         """``member`` holds entries its sync source lacks (a deposed primary's writes that
         never replicated): roll back to the common point, newest first, one log line per
-        document, bump the rollback id; the caller then resumes pulling from there. One
-        that cannot be rolled back stops replicating (it would need a resync)."""
+        document and per command, bump the rollback id; the caller then resumes pulling
+        from there. One that cannot be rolled back (or whose oplog the source's no longer
+        reaches) resyncs from the source instead (``_resync``)."""
         assert member.sim is not None and source.sim is not None
         mine = member.sim.engine.oplog
         common = rollback.common_point(mine, source.sim.engine.oplog)
-        why = "no common point" if common is None else rollback.check(mine, common.ts)
+        why = "no common point" if common is None else rollback.check(member.sim.engine, common.ts)
         if why is not None or common is None:
-            if not member.diverged:
-                member.diverged = True
-                log.error("member %d cannot roll back (%s): it needs a resync", member.index, why)
+            self._resync(member, source, why or "no common point")
             return
         log.warning(
             "member %d (%s) rolling back to %s in term %d, its common point with member %d",
@@ -682,7 +686,9 @@ class ReplicaSet:
             source.index,
         )
         undone = member.sim.engine.roll_back_to(common.ts)
-        for doc in undone:
+        for what in undone.commands:
+            log.warning("rollback on member %d: %s", member.index, what)
+        for doc in undone.documents:
             log.warning(
                 "rollback on member %d: %s %s {_id: %r}",
                 member.index,
@@ -696,9 +702,35 @@ class ReplicaSet:
         self._note_optime(member)
         self.progress.notify()  # a getMore waiting on the member ends (its cursor died)
         log.warning(
-            "member %d rollback complete: %d documents, rbid %d",
+            "member %d rollback complete: %d documents, %d commands, rbid %d",
             member.index,
-            len(undone),
+            len(undone.documents),
+            len(undone.commands),
+            member.rbid,
+        )
+
+    def _resync(self, member: Member, source: Member, why: str) -> None:
+        """An initial sync of ``member`` from ``source`` (``initial_sync.copy_from``: data,
+        indexes, options, users and roles, the transaction table and the oplog, as of
+        now), a new rollback id (its data changed under its clients, as a rollback's
+        does), one log line; the caller then replicates from the copy's optime."""
+        assert member.sim is not None and source.sim is not None
+        copied = initial_sync.copy_from(member.sim.engine, source.sim.engine)
+        member.rbid += 1
+        assert member.sim.topology is not None
+        member.sim.topology.rbid = member.rbid
+        self._note_optime(member)
+        self.progress.notify()  # a getMore waiting on the member ends (its cursor died)
+        log.warning(
+            "member %d (%s) cannot roll back (%s): initial sync from member %d: "
+            "%d collections, %d documents, %d oplog entries, rbid %d",
+            member.index,
+            member.host,
+            why,
+            source.index,
+            copied.collections,
+            copied.documents,
+            copied.slots,
             member.rbid,
         )
 
@@ -717,6 +749,7 @@ class ReplicaSet:
             engine.apply_replicated(slot.ts, entries, slot.term)
         self._note_optime(member)
         self.commit_point()  # advance it (and wake its waiters) as the member applies
+        self._reap(member)
         self.progress.notify()  # w: N counts members
 
     async def _replicate(self, member: Member) -> None:
@@ -724,7 +757,7 @@ class ReplicaSet:
         apply them in order through Engine.apply_replicated."""
         while True:
             source = self._sync_source(member)
-            if source is None or member.diverged or self._is_primary(member):
+            if source is None or self._is_primary(member):
                 await self._wait(None)
                 continue
             if self._producer_stopped(member):
@@ -809,8 +842,22 @@ class ReplicaSet:
         point = sorted(on_log, key=_key, reverse=True)[majority - 1]
         if point[1] == self.term and _key(point) > _key(self._committed):
             self._committed = point
+            for m in self.members:
+                self._reap(m)
             self.progress.notify()
         return self._committed
+
+    def _reap(self, member: Member) -> None:
+        """Forget the collections ``member`` dropped at or before the commit point, when
+        its log holds the commit point (then every entry of its up to there is on the
+        majority's log and is never rolled back): mongod's DropPendingCollectionReaper,
+        run as the commit point advances (drop_pending_collection_reaper.cpp)."""
+        sim = member.sim
+        if sim is None or not len(sim.engine.drop_pending):
+            return
+        ts, term = self._committed
+        if self.holds(member, ts, term):
+            sim.engine.drop_pending.reap(ts)
 
     @property
     def majority(self) -> int:
