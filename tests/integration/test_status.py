@@ -53,6 +53,19 @@ async def status_lag(mongo: Mongo, stream: str) -> float | None:
     return s.partitions[0].lag_s
 
 
+async def one_order_applied(db: AsyncIOMotorDatabase[Any]) -> None:
+    """Insert an order and wait until the service has applied it."""
+    async with await db.client.start_session() as session:
+        await db.orders.insert_one(
+            {"user_id": "u", "amount": 1, "status": "completed"}, session=session
+        )
+        inserted_at = session.operation_time
+    # Up to the insert, not to a later ping: the service's own checkpoint writes move the
+    # cluster time on, and with idle saves 60 s apart the stored orders checkpoint would
+    # not cover them for a minute.
+    await caught_up(db, ("orders",), at=inserted_at)
+
+
 @asynccontextmanager
 async def moving(db: AsyncIOMotorDatabase[Any]) -> AsyncIterator[None]:
     """Writes to a collection no stream reads, about every 20 ms: the cluster time
@@ -82,15 +95,7 @@ async def test_status_shows_the_lag_metrics_shows_on_an_idle_stream_while_the_da
     (metric, status, metric), the two agree within TOLERANCE_S."""
     quiet = settings.model_copy(update={"idle_checkpoint_interval_s": 60.0})
     async with service(quiet) as svc, Mongo(quiet.mongo_options()) as mongo:
-        async with await db.client.start_session() as session:
-            await db.orders.insert_one(
-                {"user_id": "u", "amount": 1, "status": "completed"}, session=session
-            )
-            inserted_at = session.operation_time
-        # Up to the insert, not to a later ping: the service's own checkpoint writes move
-        # the cluster time on, and with idle saves 60 s apart the stored orders checkpoint
-        # would not cover them for a minute.
-        await caught_up(db, ("orders",), at=inserted_at)
+        await one_order_applied(db)
         stored = await db.streamer_checkpoints.find_one({"_id": "orders"})
         assert stored is not None
         async with moving(db):
@@ -138,12 +143,7 @@ async def test_an_idle_stream_on_an_idle_database_shows_no_lag_however_old_its_l
     (the old rule: 3.64 s); the bound, QUIET_S - 1 = 2 s, leaves 20 times headroom."""
     quiet = settings.model_copy(update={"idle_checkpoint_interval_s": 60.0, "lease_ttl_s": 90.0})
     async with service(quiet) as svc, Mongo(quiet.mongo_options()) as mongo:
-        async with await db.client.start_session() as session:
-            await db.orders.insert_one(
-                {"user_id": "u", "amount": 1, "status": "completed"}, session=session
-            )
-            inserted_at = session.operation_time
-        await caught_up(db, ("orders",), at=inserted_at)
+        await one_order_applied(db)
 
         async def database_quiet() -> bool:
             reply = await db.command("ping")

@@ -696,11 +696,7 @@ class ReplicaSet:
                 doc.ns,
                 doc.id,
             )
-        member.rbid += 1
-        assert member.sim.topology is not None
-        member.sim.topology.rbid = member.rbid
-        self._note_optime(member)
-        self.progress.notify()  # a getMore waiting on the member ends (its cursor died)
+        self._data_replaced(member)
         log.warning(
             "member %d rollback complete: %d documents, %d commands, rbid %d",
             member.index,
@@ -716,11 +712,7 @@ class ReplicaSet:
         does), one log line; the caller then replicates from the copy's optime."""
         assert member.sim is not None and source.sim is not None
         copied = initial_sync.copy_from(member.sim.engine, source.sim.engine)
-        member.rbid += 1
-        assert member.sim.topology is not None
-        member.sim.topology.rbid = member.rbid
-        self._note_optime(member)
-        self.progress.notify()  # a getMore waiting on the member ends (its cursor died)
+        self._data_replaced(member)
         log.warning(
             "member %d (%s) cannot roll back (%s): initial sync from member %d: "
             "%d collections, %d documents, %d oplog entries, rbid %d",
@@ -733,6 +725,15 @@ class ReplicaSet:
             copied.slots,
             member.rbid,
         )
+
+    def _data_replaced(self, member: Member) -> None:
+        """After a rollback or an initial sync: a new rollback id (its data changed under
+        its clients), its optime noted, and a getMore waiting on it ends (its cursor died)."""
+        assert member.sim is not None and member.sim.topology is not None
+        member.rbid += 1
+        member.sim.topology.rbid = member.rbid
+        self._note_optime(member)
+        self.progress.notify()
 
     def _apply_from(self, member: Member, slots: list[OplogSlot]) -> None:
         assert member.sim is not None
