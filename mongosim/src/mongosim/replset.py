@@ -13,8 +13,8 @@ Where the state lives (the hooks later work builds on):
   ``Topology.term`` follows it, new oplog slots carry it (``Oplog.term``);
 - the commit point: ``ReplicaSet.commit_point()``, the newest optime a majority has,
   advanced as members apply; ``ReplicaSet.progress`` wakes whoever waits on it (each
-  member's ``Engine.replication``, a ``_Replication``: write concerns, majority reads,
-  change streams, afterClusterTime);
+  member's ``Engine.replication``, a ``member_replication.SetMemberReplication``: write
+  concerns, majority reads, change streams, afterClusterTime);
 - who may talk to whom: ``ReplicaSet.connected(a, b)``, the network the tests control
   (``partition``, ``isolate``, ``heal``);
 - divergence (a member holding entries its sync source lacks): ``ReplicaSet._diverged``
@@ -33,13 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import dataclasses
 import datetime as _dt
 import logging
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +45,14 @@ from bson.int64 import Int64
 from bson.timestamp import Timestamp
 
 from . import initial_sync, rollback
-from .bsonutil import canonical
 from .engine import Engine
 from .errors import MongoError
-from .majority import Progress, Replicated
-from .oplog import OpKind, OplogEntry, OplogSlot
+from .majority import Progress
+from .member_replication import Member, SetMemberReplication
+from .oplog import OplogSlot
 from .server import MongoSim
-from .users import ROLES, USERS, Catalog, Doc
+from .user_store import EngineStore
+from .users import Catalog
 
 log = logging.getLogger("mongosim")
 
@@ -63,24 +62,6 @@ DEFAULT_REPLICATION_DELAY_MS = 5
 DEFAULT_ELECTION_TIMEOUT_MS = 10_000
 # mongod's default secondaryCatchUpPeriodSecs for replSetStepDown.
 _STEP_DOWN_PERIOD_S = 60.0
-
-
-@dataclass
-class Member:
-    index: int
-    port: int
-    data_dir: Path
-    sim: MongoSim | None = None  # None while the member is down
-    puller: asyncio.Task[None] | None = None
-    optime: tuple[Timestamp, int] = (Timestamp(0, 0), -1)  # last seen (kept while down)
-    rbid: int = 1  # replSetGetRBID's rollback id, kept across restarts
-    clients_cut: bool = False  # isolated from clients as well (isolate(from_clients=True))
-    waiters: int = 0  # commands waiting for their write concern on it (tests watch this)
-    host: str = field(default="")
-
-    @property
-    def up(self) -> bool:
-        return self.sim is not None
 
 
 def _key(optime: tuple[Timestamp, int]) -> tuple[int, int, int]:
@@ -217,7 +198,7 @@ class ReplicaSet:
         member.sim = sim
         # It keeps what it drops until the drop is majority-committed, for a rollback.
         sim.engine.drop_pending.enabled = True
-        sim.engine.replication = _Replication(self, member)
+        sim.engine.replication = SetMemberReplication(self, member)
         sim.failpoints.on_configure = self._notify  # wakes an applier held by stopReplProducer
         sim.engine.primary_engine = lambda: self._reachable_primary_engine(member)
         self._note_optime(member)
@@ -870,192 +851,3 @@ class ReplicaSet:
             return False
         slot = next(member.sim.engine.oplog.slots_after(ts, inclusive=True), None)
         return slot is not None and slot.ts == ts and slot.term == term
-
-
-class EngineStore:
-    """A member's ``admin.system.users``/``system.roles``: each change is one oplog entry
-    (i, r or d, with its pre-image), so secondaries apply it, the journal keeps it and a
-    rollback undoes it like any document write (mongod's user management commands write
-    these collections the same way)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def version(self) -> object:
-        # The stored documents themselves, which are never changed in place (a write, a
-        # replicated entry or a rollback puts another object): equal tuples, same users.
-        # Compared element by element, identity first, so an unchanged catalog costs a
-        # tuple of a few references per command rather than a rebuild after every write.
-        return tuple(
-            None if (coll := self.engine.get_collection("admin", name)) is None
-            else tuple(coll.docs.values())
-            for name in (USERS, ROLES)
-        )  # fmt: skip
-
-    def load(self, coll: str) -> list[Doc]:
-        found = self.engine.get_collection("admin", coll)
-        return [] if found is None else [copy.deepcopy(d) for d in found.docs.values()]
-
-    def write(self, coll: str, key: str, doc: Doc | None) -> None:
-        target = self.engine.collection_or_create("admin", coll)  # logs its create once
-        idk = canonical(key)
-        pre = target.get(idk)
-        if doc is None:
-            if pre is None:
-                return
-            target.remove(idk)
-            op: OpKind = "d"
-        else:
-            doc = copy.deepcopy(doc)  # the stored copy, never the catalog's working one
-            target.put(idk, doc)
-            op = "i" if pre is None else "r"
-        entry = OplogEntry(
-            op=op,
-            ns=target.ns,
-            key={"_id": key},
-            doc=doc,
-            pre=pre,
-            collection_uuid=target.uuid,
-        )
-        self.engine.append([entry])
-
-
-class _Replication:
-    """One member's view of its set's replication (``majority.MemberReplication``): what
-    its write concerns, majority reads, change streams and afterClusterTime wait for."""
-
-    def __init__(self, rs: ReplicaSet, member: Member) -> None:
-        self.rs, self.member = rs, member
-
-    @property
-    def unsafe_uncommitted_change_streams(self) -> bool:
-        return self.rs.unsafe_uncommitted_change_streams
-
-    def _newest(self) -> Timestamp:
-        sim = self.member.sim
-        newest = sim.engine.oplog.newest if sim is not None else None
-        return newest.ts if newest is not None else Timestamp(0, 0)
-
-    def committed_ts(self) -> Timestamp:
-        """The commit point as of this member: never past what it has applied itself
-        (a lagging secondary reads, and streams, only what it holds)."""
-        committed, term = self.rs.commit_point()
-        newest = self._newest()
-        behind = (committed.time, committed.inc) <= (newest.time, newest.inc)
-        point = committed if behind else newest
-        member, rs = self.member, self.rs
-        if rs.holds(member, committed, term) or rs.primary in (None, member.index):
-            return point
-        # Its log may have diverged from the majority's (a deposed primary cut off, its
-        # w:1 writes past the common point): a timestamp alone would cover them once the
-        # other side's commit point passes it. Never past the newest entry of its own
-        # that the primary's log holds too (mongod's member knows the commit point only
-        # on its own branch, and learns it from its sync source).
-        primary = rs.members[rs.primary].sim
-        if member.sim is None or primary is None:
-            return point
-        newest_slot = member.sim.engine.oplog.newest
-        if newest_slot is not None and rs.holds(
-            rs.members[rs.primary], newest_slot.ts, newest_slot.term
-        ):
-            return point  # a lagging member on the primary's branch
-        common = rollback.common_point(member.sim.engine.oplog, primary.engine.oplog)
-        if common is None:
-            return Timestamp(0, 0)
-        return common.ts if (common.ts.time, common.ts.inc) < (point.time, point.inc) else point
-
-    def note_write(self) -> None:
-        # Only a set of one is a majority by its primary's write alone.
-        if self.rs.majority == 1:
-            self.rs.commit_point()
-
-    async def wait_for_news(self, seconds: float) -> bool:
-        return await self.rs.progress.wait_for_news(seconds)
-
-    def _term_of(self, ts: Timestamp) -> int | None:
-        """The term of this member's entry at ``ts``; else the primary's, for a write this
-        member sent through it (a secondary's $out/$merge) and has not applied yet."""
-        rs = self.rs
-        primary = rs.members[rs.primary].sim if rs.primary is not None else None
-        for sim in (self.member.sim, primary):
-            if sim is None:
-                continue
-            slot = next(sim.engine.oplog.slots_after(ts, inclusive=True), None)
-            if slot is not None and slot.ts == ts:
-                return slot.term
-        return None
-
-    async def await_replication(
-        self, ts: Timestamp, w: int | str, timeout_s: float | None, *, wrote: bool
-    ) -> Replicated:
-        """Until the write at ``ts`` (this member's) is majority-committed (w "majority":
-        the commit point is at or past it, on the primary's log) or ``w`` members that are
-        up hold it; TIMED_OUT when ``timeout_s`` passes first. A primary that steps down
-        while the write waits (replSetStepDown, another member elected, the majority
-        lost, a higher term seen on heal, killed) ends the wait at once, INTERRUPTED, as
-        mongod's step-down kills it (majority.stepped_down_error); a write whose member
-        was no longer primary when its wait began fails at once, NOT_PRIMARY."""
-        rs = self.rs
-        sim = self.member.sim
-        topology = sim.topology if sim is not None else None
-        as_primary = topology is not None and topology.primary
-        if wrote and not as_primary:
-            return Replicated.NOT_PRIMARY
-        primary_term = topology.term if topology is not None else None
-
-        def stepped_down() -> bool:
-            # Another MongoSim (killed, restarted) or a new term is a step-down too.
-            if not as_primary or self.member.sim is not sim or topology is None:
-                return as_primary
-            return not topology.primary or topology.term != primary_term
-
-        term = self._term_of(ts)
-        if term is None:
-            newest = self.member.sim.engine.oplog.newest if self.member.sim else None
-            if newest is None:
-                return Replicated.SATISFIED
-            ts, term = newest.ts, newest.term  # a write that wrote nothing: the last op
-        optime = (ts, term)
-
-        def on_majority_log() -> bool:
-            primary = rs.members[rs.primary] if rs.primary is not None else None
-            return rs.holds(self.member, *optime) and (
-                primary is None or rs.holds(primary, *optime)
-            )
-
-        def done() -> bool:
-            if w == "majority":
-                point, _ = rs.commit_point()
-                return (point.time, point.inc) >= (ts.time, ts.inc) and on_majority_log()
-            assert isinstance(w, int)
-            return sum(1 for m in rs.members if rs.holds(m, *optime)) >= w
-
-        self.member.waiters += 1
-        try:
-            ended = await rs.progress.wait_until(lambda: done() or stepped_down(), timeout_s)
-        finally:
-            self.member.waiters -= 1
-        if ended and done():
-            return Replicated.SATISFIED
-        return Replicated.INTERRUPTED if ended else Replicated.TIMED_OUT
-
-    async def await_applied(
-        self, ts: Timestamp, *, committed: bool, timeout_s: float | None
-    ) -> bool:
-        """Until this member has applied up to ``ts`` (its commit point has, when
-        ``committed``). A cluster time past the primary's newest write is made real by a
-        no-op on the primary, as mongod's makeNoopWriteIfNeeded (read_concern_mongod.cpp)."""
-        rs = self.rs
-        target = (ts.time, ts.inc)
-        primary = rs.members[rs._primary].sim if rs._primary is not None else None
-        if primary is not None and primary.engine.writable:
-            newest = primary.engine.oplog.newest
-            if newest is None or (newest.ts.time, newest.ts.inc) < target:
-                primary.engine.oplog.advance_clock_to(ts)  # the no-op's time is past ts
-                primary.engine.append_noop("advance cluster time for afterClusterTime")
-
-        def done() -> bool:
-            at = self.committed_ts() if committed else self._newest()
-            return (at.time, at.inc) >= target
-
-        return await rs.progress.wait_until(done, timeout_s)
