@@ -6,16 +6,15 @@ majority-committed as soon as it is written, so every wait here returns at once 
 code of this module runs on its path. A member of a multi-member set
 (``replset.ReplicaSet``) gets a :class:`MemberReplication` from its set.
 
-Waits are driven by :class:`Progress`, an event the set fires whenever a member applies
+Waits are driven by ``oplog.Progress``, an event the set fires whenever a member applies
 a slot, the commit point moves or the set changes (a kill, a restart, an election); a
 waiter re-checks its condition then, never on a timer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from bson.timestamp import Timestamp
@@ -32,38 +31,6 @@ class Replicated(enum.Enum):
     TIMED_OUT = "timed out"  # wtimeout passed first
     INTERRUPTED = "interrupted"  # the primary stepped down while it waited
     NOT_PRIMARY = "not primary"  # the member was no longer primary when the wait began
-
-
-class Progress:
-    """Replication news, observable: ``notify()`` wakes every waiter at once."""
-
-    def __init__(self) -> None:
-        self._news = asyncio.Event()
-
-    def notify(self) -> None:
-        self._news.set()
-        self._news = asyncio.Event()
-
-    async def wait_for_news(self, seconds: float | None) -> bool:
-        """Until the next notify(), at most ``seconds`` (None: no limit). True if it came."""
-        event = self._news
-        try:
-            await asyncio.wait_for(event.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
-
-    async def wait_until(self, check: Callable[[], bool], timeout_s: float | None) -> bool:
-        """Until ``check()`` holds, re-checked at each notify(); False when ``timeout_s``
-        (None: no limit) passes first."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
-        while not check():
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                return False
-            await self.wait_for_news(remaining)
-        return True
 
 
 class MemberReplication(Protocol):

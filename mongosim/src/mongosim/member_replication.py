@@ -17,7 +17,8 @@ from typing import Protocol
 from bson.timestamp import Timestamp
 
 from . import rollback
-from .majority import Progress, Replicated
+from .majority import Replicated
+from .oplog import Progress
 from .server import MongoSim
 
 

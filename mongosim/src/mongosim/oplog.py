@@ -14,7 +14,7 @@ import bisect
 import datetime as _dt
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -70,6 +70,39 @@ class OplogSlot:
     term: int = 1  # the election term of the primary that wrote it (the optime's ``t``)
 
 
+class Progress:
+    """News, observable: ``notify()`` wakes every waiter at once (an oplog's appends; a
+    replica set's replication, ``replset.ReplicaSet.progress``)."""
+
+    def __init__(self) -> None:
+        self._news = asyncio.Event()
+
+    def notify(self) -> None:
+        self._news.set()
+        self._news = asyncio.Event()
+
+    async def wait_for_news(self, seconds: float | None) -> bool:
+        """Until the next notify(), at most ``seconds`` (None: no limit). True if it came."""
+        event = self._news
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_until(self, check: Callable[[], bool], timeout_s: float | None) -> bool:
+        """Until ``check()`` holds, re-checked at each notify(); False when ``timeout_s``
+        (None: no limit) passes first."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while not check():
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            await self.wait_for_news(remaining)
+        return True
+
+
 class Oplog:
     """Bounded oplog with a monotonically increasing cluster clock and waiters for news."""
 
@@ -79,7 +112,7 @@ class Oplog:
         self._keys: list[tuple[int, int]] = []  # (time, inc) per slot, for bisect
         self._start = 0  # slots before this index have been dropped (compacted lazily)
         self._last = Timestamp(0, 0)
-        self._changed = asyncio.Event()
+        self._news = Progress()  # an append or a reset
         self.history_start = Timestamp(0, 0)  # earliest ts whose history is still complete
         # The term new slots are written in: 1 for a one-member set; a replica set's
         # election sets its new primary's (replset.py). A replicated slot keeps its own.
@@ -118,8 +151,7 @@ class Oplog:
                 del self._slots[: self._start]
                 del self._keys[: self._start]
                 self._start = 0
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._news.notify()
 
     def truncate_after(self, ts: Timestamp) -> None:
         """Drop every slot after ``ts`` (a rollback's undone slots). The clock keeps its
@@ -138,8 +170,7 @@ class Oplog:
             self._keys.append((slot.ts.time, slot.ts.inc))
             self.advance_clock_to(slot.ts)
         self.history_start = history_start
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._news.notify()
 
     def __len__(self) -> int:
         return len(self._slots) - self._start
@@ -190,9 +221,4 @@ class Oplog:
 
     async def wait_for_news(self, seconds: float) -> bool:
         """Wait until something is appended, at most ``seconds``. True if it was."""
-        event = self._changed
-        try:
-            await asyncio.wait_for(event.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
+        return await self._news.wait_for_news(seconds)

@@ -47,9 +47,8 @@ from bson.timestamp import Timestamp
 from . import initial_sync, rollback
 from .engine import Engine
 from .errors import MongoError
-from .majority import Progress
 from .member_replication import Member, SetMemberReplication
-from .oplog import OplogSlot
+from .oplog import OplogSlot, Progress
 from .server import MongoSim
 from .user_store import EngineStore
 from .users import Catalog

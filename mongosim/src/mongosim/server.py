@@ -53,11 +53,16 @@ MEMBERS = 1  # data-bearing members of the replica set
 _connection_ids = itertools.count(1)
 
 
+async def _block(injected: Mapping[str, Any]) -> None:
+    """failCommand's blockConnection: hold the connection for blockTimeMS."""
+    if injected.get("blockConnection"):
+        await asyncio.sleep(int(injected.get("blockTimeMS", 0)) / 1000)
+
+
 async def _fail_command(injected: Mapping[str, Any]) -> dict[str, Any] | None:
     """failCommand before the command runs: block, close (CloseConnection), fail with
     errorCode; or the writeConcernError to put on its reply."""
-    if injected.get("blockConnection"):
-        await asyncio.sleep(int(injected.get("blockTimeMS", 0)) / 1000)
+    await _block(injected)
     if injected.get("closeConnection"):
         raise CloseConnection()
     if "errorCode" in injected:
@@ -126,8 +131,7 @@ class Server:
         if wc_error is not None and "errorLabels" not in reply:
             self._label_write_concern_error(name, cmd, reply, wc_error)
         if after_run is not None:
-            if after_run.get("blockConnection"):
-                await asyncio.sleep(int(after_run.get("blockTimeMS", 0)) / 1000)
+            await _block(after_run)
             if after_run.get("closeConnection"):
                 return None
         return self._decorate(reply, ctx, cmd)
