@@ -15,16 +15,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from mongosim.threaded import ThreadedMongoSim
-from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import MongoClient, ReadPreference, WriteConcern
+from pymongo import ReadPreference, WriteConcern
 from pymongo.errors import ExecutionTimeout, OperationFailure, WriteConcernError
 from pymongo.read_concern import ReadConcern
 
-from tests.support.members import Start, has, member, motor, three_members
+from tests.support.members import Start, has, member, motor, pymongo, three_members
 from tests.support.polling import eventually
 
 MAJORITY = WriteConcern("majority", wtimeout=30_000)
@@ -75,9 +73,7 @@ async def test_w_majority_fails_with_write_concern_failed_after_wtimeout_when_no
     rs_sim: ThreadedMongoSim,
 ) -> None:
     rs = rs_sim.replset
-    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(rs.uri)
-    sync: MongoClient[Any] = MongoClient(rs.uri)
-    try:
+    async with motor(rs.uri) as client, pymongo(rs.uri) as sync:
         await client.admin.command("ping")
         await _kill_secondaries(rs_sim)
         coll = client.app.orders.with_options(write_concern=WriteConcern("majority", wtimeout=500))
@@ -102,9 +98,6 @@ async def test_w_majority_fails_with_write_concern_failed_after_wtimeout_when_no
         with pytest.raises(WriteConcernError) as failed_sync:
             await asyncio.to_thread(sync_coll.insert_one, {"_id": "lonely-2"})
         assert failed_sync.value.code == 64
-    finally:
-        client.close()
-        await asyncio.to_thread(sync.close)
 
 
 async def test_a_transaction_commit_with_w_majority_waits_for_the_majority(

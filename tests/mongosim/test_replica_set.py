@@ -17,10 +17,10 @@ import pytest
 from mongosim.replset import ReplicaSet
 from mongosim.threaded import ThreadedMongoSim
 from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import MongoClient, ReadPreference
+from pymongo import ReadPreference
 from pymongo.errors import AutoReconnect, NotPrimaryError
 
-from tests.support.members import member, motor, until_member_has
+from tests.support.members import member, motor, pymongo, until_member_has
 from tests.support.polling import eventually
 
 Start = Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]
@@ -55,19 +55,14 @@ async def test_one_seed_discovers_three_members_with_motor_and_pymongo(
     rs = rs_sim.replset
     hosts = {tuple(m.host.rsplit(":", 1)) for m in rs.members}
     expected = {(h, int(p)) for h, p in hosts}
-    motor: AsyncIOMotorClient[Any] = AsyncIOMotorClient(_seed(rs, 2))
-    sync: MongoClient[Any] = MongoClient(_seed(rs, 1))
-    try:
-        await motor.admin.command("ping")
-        await eventually(lambda: motor.nodes == expected, what="Motor sees three members")
-        assert motor.primary == ("127.0.0.1", rs.sim(0).port)
+    async with motor(_seed(rs, 2)) as seeded, pymongo(_seed(rs, 1)) as sync:
+        await seeded.admin.command("ping")
+        await eventually(lambda: seeded.nodes == expected, what="Motor sees three members")
+        assert seeded.primary == ("127.0.0.1", rs.sim(0).port)
         await asyncio.to_thread(sync.admin.command, "ping")
         await eventually(lambda: sync.nodes == expected, what="PyMongo sees three members")
         assert sync.primary == ("127.0.0.1", rs.sim(0).port)
         assert len(sync.secondaries) == 2
-    finally:
-        motor.close()
-        await asyncio.to_thread(sync.close)
 
 
 async def test_hello_on_each_member_answers_as_a_member_of_the_set(

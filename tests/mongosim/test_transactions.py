@@ -201,6 +201,16 @@ async def test_a_transaction_may_move_a_unique_key_from_one_document_to_another(
     assert info.value.code == 11000
 
 
+async def _free_and_take_p9_and_p10(db: Any, s: Any) -> None:
+    """Within transaction ``s``: p 9 taken, freed (resolved), taken again and moved to
+    10, then taken a third time: open keys 9 (_id 3) and 10 (_id 2)."""
+    await db.alerts.insert_one({"_id": 1, "p": 9, "state": "open"}, session=s)
+    await db.alerts.update_one({"_id": 1}, {"$set": {"state": "resolved"}}, session=s)
+    await db.alerts.insert_one({"_id": 2, "p": 9, "state": "open"}, session=s)
+    await db.alerts.update_one({"_id": 2}, {"$set": {"p": 10}}, session=s)
+    await db.alerts.insert_one({"_id": 3, "p": 9, "state": "open"}, session=s)
+
+
 async def test_unique_checks_follow_each_version_a_transaction_writes(client: Any, db: Any) -> None:
     """A key held by the transaction's own version is free again once that version
     changes or goes (update, key moved, delete), and taken by the version that now
@@ -208,11 +218,7 @@ async def test_unique_checks_follow_each_version_a_transaction_writes(client: An
     await db.alerts.create_index("p", unique=True, partialFilterExpression={"state": "open"})
     with pytest.raises(OperationFailure) as taken:
         async with await client.start_session() as s, s.start_transaction():
-            await db.alerts.insert_one({"_id": 1, "p": 9, "state": "open"}, session=s)
-            await db.alerts.update_one({"_id": 1}, {"$set": {"state": "resolved"}}, session=s)
-            await db.alerts.insert_one({"_id": 2, "p": 9, "state": "open"}, session=s)
-            await db.alerts.update_one({"_id": 2}, {"$set": {"p": 10}}, session=s)
-            await db.alerts.insert_one({"_id": 3, "p": 9, "state": "open"}, session=s)
+            await _free_and_take_p9_and_p10(db, s)
             await db.alerts.delete_one({"_id": 3}, session=s)
             await db.alerts.insert_one({"_id": 4, "p": 9, "state": "open"}, session=s)
             await db.alerts.insert_one({"_id": 5, "p": 10, "state": "open"}, session=s)
@@ -221,11 +227,7 @@ async def test_unique_checks_follow_each_version_a_transaction_writes(client: An
     assert (taken.value.details or {}).get("keyValue") == {"p": 10}
     assert await db.alerts.count_documents({}) == 0
     async with await client.start_session() as s, s.start_transaction():
-        await db.alerts.insert_one({"_id": 1, "p": 9, "state": "open"}, session=s)
-        await db.alerts.update_one({"_id": 1}, {"$set": {"state": "resolved"}}, session=s)
-        await db.alerts.insert_one({"_id": 2, "p": 9, "state": "open"}, session=s)
-        await db.alerts.update_one({"_id": 2}, {"$set": {"p": 10}}, session=s)
-        await db.alerts.insert_one({"_id": 3, "p": 9, "state": "open"}, session=s)
+        await _free_and_take_p9_and_p10(db, s)
     open_keys = [d["p"] async for d in db.alerts.find({"state": "open"}).sort("p", 1)]
     assert open_keys == [9, 10]
 

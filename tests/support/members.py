@@ -1,9 +1,10 @@
-"""Clients on a mongosim set and its members for the set's own tests: a client that is
-closed when its block ends, a direct connection to one member, a fail point set through
-one, and what a member's own engine holds."""
+"""Clients on a mongosim set and its members for the set's own tests: a Motor or a
+PyMongo client that is closed when its block ends, a direct connection to one member, a
+fail point set through one, and what a member's own engine holds."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from mongosim.replset import ReplicaSet
 from mongosim.threaded import ThreadedMongoSim
 from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import ReadPreference
+from pymongo import MongoClient, ReadPreference
 
 from .polling import eventually
 
@@ -41,6 +42,17 @@ async def motor(uri: str, **options: Any) -> AsyncIterator[AsyncIOMotorClient[An
         yield client
     finally:
         client.close()
+
+
+@asynccontextmanager
+async def pymongo(uri: str, **options: Any) -> AsyncIterator[MongoClient[Any]]:
+    """A synchronous PyMongo client on ``uri`` for the block (call it through
+    ``asyncio.to_thread``), closed off the event loop when it ends."""
+    client: MongoClient[Any] = MongoClient(uri, **options)
+    try:
+        yield client
+    finally:
+        await asyncio.to_thread(client.close)
 
 
 def member(
