@@ -1,7 +1,7 @@
 """mongosim's own CPU per operation through Motor: a before/after check of one tree against
 another, steadier than rates on a shared machine (`make bench` does not run it).
 
-Rates through Motor on the 2-core machine spread 5-25% between runs of one tree, so a
+Rates through Motor on the 2-core machine spread 5-30% between runs of one tree, so a
 median of three cannot settle a 5% question. The server's CPU per operation (from
 /proc, the mongosim child process only) moves much less. Run this file alternately with
 each tree's venv: the mongosim measured is the one that venv's Python imports (the
