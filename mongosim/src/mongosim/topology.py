@@ -6,9 +6,8 @@ that set, through ``SetView``, for the other members, the primary and elections.
 Without one (the default) mongosim is the primary of a one-member set. ``hosts``/``me``
 name exactly the address clients dial, or drivers drop the member (SDAM spec: "me"
 mismatch). A lone member's step-down makes it a secondary for the requested seconds,
-then it is re-elected with a new electionId; each
-change bumps topologyVersion and answers awaiting hellos at once (server monitoring
-spec: streaming protocol).
+then it is re-elected with a new electionId; each change bumps topologyVersion and
+answers awaiting hellos at once (server monitoring spec: streaming protocol).
 """
 
 from __future__ import annotations

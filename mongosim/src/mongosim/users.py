@@ -9,9 +9,9 @@ pages and ``src/mongo/db/commands/user_management_commands.cpp``.
 
 A member of a multi-member set (``replset.py``) keeps them as mongod does: documents of its
 own ``admin.system.users`` and ``admin.system.roles`` collections (a :class:`UserStore`,
-``user_store.EngineStore``),
-written by the primary as ordinary oplog entries, so they replicate, are journaled, and
-roll back through the one apply path the data uses; no ``auth.bson`` then.
+``user_store.EngineStore``), written by the primary as ordinary oplog entries, so they
+replicate, are journaled, and roll back through the one apply path the data uses; no
+``auth.bson`` then.
 """
 
 from __future__ import annotations
