@@ -23,11 +23,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.support.faults import RESULTS, check, size
+from tests.support.members import Start
 from tests.support.model import STATUSES, T0, Traffic, drive
 from tests.support.polling import eventually
 from tests.support.replica_set import (
     Set,
-    Start,
     private_set_only,
     replica_set,
     retries,

@@ -22,11 +22,11 @@ from mongosim.replset import ReplicaSet
 from pymongo.errors import AutoReconnect
 
 from tests.support.faults import check, size
+from tests.support.members import Start
 from tests.support.model import Traffic, continuous, drive
 from tests.support.polling import eventually
 from tests.support.replica_set import (
     Set,
-    Start,
     private_set_only,
     replica_set,
     samples,

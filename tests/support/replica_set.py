@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +25,7 @@ from streamer.runtime.supervisor import Service
 from streamer.settings import Settings
 
 from .faults import Outcome, score
-from .members import motor
+from .members import Start, motor, three_members
 from .model import Traffic, drive
 from .polling import eventually
 from .service import test_settings
@@ -36,11 +36,6 @@ private_set_only = pytest.mark.skipif(
     reason="kills members and cuts the network of a private mongosim; a real set's are not ours",
 )
 
-Start = Callable[..., AbstractAsyncContextManager[ThreadedMongoSim]]
-
-# No election but the ones a test triggers: a member cut off from the majority stays
-# primary (taking w:1 writes) until the network heals, however loaded the machine is.
-NO_TIMEOUT_MS = 600_000
 # The drivers' heartbeat (their minimum, 500 ms): they find the new primary quickly.
 HEARTBEAT = "&heartbeatFrequencyMS=500"
 
@@ -90,11 +85,10 @@ async def replica_set(
 ) -> AsyncIterator[Set]:
     """A set of the scenario's own (it kills and deposes members); ``settings`` override
     the service's."""
-    async with private_mongosim(
-        members=3,
-        replication_delay_ms=replication_delay_ms,
-        election_timeout_ms=NO_TIMEOUT_MS,
-        **options,
+    # No election but the ones a test triggers: a member cut off from the majority stays
+    # primary (taking w:1 writes) until the network heals, however loaded the machine is.
+    async with three_members(
+        private_mongosim, replication_delay_ms=replication_delay_ms, **options
     ) as sim:
         uri = sim.replset.uri + HEARTBEAT
         # socket_timeout_ms: a bound, never the path a scenario takes: a w:majority
